@@ -1,0 +1,208 @@
+//! Database connections for SQLite and PostgreSQL through sea-orm, with the
+//! service's migrations run before it serves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::DatabaseConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the SQLite directory `{path}`: {reason}")]
+    SqliteDirectory { path: String, reason: String },
+    #[error("cannot connect to the database ({kind}): {reason}")]
+    Connect { kind: &'static str, reason: String },
+    #[error("cannot prepare PostgreSQL schema `{schema}`: {reason}")]
+    Schema { schema: String, reason: String },
+    #[error("database migration failed: {reason}")]
+    Migrate { reason: String },
+}
+
+/// The two databases the services run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// Classifies a database URL; the error says what is wrong with it.
+    pub fn of_url(url: &str) -> Result<Self, String> {
+        if url == "sqlite::memory:" {
+            return Ok(Self::Sqlite);
+        }
+        let parsed = url::Url::parse(url).map_err(|err| format!("is not a URL: {err}"))?;
+        match parsed.scheme() {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => {
+                if parsed.host_str().unwrap_or_default().is_empty() {
+                    return Err("names no PostgreSQL host".to_owned());
+                }
+                Ok(Self::Postgres)
+            }
+            other => Err(format!(
+                "has scheme `{other}`; expected `sqlite` or `postgres`"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A PostgreSQL schema name we are willing to interpolate into DDL.
+pub fn check_schema_name(schema: &str) -> Result<(), String> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err("must be 1-63 characters of a-z, 0-9 and _, not starting with a digit".to_owned())
+    }
+}
+
+/// Connects, prepares the schema (PostgreSQL) or file (SQLite), and runs `M`'s
+/// pending migrations.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    config: &DatabaseConfig,
+) -> Result<DatabaseConnection, DbError> {
+    let db = connect(config).await?;
+    M::up(&db, None).await.map_err(|err| DbError::Migrate {
+        reason: err.to_string(),
+    })?;
+    Ok(db)
+}
+
+/// Connects to the configured database without migrating.
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbError> {
+    let kind = DatabaseKind::of_url(&config.url).map_err(|reason| DbError::Connect {
+        kind: "unknown",
+        reason,
+    })?;
+    if kind == DatabaseKind::Sqlite {
+        ensure_sqlite_directory(&config.url)?;
+    }
+    if let (DatabaseKind::Postgres, Some(schema)) = (kind, &config.schema) {
+        create_schema(config, schema).await?;
+    }
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if let (DatabaseKind::Postgres, Some(schema)) = (kind, &config.schema) {
+        options.set_schema_search_path(schema.clone());
+    }
+    let db = Database::connect(options)
+        .await
+        .map_err(|err| DbError::Connect {
+            kind: kind.name(),
+            reason: err.to_string(),
+        })?;
+    if kind == DatabaseKind::Sqlite {
+        // WAL lets readers run beside the single writer; NORMAL sync is
+        // still durable in WAL mode across process crashes.
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
+            db.execute_unprepared(pragma)
+                .await
+                .map_err(|err| DbError::Connect {
+                    kind: kind.name(),
+                    reason: err.to_string(),
+                })?;
+        }
+    }
+    Ok(db)
+}
+
+async fn create_schema(config: &DatabaseConfig, schema: &str) -> Result<(), DbError> {
+    check_schema_name(schema).map_err(|reason| DbError::Schema {
+        schema: schema.to_owned(),
+        reason,
+    })?;
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let admin = Database::connect(options)
+        .await
+        .map_err(|err| DbError::Connect {
+            kind: "postgres",
+            reason: err.to_string(),
+        })?;
+    let statement = Statement::from_string(
+        admin.get_database_backend(),
+        format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
+    );
+    let result = admin.execute(statement).await;
+    // Concurrent creators race on the catalog; the schema exists either way.
+    if let Err(err) = result {
+        let text = err.to_string();
+        if !text.contains("already exists") && !text.contains("duplicate key") {
+            return Err(DbError::Schema {
+                schema: schema.to_owned(),
+                reason: text,
+            });
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+fn ensure_sqlite_directory(url: &str) -> Result<(), DbError> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    let Some(parent) = Path::new(path).parent() else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(parent).map_err(|err| DbError::SqliteDirectory {
+        path: parent.display().to_string(),
+        reason: err.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_urls() {
+        assert_eq!(DatabaseKind::of_url("sqlite::memory:"), Ok(DatabaseKind::Sqlite));
+        assert_eq!(
+            DatabaseKind::of_url("sqlite://./.agentsec/identity.db?mode=rwc"),
+            Ok(DatabaseKind::Sqlite)
+        );
+        assert_eq!(
+            DatabaseKind::of_url("postgres://postgres@127.0.0.1:5432/test"),
+            Ok(DatabaseKind::Postgres)
+        );
+        assert!(DatabaseKind::of_url("mysql://root@localhost/test")
+            .unwrap_err()
+            .contains("mysql"));
+        assert!(DatabaseKind::of_url("not a url").is_err());
+    }
+
+    #[test]
+    fn schema_names_are_restricted() {
+        assert!(check_schema_name("t_0123_identity").is_ok());
+        assert!(check_schema_name("Robert\"; DROP").is_err());
+        assert!(check_schema_name("9lives").is_err());
+        assert!(check_schema_name("").is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! What every AgentSec service shares: layered configuration, telemetry,
+//! the server bootstrap (gRPC + HTTP + health + reflection on one port),
+//! database connections with migrations, the API error type, and signing keys.
+//!
+//! This crate is infrastructure only: it holds no service's rules.
+
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod redis;
+pub mod server;
+pub mod telemetry;

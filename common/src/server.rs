@@ -1,0 +1,182 @@
+//! The server bootstrap: one port serves a service's gRPC API, its HTTP
+//! endpoints, `grpc.health.v1.Health` and gRPC server reflection. Shutdown
+//! flips health to NOT_SERVING first, then drains in-flight requests within
+//! the configured grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::db::DbError;
+use crate::keys::store::KeyStoreError;
+use crate::redis::RedisError;
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} (`server.listen`): {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(String),
+    #[error("the server failed: {0}")]
+    Serve(String),
+}
+
+/// Binds the service's port; the error names the setting and the cause
+/// (most often: address already in use).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| StartError::Bind {
+            addr,
+            reason: err.to_string(),
+        })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// What one service puts on its port.
+pub struct ServiceEndpoints {
+    /// For logs, e.g. `identity-svc`.
+    pub name: &'static str,
+    /// Fully qualified gRPC service names, reported by health and reflection.
+    pub grpc_services: Vec<&'static str>,
+    /// Encoded file descriptor sets that describe `grpc_services`.
+    pub descriptor_sets: Vec<&'static [u8]>,
+    /// The gRPC services themselves.
+    pub grpc: Routes,
+    /// Plain HTTP endpoints (OAuth, JWKS, AuthZEN, ...) on the same port.
+    pub http: axum::Router,
+}
+
+/// Serves `endpoints` on `listener` until `shutdown` resolves, then drains
+/// for at most `grace`.
+pub async fn serve(
+    endpoints: ServiceEndpoints,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> Result<(), StartError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in &endpoints.grpc_services {
+        health_reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for set in &endpoints.descriptor_sets {
+        reflection = reflection.register_encoded_file_descriptor_set(set);
+    }
+    for name in &endpoints.grpc_services {
+        reflection = reflection.with_service_name(*name);
+    }
+    let reflection = reflection
+        .build_v1()
+        .map_err(|err| StartError::Reflection(err.to_string()))?;
+
+    let router = endpoints
+        .grpc
+        .add_service(health_service)
+        .add_service(reflection)
+        .into_axum_router()
+        .merge(endpoints.http)
+        .fallback(unknown_route);
+
+    let local_addr = listener.local_addr().ok();
+    tracing::info!(service = endpoints.name, addr = ?local_addr, "serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .accept_http1(true)
+        .trace_fn(crate::telemetry::server_request_span)
+        .add_routes(Routes::from(router))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            stop_rx.await.ok();
+        });
+    tokio::pin!(server);
+
+    tokio::select! {
+        result = &mut server => {
+            return result.map_err(|err| StartError::Serve(err.to_string()));
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!(service = endpoints.name, "shutting down: health is NOT_SERVING, draining");
+    health_reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    for name in &endpoints.grpc_services {
+        health_reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.map_err(|err| StartError::Serve(err.to_string())),
+        Err(_) => {
+            tracing::warn!(service = endpoints.name, ?grace, "grace period over, dropping open requests");
+            Ok(())
+        }
+    }
+}
+
+/// Unknown gRPC methods answer UNIMPLEMENTED as gRPC; anything else 404.
+async fn unknown_route(request: axum::extract::Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if is_grpc {
+        let path = request.uri().path().to_owned();
+        return tonic::Status::unimplemented(format!("unknown method `{path}`"))
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" })),
+    )
+        .into_response()
+}
