@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         let protoc = protoc_bin_vendored::protoc_bin_path()?;
-        // SAFETY-free: build scripts are single-threaded at this point.
         std::env::set_var("PROTOC", protoc);
     }
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

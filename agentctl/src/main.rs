@@ -1,1 +1,46 @@
-fn main() {}
+//! `agentctl`: the AgentSec operator CLI. `agentctl dev` runs all four
+//! services in one process on the default ports, on SQLite under a local
+//! data directory, for a laptop.
+
+mod dev;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "agentctl", version, about = "AgentSec operator CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run identity, policy, exchange and audit in one process (ports 7401-7404).
+    Dev(dev::DevArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("agentctl: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agentctl: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

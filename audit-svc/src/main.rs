@@ -1,1 +1,8 @@
-fn main() {}
+//! The audit-svc binary.
+
+fn main() -> std::process::ExitCode {
+    agentsec_common::bootstrap::run::<agentsec_audit::Config, _, _>(
+        "audit-svc",
+        agentsec_audit::serve,
+    )
+}

@@ -151,6 +151,8 @@ pub struct DatabaseConfig {
     pub schema: Option<String>,
     /// Upper bound of the connection pool.
     pub max_connections: u32,
+    /// How long to wait for a connection before start-up or a request fails.
+    pub connect_timeout_secs: u64,
 }
 
 impl DatabaseConfig {
@@ -159,6 +161,7 @@ impl DatabaseConfig {
             url: format!("sqlite://{}?mode=rwc", path.display()),
             schema: None,
             max_connections: 8,
+            connect_timeout_secs: 10,
         }
     }
 
@@ -173,6 +176,12 @@ impl DatabaseConfig {
             return Err(ConfigError::invalid(
                 "database.max_connections",
                 "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=300).contains(&self.connect_timeout_secs) {
+            return Err(ConfigError::invalid(
+                "database.connect_timeout_secs",
+                "must be between 1 and 300",
             ));
         }
         Ok(())
@@ -262,8 +271,8 @@ impl SigningConfig {
 
 /// An absolute `http(s)` URL, checked for a setting named `key`.
 pub fn check_http_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
-    let parsed =
-        url::Url::parse(value).map_err(|err| ConfigError::invalid(key, format!("is not a URL: {err}")))?;
+    let parsed = url::Url::parse(value)
+        .map_err(|err| ConfigError::invalid(key, format!("is not a URL: {err}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ConfigError::invalid(key, "must be an http or https URL"));
     }
@@ -345,7 +354,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.listen.port(), 9100);
         assert_eq!(config.database.url, "postgres://postgres@127.0.0.1/test");
-        assert_eq!(config.database.max_connections, 8, "untouched keys keep defaults");
+        assert_eq!(
+            config.database.max_connections, 8,
+            "untouched keys keep defaults"
+        );
         assert_eq!(config.redis.url.as_deref(), Some("redis://127.0.0.1:6379"));
     }
 
@@ -359,7 +371,8 @@ mod tests {
 
     #[test]
     fn unknown_env_key_is_named() {
-        let err = load_from::<TestConfig>(None, env(&[("AGENTSEC_DATABSE__URL", "x")])).unwrap_err();
+        let err =
+            load_from::<TestConfig>(None, env(&[("AGENTSEC_DATABSE__URL", "x")])).unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
     }
 
@@ -371,8 +384,8 @@ mod tests {
         let err = load_from::<TestConfig>(None, env(&[("AGENTSEC_SERVER__LISTEN", "localhost")]))
             .unwrap_err();
         assert!(err.to_string().contains("server.listen"), "{err}");
-        let err = load_from::<TestConfig>(None, env(&[("AGENTSEC_REDIS__URL", "http://h")]))
-            .unwrap_err();
+        let err =
+            load_from::<TestConfig>(None, env(&[("AGENTSEC_REDIS__URL", "http://h")])).unwrap_err();
         assert!(err.to_string().contains("`redis.url`"), "{err}");
     }
 
@@ -380,6 +393,9 @@ mod tests {
     fn missing_file_is_named() {
         let err = load_from::<TestConfig>(Some(Path::new("/nonexistent/agentsec.toml")), env(&[]))
             .unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/agentsec.toml"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/agentsec.toml"),
+            "{err}"
+        );
     }
 }

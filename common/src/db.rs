@@ -99,7 +99,8 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     let mut options = ConnectOptions::new(config.url.clone());
     options
         .max_connections(config.max_connections)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(config.connect_timeout_secs))
         .sqlx_logging(false);
     if let (DatabaseKind::Postgres, Some(schema)) = (kind, &config.schema) {
         options.set_schema_search_path(schema.clone());
@@ -133,7 +134,8 @@ async fn create_schema(config: &DatabaseConfig, schema: &str) -> Result<(), DbEr
     let mut options = ConnectOptions::new(config.url.clone());
     options
         .max_connections(1)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(config.connect_timeout_secs))
         .sqlx_logging(false);
     let admin = Database::connect(options)
         .await
@@ -183,7 +185,10 @@ mod tests {
 
     #[test]
     fn classifies_urls() {
-        assert_eq!(DatabaseKind::of_url("sqlite::memory:"), Ok(DatabaseKind::Sqlite));
+        assert_eq!(
+            DatabaseKind::of_url("sqlite::memory:"),
+            Ok(DatabaseKind::Sqlite)
+        );
         assert_eq!(
             DatabaseKind::of_url("sqlite://./.agentsec/identity.db?mode=rwc"),
             Ok(DatabaseKind::Sqlite)

@@ -85,6 +85,12 @@ impl From<ApiError> for Status {
     }
 }
 
+/// The answer of an RPC that the contract defines and a later release of the
+/// service implements: UNIMPLEMENTED, naming who delivers it.
+pub fn not_yet_served<T>(rpc: &'static str, owner: &'static str) -> Result<T, Status> {
+    Err(ApiError::NotYetServed { rpc, owner }.into())
+}
+
 /// RFC 6749 §5.2 error codes (plus RFC 8693 §2.2.2's `invalid_target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,7 +166,10 @@ mod tests {
     #[test]
     fn maps_each_variant_to_its_code() {
         let cases = [
-            (ApiError::invalid("agent_id", "must not be empty"), Code::InvalidArgument),
+            (
+                ApiError::invalid("agent_id", "must not be empty"),
+                Code::InvalidArgument,
+            ),
             (ApiError::not_found("agent", "agt_1"), Code::NotFound),
             (
                 ApiError::AlreadyExists {
@@ -219,7 +228,10 @@ mod tests {
     #[test]
     fn invalid_argument_names_the_field() {
         let status = Status::from(ApiError::invalid("page_size", "must be at most 1000"));
-        assert_eq!(status.message(), "invalid `page_size`: must be at most 1000");
+        assert_eq!(
+            status.message(),
+            "invalid `page_size`: must be at most 1000"
+        );
     }
 
     #[test]

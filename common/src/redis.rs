@@ -55,10 +55,7 @@ pub async fn connect(config: &RedisConfig) -> Result<Option<RedisHandle>, RedisE
         endpoint: endpoint.clone(),
         reason: err.to_string(),
     };
-    let mut connection = client
-        .get_connection_manager()
-        .await
-        .map_err(unreachable)?;
+    let mut connection = client.get_connection_manager().await.map_err(unreachable)?;
     redis::cmd("PING")
         .query_async::<String>(&mut connection)
         .await

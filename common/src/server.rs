@@ -142,7 +142,10 @@ pub async fn serve(
         () = shutdown => {}
     }
 
-    tracing::info!(service = endpoints.name, "shutting down: health is NOT_SERVING, draining");
+    tracing::info!(
+        service = endpoints.name,
+        "shutting down: health is NOT_SERVING, draining"
+    );
     health_reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -155,7 +158,11 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result.map_err(|err| StartError::Serve(err.to_string())),
         Err(_) => {
-            tracing::warn!(service = endpoints.name, ?grace, "grace period over, dropping open requests");
+            tracing::warn!(
+                service = endpoints.name,
+                ?grace,
+                "grace period over, dropping open requests"
+            );
             Ok(())
         }
     }
@@ -176,7 +183,9 @@ async fn unknown_route(request: axum::extract::Request) -> Response {
     }
     (
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" })),
+        axum::Json(
+            serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" }),
+        ),
     )
         .into_response()
 }

@@ -52,7 +52,10 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber for `service_name`. Call once per process.
-pub fn init(config: &TelemetryConfig, service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    config: &TelemetryConfig,
+    service_name: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => config.log_filter.clone(),
@@ -90,7 +93,8 @@ pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryE
         .with_tonic()
         .build()
         .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
-    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_owned());
+    let service_name =
+        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_owned());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name)
         .build();
@@ -143,7 +147,10 @@ pub fn current_trace_id() -> Option<String> {
 pub struct TraceContextInterceptor;
 
 impl tonic::service::Interceptor for TraceContextInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let context = tracing::Span::current().context();
         let mut headers = http::HeaderMap::new();
         inject_context(&context, &mut headers);
@@ -195,7 +202,13 @@ mod tests {
     fn trace_context_round_trips_through_headers() {
         let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
-        let remote = SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::default());
+        let remote = SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
         let context = Context::new().with_remote_span_context(remote);
         let mut headers = http::HeaderMap::new();
         inject_context(&context, &mut headers);

@@ -1,1 +1,8 @@
-fn main() {}
+//! The identity-svc binary.
+
+fn main() -> std::process::ExitCode {
+    agentsec_common::bootstrap::run::<agentsec_identity::Config, _, _>(
+        "identity-svc",
+        agentsec_identity::serve,
+    )
+}

@@ -1,1 +1,13 @@
-//! placeholder
+//! The test harness: [`TestCluster`] starts all four services in this
+//! process on listeners bound to port 0, against SQLite by default, or
+//! against PostgreSQL and Redis when `AGENTSEC_TEST_DATABASE_URL` and
+//! `AGENTSEC_TEST_REDIS_URL` are set. Each cluster gets its own databases
+//! (SQLite files or PostgreSQL schemas) and Redis key prefix, so tests run in
+//! parallel.
+
+pub mod backend;
+pub mod cluster;
+pub mod http;
+
+pub use backend::TestBackend;
+pub use cluster::{Service, TestCluster};

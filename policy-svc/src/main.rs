@@ -1,1 +1,8 @@
-fn main() {}
+//! The policy-svc binary.
+
+fn main() -> std::process::ExitCode {
+    agentsec_common::bootstrap::run::<agentsec_policy::Config, _, _>(
+        "policy-svc",
+        agentsec_policy::serve,
+    )
+}

@@ -2,7 +2,13 @@
 //! One module per package; `FILE_DESCRIPTOR_SET` feeds gRPC reflection.
 
 // Generated code is not held to the workspace's hand-written-code lints.
-#![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 /// Every message and service of every package, encoded, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("agentsec_descriptor");

@@ -306,8 +306,9 @@ impl SigningKey {
 
     /// Signs raw bytes (a detached signature, e.g. for audit checkpoints).
     pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let signature = jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm.jwt_algorithm())
-            .map_err(|err| KeyError::Sign(err.to_string()))?;
+        let signature =
+            jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm.jwt_algorithm())
+                .map_err(|err| KeyError::Sign(err.to_string()))?;
         URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|err| KeyError::Sign(err.to_string()))
@@ -345,6 +346,48 @@ impl Jwks {
             .map(|data| data.claims)
             .map_err(|err| VerifyError::Invalid(err.to_string()))
     }
+}
+
+impl From<&PublicJwk> for agentsec_proto::common::v1::Jwk {
+    fn from(jwk: &PublicJwk) -> Self {
+        Self {
+            kty: jwk.kty.clone(),
+            kid: jwk.kid.clone(),
+            r#use: jwk.key_use.clone(),
+            alg: jwk.alg.clone(),
+            crv: jwk.crv.clone(),
+            x: jwk.x.clone(),
+            y: jwk.y.clone().unwrap_or_default(),
+            n: String::new(),
+            e: String::new(),
+        }
+    }
+}
+
+impl From<&Jwks> for agentsec_proto::common::v1::Jwks {
+    fn from(jwks: &Jwks) -> Self {
+        Self {
+            keys: jwks.keys.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// `GET /.well-known/jwks.json` for a service that signs tokens.
+pub fn jwks_router(jwks: std::sync::Arc<Jwks>) -> axum::Router {
+    axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move {
+                (
+                    // Verifiers may cache the set briefly; rotation keeps old
+                    // keys published long enough for this to be safe.
+                    [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+                    axum::Json(jwks.as_ref().clone()),
+                )
+            }
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -408,7 +451,10 @@ mod tests {
             alg: "EdDSA".into(),
             key_use: "sig".into(),
         };
-        assert_eq!(jwk.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            jwk.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

@@ -89,7 +89,11 @@ impl MigrationTrait for CreateSigningKeys {
                             .not_null()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(SigningKeys::Algorithm).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(SigningKeys::Algorithm)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(SigningKeys::PrivatePkcs8).binary().null())
                     .col(ColumnDef::new(SigningKeys::PublicJwk).text().not_null())
                     .col(
@@ -191,10 +195,11 @@ async fn ensure_published(
     {
         return Ok(());
     }
-    let public_jwk = serde_json::to_string(key.public_jwk()).map_err(|err| KeyStoreError::Corrupt {
-        kid: key.kid().to_owned(),
-        reason: err.to_string(),
-    })?;
+    let public_jwk =
+        serde_json::to_string(key.public_jwk()).map_err(|err| KeyStoreError::Corrupt {
+            kid: key.kid().to_owned(),
+            reason: err.to_string(),
+        })?;
     let row = entity::ActiveModel {
         kid: ActiveValue::Set(key.kid().to_owned()),
         algorithm: ActiveValue::Set(key.algorithm().as_str().to_owned()),

@@ -1,1 +1,7 @@
+//! End-to-end tests: one binary, one module per area (each extra test
+//! binary would be another slow link).
 
+mod config_errors;
+mod health_and_reflection;
+mod signing_keys;
+mod unserved_rpcs;

@@ -1,0 +1,3 @@
+//! audit-svc's API layer: gRPC handlers.
+
+pub mod grpc;

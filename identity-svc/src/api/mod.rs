@@ -1,0 +1,4 @@
+//! identity-svc's API layer: gRPC handlers (HTTP routes come from `common`
+//! until the OAuth endpoints land).
+
+pub mod grpc;

@@ -1,0 +1,65 @@
+//! Start-up failures name their cause instead of panicking.
+
+use std::net::SocketAddr;
+
+use agentsec_common::config::{load_from, DatabaseConfig};
+use agentsec_common::server::bind;
+use agentsec_integration_tests::TestBackend;
+
+#[tokio::test]
+async fn a_port_in_use_is_named() -> anyhow::Result<()> {
+    let taken = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = taken.local_addr()?;
+    let err = bind(addr).await.expect_err("the port is taken");
+    let message = err.to_string();
+    assert!(message.contains(&addr.to_string()), "{message}");
+    assert!(message.contains("server.listen"), "{message}");
+    assert!(message.to_lowercase().contains("in use"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn service_configs_reject_unknown_keys_and_bad_urls() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    };
+    let err =
+        load_from::<agentsec_identity::Config>(None, env(&[("AGENTSEC_ISSUER", "not a url")]))
+            .expect_err("bad issuer");
+    assert!(err.to_string().contains("`issuer`"), "{err}");
+    let err = load_from::<agentsec_policy::Config>(None, env(&[("AGENTSEC_CACHE__TTL", "5")]))
+        .expect_err("unknown section");
+    assert!(err.to_string().contains("cache"), "{err}");
+    let err = load_from::<agentsec_audit::Config>(
+        None,
+        env(&[("AGENTSEC_DATABASE__URL", "postgres:///no-host")]),
+    )
+    .expect_err("no host");
+    assert!(err.to_string().contains("`database.url`"), "{err}");
+    for defaults in [
+        load_from::<agentsec_exchange::Config>(None, env(&[])).map(|_| ()),
+        load_from::<agentsec_identity::Config>(None, env(&[])).map(|_| ()),
+    ] {
+        defaults.expect("defaults load");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_start_with_its_kind() -> anyhow::Result<()> {
+    let backend = TestBackend::from_env().await?;
+    let mut database: DatabaseConfig = backend.database("policy-svc");
+    // Port 1 on loopback: nothing listens there, so the connect is refused.
+    database.url = "postgres://postgres@127.0.0.1:1/test".to_owned();
+    database.schema = None;
+    database.connect_timeout_secs = 1;
+    let config = agentsec_policy::Config::for_test(database, backend.redis());
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let err = agentsec_policy::serve(config, listener, std::future::pending())
+        .await
+        .expect_err("no database there");
+    assert!(err.to_string().contains("postgres"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! policy-svc configuration (see `deploy/config/policy-svc.toml` for
+//! every key with its default).
+
+use std::path::Path;
+
+use agentsec_common::config::{
+    ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig, TelemetryConfig,
+};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_PORT: u16 = 7402;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::in_data_dir(Path::new(".agentsec"))
+    }
+}
+
+impl Config {
+    /// The defaults, with the SQLite database under `data_dir`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self {
+            server: ServerConfig::on_port(DEFAULT_PORT),
+            database: DatabaseConfig::sqlite_file(&data_dir.join("policy.db")),
+            redis: RedisConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+
+    /// A config for tests: the given database and Redis, port chosen by the
+    /// caller's listener.
+    pub fn for_test(database: DatabaseConfig, redis: RedisConfig) -> Self {
+        Self {
+            database,
+            redis,
+            ..Self::default()
+        }
+    }
+}
+
+impl ServiceConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.database.validate()?;
+        self.redis.validate()
+    }
+}
