@@ -73,7 +73,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     for (name, addr) in endpoints {
-        println!("  {name:<13} grpc+http://{addr}");
+        println!("  {name:<13} http://{addr}  (gRPC and HTTP)");
     }
     println!("Ctrl-C stops them.");
 

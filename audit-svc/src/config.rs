@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use agentsec_common::config::{
-    ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig, SigningConfig,
-    TelemetryConfig,
+    ConfigError, DatabaseConfig, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +15,6 @@ pub const DEFAULT_PORT: u16 = 7404;
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
-    pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     /// The key that signs chain checkpoints.
     pub signing: SigningConfig,
@@ -34,18 +32,16 @@ impl Config {
         Self {
             server: ServerConfig::on_port(DEFAULT_PORT),
             database: DatabaseConfig::sqlite_file(&data_dir.join("audit.db")),
-            redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
             signing: SigningConfig::default(),
         }
     }
 
-    /// A config for tests: the given database and Redis, port chosen by the
-    /// caller's listener.
-    pub fn for_test(database: DatabaseConfig, redis: RedisConfig) -> Self {
+    /// A config for tests: the given database, port chosen by the caller's
+    /// listener.
+    pub fn for_test(database: DatabaseConfig) -> Self {
         Self {
             database,
-            redis,
             ..Self::default()
         }
     }
@@ -63,7 +59,6 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.database.validate()?;
-        self.redis.validate()?;
         self.signing.validate()
     }
 }

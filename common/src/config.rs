@@ -60,11 +60,11 @@ pub fn load_from<C: ServiceConfig>(
 ) -> Result<C, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(C::default()));
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::UnreadableFile {
+        std::fs::metadata(path).map_err(|err| ConfigError::UnreadableFile {
             path: path.to_path_buf(),
             reason: err.to_string(),
         })?;
-        figment = figment.merge(Toml::string(&text));
+        figment = figment.merge(Toml::file_exact(path));
     }
     let config_vars: Vec<(String, String)> = env
         .into_iter()
@@ -97,11 +97,17 @@ fn describe_figment_error(err: &figment::Error) -> String {
         .into_iter()
         .map(|one| {
             let key = one.path.join(".");
-            let source = one
-                .metadata
-                .as_ref()
-                .map(|meta| format!(" (from {})", meta.name))
-                .unwrap_or_default();
+            let source = match one.metadata.as_ref().and_then(|meta| meta.source.as_ref()) {
+                Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+                _ if one
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|meta| meta.name.contains("Value")) =>
+                {
+                    " (from an AGENTSEC_* environment variable)".to_owned()
+                }
+                _ => String::new(),
+            };
             if key.is_empty() {
                 format!("{}{source}", one.kind)
             } else {

@@ -112,7 +112,7 @@ impl TestCluster {
                 shutdown,
             )),
             Service::Audit => tokio::spawn(agentsec_audit::serve(
-                agentsec_audit::Config::for_test(database, redis),
+                agentsec_audit::Config::for_test(database),
                 listener,
                 shutdown,
             )),

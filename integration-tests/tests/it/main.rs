@@ -2,6 +2,7 @@
 //! binary would be another slow link).
 
 mod config_errors;
+mod example_configs;
 mod health_and_reflection;
 mod signing_keys;
 mod unserved_rpcs;
