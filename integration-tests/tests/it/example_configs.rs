@@ -11,17 +11,27 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn assert_example_is_the_default<C: ServiceConfig>(file: &str) {
-    let loaded: C =
-        load_from(Some(&example(file)), Vec::new()).unwrap_or_else(|err| panic!("{file}: {err}"));
-    let as_json = |config: &C| serde_json::to_value(config).unwrap_or_default();
-    assert_eq!(as_json(&loaded), as_json(&C::default()), "{file}");
+/// The example loaded, and the defaults, both as JSON.
+fn example_and_default<C: ServiceConfig>(
+    file: &str,
+) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    let loaded: C = load_from(Some(&example(file)), Vec::new())?;
+    Ok((
+        serde_json::to_value(&loaded)?,
+        serde_json::to_value(C::default())?,
+    ))
 }
 
 #[test]
-fn example_configs_load_and_match_the_defaults() {
-    assert_example_is_the_default::<agentsec_identity::Config>("identity-svc.toml");
-    assert_example_is_the_default::<agentsec_policy::Config>("policy-svc.toml");
-    assert_example_is_the_default::<agentsec_exchange::Config>("exchange-svc.toml");
-    assert_example_is_the_default::<agentsec_audit::Config>("audit-svc.toml");
+fn example_configs_load_and_match_the_defaults() -> anyhow::Result<()> {
+    let pairs = [
+        example_and_default::<agentsec_identity::Config>("identity-svc.toml")?,
+        example_and_default::<agentsec_policy::Config>("policy-svc.toml")?,
+        example_and_default::<agentsec_exchange::Config>("exchange-svc.toml")?,
+        example_and_default::<agentsec_audit::Config>("audit-svc.toml")?,
+    ];
+    for (loaded, default) in pairs {
+        assert_eq!(loaded, default);
+    }
+    Ok(())
 }
