@@ -4,6 +4,7 @@
 //!
 //! This crate is infrastructure only: it holds no service's rules.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod config;
 pub mod db;

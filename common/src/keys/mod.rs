@@ -431,9 +431,10 @@ mod tests {
             let jwks = Jwks {
                 keys: vec![key.public_jwk().clone()],
             };
-            let token = key.sign("at+jwt", &claims(600)).unwrap();
+            let signed = claims(600);
+            let token = key.sign("at+jwt", &signed).unwrap();
             let verified: Claims = jwks.verify(&token, &validation()).unwrap();
-            assert_eq!(verified, claims(600), "{algorithm}");
+            assert_eq!(verified, signed, "{algorithm}");
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.kid.as_deref(), Some(key.kid()));
         }
