@@ -6,6 +6,7 @@ use std::path::Path;
 use agentsec_common::config::{
     ConfigError, DatabaseConfig, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
 };
+use agentsec_common::keys::SigningAlgorithm;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7404;
@@ -16,8 +17,67 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub telemetry: TelemetryConfig,
-    /// The key that signs chain checkpoints.
+    /// The key that signs chain checkpoints (Ed25519).
     pub signing: SigningConfig,
+    pub chain: ChainConfig,
+}
+
+/// Group commit and checkpoint cadence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Sign a checkpoint once this many events follow the last one.
+    pub checkpoint_every_events: u64,
+    /// Sign a checkpoint at least this often (seconds) while events arrive.
+    pub checkpoint_every_secs: u64,
+    /// Most events committed in one transaction.
+    pub max_group_events: usize,
+    /// Append requests waiting for the writer; beyond this, callers wait.
+    pub queue_jobs: usize,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_events: 1_000,
+            checkpoint_every_secs: 10,
+            max_group_events: 10_000,
+            queue_jobs: 1_024,
+        }
+    }
+}
+
+impl ChainConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let checks = [
+            (
+                "chain.checkpoint_every_events",
+                (1..=1_000_000).contains(&self.checkpoint_every_events),
+                "between 1 and 1000000",
+            ),
+            (
+                "chain.checkpoint_every_secs",
+                (1..=86_400).contains(&self.checkpoint_every_secs),
+                "between 1 and 86400",
+            ),
+            (
+                "chain.max_group_events",
+                (1..=100_000).contains(&self.max_group_events),
+                "between 1 and 100000",
+            ),
+            (
+                "chain.queue_jobs",
+                (1..=100_000).contains(&self.queue_jobs),
+                "between 1 and 100000",
+            ),
+        ];
+        for (key, ok, range) in checks {
+            if !ok {
+                return Err(ConfigError::invalid(key, format!("must be {range}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -34,14 +94,21 @@ impl Config {
             database: DatabaseConfig::sqlite_file(&data_dir.join("audit.db")),
             telemetry: TelemetryConfig::default(),
             signing: SigningConfig::default(),
+            chain: ChainConfig::default(),
         }
     }
 
     /// A config for tests: the given database, port chosen by the caller's
     /// listener.
+    /// Checkpoints come every 100 events or second, so tests see several.
     pub fn for_test(database: DatabaseConfig) -> Self {
         Self {
             database,
+            chain: ChainConfig {
+                checkpoint_every_events: 100,
+                checkpoint_every_secs: 1,
+                ..ChainConfig::default()
+            },
             ..Self::default()
         }
     }
@@ -59,6 +126,13 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.database.validate()?;
-        self.signing.validate()
+        self.signing.validate()?;
+        if self.signing.algorithm != SigningAlgorithm::EdDsa {
+            return Err(ConfigError::invalid(
+                "signing.algorithm",
+                "must be EdDSA: checkpoints are Ed25519 signatures",
+            ));
+        }
+        self.chain.validate()
     }
 }

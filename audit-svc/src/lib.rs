@@ -1,15 +1,19 @@
 //! audit-svc: the append-only, hash-chained audit trail of every action,
-//! with signed checkpoints.
+//! with signed checkpoints, verification, query, tail and export.
 //!
-//! This release starts from config, runs its migrations and serves health and
-//! reflection, and publishes its checkpoint verification key; ingest, query,
-//! tail, verification and export answer UNIMPLEMENTED until the audit-svc issue.
+//! Layers: `api` (gRPC handlers and conversions), `chain` (preparing events
+//! and the group-commit writer), `domain` (canonical encoding, hashing,
+//! checkpoints, verification), `store` (sea-orm tables and queries).
 
 mod api;
+mod chain;
 mod config;
+mod domain;
+mod error;
 mod store;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::server::{ServiceEndpoints, StartError};
@@ -17,12 +21,16 @@ use agentsec_proto::audit::v1::audit_service_server::AuditServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::Config;
+pub use config::{ChainConfig, Config};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str = <AuditServiceServer<api::grpc::AuditApi> as NamedService>::NAME;
 
-/// Runs audit-svc on `listener` until `shutdown` resolves.
+/// Largest append request: 1,000 events of at most 32 KiB each, plus framing.
+const MAX_REQUEST_BYTES: usize = 40 * 1024 * 1024;
+
+/// Runs audit-svc on `listener` until `shutdown` resolves; then stops taking
+/// requests and lets the chain writer commit what it has queued.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -31,14 +39,40 @@ pub async fn serve(
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), "checkpoint signing key loaded");
-    let api = api::grpc::AuditApi::new(keys.active.kid().to_owned(), keys.published);
+    let verification_keys = agentsec_common::keys::store::all_keys(&db).await?;
+    let active_key_id = keys.active.kid().to_owned();
+    let (writer, writer_task) =
+        chain::writer::ChainWriter::start(db.clone(), Arc::new(keys.active), config.chain.clone())
+            .await
+            .map_err(|err| {
+                StartError::Database(agentsec_common::db::DbError::Migrate {
+                    reason: err.to_string(),
+                })
+            })?;
+
+    // Long-lived streams (tail, export) end when shutdown starts, so that
+    // draining does not wait for readers who never hang up.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let api = api::grpc::AuditApi::new(db, writer, active_key_id, verification_keys, stopping);
+    let service = AuditServiceServer::new(api)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
     let endpoints = ServiceEndpoints {
         name: "audit-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
-        grpc: tonic::service::Routes::new(AuditServiceServer::new(api)),
+        grpc: tonic::service::Routes::new(service),
         http: axum::Router::new(),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    agentsec_common::server::serve(endpoints, listener, shutdown, grace).await
+    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    // The server dropped every handle to the writer; it drains its queue.
+    if tokio::time::timeout(grace, writer_task).await.is_err() {
+        tracing::warn!("chain writer did not drain within the grace period");
+    }
+    served
 }

@@ -60,6 +60,7 @@ struct RunningService {
 pub struct TestCluster {
     pub backend: TestBackend,
     services: Vec<RunningService>,
+    stopped: Vec<(Service, SocketAddr)>,
     stop: watch::Sender<bool>,
 }
 
@@ -76,6 +77,7 @@ impl TestCluster {
         let mut cluster = Self {
             backend,
             services: Vec::new(),
+            stopped: Vec::new(),
             stop,
         };
         for service in Service::ALL {
@@ -87,6 +89,14 @@ impl TestCluster {
 
     async fn spawn(&mut self, service: Service) -> anyhow::Result<()> {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        self.spawn_on(service, listener)
+    }
+
+    fn spawn_on(
+        &mut self,
+        service: Service,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let mut stop = self.stop.subscribe();
         let shutdown = async move {
@@ -123,6 +133,41 @@ impl TestCluster {
             task,
         });
         Ok(())
+    }
+
+    /// Ends a service abruptly, as a crash would: its task is aborted and
+    /// open connections drop; nothing is drained.
+    pub async fn kill(&mut self, service: Service) -> anyhow::Result<()> {
+        let index = self
+            .services
+            .iter()
+            .position(|running| running.service == service)
+            .context("service is not running")?;
+        let running = self.services.remove(index);
+        running.task.abort();
+        let _ = running.task.await;
+        self.stopped.push((service, running.addr));
+        Ok(())
+    }
+
+    /// Starts a killed service again on its old address and data.
+    pub async fn restart(&mut self, service: Service) -> anyhow::Result<()> {
+        let index = self
+            .stopped
+            .iter()
+            .position(|(stopped, _)| *stopped == service)
+            .context("service was not killed")?;
+        let (_, addr) = self.stopped.remove(index);
+        // The same address again: clients are configured with it.
+        let listener = bind(addr).await?;
+        self.spawn_on(service, listener)?;
+        self.wait_until_ready().await
+    }
+
+    /// A direct connection to a service's database, for tests that play
+    /// the part of someone with database access.
+    pub async fn database(&self, service: Service) -> anyhow::Result<sea_orm::DatabaseConnection> {
+        Ok(agentsec_common::db::connect(&self.backend.database(service.name())).await?)
     }
 
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {

@@ -1,3 +1,4 @@
-//! audit-svc's API layer: gRPC handlers.
+//! audit-svc's API layer: gRPC handlers and the conversions at the boundary.
 
+mod convert;
 pub mod grpc;

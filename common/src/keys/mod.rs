@@ -135,6 +135,20 @@ impl PublicJwk {
         SigningAlgorithm::parse(&self.alg)
     }
 
+    /// Checks a detached signature made by [`SigningKey::sign_bytes`].
+    pub fn verify_bytes(&self, message: &[u8], signature: &[u8]) -> bool {
+        let (Some(algorithm), Ok(key)) = (self.algorithm(), self.decoding_key()) else {
+            return false;
+        };
+        jsonwebtoken::crypto::verify(
+            &URL_SAFE_NO_PAD.encode(signature),
+            message,
+            &key,
+            algorithm.jwt_algorithm(),
+        )
+        .unwrap_or(false)
+    }
+
     fn decoding_key(&self) -> Result<DecodingKey, KeyError> {
         let invalid = |reason: String| KeyError::InvalidPublicKey {
             kid: self.kid.clone(),
@@ -438,6 +452,26 @@ mod tests {
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.kid.as_deref(), Some(key.kid()));
         }
+    }
+
+    #[test]
+    fn detached_signatures_verify_only_for_their_message_and_key() {
+        for algorithm in [SigningAlgorithm::EdDsa, SigningAlgorithm::Es256] {
+            let key = SigningKey::generate(algorithm).unwrap();
+            let other = SigningKey::generate(algorithm).unwrap();
+            let signature = key.sign_bytes(b"checkpoint 42").unwrap();
+            assert!(key.public_jwk().verify_bytes(b"checkpoint 42", &signature));
+            assert!(!key.public_jwk().verify_bytes(b"checkpoint 43", &signature));
+            assert!(!other
+                .public_jwk()
+                .verify_bytes(b"checkpoint 42", &signature));
+        }
+        let ed = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+        assert_eq!(
+            ed.sign_bytes(b"x").unwrap().len(),
+            64,
+            "raw Ed25519 signature"
+        );
     }
 
     #[test]

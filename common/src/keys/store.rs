@@ -213,6 +213,16 @@ async fn ensure_published(
     Ok(())
 }
 
+/// Every key ever stored, retired or not: what verifies old signatures
+/// (audit checkpoints stay verifiable for as long as they are kept).
+pub async fn all_keys(db: &DatabaseConnection) -> Result<Jwks, KeyStoreError> {
+    let rows = entity::Entity::find()
+        .order_by_desc(entity::Column::CreatedAt)
+        .all(db)
+        .await?;
+    rows_to_jwks(rows)
+}
+
 /// Every key that is active or retired but still covering live tokens.
 pub async fn published_keys(db: &DatabaseConnection) -> Result<Jwks, KeyStoreError> {
     let now: DateTime<Utc> = Utc::now();
@@ -225,6 +235,10 @@ pub async fn published_keys(db: &DatabaseConnection) -> Result<Jwks, KeyStoreErr
         .order_by_desc(entity::Column::CreatedAt)
         .all(db)
         .await?;
+    rows_to_jwks(rows)
+}
+
+fn rows_to_jwks(rows: Vec<entity::Model>) -> Result<Jwks, KeyStoreError> {
     let keys = rows
         .into_iter()
         .map(|row| {

@@ -1,6 +1,8 @@
 //! End-to-end tests: one binary, one module per area (each extra test
 //! binary would be another slow link).
 
+mod audit;
+mod audit_client;
 mod config_errors;
 mod example_configs;
 mod health_and_reflection;

@@ -2,8 +2,8 @@
 //! naming who delivers them, and change nothing.
 
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
-use agentsec_proto::audit::v1::AppendEventsRequest;
+use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
+use agentsec_proto::exchange::v1::CreateGrantRequest;
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::CheckRequest;
 
@@ -22,14 +22,14 @@ async fn unserved_rpcs_are_unimplemented_and_name_their_owner() -> anyhow::Resul
         status.message()
     );
 
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
-    let status = audit
-        .append_events(AppendEventsRequest::default())
+    let mut exchange = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
+    let status = exchange
+        .create_grant(CreateGrantRequest::default())
         .await
-        .expect_err("append is not served yet");
+        .expect_err("grants are not served yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert!(
-        status.message().contains("AppendEvents"),
+        status.message().contains("CreateGrant"),
         "{}",
         status.message()
     );

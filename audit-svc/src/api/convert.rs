@@ -1,0 +1,176 @@
+//! Conversions between the contract and audit-svc's domain types; request
+//! validation happens here, once, at the boundary.
+
+use agentsec_proto::audit::v1 as pb;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+
+use crate::chain::prepare::{outcome_name, to_contract_event};
+use crate::domain::canonical::CanonicalEvent;
+use crate::domain::checkpoint::Checkpoint;
+use crate::domain::filter::{EventFilter, Order, PageCursor};
+use crate::domain::to_hex;
+use crate::domain::verify::ChainRecord;
+use crate::error::AuditError;
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 1_000;
+const MAX_FILTER_KINDS: usize = 32;
+
+pub fn filter(filter: Option<pb::EventFilter>) -> Result<EventFilter, AuditError> {
+    let filter = filter.unwrap_or_default();
+    if filter.kinds.len() > MAX_FILTER_KINDS {
+        return Err(AuditError::invalid(
+            "filter.kinds",
+            format!("has more than {MAX_FILTER_KINDS} entries"),
+        ));
+    }
+    let outcome = match filter.outcome {
+        0 => None,
+        value => match outcome_name(value) {
+            "" => {
+                return Err(AuditError::invalid(
+                    "filter.outcome",
+                    format!("has unknown value {value}"),
+                ))
+            }
+            name => Some(name.to_owned()),
+        },
+    };
+    let non_empty = |value: String| (!value.is_empty()).then_some(value);
+    Ok(EventFilter {
+        tenant: non_empty(filter.tenant),
+        agent_id: non_empty(filter.agent_id),
+        person_subject: non_empty(filter.person_subject),
+        trace_id: non_empty(filter.trace_id),
+        decision_id: non_empty(filter.decision_id),
+        kinds: filter.kinds,
+        outcome,
+        start_time: filter
+            .start_time
+            .map(|t| time("filter.start_time", t))
+            .transpose()?,
+        end_time: filter
+            .end_time
+            .map(|t| time("filter.end_time", t))
+            .transpose()?,
+    })
+}
+
+fn time(
+    field: &'static str,
+    timestamp: prost_types::Timestamp,
+) -> Result<DateTime<Utc>, AuditError> {
+    let nanos = u32::try_from(timestamp.nanos)
+        .map_err(|_| AuditError::invalid(field, "has negative nanos"))?;
+    DateTime::from_timestamp(timestamp.seconds, nanos)
+        .ok_or_else(|| AuditError::invalid(field, "is out of range"))
+}
+
+pub fn order(value: i32) -> Result<Order, AuditError> {
+    match pb::Order::try_from(value) {
+        Ok(pb::Order::Unspecified | pb::Order::NewestFirst) => Ok(Order::NewestFirst),
+        Ok(pb::Order::OldestFirst) => Ok(Order::OldestFirst),
+        Err(_) => Err(AuditError::invalid(
+            "order",
+            format!("has unknown value {value}"),
+        )),
+    }
+}
+
+/// A page request as a cursor; the token is the last sequence of the
+/// previous page, so pages stay stable while events arrive.
+pub fn cursor(
+    order: Order,
+    page: Option<agentsec_proto::common::v1::PageRequest>,
+) -> Result<PageCursor, AuditError> {
+    let page = page.unwrap_or_default();
+    let limit = match page.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size if size < 0 => {
+            return Err(AuditError::invalid(
+                "page.page_size",
+                "must not be negative",
+            ))
+        }
+        size => u64::try_from(size).unwrap_or(MAX_PAGE_SIZE),
+    };
+    if limit > MAX_PAGE_SIZE {
+        return Err(AuditError::invalid(
+            "page.page_size",
+            format!("must be at most {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let after = if page.page_token.is_empty() {
+        None
+    } else {
+        Some(decode_token(&page.page_token)?)
+    };
+    Ok(PageCursor {
+        order,
+        after,
+        limit,
+    })
+}
+
+fn decode_token(token: &str) -> Result<u64, AuditError> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("seq:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| AuditError::invalid("page.page_token", "is not a token this service issued"))
+}
+
+/// The token for the page after one ending at `last_sequence`.
+pub fn next_token(page_len: usize, limit: u64, last_sequence: Option<u64>) -> String {
+    match last_sequence {
+        Some(sequence) if page_len as u64 == limit => {
+            URL_SAFE_NO_PAD.encode(format!("seq:{sequence}"))
+        }
+        _ => String::new(),
+    }
+}
+
+pub fn stored_event(record: ChainRecord) -> Result<pb::StoredEvent, AuditError> {
+    let canonical = CanonicalEvent::from_bytes(record.body.as_bytes()).map_err(|err| {
+        AuditError::Read(sea_orm::DbErr::Custom(format!(
+            "stored event {} is not canonical JSON: {err}",
+            record.sequence
+        )))
+    })?;
+    Ok(pb::StoredEvent {
+        sequence: record.sequence,
+        event: Some(to_contract_event(canonical, record.columns.time)),
+        prev_hash: to_hex(&record.prev_hash),
+        hash: to_hex(&record.hash),
+    })
+}
+
+pub fn checkpoint(value: Checkpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        sequence: value.sequence,
+        head_hash: to_hex(&value.head_hash),
+        time: Some(prost_types::Timestamp {
+            seconds: value.time.timestamp(),
+            nanos: i32::try_from(value.time.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        key_id: value.key_id,
+        signature: value.signature,
+    }
+}
+
+/// One export line: JCS of `{"event":…,"hash":…,"prev_hash":…,"sequence":n}`;
+/// `event` is the stored canonical bytes verbatim.
+pub fn export_line(record: &ChainRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"event\":");
+    out.extend_from_slice(record.body.as_bytes());
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(to_hex(&record.hash).as_bytes());
+    out.extend_from_slice(b"\",\"prev_hash\":\"");
+    out.extend_from_slice(to_hex(&record.prev_hash).as_bytes());
+    out.extend_from_slice(b"\",\"sequence\":");
+    out.extend_from_slice(record.sequence.to_string().as_bytes());
+    out.extend_from_slice(b"}\n");
+}

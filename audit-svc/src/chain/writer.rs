@@ -1,0 +1,273 @@
+//! The chain writer: one task per process appends every event. It takes all
+//! jobs waiting in its queue, up to `chain.max_group_events`, and commits
+//! them in one transaction (group commit): throughput comes from batching,
+//! and every acknowledgment still waits for a durable commit.
+//!
+//! Across replicas on one PostgreSQL, each group transaction first takes a
+//! transaction-scoped advisory lock and reads the head under it, so exactly
+//! one replica extends the chain at a time and a replica that dies releases
+//! the lock with its connection. Checkpoints are written in the same
+//! transaction every `checkpoint_every_events` events, and by a timer every
+//! `checkpoint_every_secs` seconds when events arrived since the last one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentsec_common::keys::SigningKey;
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::prepare::PreparedEvent;
+use crate::config::ChainConfig;
+use crate::domain::canonical::chain_hash;
+use crate::domain::checkpoint::{signed_message, Checkpoint};
+use crate::domain::verify::ChainRecord;
+use crate::domain::{Hash, GENESIS_HASH};
+use crate::store::queries;
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub event_id: String,
+    pub sequence: u64,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the audit store failed: {0}")]
+    Storage(#[from] DbErr),
+    #[error("the checkpoint could not be signed: {0}")]
+    Signing(String),
+    #[error("the chain writer has stopped")]
+    Stopped,
+}
+
+struct Job {
+    events: Vec<PreparedEvent>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, Arc<WriteError>>>,
+}
+
+/// The handle the API appends through; cheap to clone.
+#[derive(Clone)]
+pub struct ChainWriter {
+    jobs: mpsc::Sender<Job>,
+    head: watch::Receiver<u64>,
+}
+
+impl ChainWriter {
+    /// Starts the writer task. It ends once every handle is dropped and the
+    /// queue is drained.
+    pub async fn start(
+        db: DatabaseConnection,
+        signer: Arc<SigningKey>,
+        config: ChainConfig,
+    ) -> Result<(Self, JoinHandle<()>), DbErr> {
+        let head = queries::head(&db)
+            .await?
+            .map(|(sequence, _)| sequence)
+            .unwrap_or(0);
+        let (head_tx, head_rx) = watch::channel(head);
+        let (jobs_tx, jobs_rx) = mpsc::channel(config.queue_jobs);
+        let task = tokio::spawn(run(db, signer, config, jobs_rx, head_tx));
+        Ok((
+            Self {
+                jobs: jobs_tx,
+                head: head_rx,
+            },
+            task,
+        ))
+    }
+
+    /// Appends events in order; returns once they are committed.
+    pub async fn append(
+        &self,
+        events: Vec<PreparedEvent>,
+    ) -> Result<Vec<AppendOutcome>, Arc<WriteError>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| Arc::new(WriteError::Stopped))?;
+        answer.await.map_err(|_| Arc::new(WriteError::Stopped))?
+    }
+
+    /// The last committed sequence, updated after each commit of this
+    /// process's writer.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+async fn run(
+    db: DatabaseConnection,
+    signer: Arc<SigningKey>,
+    config: ChainConfig,
+    mut jobs: mpsc::Receiver<Job>,
+    head: watch::Sender<u64>,
+) {
+    let mut timer = tokio::time::interval(Duration::from_secs(config.checkpoint_every_secs));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            _ = timer.tick() => {
+                match checkpoint_if_behind(&db, &signer).await {
+                    Ok(Some(sequence)) => tracing::debug!(sequence, "timed checkpoint written"),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "timed checkpoint failed; retrying at the next tick"),
+                }
+                continue;
+            }
+        };
+        let mut group = vec![first];
+        let mut group_events = group[0].events.len();
+        while group_events < config.max_group_events {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    group_events += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit_group(&db, &signer, &config, &group).await {
+            Ok((outcomes, new_head)) => {
+                head.send_if_modified(|current| {
+                    let advanced = new_head > *current;
+                    if advanced {
+                        *current = new_head;
+                    }
+                    advanced
+                });
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    // A caller that went away still had its events committed;
+                    // its retry will find them as duplicates.
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = group_events, "group commit failed; nothing of it was stored");
+                let err = Arc::new(err);
+                for job in group {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends every job's events in one transaction; returns the outcomes per
+/// job and the new head.
+async fn commit_group(
+    db: &DatabaseConnection,
+    signer: &SigningKey,
+    config: &ChainConfig,
+    group: &[Job],
+) -> Result<(Vec<Vec<AppendOutcome>>, u64), WriteError> {
+    let tx = db.begin().await?;
+    queries::lock_chain(&tx).await?;
+    let ids: Vec<&str> = group
+        .iter()
+        .flat_map(|job| {
+            job.events
+                .iter()
+                .map(|event| event.columns.event_id.as_str())
+        })
+        .collect();
+    let mut known = queries::existing_ids(&tx, &ids).await?;
+    let (mut sequence, mut prev) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
+    let mut records = Vec::with_capacity(ids.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    for job in group {
+        let mut job_outcomes = Vec::with_capacity(job.events.len());
+        for event in &job.events {
+            let id = &event.columns.event_id;
+            if let Some(existing) = known.get(id) {
+                job_outcomes.push(AppendOutcome {
+                    event_id: id.clone(),
+                    sequence: *existing,
+                    duplicate: true,
+                });
+                continue;
+            }
+            sequence += 1;
+            let hash = chain_hash(&prev, event.body.as_bytes());
+            records.push(ChainRecord {
+                sequence,
+                columns: event.columns.clone(),
+                body: event.body.clone(),
+                prev_hash: prev.to_vec(),
+                hash: hash.to_vec(),
+            });
+            known.insert(id.clone(), sequence);
+            job_outcomes.push(AppendOutcome {
+                event_id: id.clone(),
+                sequence,
+                duplicate: false,
+            });
+            prev = hash;
+        }
+        outcomes.push(job_outcomes);
+    }
+    let appended = !records.is_empty();
+    queries::insert_records(&tx, records).await?;
+    if appended {
+        let last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
+        if sequence - last_checkpoint >= config.checkpoint_every_events {
+            write_checkpoint(&tx, signer, sequence, prev).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok((outcomes, sequence))
+}
+
+/// Signs the head when events arrived since the last checkpoint.
+async fn checkpoint_if_behind(
+    db: &DatabaseConnection,
+    signer: &SigningKey,
+) -> Result<Option<u64>, WriteError> {
+    let tx = db.begin().await?;
+    queries::lock_chain(&tx).await?;
+    let Some((sequence, hash)) = queries::head(&tx).await? else {
+        return Ok(None);
+    };
+    if queries::last_checkpoint_sequence(&tx).await? >= sequence {
+        return Ok(None);
+    }
+    write_checkpoint(&tx, signer, sequence, hash).await?;
+    tx.commit().await?;
+    Ok(Some(sequence))
+}
+
+async fn write_checkpoint(
+    tx: &sea_orm::DatabaseTransaction,
+    signer: &SigningKey,
+    sequence: u64,
+    head_hash: Hash,
+) -> Result<(), WriteError> {
+    let time = now_micros();
+    let signature = signer
+        .sign_bytes(&signed_message(sequence, &head_hash, time, signer.kid()))
+        .map_err(|err| WriteError::Signing(err.to_string()))?;
+    let checkpoint = Checkpoint {
+        sequence,
+        head_hash,
+        time,
+        key_id: signer.kid().to_owned(),
+        signature,
+    };
+    queries::insert_checkpoint(tx, &checkpoint).await?;
+    Ok(())
+}
+
+/// Now, truncated to microseconds like every stored time.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -1,0 +1,576 @@
+//! audit-svc end to end: append (unary and streaming), idempotent retries,
+//! queries, tail, checkpoints, verification against direct tampering with
+//! the database, and export checked by the standalone verifier script.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agentsec_integration_tests::{Service, TestCluster};
+use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
+use agentsec_proto::audit::v1::*;
+use agentsec_proto::common::v1::{Actor, ActorChain, Outcome, PageRequest};
+use sea_orm::ConnectionTrait;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+pub fn event(id: &str, second: i64) -> Event {
+    Event {
+        id: id.to_owned(),
+        time: Some(prost_types::Timestamp {
+            seconds: 1_790_000_000 + second,
+            nanos: 123_456_789,
+        }),
+        service: "policy-svc".into(),
+        kind: "decision".into(),
+        tenant: "acme".into(),
+        agent_id: "agt_1".into(),
+        person_subject: "alice".into(),
+        actor_chain: Some(ActorChain {
+            actors: vec![Actor {
+                agent_id: "agt_1".into(),
+                issuer: "http://127.0.0.1:7401".into(),
+            }],
+        }),
+        action: "tools/call".into(),
+        resource_type: "mcp.tool".into(),
+        resource_id: "mcp:github/create_issue".into(),
+        audience: "mcp:github".into(),
+        outcome: Outcome::Allow as i32,
+        reason: "allowed by p1 — ü \"quoted\"\n".into(),
+        policy_ids: vec!["p1".into()],
+        decision_id: format!("dec_{id}"),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        span_id: "00f067aa0ba902b7".into(),
+        attributes: HashMap::from([("scope_issued".into(), "repo:read".into())]),
+    }
+}
+
+async fn client(cluster: &TestCluster) -> anyhow::Result<AuditServiceClient<Channel>> {
+    Ok(AuditServiceClient::new(
+        cluster.channel(Service::Audit).await?,
+    ))
+}
+
+async fn append(
+    client: &mut AuditServiceClient<Channel>,
+    events: Vec<Event>,
+) -> anyhow::Result<Vec<AppendResult>> {
+    Ok(client
+        .append_events(AppendEventsRequest { events })
+        .await?
+        .into_inner()
+        .results)
+}
+
+async fn query(
+    client: &mut AuditServiceClient<Channel>,
+    filter: EventFilter,
+    order: Order,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let response = client
+            .query_events(QueryEventsRequest {
+                filter: Some(filter.clone()),
+                order: order as i32,
+                page: Some(PageRequest {
+                    page_size: 7,
+                    page_token,
+                }),
+            })
+            .await?
+            .into_inner();
+        all.extend(response.events);
+        page_token = response.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            return Ok(all);
+        }
+    }
+}
+
+async fn verify(client: &mut AuditServiceClient<Channel>) -> anyhow::Result<VerifyChainResponse> {
+    Ok(client
+        .verify_chain(VerifyChainRequest::default())
+        .await?
+        .into_inner())
+}
+
+#[tokio::test]
+async fn appends_are_durable_ordered_and_idempotent() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    let batch: Vec<Event> = (0..5).map(|n| event(&format!("evt_a{n}"), n)).collect();
+    let first = append(&mut audit, batch.clone()).await?;
+    assert_eq!(
+        first.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(first.iter().all(|r| !r.duplicate));
+
+    // A retried batch, plus one new event: nothing is stored twice.
+    let mut retry = batch.clone();
+    retry.push(event("evt_a5", 5));
+    let second = append(&mut audit, retry).await?;
+    assert_eq!(
+        second
+            .iter()
+            .map(|r| (r.sequence, r.duplicate))
+            .collect::<Vec<_>>()[..5],
+        [(1, true), (2, true), (3, true), (4, true), (5, true)]
+    );
+    assert_eq!((second[5].sequence, second[5].duplicate), (6, false));
+
+    let stored = query(&mut audit, EventFilter::default(), Order::OldestFirst).await?;
+    assert_eq!(stored.len(), 6);
+    let round_trip = stored[0].event.clone().unwrap_or_default();
+    let mut expected = batch[0].clone();
+    expected.time = Some(prost_types::Timestamp {
+        seconds: 1_790_000_000,
+        nanos: 123_456_000,
+    });
+    assert_eq!(
+        round_trip, expected,
+        "stored as sent, time truncated to microseconds"
+    );
+    assert_eq!(stored[0].prev_hash, "0".repeat(64));
+    assert_eq!(stored[1].prev_hash, stored[0].hash);
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    let mut bad = event("evt_b1", 1);
+    bad.kind = String::new();
+    let status = audit
+        .append_events(AppendEventsRequest {
+            events: vec![event("evt_b0", 0), bad],
+        })
+        .await
+        .expect_err("missing kind");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("events[1].kind"),
+        "{}",
+        status.message()
+    );
+
+    let mut oversized = event("evt_b2", 2);
+    oversized.attributes = (0..60)
+        .map(|n| (format!("k{n}"), "x".repeat(4_000)))
+        .collect();
+    let status = audit
+        .append_events(AppendEventsRequest {
+            events: vec![oversized],
+        })
+        .await
+        .expect_err("too big");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("32768"), "{}", status.message());
+
+    let status = audit
+        .append_events(AppendEventsRequest { events: Vec::new() })
+        .await
+        .expect_err("empty");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let too_many: Vec<Event> = (0..1_001)
+        .map(|n| event(&format!("evt_many{n}"), n))
+        .collect();
+    let status = audit
+        .append_events(AppendEventsRequest { events: too_many })
+        .await
+        .expect_err("too many");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let status = audit
+        .query_events(QueryEventsRequest {
+            page: Some(PageRequest {
+                page_size: 10,
+                page_token: "forged".into(),
+            }),
+            ..QueryEventsRequest::default()
+        })
+        .await
+        .expect_err("bad token");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    assert!(
+        query(&mut audit, EventFilter::default(), Order::OldestFirst)
+            .await?
+            .is_empty()
+    );
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn queries_filter_order_and_page() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    let events: Vec<Event> = (0..30)
+        .map(|n| {
+            let mut e = event(&format!("evt_q{n}"), n);
+            e.agent_id = format!("agt_{}", n % 3);
+            e.person_subject = if n % 2 == 0 {
+                "alice".into()
+            } else {
+                "bob".into()
+            };
+            e.kind = if n % 5 == 0 {
+                "token.refused".into()
+            } else {
+                "decision".into()
+            };
+            e.outcome = if n % 5 == 0 {
+                Outcome::Deny as i32
+            } else {
+                Outcome::Allow as i32
+            };
+            e.trace_id = format!("{:032x}", n / 10);
+            e.tenant = if n < 20 {
+                "acme".into()
+            } else {
+                "globex".into()
+            };
+            e
+        })
+        .collect();
+    append(&mut audit, events).await?;
+
+    let newest = query(&mut audit, EventFilter::default(), Order::Unspecified).await?;
+    assert_eq!(newest.len(), 30);
+    assert!(
+        newest.windows(2).all(|w| w[0].sequence > w[1].sequence),
+        "newest first by default"
+    );
+
+    let by_agent = query(
+        &mut audit,
+        EventFilter {
+            agent_id: "agt_1".into(),
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(by_agent.len(), 10);
+    let by_person_and_tenant = query(
+        &mut audit,
+        EventFilter {
+            person_subject: "bob".into(),
+            tenant: "globex".into(),
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(by_person_and_tenant.len(), 5);
+    let by_trace = query(
+        &mut audit,
+        EventFilter {
+            trace_id: format!("{:032x}", 2),
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(by_trace.len(), 10);
+    let by_decision = query(
+        &mut audit,
+        EventFilter {
+            decision_id: "dec_evt_q7".into(),
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(
+        by_decision.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![8]
+    );
+    let denied = query(
+        &mut audit,
+        EventFilter {
+            outcome: Outcome::Deny as i32,
+            kinds: vec!["token.refused".into()],
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(denied.len(), 6);
+    let window = query(
+        &mut audit,
+        EventFilter {
+            start_time: Some(prost_types::Timestamp {
+                seconds: 1_790_000_010,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: 1_790_000_015,
+                nanos: 0,
+            }),
+            ..EventFilter::default()
+        },
+        Order::OldestFirst,
+    )
+    .await?;
+    assert_eq!(
+        window.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![11, 12, 13, 14, 15]
+    );
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn streaming_append_checkpoints_and_verification() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    let messages: Vec<AppendEventStreamRequest> = (0..25)
+        .map(|m| AppendEventStreamRequest {
+            events: (0..20)
+                .map(|n| event(&format!("evt_s{m}_{n}"), m * 20 + n))
+                .collect(),
+        })
+        .collect();
+    // Send one message twice: the stream's duplicate is counted, not stored.
+    let mut with_retry = messages.clone();
+    with_retry.push(messages[3].clone());
+    let summary = audit
+        .append_event_stream(tokio_stream::iter(with_retry))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            summary.appended_count,
+            summary.duplicate_count,
+            summary.last_sequence
+        ),
+        (500, 20, 500)
+    );
+
+    let report = verify(&mut audit).await?;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events_verified, 500);
+    // Checkpoints come at the end of the group commit that passes 100
+    // events since the last one: at least one for 500 events.
+    assert!(report.checkpoints_verified >= 1, "{report:?}");
+
+    // The timer signs whatever head the cadence left uncovered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let latest = loop {
+        let latest = audit
+            .get_checkpoint(GetCheckpointRequest { sequence: 0 })
+            .await?
+            .into_inner()
+            .checkpoint
+            .unwrap_or_default();
+        if latest.sequence == 500 {
+            break latest;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "head not checkpointed within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(latest.signature.len(), 64);
+    let keys = audit
+        .get_verification_keys(GetVerificationKeysRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(keys.active_key_id, latest.key_id);
+    let listed = audit
+        .list_checkpoints(ListCheckpointsRequest {
+            order: Order::OldestFirst as i32,
+            page: None,
+        })
+        .await?
+        .into_inner()
+        .checkpoints;
+    assert!(
+        listed.first().is_some_and(|c| c.sequence >= 100),
+        "{listed:?}"
+    );
+    assert!(listed.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert!(verify(&mut audit).await?.checkpoints_verified >= 2);
+    let missing = audit
+        .get_checkpoint(GetCheckpointRequest { sequence: 123 })
+        .await
+        .expect_err("none at 123");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn a_timer_checkpoints_a_quiet_chain() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    append(&mut audit, vec![event("evt_t0", 0), event("evt_t1", 1)]).await?;
+    // Two events are far below the 100-event cadence; the 1-second timer
+    // signs the head. Wait for it with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(found) = audit
+            .get_checkpoint(GetCheckpointRequest { sequence: 2 })
+            .await
+        {
+            assert_eq!(found.into_inner().checkpoint.map(|c| c.sequence), Some(2));
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no timed checkpoint within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn verification_finds_an_edited_and_a_deleted_row() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    append(
+        &mut audit,
+        (0..50).map(|n| event(&format!("evt_v{n}"), n)).collect(),
+    )
+    .await?;
+    assert!(verify(&mut audit).await?.ok);
+
+    let db = cluster.database(Service::Audit).await?;
+    db.execute_unprepared("UPDATE audit_events SET body = REPLACE(body, 'allowed by p1', 'denied by p1') WHERE sequence = 17")
+        .await?;
+    let report = verify(&mut audit).await?;
+    assert!(!report.ok);
+    assert_eq!(
+        (report.first_broken_sequence, report.failure),
+        (17, VerifyFailure::HashMismatch as i32),
+        "{report:?}"
+    );
+
+    db.execute_unprepared("UPDATE audit_events SET body = REPLACE(body, 'denied by p1', 'allowed by p1') WHERE sequence = 17")
+        .await?;
+    db.execute_unprepared("UPDATE audit_events SET agent_id = 'agt_hidden' WHERE sequence = 9")
+        .await?;
+    let report = verify(&mut audit).await?;
+    assert_eq!(
+        (report.first_broken_sequence, report.failure),
+        (9, VerifyFailure::HashMismatch as i32),
+        "{report:?}"
+    );
+    assert!(report.reason.contains("agent_id"), "{}", report.reason);
+
+    db.execute_unprepared("UPDATE audit_events SET agent_id = 'agt_1' WHERE sequence = 9")
+        .await?;
+    assert!(verify(&mut audit).await?.ok, "restored rows verify again");
+    db.execute_unprepared("DELETE FROM audit_events WHERE sequence = 33")
+        .await?;
+    let report = verify(&mut audit).await?;
+    assert_eq!(
+        (report.first_broken_sequence, report.failure),
+        (33, VerifyFailure::SequenceGap as i32),
+        "{report:?}"
+    );
+    db.close().await?;
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn tail_delivers_backlog_then_live_events_and_resumes() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    append(
+        &mut audit,
+        (0..5).map(|n| event(&format!("evt_l{n}"), n)).collect(),
+    )
+    .await?;
+    let filter = EventFilter {
+        agent_id: "agt_1".into(),
+        ..EventFilter::default()
+    };
+    let mut tail = audit
+        .tail_events(TailEventsRequest {
+            filter: Some(filter.clone()),
+            start_sequence: 2,
+        })
+        .await?
+        .into_inner();
+    let mut other = event("evt_other", 10);
+    other.agent_id = "agt_2".into();
+    let mut writer = client(&cluster).await?;
+    append(&mut writer, vec![other, event("evt_l5", 11)]).await?;
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let next = tokio::time::timeout(Duration::from_secs(10), tail.next()).await?;
+        let item = next.ok_or_else(|| anyhow::anyhow!("tail ended"))??;
+        seen.push(item.event.map(|e| e.sequence).unwrap_or_default());
+    }
+    assert_eq!(
+        seen,
+        vec![2, 3, 4, 5, 7],
+        "backlog from 2, live 7; 6 is another agent's"
+    );
+    drop(tail);
+
+    // A reader that reconnects after 7 gets what came since, nothing twice.
+    append(&mut writer, vec![event("evt_l6", 12)]).await?;
+    let mut resumed = audit
+        .tail_events(TailEventsRequest {
+            filter: Some(filter),
+            start_sequence: 8,
+        })
+        .await?
+        .into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(10), resumed.next()).await?;
+    let item = next.ok_or_else(|| anyhow::anyhow!("tail ended"))??;
+    assert_eq!(item.event.map(|e| e.sequence), Some(8));
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn export_verifies_with_the_standalone_script() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    append(
+        &mut audit,
+        (0..120).map(|n| event(&format!("evt_x{n}"), n)).collect(),
+    )
+    .await?;
+    let mut export = audit
+        .export_events(ExportEventsRequest::default())
+        .await?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = export.next().await {
+        bytes.extend(chunk?.data);
+    }
+    assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 120);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("export.jsonl");
+    std::fs::write(&path, &bytes)?;
+    let (ok, output) = run_verifier(&path)?;
+    assert!(ok, "{output}");
+    assert!(output.contains("ok: 120 events"), "{output}");
+
+    let tampered = String::from_utf8(bytes)?.replacen("allowed by p1", "denied by p1", 1);
+    std::fs::write(&path, tampered)?;
+    let (ok, output) = run_verifier(&path)?;
+    assert!(!ok);
+    assert!(output.contains("line 1"), "{output}");
+    cluster.shutdown().await
+}
+
+fn run_verifier(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/verify_audit_export.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
