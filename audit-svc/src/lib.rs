@@ -26,9 +26,6 @@ pub use config::{ChainConfig, Config};
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str = <AuditServiceServer<api::grpc::AuditApi> as NamedService>::NAME;
 
-/// Largest append request: 1,000 events of at most 32 KiB each, plus framing.
-const MAX_REQUEST_BYTES: usize = 40 * 1024 * 1024;
-
 /// Runs audit-svc on `listener` until `shutdown` resolves; then stops taking
 /// requests and lets the chain writer commit what it has queued.
 pub async fn serve(
@@ -39,7 +36,6 @@ pub async fn serve(
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), "checkpoint signing key loaded");
-    let verification_keys = agentsec_common::keys::store::all_keys(&db).await?;
     let active_key_id = keys.active.kid().to_owned();
     let (writer, writer_task) =
         chain::writer::ChainWriter::start(db.clone(), Arc::new(keys.active), config.chain.clone())
@@ -57,10 +53,9 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let api = api::grpc::AuditApi::new(db, writer, active_key_id, verification_keys, stopping);
-    let service = AuditServiceServer::new(api)
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping);
+    // tonic's default 4 MiB decoding limit is the contract's request limit.
+    let service = AuditServiceServer::new(api);
     let endpoints = ServiceEndpoints {
         name: "audit-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],

@@ -112,9 +112,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
             reason: err.to_string(),
         })?;
     if kind == DatabaseKind::Sqlite {
-        // WAL lets readers run beside the single writer; NORMAL sync is
-        // still durable in WAL mode across process crashes.
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
+        // WAL lets readers run beside the single writer; synchronous=FULL
+        // makes every commit durable across power loss, not only crashes.
+        for pragma in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA busy_timeout=5000",
+        ] {
             db.execute_unprepared(pragma)
                 .await
                 .map_err(|err| DbError::Connect {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::audit::MAX_BATCH_EVENTS;
-use agentsec_common::keys::Jwks;
 use agentsec_proto::audit::v1::audit_service_server::AuditService;
 use agentsec_proto::audit::v1::*;
 use futures::stream::FuturesOrdered;
@@ -40,7 +39,6 @@ pub struct AuditApi {
     db: DatabaseConnection,
     writer: ChainWriter,
     active_key_id: String,
-    verification_keys: Arc<Jwks>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -49,14 +47,12 @@ impl AuditApi {
         db: DatabaseConnection,
         writer: ChainWriter,
         active_key_id: String,
-        verification_keys: Jwks,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             db,
             writer,
             active_key_id,
-            verification_keys: Arc::new(verification_keys),
             stopping,
         }
     }
@@ -282,8 +278,12 @@ impl AuditService for AuditApi {
         &self,
         _request: Request<GetVerificationKeysRequest>,
     ) -> Result<Response<GetVerificationKeysResponse>, Status> {
+        // Read per call: another replica may have stored a key since start.
+        let keys = agentsec_common::keys::store::all_keys(&self.db)
+            .await
+            .map_err(|err| AuditError::Read(sea_orm::DbErr::Custom(err.to_string())))?;
         Ok(Response::new(GetVerificationKeysResponse {
-            jwks: Some(self.verification_keys.as_ref().into()),
+            jwks: Some((&keys).into()),
             active_key_id: self.active_key_id.clone(),
         }))
     }
@@ -371,10 +371,29 @@ async fn verify(
     start: u64,
     end: u64,
 ) -> Result<VerifyChainResponse, AuditError> {
-    let head = queries::head(db).await?.map(|(s, _)| s).unwrap_or(0);
+    let stored_head = queries::head(db).await?.map(|(s, _)| s).unwrap_or(0);
+    // A checkpoint above the stored head proves that the newest events were
+    // deleted: verify up to it, so the gap is reported.
+    let head = stored_head.max(queries::last_checkpoint_sequence(db).await?);
     let start = start.max(1);
-    let end = if end == 0 { head } else { end };
+    let end = match end {
+        0 => head,
+        beyond if beyond > head => {
+            return Err(AuditError::invalid(
+                "end_sequence",
+                format!("is beyond the head of the chain ({head})"),
+            ))
+        }
+        explicit if explicit < start => {
+            return Err(AuditError::invalid(
+                "end_sequence",
+                "is before start_sequence",
+            ))
+        }
+        explicit => explicit,
+    };
     if end < start {
+        // An empty chain: nothing to verify.
         return Ok(VerifyChainResponse {
             ok: true,
             start_sequence: start,
@@ -418,7 +437,7 @@ async fn verify(
         };
         let checked = check_in_parallel(records).await;
         for (record, result) in checked {
-            if let Err(broken) = result.and_then(|()| verifier.link(&record)) {
+            if let Err(broken) = verifier.link(&record, result) {
                 return Ok(broken_response(broken));
             }
         }

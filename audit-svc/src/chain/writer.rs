@@ -6,9 +6,11 @@
 //! Across replicas on one PostgreSQL, each group transaction first takes a
 //! transaction-scoped advisory lock and reads the head under it, so exactly
 //! one replica extends the chain at a time and a replica that dies releases
-//! the lock with its connection. Checkpoints are written in the same
-//! transaction every `checkpoint_every_events` events, and by a timer every
-//! `checkpoint_every_secs` seconds when events arrived since the last one.
+//! the lock with its connection. A checkpoint is written in the same
+//! transaction at every `checkpoint_every_events`-th event, and by a timer
+//! every `checkpoint_every_secs` seconds when events arrived since the last.
+//! A group holds at most `max_group_events` events (a single request larger
+//! than that, at most 1,000 events, forms a group of its own).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,8 +112,13 @@ async fn run(
 ) {
     let mut timer = tokio::time::interval(Duration::from_secs(config.checkpoint_every_secs));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A job that did not fit the last group opens the next one.
+    let mut carried: Option<Job> = None;
     loop {
-        let first = tokio::select! {
+        let first = if let Some(job) = carried.take() {
+            job
+        } else {
+            tokio::select! {
             job = jobs.recv() => match job {
                 Some(job) => job,
                 None => break,
@@ -124,11 +131,16 @@ async fn run(
                 }
                 continue;
             }
+            }
         };
+        let mut group_events = first.events.len();
         let mut group = vec![first];
-        let mut group_events = group[0].events.len();
         while group_events < config.max_group_events {
             match jobs.try_recv() {
+                Ok(job) if group_events + job.events.len() > config.max_group_events => {
+                    carried = Some(job);
+                    break;
+                }
                 Ok(job) => {
                     group_events += job.events.len();
                     group.push(job);
@@ -170,6 +182,7 @@ async fn commit_group(
     config: &ChainConfig,
     group: &[Job],
 ) -> Result<(Vec<Vec<AppendOutcome>>, u64), WriteError> {
+    let started = std::time::Instant::now();
     let tx = db.begin().await?;
     queries::lock_chain(&tx).await?;
     let ids: Vec<&str> = group
@@ -182,6 +195,8 @@ async fn commit_group(
         .collect();
     let mut known = queries::existing_ids(&tx, &ids).await?;
     let (mut sequence, mut prev) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
+    let mut last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
+    let mut checkpoints = Vec::new();
     let mut records = Vec::with_capacity(ids.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
@@ -212,18 +227,29 @@ async fn commit_group(
                 duplicate: false,
             });
             prev = hash;
+            // A checkpoint exactly every N events, at the event that
+            // completes them. saturating_sub: a checkpoint above the head
+            // (newest events deleted) must not wrap; verification reports it.
+            if sequence.saturating_sub(last_checkpoint) >= config.checkpoint_every_events {
+                checkpoints.push((sequence, hash));
+                last_checkpoint = sequence;
+            }
         }
         outcomes.push(job_outcomes);
     }
-    let appended = !records.is_empty();
+    let appended = records.len();
     queries::insert_records(&tx, records).await?;
-    if appended {
-        let last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
-        if sequence - last_checkpoint >= config.checkpoint_every_events {
-            write_checkpoint(&tx, signer, sequence, prev).await?;
-        }
+    for (checkpoint_sequence, head_hash) in checkpoints {
+        write_checkpoint(&tx, signer, checkpoint_sequence, head_hash).await?;
     }
     tx.commit().await?;
+    tracing::debug!(
+        events = ids.len(),
+        appended,
+        head = sequence,
+        elapsed = ?started.elapsed(),
+        "group committed"
+    );
     Ok((outcomes, sequence))
 }
 
@@ -237,6 +263,8 @@ async fn checkpoint_if_behind(
     let Some((sequence, hash)) = queries::head(&tx).await? else {
         return Ok(None);
     };
+    // `>=`: also covers a checkpoint above the head, which verification
+    // reports as deleted events; signing a lower head would hide nothing.
     if queries::last_checkpoint_sequence(&tx).await? >= sequence {
         return Ok(None);
     }

@@ -180,8 +180,14 @@ impl<'a> ChainVerifier<'a> {
         }
     }
 
-    /// Checks the next record (already checked with [`check_record`]).
-    pub fn link(&mut self, record: &ChainRecord) -> Result<(), Broken> {
+    /// Checks the next record, given the result of [`check_record`] on it
+    /// (computed apart, possibly in parallel). A gap before the record is
+    /// reported first: it is the earlier breakage.
+    pub fn link(
+        &mut self,
+        record: &ChainRecord,
+        checked: Result<(), Broken>,
+    ) -> Result<(), Broken> {
         if record.sequence != self.next_sequence {
             return Err(Broken {
                 sequence: self.next_sequence,
@@ -192,6 +198,7 @@ impl<'a> ChainVerifier<'a> {
                 ),
             });
         }
+        checked?;
         if record.prev_hash.as_slice() != self.expected_prev.as_slice() {
             return Err(Broken {
                 sequence: record.sequence,
@@ -324,8 +331,7 @@ mod tests {
     ) -> Result<Verified, Broken> {
         let mut verifier = ChainVerifier::new(1, end, GENESIS_HASH, checkpoints, keys);
         for record in records {
-            check_record(record)?;
-            verifier.link(record)?;
+            verifier.link(record, check_record(record))?;
         }
         verifier.finish()
     }
@@ -408,6 +414,15 @@ mod tests {
         let records = chain(5);
         let broken = verify(&records[..4], 5, Vec::new(), &Jwks::default()).unwrap_err();
         assert_eq!((broken.sequence, broken.failure), (5, Failure::SequenceGap));
+    }
+
+    #[test]
+    fn a_gap_is_reported_before_a_later_edit() {
+        let mut records = chain(5);
+        records[3].body = records[3].body.replace("agt_4", "agt_X");
+        records.remove(2);
+        let broken = verify(&records, 5, Vec::new(), &Jwks::default()).unwrap_err();
+        assert_eq!((broken.sequence, broken.failure), (3, Failure::SequenceGap));
     }
 
     #[test]

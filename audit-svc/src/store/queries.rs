@@ -80,6 +80,12 @@ pub async fn insert_records(
     tx: &impl ConnectionTrait,
     records: Vec<ChainRecord>,
 ) -> Result<(), DbErr> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    if tx.get_database_backend() == DbBackend::Postgres {
+        return insert_records_unnest(tx, records).await;
+    }
     let mut rows = records.into_iter().map(|record| event::ActiveModel {
         sequence: ActiveValue::Set(to_i64(record.sequence)),
         event_id: ActiveValue::Set(record.columns.event_id),
@@ -104,6 +110,70 @@ pub async fn insert_records(
             .exec_without_returning(tx)
             .await?;
     }
+}
+
+/// PostgreSQL: one statement with one array per column. The SQL text is the
+/// same for every group, so it is prepared once per connection, and the
+/// server does not parse thousands of placeholders.
+async fn insert_records_unnest(
+    tx: &impl ConnectionTrait,
+    records: Vec<ChainRecord>,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::ArrayType;
+    use sea_orm::Value;
+    let len = records.len();
+    let mut columns: [Vec<Value>; 13] = std::array::from_fn(|_| Vec::with_capacity(len));
+    for record in records {
+        let text = |value: String| Value::String(Some(Box::new(value)));
+        let values = [
+            Value::BigInt(Some(to_i64(record.sequence))),
+            text(record.columns.event_id),
+            Value::ChronoDateTimeUtc(Some(Box::new(record.columns.time))),
+            text(record.columns.tenant),
+            text(record.columns.agent_id),
+            text(record.columns.person_subject),
+            text(record.columns.trace_id),
+            text(record.columns.decision_id),
+            text(record.columns.kind),
+            text(record.columns.outcome),
+            text(record.body),
+            Value::Bytes(Some(Box::new(record.prev_hash))),
+            Value::Bytes(Some(Box::new(record.hash))),
+        ];
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+    }
+    let types = [
+        ArrayType::BigInt,
+        ArrayType::String,
+        ArrayType::ChronoDateTimeUtc,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::String,
+        ArrayType::Bytes,
+        ArrayType::Bytes,
+    ];
+    let arrays: Vec<Value> = types
+        .into_iter()
+        .zip(columns)
+        .map(|(array_type, values)| Value::Array(array_type, Some(Box::new(values))))
+        .collect();
+    tx.execute(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO audit_events (sequence, event_id, time, tenant, agent_id, person_subject, \
+         trace_id, decision_id, kind, outcome, body, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[])",
+        arrays,
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The highest checkpointed sequence (0 when none).

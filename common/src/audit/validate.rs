@@ -68,8 +68,12 @@ pub fn validate_event(event: &Event) -> Result<(), EventError> {
         |c| c.is_ascii_alphanumeric() || "_.:-".contains(c),
         "A-Z a-z 0-9 _ . : -",
     )?;
-    if event.time.is_none() {
-        return Err(error("time", "is required"));
+    match &event.time {
+        None => return Err(error("time", "is required")),
+        Some(time) if !(0..1_000_000_000).contains(&time.nanos) => {
+            return Err(error("time", "has nanos outside 0..=999999999"))
+        }
+        Some(_) => {}
     }
     check_required(
         "service",
@@ -112,11 +116,11 @@ pub fn validate_event(event: &Event) -> Result<(), EventError> {
             ));
         }
         for (index, actor) in chain.actors.iter().enumerate() {
-            check_len(
-                &format!("actor_chain.actors[{index}].agent_id"),
-                &actor.agent_id,
-                64,
-            )?;
+            let field = format!("actor_chain.actors[{index}].agent_id");
+            if actor.agent_id.is_empty() {
+                return Err(error(field, "is required"));
+            }
+            check_len(&field, &actor.agent_id, 64)?;
             check_len(
                 &format!("actor_chain.actors[{index}].issuer"),
                 &actor.issuer,
@@ -226,6 +230,16 @@ mod tests {
             (
                 Event {
                     time: None,
+                    ..valid()
+                },
+                "time",
+            ),
+            (
+                Event {
+                    time: Some(prost_types::Timestamp {
+                        seconds: 1,
+                        nanos: -1,
+                    }),
                     ..valid()
                 },
                 "time",

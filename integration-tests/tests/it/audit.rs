@@ -574,3 +574,41 @@ fn run_verifier(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     ))
 }
+
+#[tokio::test]
+async fn deleting_the_newest_events_is_caught_by_a_later_checkpoint() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let mut audit = client(&cluster).await?;
+    append(
+        &mut audit,
+        (0..250).map(|n| event(&format!("evt_n{n}"), n)).collect(),
+    )
+    .await?;
+    // Checkpoints at 100 and 200 (every 100 events in tests).
+    let at_200 = audit
+        .get_checkpoint(GetCheckpointRequest { sequence: 200 })
+        .await?
+        .into_inner();
+    assert!(at_200.checkpoint.is_some());
+
+    let db = cluster.database(Service::Audit).await?;
+    db.execute_unprepared("DELETE FROM audit_events WHERE sequence >= 150")
+        .await?;
+    let report = verify(&mut audit).await?;
+    assert_eq!(
+        (report.first_broken_sequence, report.failure),
+        (150, VerifyFailure::SequenceGap as i32),
+        "{report:?}"
+    );
+
+    let status = audit
+        .verify_chain(VerifyChainRequest {
+            start_sequence: 1,
+            end_sequence: 10_000,
+        })
+        .await
+        .expect_err("beyond the head");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    db.close().await?;
+    cluster.shutdown().await
+}

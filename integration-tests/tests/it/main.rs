@@ -3,6 +3,7 @@
 
 mod audit;
 mod audit_client;
+mod audit_replicas;
 mod config_errors;
 mod example_configs;
 mod health_and_reflection;
