@@ -65,6 +65,7 @@ struct RunResult {
     events_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    verify_first_per_sec: f64,
     verify_events_per_sec: f64,
     events: u64,
 }
@@ -141,16 +142,22 @@ async fn one_run(
             .unwrap_or(0.0)
     };
 
-    let verify_started = Instant::now();
-    let report = probe
-        .verify_chain(VerifyChainRequest::default())
-        .await?
-        .into_inner();
-    let verify_elapsed = verify_started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        report.ok && report.events_verified == total,
-        "verification failed: {report:?}"
-    );
+    // The first pass over fresh rows also pays PostgreSQL's one-time hint
+    // bit writes; the second is what re-verifying a stored chain costs.
+    let mut verify_rates = Vec::new();
+    for _ in 0..2 {
+        let verify_started = Instant::now();
+        let report = probe
+            .verify_chain(VerifyChainRequest::default())
+            .await?
+            .into_inner();
+        let verify_elapsed = verify_started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.ok && report.events_verified == total,
+            "verification failed: {report:?}"
+        );
+        verify_rates.push(total as f64 / verify_elapsed);
+    }
 
     let _ = stop_tx.send(true);
     server.await??;
@@ -158,7 +165,8 @@ async fn one_run(
         events_per_sec: total as f64 / elapsed,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
-        verify_events_per_sec: total as f64 / verify_elapsed,
+        verify_first_per_sec: verify_rates[0],
+        verify_events_per_sec: verify_rates[1],
         events: total,
     })
 }
@@ -218,22 +226,24 @@ async fn main() -> anyhow::Result<()> {
         drop_schema(&database).await?;
         let result = result?;
         println!(
-            "run {}: {} events, ingest {:.0} events/s, ack p50 {:.1} ms p99 {:.1} ms, verify {:.0} events/s",
+            "run {}: {} events, ingest {:.0} events/s, ack p50 {:.1} ms p99 {:.1} ms, verify {:.0} events/s (first pass {:.0})",
             run + 1,
             result.events,
             result.events_per_sec,
             result.p50_ms,
             result.p99_ms,
-            result.verify_events_per_sec
+            result.verify_events_per_sec,
+            result.verify_first_per_sec
         );
         results.push(result);
     }
     println!(
-        "median of {runs} runs on {backend} ({clients} clients x {batch}-event batches, {seconds} s): ingest {:.0} events/s, ack p50 {:.1} ms, p99 {:.1} ms; verify {:.0} events/s",
+        "median of {runs} runs on {backend} ({clients} clients x {batch}-event batches, {seconds} s): ingest {:.0} events/s, ack p50 {:.1} ms, p99 {:.1} ms; verify {:.0} events/s (first pass {:.0})",
         median(results.iter().map(|r| r.events_per_sec).collect()),
         median(results.iter().map(|r| r.p50_ms).collect()),
         median(results.iter().map(|r| r.p99_ms).collect()),
         median(results.iter().map(|r| r.verify_events_per_sec).collect()),
+        median(results.iter().map(|r| r.verify_first_per_sec).collect()),
     );
     Ok(())
 }

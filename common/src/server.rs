@@ -126,13 +126,18 @@ pub async fn serve(
     tracing::info!(service = endpoints.name, addr = ?local_addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold small
+    // responses back for tens of milliseconds.
     let server = Server::builder()
         .accept_http1(true)
         .trace_fn(crate::telemetry::server_request_span)
         .add_routes(Routes::from(router))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            stop_rx.await.ok();
-        });
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                stop_rx.await.ok();
+            },
+        );
     tokio::pin!(server);
 
     tokio::select! {

@@ -28,6 +28,8 @@ type AppendReply = Result<Vec<AppendOutcome>, Arc<WriteError>>;
 
 /// Rows read per round trip by verification, tail and export.
 const SCAN_PAGE: u64 = 5_000;
+/// Pages verification reads ahead of the one it checks.
+const PAGES_AHEAD: usize = 2;
 /// Export message size bound from the contract.
 const EXPORT_CHUNK_BYTES: usize = 1 << 20;
 /// Append requests of one stream in flight at once.
@@ -429,19 +431,32 @@ async fn verify(
         }
     };
     let mut verifier = ChainVerifier::new(start, end, expected_prev, checkpoints, &keys);
-    let mut next = start;
-    while next <= end {
-        let records = queries::records_in_range(db, next, end, SCAN_PAGE).await?;
-        let Some(last) = records.last().map(|r| r.sequence) else {
+    // Pages are exact sequence ranges (no LIMIT: the planner then always
+    // walks the primary key). Reads run ahead of the check on their own
+    // connections, so the database and the hashing overlap.
+    let read_page = |from: u64| {
+        let db = db.clone();
+        let to = end.min(from.saturating_add(SCAN_PAGE - 1));
+        tokio::spawn(async move { queries::records_in_range(&db, from, to).await })
+    };
+    let mut next_page = start;
+    let mut reading = std::collections::VecDeque::new();
+    loop {
+        while reading.len() < PAGES_AHEAD && next_page <= end {
+            reading.push_back(read_page(next_page));
+            next_page = next_page.saturating_add(SCAN_PAGE);
+        }
+        let Some(page) = reading.pop_front() else {
             break;
         };
-        let checked = check_in_parallel(records).await;
-        for (record, result) in checked {
+        let records = page
+            .await
+            .map_err(|err| AuditError::Read(sea_orm::DbErr::Custom(err.to_string())))??;
+        for (record, result) in check_in_parallel(records).await {
             if let Err(broken) = verifier.link(&record, result) {
                 return Ok(broken_response(broken));
             }
         }
-        next = last + 1;
     }
     match verifier.finish() {
         Ok(verified) => Ok(VerifyChainResponse {
