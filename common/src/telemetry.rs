@@ -71,7 +71,7 @@ pub fn init(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let provider = match std::env::var(OTLP_ENDPOINT_ENV) {
-        Ok(endpoint) if !endpoint.is_empty() => Some(otlp_provider(service_name)?),
+        Ok(endpoint) if !endpoint.is_empty() => Some(otlp_provider(service_name, &endpoint)?),
         _ => None,
     };
     let otel_layer = provider.as_ref().map(|provider| {
@@ -86,11 +86,17 @@ pub fn init(
     Ok(TelemetryGuard { provider })
 }
 
-/// A tracer provider exporting over OTLP/gRPC; the endpoint and headers come
-/// from the standard `OTEL_EXPORTER_OTLP_*` variables.
-pub fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
+/// A tracer provider exporting over OTLP/gRPC to `endpoint` (in a service:
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`; headers and timeouts follow the other
+/// standard `OTEL_EXPORTER_OTLP_*` variables).
+pub fn otlp_provider(
+    service_name: &str,
+    endpoint: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig as _;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
+        .with_endpoint(endpoint)
         .build()
         .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
     let service_name =

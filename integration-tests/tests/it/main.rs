@@ -8,4 +8,5 @@ mod config_errors;
 mod example_configs;
 mod health_and_reflection;
 mod signing_keys;
+mod telemetry;
 mod unserved_rpcs;
