@@ -41,7 +41,7 @@ pub async fn serve(
         chain::writer::ChainWriter::start(db.clone(), Arc::new(keys.active), config.chain.clone())
             .await
             .map_err(|err| {
-                StartError::Database(agentsec_common::db::DbError::Migrate {
+                StartError::Database(agentsec_common::db::DbError::StartupRead {
                     reason: err.to_string(),
                 })
             })?;

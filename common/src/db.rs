@@ -19,6 +19,8 @@ pub enum DbError {
     Schema { schema: String, reason: String },
     #[error("database migration failed: {reason}")]
     Migrate { reason: String },
+    #[error("reading the database at start-up failed: {reason}")]
+    StartupRead { reason: String },
 }
 
 /// The two databases the services run on.
