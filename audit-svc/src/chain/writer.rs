@@ -182,6 +182,40 @@ async fn commit_group(
     config: &ChainConfig,
     group: &[Job],
 ) -> Result<(Vec<Vec<AppendOutcome>>, u64), WriteError> {
+    // Fast path: assume every id is new (retries are rare) and let the
+    // unique index on event_id say otherwise; then the transaction has
+    // rolled back and the group is redone with a lookup of stored ids.
+    match commit_group_once(db, signer, config, group, IdCheck::OnConflict).await {
+        Err(WriteError::Storage(err)) if is_unique_violation(&err) => {
+            commit_group_once(db, signer, config, group, IdCheck::LookUp).await
+        }
+        other => other,
+    }
+}
+
+/// How a group learns which of its ids are already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdCheck {
+    /// Insert as if all were new; a duplicate fails the insert.
+    OnConflict,
+    /// Query the stored ids first.
+    LookUp,
+}
+
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+async fn commit_group_once(
+    db: &DatabaseConnection,
+    signer: &SigningKey,
+    config: &ChainConfig,
+    group: &[Job],
+    id_check: IdCheck,
+) -> Result<(Vec<Vec<AppendOutcome>>, u64), WriteError> {
     let started = std::time::Instant::now();
     let tx = db.begin().await?;
     queries::lock_chain(&tx).await?;
@@ -193,7 +227,10 @@ async fn commit_group(
                 .map(|event| event.columns.event_id.as_str())
         })
         .collect();
-    let mut known = queries::existing_ids(&tx, &ids).await?;
+    let mut known = match id_check {
+        IdCheck::LookUp => queries::existing_ids(&tx, &ids).await?,
+        IdCheck::OnConflict => std::collections::HashMap::with_capacity(ids.len()),
+    };
     let (mut sequence, mut prev) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
     let mut last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
     let mut checkpoints = Vec::new();
