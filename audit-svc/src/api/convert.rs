@@ -7,11 +7,12 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use crate::chain::prepare::{outcome_name, to_contract_event};
+use crate::chain::verification::VerifyReport;
 use crate::domain::canonical::CanonicalEvent;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::filter::{EventFilter, Order, PageCursor};
 use crate::domain::to_hex;
-use crate::domain::verify::ChainRecord;
+use crate::domain::verify::{ChainRecord, Failure};
 use crate::error::AuditError;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -173,4 +174,38 @@ pub fn export_line(record: &ChainRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\",\"sequence\":");
     out.extend_from_slice(record.sequence.to_string().as_bytes());
     out.extend_from_slice(b"}\n");
+}
+
+/// The contract answer of a verification.
+pub fn verify_response(report: VerifyReport) -> pb::VerifyChainResponse {
+    let base = pb::VerifyChainResponse {
+        start_sequence: report.start,
+        end_sequence: report.end,
+        ..pb::VerifyChainResponse::default()
+    };
+    match report.outcome {
+        Ok(verified) => pb::VerifyChainResponse {
+            ok: true,
+            events_verified: verified.events,
+            checkpoints_verified: verified.checkpoints,
+            ..base
+        },
+        Err(broken) => pb::VerifyChainResponse {
+            ok: false,
+            first_broken_sequence: broken.sequence,
+            failure: failure_value(broken.failure) as i32,
+            reason: broken.reason,
+            ..base
+        },
+    }
+}
+
+fn failure_value(failure: Failure) -> pb::VerifyFailure {
+    match failure {
+        Failure::HashMismatch => pb::VerifyFailure::HashMismatch,
+        Failure::PrevHashMismatch => pb::VerifyFailure::PrevHashMismatch,
+        Failure::SequenceGap => pb::VerifyFailure::SequenceGap,
+        Failure::CheckpointMismatch => pb::VerifyFailure::CheckpointMismatch,
+        Failure::CheckpointSignatureInvalid => pb::VerifyFailure::CheckpointSignatureInvalid,
+    }
 }

@@ -2,3 +2,4 @@
 
 mod convert;
 pub mod grpc;
+mod streams;

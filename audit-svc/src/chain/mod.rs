@@ -2,4 +2,5 @@
 //! appended by one writer task per process with group commit.
 
 pub mod prepare;
+pub mod verification;
 pub mod writer;

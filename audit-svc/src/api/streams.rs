@@ -1,0 +1,135 @@
+//! The long-lived server streams: tail (backlog, then live) and export
+//! (JSON lines in chunks). Each runs in its own task feeding a bounded
+//! channel, and ends when the reader hangs up or the service shuts down.
+
+use std::time::Duration;
+
+use agentsec_proto::audit::v1::{ExportEventsResponse, TailEventsResponse};
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::Status;
+
+use super::convert;
+use crate::domain::filter::{EventFilter, Order, PageCursor};
+use crate::domain::verify::ChainRecord;
+use crate::error::AuditError;
+use crate::store::queries;
+
+/// Rows read per round trip.
+const SCAN_PAGE: u64 = 5_000;
+/// Export message size bound from the contract.
+const EXPORT_CHUNK_BYTES: usize = 1 << 20;
+/// How often a tail looks for events written by other replicas.
+const TAIL_POLL: Duration = Duration::from_millis(500);
+
+/// Matching events from `start` on, then live ones as they commit.
+pub fn tail(
+    db: DatabaseConnection,
+    filter: EventFilter,
+    start: u64,
+    mut head: watch::Receiver<u64>,
+    mut stopping: watch::Receiver<bool>,
+) -> BoxStream<TailEventsResponse> {
+    let (sender, receiver) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let mut next = start;
+        loop {
+            let page = read_after(&db, &filter, next).await;
+            let records = match page {
+                Ok(records) => records,
+                Err(err) => {
+                    let _ = sender.send(Err(Status::from(err))).await;
+                    return;
+                }
+            };
+            let full_page = records.len() as u64 == SCAN_PAGE;
+            for record in records {
+                next = record.sequence + 1;
+                let item = convert::stored_event(record)
+                    .map(|event| TailEventsResponse { event: Some(event) })
+                    .map_err(Status::from);
+                if sender.send(item).await.is_err() {
+                    return;
+                }
+            }
+            if full_page {
+                continue;
+            }
+            // Wake on this replica's commits, or poll for other replicas'.
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return; },
+                () = tokio::time::sleep(TAIL_POLL) => {},
+                () = sender.closed() => return,
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Matching events of `start..=end` as JSON lines.
+pub fn export(
+    db: DatabaseConnection,
+    filter: EventFilter,
+    start: u64,
+    end: u64,
+    stopping: watch::Receiver<bool>,
+) -> BoxStream<ExportEventsResponse> {
+    let (sender, receiver) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut next = start;
+        let mut chunk = Vec::with_capacity(EXPORT_CHUNK_BYTES);
+        while next <= end {
+            if *stopping.borrow() {
+                return;
+            }
+            let records = match read_after(&db, &filter, next).await {
+                Ok(records) => records,
+                Err(err) => {
+                    let _ = sender.send(Err(Status::from(err))).await;
+                    return;
+                }
+            };
+            let exhausted = records.len() as u64 != SCAN_PAGE;
+            for record in records.iter().take_while(|r| r.sequence <= end) {
+                let before = chunk.len();
+                convert::export_line(record, &mut chunk);
+                if chunk.len() > EXPORT_CHUNK_BYTES {
+                    let rest = chunk.split_off(before);
+                    let full = std::mem::replace(&mut chunk, rest);
+                    if sender
+                        .send(Ok(ExportEventsResponse { data: full }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            match records.last() {
+                Some(last) if !exhausted => next = last.sequence + 1,
+                _ => break,
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = sender.send(Ok(ExportEventsResponse { data: chunk })).await;
+        }
+    });
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+/// The next page of matching records with sequence >= `from`, oldest first.
+async fn read_after(
+    db: &DatabaseConnection,
+    filter: &EventFilter,
+    from: u64,
+) -> Result<Vec<ChainRecord>, AuditError> {
+    let cursor = PageCursor {
+        order: Order::OldestFirst,
+        after: None,
+        limit: SCAN_PAGE,
+    };
+    Ok(queries::query_records(db, filter, &cursor, Some(from)).await?)
+}
