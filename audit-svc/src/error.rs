@@ -23,6 +23,10 @@ pub enum AuditError {
     Write(Arc<WriteError>),
     #[error("audit store read failed: {0}")]
     Read(#[from] sea_orm::DbErr),
+    #[error("reading the verification keys failed: {0}")]
+    Keys(#[from] agentsec_common::keys::store::KeyStoreError),
+    #[error("a verification worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
 }
 
 impl AuditError {
@@ -61,6 +65,8 @@ impl From<AuditError> for Status {
                 }
             },
             AuditError::Read(source) => ApiError::internal("reading the audit store", source),
+            AuditError::Keys(source) => ApiError::internal("reading verification keys", source),
+            AuditError::Worker(source) => ApiError::internal("verifying the chain", source),
         };
         api.into()
     }

@@ -237,7 +237,7 @@ impl AuditService for AuditApi {
         // Read per call: another replica may have stored a key since start.
         let keys = agentsec_common::keys::store::all_keys(&self.db)
             .await
-            .map_err(|err| AuditError::Read(sea_orm::DbErr::Custom(err.to_string())))?;
+            .map_err(AuditError::Keys)?;
         Ok(Response::new(GetVerificationKeysResponse {
             jwks: Some((&keys).into()),
             active_key_id: self.active_key_id.clone(),

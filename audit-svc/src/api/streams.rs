@@ -15,10 +15,8 @@ use super::convert;
 use crate::domain::filter::{EventFilter, Order, PageCursor};
 use crate::domain::verify::ChainRecord;
 use crate::error::AuditError;
-use crate::store::queries;
+use crate::store::queries::{self, SCAN_PAGE};
 
-/// Rows read per round trip.
-const SCAN_PAGE: u64 = 5_000;
 /// Export message size bound from the contract.
 const EXPORT_CHUNK_BYTES: usize = 1 << 20;
 /// How often a tail looks for events written by other replicas.

@@ -7,10 +7,8 @@ use sea_orm::DatabaseConnection;
 use crate::domain::verify::{check_record, Broken, ChainRecord, ChainVerifier, Failure, Verified};
 use crate::domain::GENESIS_HASH;
 use crate::error::AuditError;
-use crate::store::queries;
+use crate::store::queries::{self, SCAN_PAGE};
 
-/// Rows read per round trip.
-const SCAN_PAGE: u64 = 5_000;
 /// Pages read ahead of the one being checked.
 const PAGES_AHEAD: usize = 2;
 
@@ -57,9 +55,7 @@ pub async fn verify_range(
             outcome: Ok(Verified::default()),
         });
     }
-    let keys = agentsec_common::keys::store::all_keys(db)
-        .await
-        .map_err(|err| AuditError::Read(sea_orm::DbErr::Custom(err.to_string())))?;
+    let keys = agentsec_common::keys::store::all_keys(db).await?;
     let checkpoints = queries::checkpoints_in_range(db, start, end).await?;
     let broken_response = |broken: Broken| VerifyReport {
         start,
@@ -99,9 +95,7 @@ pub async fn verify_range(
         let Some(page) = reading.pop_front() else {
             break;
         };
-        let records = page
-            .await
-            .map_err(|err| AuditError::Read(sea_orm::DbErr::Custom(err.to_string())))??;
+        let records = page.await??;
         for (record, result) in check_in_parallel(records).await {
             if let Err(broken) = verifier.link(&record, result) {
                 return Ok(broken_response(broken));

@@ -17,6 +17,10 @@ use crate::domain::Hash;
 /// PostgreSQL advisory lock key of the chain (`"agentsec-audit"` as bytes).
 const CHAIN_LOCK_KEY: i64 = 0x6167_656e_7473_6563;
 
+/// Rows read per round trip by verification, tail and export: large enough
+/// to amortise the round trip, small enough to bound memory (~5 MB).
+pub const SCAN_PAGE: u64 = 5_000;
+
 /// Rows per INSERT statement: 13 parameters a row stays below both
 /// PostgreSQL's 65,535 and SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 2_000;
