@@ -8,6 +8,10 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// The bootstrap admin of `agentctl dev`; its secret is generated into
+/// `<data dir>/admin-secret` on first start.
+pub const DEV_ADMIN_CLIENT_ID: &str = "dev-admin";
+
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Where the SQLite databases live.
@@ -27,9 +31,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut exchange = agentsec_exchange::Config::in_data_dir(&args.data_dir);
     let mut audit = agentsec_audit::Config::in_data_dir(&args.data_dir);
     identity.server.listen.set_ip(args.host);
+    let admin_secret_file = args.data_dir.join("admin-secret");
+    identity.bootstrap_admin.client_id = Some(DEV_ADMIN_CLIENT_ID.to_owned());
+    identity.bootstrap_admin.client_secret = Some(dev_admin_secret(&admin_secret_file)?);
+    identity.issuer = format!("http://{}", identity.server.listen);
     policy.server.listen.set_ip(args.host);
     exchange.server.listen.set_ip(args.host);
     audit.server.listen.set_ip(args.host);
+    identity.audit.endpoint = format!("http://{}", audit.server.listen);
     for validation in [
         identity.validate(),
         policy.validate(),
@@ -75,6 +84,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     for (name, addr) in endpoints {
         println!("  {name:<13} http://{addr}  (gRPC and HTTP)");
     }
+    println!(
+        "  admin client  {DEV_ADMIN_CLIENT_ID}, secret in {} (agentctl agent ... uses it)",
+        admin_secret_file.display()
+    );
     println!("Ctrl-C stops them.");
 
     let mut first_failure = None;
@@ -107,4 +120,33 @@ fn describe(
         Ok((name, Err(err))) => Some(format!("{name}: {err}")),
         Err(err) => Some(format!("a service task failed: {err}")),
     }
+}
+
+/// The dev admin secret: read from `path`, or generated there (owner-only)
+/// on first start.
+fn dev_admin_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("random source: {err}"))?;
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        options
+            .open(path)
+            .and_then(|mut file| file.write_all(secret.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let secret =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(secret.trim().to_owned())
 }

@@ -1,7 +1,9 @@
 //! `agentctl`: the AgentSec operator CLI. `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
-//! data directory, for a laptop.
+//! data directory, for a laptop; `agentctl agent` registers agents and
+//! creates their credentials.
 
+mod agent;
 mod dev;
 
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run identity, policy, exchange and audit in one process (ports 7401-7404).
     Dev(dev::DevArgs),
+    /// Register agents and manage their credentials (admin).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -141,6 +141,42 @@ impl OAuthError {
     }
 }
 
+impl OAuthError {
+    /// The RFC 6749 code as it appears on the wire.
+    pub fn code(&self) -> &'static str {
+        match self.error {
+            OAuthErrorCode::InvalidRequest => "invalid_request",
+            OAuthErrorCode::InvalidClient => "invalid_client",
+            OAuthErrorCode::InvalidGrant => "invalid_grant",
+            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
+            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthErrorCode::InvalidScope => "invalid_scope",
+            OAuthErrorCode::InvalidTarget => "invalid_target",
+            OAuthErrorCode::ServerError => "server_error",
+            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+/// OAuth errors over gRPC (common.proto): the message is
+/// `<code>: <description>`, the status follows the code.
+impl From<OAuthError> for Status {
+    fn from(err: OAuthError) -> Self {
+        let code = match err.error {
+            OAuthErrorCode::InvalidRequest
+            | OAuthErrorCode::UnsupportedGrantType
+            | OAuthErrorCode::InvalidTarget => Code::InvalidArgument,
+            OAuthErrorCode::InvalidClient => Code::Unauthenticated,
+            OAuthErrorCode::InvalidGrant
+            | OAuthErrorCode::UnauthorizedClient
+            | OAuthErrorCode::InvalidScope => Code::PermissionDenied,
+            OAuthErrorCode::TemporarilyUnavailable => Code::Unavailable,
+            OAuthErrorCode::ServerError => Code::Internal,
+        };
+        Status::new(code, format!("{}: {}", err.code(), err.error_description))
+    }
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.http_status();

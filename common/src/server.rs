@@ -34,6 +34,10 @@ pub enum StartError {
     Reflection(String),
     #[error("the server failed: {0}")]
     Serve(String),
+    /// A service-specific start-up step failed; `what` names it (and the
+    /// config key to look at, where there is one).
+    #[error("{what}: {reason}")]
+    Setup { what: String, reason: String },
 }
 
 /// Binds the service's port; the error names the setting and the cause

@@ -1,8 +1,9 @@
 //! identity-svc configuration (see `deploy/config/identity-svc.toml` for
 //! every key with its default).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
     SigningConfig, TelemetryConfig,
@@ -11,17 +12,88 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7401;
 
+/// The longest access token lifetime an operator may configure.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+/// Secrets and peppers shorter than this are refused: they would be the
+/// weakest link of every client secret's keyed hash.
+const MIN_SECRET_CHARS: usize = 32;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The `iss` of every token this service signs; also the base of its
-    /// RFC 8414 metadata.
+    /// RFC 8414 metadata and of the token endpoint URL.
     pub issuer: String,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub signing: SigningConfig,
+    pub tokens: TokenConfig,
+    pub credentials: CredentialConfig,
+    pub bootstrap_admin: BootstrapAdminConfig,
+    pub audit: AuditClientConfig,
+}
+
+/// Access token lifetimes and the admin audience.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Lifetime of an issued access token.
+    pub lifetime_secs: u64,
+    /// Clock skew allowed when checking client assertions' exp/nbf/iat.
+    pub leeway_secs: u64,
+    /// Longest exp - now a client assertion may have (RFC 7523 asks for
+    /// short-lived assertions; a long one would make replay windows long).
+    pub max_assertion_lifetime_secs: u64,
+    /// The audience of admin tokens: a token for this audience with scope
+    /// `agentsec:admin` may call the admin RPCs.
+    pub admin_audience: String,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            lifetime_secs: 600,
+            leeway_secs: 30,
+            max_assertion_lifetime_secs: 300,
+            admin_audience: "agentsec".to_owned(),
+        }
+    }
+}
+
+/// The server-side secret of the client secrets' keyed hashes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// The pepper itself (at least 32 chars); prefer the environment
+    /// variable AGENTSEC_CREDENTIALS__PEPPER or `pepper_file`.
+    pub pepper: Option<String>,
+    /// A file holding the pepper. When neither `pepper` nor `pepper_file` is
+    /// set, a random pepper is generated once into `<data dir>/identity-pepper`
+    /// — fine for one node; replicas must share a configured one.
+    pub pepper_file: Option<PathBuf>,
+}
+
+/// A client credential that always has global admin rights, for the first
+/// registrations. Unset = none.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapAdminConfig {
+    /// The client id (must not look like an agent id).
+    pub client_id: Option<String>,
+    /// Its secret, at least 32 chars; prefer AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_SECRET.
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapAdminConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapAdminConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -40,6 +112,10 @@ impl Config {
             redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
             signing: SigningConfig::default(),
+            tokens: TokenConfig::default(),
+            credentials: CredentialConfig::default(),
+            bootstrap_admin: BootstrapAdminConfig::default(),
+            audit: AuditClientConfig::default(),
         }
     }
 
@@ -51,6 +127,20 @@ impl Config {
             redis,
             ..Self::default()
         }
+    }
+
+    /// Where a generated pepper is kept when none is configured: beside the
+    /// SQLite database, or in the working directory's `.agentsec/`.
+    pub(crate) fn generated_pepper_path(&self) -> PathBuf {
+        let data_dir = self
+            .database
+            .url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .and_then(|file| Path::new(file).parent().map(Path::to_path_buf))
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(".agentsec"));
+        data_dir.join("identity-pepper")
     }
 }
 
@@ -65,9 +155,100 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_http_url("issuer", &self.issuer)?;
+        if self.issuer.ends_with('/') {
+            return Err(ConfigError::invalid(
+                "issuer",
+                "must not end with `/` (endpoint URLs are appended to it)",
+            ));
+        }
         self.server.validate()?;
         self.database.validate()?;
         self.redis.validate()?;
-        self.signing.validate()
+        self.signing.validate()?;
+        self.tokens.validate()?;
+        self.credentials.validate()?;
+        self.bootstrap_admin.validate()?;
+        self.audit.validate()
+    }
+}
+
+impl TokenConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_TOKEN_LIFETIME_SECS).contains(&self.lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "tokens.lifetime_secs",
+                format!("must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"),
+            ));
+        }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::invalid(
+                "tokens.leeway_secs",
+                "must be at most 300",
+            ));
+        }
+        if !(1..=3600).contains(&self.max_assertion_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "tokens.max_assertion_lifetime_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.admin_audience.is_empty() || self.admin_audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "tokens.admin_audience",
+                "must be 1-256 chars",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl CredentialConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.pepper.is_some() && self.pepper_file.is_some() {
+            return Err(ConfigError::invalid(
+                "credentials.pepper",
+                "set either credentials.pepper or credentials.pepper_file, not both",
+            ));
+        }
+        if let Some(pepper) = &self.pepper {
+            if pepper.chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::invalid(
+                    "credentials.pepper",
+                    format!("must be at least {MIN_SECRET_CHARS} chars"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BootstrapAdminConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.client_id, &self.client_secret) {
+            (None, None) => Ok(()),
+            (Some(id), Some(secret)) => {
+                if id.is_empty() || id.len() > 128 || id.starts_with("agt_") {
+                    return Err(ConfigError::invalid(
+                        "bootstrap_admin.client_id",
+                        "must be 1-128 chars and not start with `agt_`",
+                    ));
+                }
+                if secret.chars().count() < MIN_SECRET_CHARS {
+                    return Err(ConfigError::invalid(
+                        "bootstrap_admin.client_secret",
+                        format!("must be at least {MIN_SECRET_CHARS} chars"),
+                    ));
+                }
+                Ok(())
+            }
+            (Some(_), None) => Err(ConfigError::invalid(
+                "bootstrap_admin.client_secret",
+                "is required when bootstrap_admin.client_id is set",
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "bootstrap_admin.client_id",
+                "is required when bootstrap_admin.client_secret is set",
+            )),
+        }
     }
 }

@@ -1,51 +1,129 @@
 //! identity-svc: the registry of agents as first-class identities and the
 //! OAuth 2.0 authorization server that issues their tokens.
 //!
-//! This release serves the v1 contract's `GetJwks` (gRPC) and
-//! `/.well-known/jwks.json` (HTTP) from persisted signing keys; the registry,
-//! credentials and token endpoints answer UNIMPLEMENTED until the
-//! identity-svc issue lands them.
+//! Served: the agent registry and client credentials (secrets and
+//! `private_key_jwt` keys) over gRPC; `client_credentials` tokens, RFC 7662
+//! introspection and RFC 7009 revocation over HTTP and gRPC; JWKS and RFC
+//! 8414 metadata. Workload identity federation (the jwt-bearer grant and
+//! `AddFederatedCredential`) and `RotateSigningKey` answer that they are
+//! not served yet.
 
 mod api;
 mod config;
+mod domain;
+mod events;
+mod ids;
+mod oauth;
+mod registry;
+mod secrets;
 mod store;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
 use agentsec_proto::identity::v1::identity_service_server::IdentityServiceServer;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
 pub use config::Config;
+pub use events::INVALIDATION_CHANNEL;
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
     <IdentityServiceServer<api::grpc::IdentityApi> as NamedService>::NAME;
 
+fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Setup {
+        what: what.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The pepper from config, or generated beside the data; it must be the
+/// one this database's secrets were hashed with.
+async fn load_pepper(
+    config: &Config,
+    db: &DatabaseConnection,
+) -> Result<secrets::Pepper, StartError> {
+    let pepper = match (&config.credentials.pepper, &config.credentials.pepper_file) {
+        (Some(pepper), _) => secrets::Pepper::new(pepper.as_bytes().to_vec()),
+        (None, Some(path)) => secrets::Pepper::from_file(path, false)
+            .map_err(|err| setup("credentials.pepper_file", err))?,
+        (None, None) => secrets::Pepper::from_file(&config.generated_pepper_path(), true)
+            .map_err(|err| setup("credentials.pepper", err))?,
+    };
+    let fingerprint = pepper.fingerprint();
+    let stored = store::settings::get_or_init(db, "pepper_fingerprint", &fingerprint)
+        .await
+        .map_err(|err| setup("reading the pepper fingerprint", err))?;
+    if stored != fingerprint {
+        return Err(setup(
+            "credentials.pepper",
+            "differs from the pepper this database's client secrets were hashed with \
+             (every replica must use the same pepper)",
+        ));
+    }
+    Ok(pepper)
+}
+
 /// Runs identity-svc on `listener` until `shutdown` resolves: connects the
-/// database and runs migrations, loads or creates the signing key, serves.
+/// database and runs migrations, loads or creates the signing key, serves,
+/// then flushes the audit events still queued.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let _redis = agentsec_common::redis::connect(&config.redis).await?;
+    let redis = agentsec_common::redis::connect(&config.redis).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), alg = %keys.active.algorithm(), "signing key loaded");
     let jwks = Arc::new(keys.published);
+    let pepper = load_pepper(&config, &db).await?;
+    let bootstrap = match (
+        &config.bootstrap_admin.client_id,
+        &config.bootstrap_admin.client_secret,
+    ) {
+        (Some(client_id), Some(secret)) => Some(oauth::BootstrapAdmin {
+            client_id: client_id.clone(),
+            secret_hash: pepper.hash(secret),
+        }),
+        _ => None,
+    };
+    let (audit, audit_sender) =
+        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let events = events::Events::new(audit, redis.clone(), config.issuer.clone());
 
-    let api = api::grpc::IdentityApi::new(jwks.clone());
+    let tokens = Arc::new(oauth::TokenService {
+        db: db.clone(),
+        redis,
+        signer: keys.active,
+        jwks: jwks.clone(),
+        issuer: config.issuer.clone(),
+        config: config.tokens.clone(),
+        pepper: pepper.clone(),
+        bootstrap,
+        events: events.clone(),
+    });
+    let registry = Arc::new(registry::Registry { db, events, pepper });
+    let api = api::grpc::IdentityApi::new(jwks.clone(), tokens.clone(), registry);
     let endpoints = ServiceEndpoints {
         name: "identity-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(IdentityServiceServer::new(api)),
-        http: agentsec_common::keys::jwks_router(jwks),
+        http: agentsec_common::keys::jwks_router(jwks).merge(oauth::http::router(tokens)),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    agentsec_common::server::serve(endpoints, listener, shutdown, grace).await
+    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    if let Err(err) = audit_sender.shutdown().await {
+        // The events stay counted in the log line; audit-svc was not
+        // reachable within audit.shutdown_flush_timeout_secs.
+        tracing::error!(error = %err, "audit events not delivered at shutdown");
+    }
+    served
 }

@@ -18,6 +18,14 @@ use crate::backend::TestBackend;
 /// How long a cluster may take to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The bootstrap admin credential every test cluster's identity-svc has.
+pub const ADMIN_CLIENT_ID: &str = "bootstrap-admin";
+pub const ADMIN_CLIENT_SECRET: &str = "test-bootstrap-admin-secret-0123456789abcdef";
+/// The audience of admin tokens (identity-svc's default).
+pub const ADMIN_AUDIENCE: &str = "agentsec";
+/// The pepper of test clusters' client secrets.
+const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
+
 /// The four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -62,6 +70,10 @@ pub struct TestCluster {
     services: Vec<RunningService>,
     stopped: Vec<(Service, SocketAddr)>,
     stop: watch::Sender<bool>,
+    /// audit-svc stops last, so the others can flush their audit events.
+    stop_audit: watch::Sender<bool>,
+    /// Where audit-svc listens, for the other services' audit clients.
+    audit_addr: SocketAddr,
 }
 
 impl TestCluster {
@@ -74,22 +86,31 @@ impl TestCluster {
     /// Starts the services on `backend` (e.g. to restart on the same data).
     pub async fn start_on(backend: TestBackend) -> anyhow::Result<Self> {
         let (stop, _) = watch::channel(false);
+        let (stop_audit, _) = watch::channel(false);
+        // Every port is bound before any service starts, so that each can be
+        // configured with the others' addresses.
+        let mut listeners = Vec::new();
+        for service in Service::ALL {
+            listeners.push((service, bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?));
+        }
+        let audit_addr = listeners
+            .iter()
+            .find(|(service, _)| *service == Service::Audit)
+            .map(|(_, listener)| listener.local_addr())
+            .context("no audit-svc listener")??;
         let mut cluster = Self {
             backend,
             services: Vec::new(),
             stopped: Vec::new(),
             stop,
+            stop_audit,
+            audit_addr,
         };
-        for service in Service::ALL {
-            cluster.spawn(service).await?;
+        for (service, listener) in listeners {
+            cluster.spawn_on(service, listener)?;
         }
         cluster.wait_until_ready().await?;
         Ok(cluster)
-    }
-
-    async fn spawn(&mut self, service: Service) -> anyhow::Result<()> {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        self.spawn_on(service, listener)
     }
 
     fn spawn_on(
@@ -98,7 +119,11 @@ impl TestCluster {
         listener: tokio::net::TcpListener,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
-        let mut stop = self.stop.subscribe();
+        let mut stop = if service == Service::Audit {
+            self.stop_audit.subscribe()
+        } else {
+            self.stop.subscribe()
+        };
         let shutdown = async move {
             // An error means the cluster was dropped: stop as well.
             let _ = stop.wait_for(|stopped| *stopped).await;
@@ -107,7 +132,7 @@ impl TestCluster {
         let redis = self.backend.redis();
         let task = match service {
             Service::Identity => tokio::spawn(agentsec_identity::serve(
-                agentsec_identity::Config::for_test(database, redis),
+                self.identity_config(addr, database, redis),
                 listener,
                 shutdown,
             )),
@@ -133,6 +158,64 @@ impl TestCluster {
             task,
         });
         Ok(())
+    }
+
+    fn identity_config(
+        &self,
+        addr: SocketAddr,
+        database: agentsec_common::config::DatabaseConfig,
+        redis: agentsec_common::config::RedisConfig,
+    ) -> agentsec_identity::Config {
+        let mut config = agentsec_identity::Config::for_test(database, redis);
+        config.issuer = format!("http://{addr}");
+        config.credentials.pepper = Some(TEST_PEPPER.to_owned());
+        config.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
+        config.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());
+        config.audit = self.audit_client_config();
+        config
+    }
+
+    /// An audit client configuration pointing at this cluster's audit-svc,
+    /// with short retries so tests see events promptly.
+    pub fn audit_client_config(&self) -> agentsec_common::audit::client::AuditClientConfig {
+        agentsec_common::audit::client::AuditClientConfig {
+            endpoint: format!("http://{}", self.audit_addr),
+            flush_interval_ms: 2,
+            retry_initial_backoff_ms: 10,
+            retry_max_backoff_ms: 200,
+            shutdown_flush_timeout_secs: 5,
+            ..Default::default()
+        }
+    }
+
+    /// The `iss` of a service's tokens (its base URL in tests).
+    pub fn issuer(&self, service: Service) -> String {
+        format!("http://{}", self.addr(service))
+    }
+
+    /// A global admin token from identity-svc, obtained over HTTP with the
+    /// bootstrap admin credential.
+    pub async fn admin_token(&self) -> anyhow::Result<String> {
+        let response = crate::http::post_form(
+            self.addr(Service::Identity),
+            "/oauth2/token",
+            &[],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", ADMIN_CLIENT_ID),
+                ("client_secret", ADMIN_CLIENT_SECRET),
+                ("audience", ADMIN_AUDIENCE),
+            ],
+        )
+        .await?;
+        let body = response.json()?;
+        if response.status != 200 {
+            bail!("admin token refused: {} {body}", response.status);
+        }
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no access_token in the token response")
     }
 
     /// Ends a service abruptly, as a crash would: its task is aborted and
@@ -211,7 +294,13 @@ impl TestCluster {
     pub async fn stop(mut self) -> anyhow::Result<TestBackend> {
         let _ = self.stop.send(true);
         let mut failures = Vec::new();
+        // audit-svc last: the others flush their audit clients on the way out.
+        self.services
+            .sort_by_key(|running| running.service == Service::Audit);
         for running in self.services.drain(..) {
+            if running.service == Service::Audit {
+                let _ = self.stop_audit.send(true);
+            }
             match running.task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => failures.push(format!("{}: {err}", running.service.name())),

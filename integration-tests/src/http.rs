@@ -52,6 +52,27 @@ pub async fn request(
     parse_response(&raw)
 }
 
+/// `application/x-www-form-urlencoded` encoding of `params`.
+pub fn form(params: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        serializer.append_pair(name, value);
+    }
+    serializer.finish()
+}
+
+/// POSTs `params` as a form.
+pub async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    params: &[(&str, &str)],
+) -> anyhow::Result<HttpResponse> {
+    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    request(addr, "POST", path, &all, form(params).as_bytes()).await
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
     request(addr, "GET", path, &[], &[]).await
 }

@@ -11,3 +11,12 @@ pub mod http;
 
 pub use backend::TestBackend;
 pub use cluster::{Service, TestCluster};
+
+/// A gRPC request carrying `authorization: Bearer <token>`.
+pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}

@@ -67,7 +67,7 @@ impl SigningAlgorithm {
         }
     }
 
-    fn jwt_algorithm(self) -> Algorithm {
+    pub fn jwt_algorithm(self) -> Algorithm {
         match self {
             Self::EdDsa => Algorithm::EdDSA,
             Self::Es256 => Algorithm::ES256,

@@ -1,24 +1,131 @@
-//! gRPC handlers of `agentsec.identity.v1.IdentityService`.
+//! gRPC handlers of `agentsec.identity.v1.IdentityService`: authenticate the
+//! caller, convert, and hand over to the registry or the token service.
 
 use std::sync::Arc;
 
-use agentsec_common::error::not_yet_served;
+use agentsec_common::error::{not_yet_served, ApiError};
 use agentsec_common::keys::Jwks;
+use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::identity::v1::identity_service_server::IdentityService;
 use agentsec_proto::identity::v1::*;
 use tonic::{Request, Response, Status};
+
+use crate::domain::agent::timestamp;
+use crate::domain::jwk;
+use crate::oauth::claims::AdminScope;
+use crate::oauth::{
+    Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS, JWT_BEARER,
+};
+use crate::registry::{Registry, Transition};
+use crate::store::credentials::{Credential as StoredCredential, Kind};
 
 /// Who delivers the RPCs this release does not serve yet.
 const OWNER: &str = "the identity-svc issue (#4)";
 
 pub struct IdentityApi {
     jwks: Arc<Jwks>,
+    tokens: Arc<TokenService>,
+    registry: Arc<Registry>,
 }
 
 impl IdentityApi {
-    pub fn new(jwks: Arc<Jwks>) -> Self {
-        Self { jwks }
+    pub fn new(jwks: Arc<Jwks>, tokens: Arc<TokenService>, registry: Arc<Registry>) -> Self {
+        Self {
+            jwks,
+            tokens,
+            registry,
+        }
     }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+            })
+            .ok_or_else(|| {
+                Status::unauthenticated("`authorization` metadata must be `Bearer <token>`")
+            })?;
+        Ok(self.tokens.bearer_caller(token).await?.0)
+    }
+
+    /// The admin scope of the caller; PERMISSION_DENIED for a non-admin.
+    async fn admin<T>(&self, request: &Request<T>) -> Result<AdminScope, Status> {
+        match self.caller(request).await? {
+            Caller::Admin(scope) => Ok(scope),
+            Caller::Agent { .. } => Err(ApiError::PermissionDenied {
+                reason:
+                    "this call needs an admin token (scope `agentsec:admin` for the admin audience)"
+                        .to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    async fn transition(
+        &self,
+        request: Request<(String, String)>,
+        transition: Transition,
+    ) -> Result<Agent, Status> {
+        let admin = self.admin(&request).await?;
+        let (agent_id, reason) = request.into_inner();
+        Ok(self
+            .registry
+            .transition(&admin, &agent_id, transition, &reason)
+            .await?
+            .to_proto())
+    }
+}
+
+fn credential_to_proto(credential: &StoredCredential) -> Credential {
+    let (r#type, details) = match credential.kind {
+        Kind::ClientSecret => (
+            CredentialType::ClientSecret,
+            credential::Details::ClientSecret(ClientSecretInfo {
+                prefix: credential.secret_prefix.clone().unwrap_or_default(),
+            }),
+        ),
+        Kind::PublicKey => {
+            let jwk = jwk::to_proto(credential.jwk.as_deref().unwrap_or("{}"));
+            let thumbprint = jwk::register(&jwk)
+                .map(|key| key.thumbprint)
+                .unwrap_or_default();
+            (
+                CredentialType::PublicKey,
+                credential::Details::PublicKey(PublicKeyInfo {
+                    jwk: Some(jwk),
+                    thumbprint,
+                }),
+            )
+        }
+    };
+    Credential {
+        id: credential.id.clone(),
+        agent_id: credential.agent_id.clone(),
+        r#type: r#type as i32,
+        description: credential.description.clone(),
+        create_time: Some(timestamp(credential.create_time)),
+        expire_time: credential.expire_time.map(timestamp),
+        details: Some(details),
+    }
+}
+
+fn page(next_page_token: String) -> Option<PageResponse> {
+    Some(PageResponse { next_page_token })
+}
+
+fn seconds(value: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: value,
+        nanos: 0,
+    })
 }
 
 #[tonic::async_trait]
@@ -34,79 +141,153 @@ impl IdentityService for IdentityApi {
 
     async fn register_agent(
         &self,
-        _request: Request<RegisterAgentRequest>,
+        request: Request<RegisterAgentRequest>,
     ) -> Result<Response<RegisterAgentResponse>, Status> {
-        not_yet_served("RegisterAgent", OWNER)
+        let admin = self.admin(&request).await?;
+        let agent = self
+            .registry
+            .register(&admin, request.into_inner().agent)
+            .await?;
+        Ok(Response::new(RegisterAgentResponse {
+            agent: Some(agent.to_proto()),
+        }))
     }
 
     async fn get_agent(
         &self,
-        _request: Request<GetAgentRequest>,
+        request: Request<GetAgentRequest>,
     ) -> Result<Response<GetAgentResponse>, Status> {
-        not_yet_served("GetAgent", OWNER)
+        let admin = self.admin(&request).await?;
+        let agent = self
+            .registry
+            .get(&admin, &request.get_ref().agent_id)
+            .await?;
+        Ok(Response::new(GetAgentResponse {
+            agent: Some(agent.to_proto()),
+        }))
     }
 
     async fn list_agents(
         &self,
-        _request: Request<ListAgentsRequest>,
+        request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        not_yet_served("ListAgents", OWNER)
+        let admin = self.admin(&request).await?;
+        let (agents, next) = self.registry.list(&admin, request.get_ref()).await?;
+        Ok(Response::new(ListAgentsResponse {
+            agents: agents.iter().map(|agent| agent.to_proto()).collect(),
+            page: page(next),
+        }))
     }
 
     async fn update_agent(
         &self,
-        _request: Request<UpdateAgentRequest>,
+        request: Request<UpdateAgentRequest>,
     ) -> Result<Response<UpdateAgentResponse>, Status> {
-        not_yet_served("UpdateAgent", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        let mask = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        let agent = self
+            .registry
+            .update(&admin, &request.agent_id, request.agent, mask)
+            .await?;
+        Ok(Response::new(UpdateAgentResponse {
+            agent: Some(agent.to_proto()),
+        }))
     }
 
     async fn suspend_agent(
         &self,
-        _request: Request<SuspendAgentRequest>,
+        request: Request<SuspendAgentRequest>,
     ) -> Result<Response<SuspendAgentResponse>, Status> {
-        not_yet_served("SuspendAgent", OWNER)
+        let agent = self
+            .transition(request.map(|r| (r.agent_id, r.reason)), Transition::Suspend)
+            .await?;
+        Ok(Response::new(SuspendAgentResponse { agent: Some(agent) }))
     }
 
     async fn reactivate_agent(
         &self,
-        _request: Request<ReactivateAgentRequest>,
+        request: Request<ReactivateAgentRequest>,
     ) -> Result<Response<ReactivateAgentResponse>, Status> {
-        not_yet_served("ReactivateAgent", OWNER)
+        let agent = self
+            .transition(
+                request.map(|r| (r.agent_id, r.reason)),
+                Transition::Reactivate,
+            )
+            .await?;
+        Ok(Response::new(ReactivateAgentResponse {
+            agent: Some(agent),
+        }))
     }
 
     async fn revoke_agent(
         &self,
-        _request: Request<RevokeAgentRequest>,
+        request: Request<RevokeAgentRequest>,
     ) -> Result<Response<RevokeAgentResponse>, Status> {
-        not_yet_served("RevokeAgent", OWNER)
+        let agent = self
+            .transition(request.map(|r| (r.agent_id, r.reason)), Transition::Revoke)
+            .await?;
+        Ok(Response::new(RevokeAgentResponse { agent: Some(agent) }))
     }
 
     async fn create_client_secret(
         &self,
-        _request: Request<CreateClientSecretRequest>,
+        request: Request<CreateClientSecretRequest>,
     ) -> Result<Response<CreateClientSecretResponse>, Status> {
-        not_yet_served("CreateClientSecret", OWNER)
+        let admin = self.admin(&request).await?;
+        let (credential, secret) = self
+            .registry
+            .create_secret(&admin, request.get_ref())
+            .await?;
+        Ok(Response::new(CreateClientSecretResponse {
+            client_id: credential.agent_id.clone(),
+            credential: Some(credential_to_proto(&credential)),
+            client_secret: secret,
+        }))
     }
 
     async fn list_credentials(
         &self,
-        _request: Request<ListCredentialsRequest>,
+        request: Request<ListCredentialsRequest>,
     ) -> Result<Response<ListCredentialsResponse>, Status> {
-        not_yet_served("ListCredentials", OWNER)
+        let admin = self.admin(&request).await?;
+        let (credentials, next) = self
+            .registry
+            .list_credentials(&admin, request.get_ref())
+            .await?;
+        Ok(Response::new(ListCredentialsResponse {
+            credentials: credentials.iter().map(credential_to_proto).collect(),
+            page: page(next),
+        }))
     }
 
     async fn delete_credential(
         &self,
-        _request: Request<DeleteCredentialRequest>,
+        request: Request<DeleteCredentialRequest>,
     ) -> Result<Response<DeleteCredentialResponse>, Status> {
-        not_yet_served("DeleteCredential", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.get_ref();
+        self.registry
+            .delete_credential(&admin, &request.agent_id, &request.credential_id)
+            .await?;
+        Ok(Response::new(DeleteCredentialResponse {}))
     }
 
     async fn add_public_key(
         &self,
-        _request: Request<AddPublicKeyRequest>,
+        request: Request<AddPublicKeyRequest>,
     ) -> Result<Response<AddPublicKeyResponse>, Status> {
-        not_yet_served("AddPublicKey", OWNER)
+        let admin = self.admin(&request).await?;
+        let credential = self
+            .registry
+            .add_public_key(&admin, request.get_ref())
+            .await?;
+        Ok(Response::new(AddPublicKeyResponse {
+            credential: Some(credential_to_proto(&credential)),
+        }))
     }
 
     async fn add_federated_credential(
@@ -118,23 +299,85 @@ impl IdentityService for IdentityApi {
 
     async fn issue_token(
         &self,
-        _request: Request<IssueTokenRequest>,
+        request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
-        not_yet_served("IssueToken", OWNER)
+        let request = request.into_inner();
+        // UNSPECIFIED and unknown values are an unsupported grant type
+        // (identity.proto); the HTTP form's missing parameter is another case.
+        let grant_type = match GrantType::try_from(request.grant_type) {
+            Ok(GrantType::ClientCredentials) => CLIENT_CREDENTIALS,
+            Ok(GrantType::JwtBearer) => JWT_BEARER,
+            _ => "unspecified",
+        };
+        let client_id = request.client_id;
+        let credentials = match request.client_authentication {
+            Some(issue_token_request::ClientAuthentication::ClientSecret(secret)) => {
+                Some(ClientCredentials::Secret {
+                    client_id,
+                    secret,
+                    basic: false,
+                })
+            }
+            Some(issue_token_request::ClientAuthentication::ClientAssertion(assertion)) => {
+                Some(ClientCredentials::Assertion {
+                    client_id: (!client_id.is_empty()).then_some(client_id),
+                    assertion,
+                })
+            }
+            None => None,
+        };
+        let issued = self
+            .tokens
+            .issue(TokenRequest {
+                grant_type: grant_type.to_owned(),
+                credentials,
+                scope: request.scope,
+                audience: request.audience,
+                resource: request.resource,
+            })
+            .await?;
+        Ok(Response::new(IssueTokenResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+        }))
     }
 
     async fn introspect_token(
         &self,
-        _request: Request<IntrospectTokenRequest>,
+        request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        not_yet_served("IntrospectToken", OWNER)
+        self.caller(&request).await?;
+        let Some(claims) = self.tokens.introspect(&request.get_ref().token).await? else {
+            return Ok(Response::new(IntrospectTokenResponse::default()));
+        };
+        Ok(Response::new(IntrospectTokenResponse {
+            active: true,
+            scope: claims.scope,
+            client_id: claims.client_id,
+            token_type: "Bearer".to_owned(),
+            exp: seconds(claims.exp),
+            iat: seconds(claims.iat),
+            nbf: seconds(claims.nbf),
+            sub: claims.sub,
+            aud: vec![claims.aud],
+            iss: claims.iss,
+            jti: claims.jti,
+            tenant: claims.tenant.unwrap_or_default(),
+            owner: claims.owner.unwrap_or_default(),
+        }))
     }
 
     async fn revoke_token(
         &self,
-        _request: Request<RevokeTokenRequest>,
+        request: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
-        not_yet_served("RevokeToken", OWNER)
+        let caller = self.caller(&request).await?;
+        self.tokens
+            .revoke(&caller, &request.get_ref().token)
+            .await?;
+        Ok(Response::new(RevokeTokenResponse {}))
     }
 
     async fn rotate_signing_key(

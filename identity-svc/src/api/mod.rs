@@ -1,4 +1,4 @@
-//! identity-svc's API layer: gRPC handlers (HTTP routes come from `common`
-//! until the OAuth endpoints land).
+//! Transports: the gRPC service (the HTTP endpoints live with the OAuth
+//! logic in `oauth::http`).
 
 pub mod grpc;

@@ -1,4 +1,11 @@
-//! identity-svc storage: migrations of its own database.
+//! identity-svc storage: migrations and the queries of its own database.
+
+pub mod agents;
+pub mod credentials;
+mod entities;
+mod migrations;
+pub mod settings;
+pub mod tokens;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -6,6 +13,17 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(agentsec_common::keys::store::CreateSigningKeys)]
+        vec![
+            Box::new(agentsec_common::keys::store::CreateSigningKeys),
+            Box::new(migrations::CreateIdentityTables),
+        ]
     }
+}
+
+/// Whether `err` is a unique-constraint violation (a duplicate).
+fn is_duplicate(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

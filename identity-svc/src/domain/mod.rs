@@ -1,0 +1,7 @@
+//! The registry's rules, independent of transport and storage.
+
+pub mod agent;
+pub mod jwk;
+pub mod page;
+pub mod scope;
+pub mod validate;

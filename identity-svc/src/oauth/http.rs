@@ -1,0 +1,390 @@
+//! The OAuth 2.0 HTTP endpoints: `POST /oauth2/token`, `/oauth2/introspect`,
+//! `/oauth2/revoke`, and the RFC 8414 metadata. Bodies are
+//! `application/x-www-form-urlencoded`; a parameter given twice is refused
+//! (RFC 6749 §3.1), as is any body that is not a well-formed form.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::Serialize;
+
+use super::assertion::ASSERTION_TYPE;
+use super::{Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS};
+
+/// Largest form body accepted: room for an 8 KiB assertion plus the rest.
+const MAX_BODY: usize = 16 * 1024;
+
+pub fn router(service: Arc<TokenService>) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(service)
+}
+
+fn invalid_request(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidRequest, description)
+}
+
+/// The form parameters, each at most once.
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        if std::str::from_utf8(body).is_err() {
+            return Err(invalid_request("the body is not UTF-8"));
+        }
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            let name = name.into_owned();
+            if params.insert(name.clone(), value.into_owned()).is_some() {
+                return Err(invalid_request(format!(
+                    "parameter `{}` is given more than once",
+                    crate::domain::validate::printable(&name)
+                )));
+            }
+        }
+        Ok(Self(params))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+}
+
+fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// `Authorization: Basic` per RFC 6749 §2.3.1: both halves form-urlencoded.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(encoded) = authorization(headers, "Basic") else {
+        return Ok(None);
+    };
+    let malformed = || {
+        let mut err = OAuthError::new(
+            OAuthErrorCode::InvalidClient,
+            "malformed HTTP Basic credentials",
+        );
+        err.basic_auth_challenge = true;
+        err
+    };
+    let decoded = STANDARD.decode(encoded).map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let unescape = |part: &str| -> String {
+        form_urlencoded::parse(format!("v={part}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+/// The client authentication in a request: exactly one method or none.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &mut Form,
+) -> Result<Option<ClientCredentials>, OAuthError> {
+    let basic = basic_credentials(headers)?;
+    let client_id = form.take("client_id");
+    let secret = form.take("client_secret");
+    let assertion = form.take("client_assertion");
+    let assertion_type = form.take("client_assertion_type");
+    let methods = usize::from(basic.is_some())
+        + usize::from(secret.is_some())
+        + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if client_id.as_ref().is_some_and(|body_id| *body_id != id) {
+            return Err(invalid_request(
+                "client_id in the body differs from the HTTP Basic client id",
+            ));
+        }
+        return Ok(Some(ClientCredentials::Secret {
+            client_id: id,
+            secret,
+            basic: true,
+        }));
+    }
+    if let Some(secret) = secret {
+        let client_id =
+            client_id.ok_or_else(|| invalid_request("client_secret needs client_id"))?;
+        return Ok(Some(ClientCredentials::Secret {
+            client_id,
+            secret,
+            basic: false,
+        }));
+    }
+    if let Some(assertion) = assertion {
+        if assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+            return Err(invalid_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        return Ok(Some(ClientCredentials::Assertion {
+            client_id,
+            assertion,
+        }));
+    }
+    if assertion_type.is_some() {
+        return Err(invalid_request(
+            "client_assertion_type without client_assertion",
+        ));
+    }
+    Ok(None)
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+}
+
+/// RFC 6749 §5.1: token responses are not cached.
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn token(
+    State(service): State<Arc<TokenService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let mut form = Form::parse(&headers, &body)?;
+        let credentials = client_credentials(&headers, &mut form)?;
+        let request = TokenRequest {
+            grant_type: form.take("grant_type").unwrap_or_default(),
+            credentials,
+            scope: form.take("scope").unwrap_or_default(),
+            audience: form.take("audience").unwrap_or_default(),
+            resource: form.take("resource").unwrap_or_default(),
+        };
+        service.issue(request).await
+    }
+    .await;
+    match result {
+        Ok(issued) => no_store(
+            Json(TokenResponse {
+                access_token: issued.access_token,
+                token_type: "Bearer",
+                expires_in: issued.expires_in,
+                scope: issued.scope,
+            })
+            .into_response(),
+        ),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The caller of introspection or revocation: a bearer token of this
+/// service, or client credentials.
+async fn caller(
+    service: &TokenService,
+    headers: &HeaderMap,
+    form: &mut Form,
+) -> Result<Caller, OAuthError> {
+    if let Some(token) = authorization(headers, "Bearer") {
+        return service
+            .bearer_caller(token)
+            .await
+            .map(|(caller, _)| caller)
+            .map_err(|err| match err {
+                ApiError::Unauthenticated { reason } => {
+                    OAuthError::new(OAuthErrorCode::InvalidClient, reason)
+                }
+                other => api_to_oauth(other),
+            });
+    }
+    match client_credentials(headers, form)? {
+        Some(credentials) => service.client_caller(credentials).await,
+        None => {
+            let mut err = OAuthError::new(
+                OAuthErrorCode::InvalidClient,
+                "authenticate with client credentials or a bearer token of this service",
+            );
+            err.basic_auth_challenge = true;
+            Err(err)
+        }
+    }
+}
+
+fn api_to_oauth(err: ApiError) -> OAuthError {
+    match err {
+        ApiError::Unavailable { what } => OAuthError::new(
+            OAuthErrorCode::TemporarilyUnavailable,
+            format!("{what} is unavailable"),
+        ),
+        other => {
+            let status: tonic::Status = other.into();
+            tracing::error!(error = %status.message(), "introspection failed");
+            OAuthError::new(OAuthErrorCode::ServerError, "internal error")
+        }
+    }
+}
+
+/// RFC 7662 §2.2 response.
+#[derive(Serialize, Default)]
+struct IntrospectionResponse {
+    active: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    claims: Option<ActiveClaims>,
+}
+
+#[derive(Serialize)]
+struct ActiveClaims {
+    scope: String,
+    client_id: String,
+    token_type: &'static str,
+    exp: i64,
+    iat: i64,
+    nbf: i64,
+    sub: String,
+    aud: String,
+    iss: String,
+    jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+}
+
+async fn introspect(
+    State(service): State<Arc<TokenService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let mut form = Form::parse(&headers, &body)?;
+        caller(&service, &headers, &mut form).await?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| invalid_request("token is required"))?;
+        let claims = service.introspect(token).await.map_err(api_to_oauth)?;
+        Ok::<_, OAuthError>(IntrospectionResponse {
+            active: claims.is_some(),
+            claims: claims.map(|claims| ActiveClaims {
+                scope: claims.scope,
+                client_id: claims.client_id,
+                token_type: "Bearer",
+                exp: claims.exp,
+                iat: claims.iat,
+                nbf: claims.nbf,
+                sub: claims.sub,
+                aud: claims.aud,
+                iss: claims.iss,
+                jti: claims.jti,
+                tenant: claims.tenant,
+                owner: claims.owner,
+            }),
+        })
+    }
+    .await;
+    match result {
+        Ok(answer) => no_store(Json(answer).into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn revoke(
+    State(service): State<Arc<TokenService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let mut form = Form::parse(&headers, &body)?;
+        let caller = caller(&service, &headers, &mut form).await?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| invalid_request("token is required"))?;
+        service.revoke(&caller, token).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// RFC 8414 authorization server metadata.
+#[derive(Serialize)]
+struct Metadata {
+    issuer: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
+    grant_types_supported: [&'static str; 1],
+    response_types_supported: [&'static str; 0],
+    token_endpoint_auth_methods_supported: [&'static str; 3],
+    token_endpoint_auth_signing_alg_values_supported: [&'static str; 4],
+    introspection_endpoint_auth_methods_supported: [&'static str; 4],
+    revocation_endpoint_auth_methods_supported: [&'static str; 4],
+}
+
+const CLIENT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+const CALLER_AUTH_METHODS: [&str; 4] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "bearer",
+];
+
+async fn metadata(State(service): State<Arc<TokenService>>) -> Response {
+    let issuer = service.issuer.clone();
+    Json(Metadata {
+        token_endpoint: service.token_endpoint(),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        grant_types_supported: [CLIENT_CREDENTIALS],
+        response_types_supported: [],
+        token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+        token_endpoint_auth_signing_alg_values_supported: ["EdDSA", "ES256", "RS256", "PS256"],
+        introspection_endpoint_auth_methods_supported: CALLER_AUTH_METHODS,
+        revocation_endpoint_auth_methods_supported: CALLER_AUTH_METHODS,
+        issuer,
+    })
+    .into_response()
+}

@@ -1,0 +1,234 @@
+//! Schema of the registry, credentials, revocation list and replay store.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveIden)]
+enum Agents {
+    Table,
+    Id,
+    Tenant,
+    Owner,
+    Name,
+    Description,
+    Model,
+    Provider,
+    Status,
+    StatusReason,
+    Attributes,
+    CeilingAudiences,
+    CeilingScopes,
+    TokenGeneration,
+    CreateTime,
+    UpdateTime,
+}
+
+#[derive(DeriveIden)]
+enum Credentials {
+    Table,
+    Id,
+    AgentId,
+    Kind,
+    Description,
+    CreateTime,
+    ExpireTime,
+    SecretHash,
+    SecretPrefix,
+    Kid,
+    Jwk,
+}
+
+#[derive(DeriveIden)]
+enum RevokedTokens {
+    Table,
+    Jti,
+    AgentId,
+    ExpireTime,
+    RevokeTime,
+}
+
+#[derive(DeriveIden)]
+enum UsedAssertions {
+    Table,
+    Key,
+    ExpireTime,
+}
+
+#[derive(DeriveIden)]
+enum IdentitySettings {
+    Table,
+    Name,
+    Value,
+}
+
+pub struct CreateIdentityTables;
+
+impl MigrationName for CreateIdentityTables {
+    fn name(&self) -> &str {
+        "m20261129_000010_create_identity_tables"
+    }
+}
+
+fn string(column: impl IntoIden, max: u32) -> ColumnDef {
+    ColumnDef::new(column).string_len(max).not_null().to_owned()
+}
+
+fn time(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateIdentityTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Agents::Table)
+                    .if_not_exists()
+                    .col(string(Agents::Id, 64).primary_key().to_owned())
+                    .col(string(Agents::Tenant, 64))
+                    .col(string(Agents::Owner, 256))
+                    .col(string(Agents::Name, 256))
+                    .col(ColumnDef::new(Agents::Description).text().not_null())
+                    .col(string(Agents::Model, 256))
+                    .col(string(Agents::Provider, 256))
+                    .col(string(Agents::Status, 16))
+                    .col(ColumnDef::new(Agents::StatusReason).text().not_null())
+                    .col(ColumnDef::new(Agents::Attributes).text().not_null())
+                    .col(ColumnDef::new(Agents::CeilingAudiences).text().not_null())
+                    .col(ColumnDef::new(Agents::CeilingScopes).text().not_null())
+                    .col(
+                        ColumnDef::new(Agents::TokenGeneration)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(time(Agents::CreateTime))
+                    .col(time(Agents::UpdateTime))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("agents_tenant_name")
+                    .table(Agents::Table)
+                    .col(Agents::Tenant)
+                    .col(Agents::Name)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("agents_tenant_id")
+                    .table(Agents::Table)
+                    .col(Agents::Tenant)
+                    .col(Agents::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Credentials::Table)
+                    .if_not_exists()
+                    .col(string(Credentials::Id, 64).primary_key().to_owned())
+                    .col(string(Credentials::AgentId, 64))
+                    .col(string(Credentials::Kind, 16))
+                    .col(string(Credentials::Description, 256))
+                    .col(time(Credentials::CreateTime))
+                    .col(ColumnDef::new(Credentials::ExpireTime).timestamp_with_time_zone())
+                    .col(ColumnDef::new(Credentials::SecretHash).binary())
+                    .col(ColumnDef::new(Credentials::SecretPrefix).string_len(16))
+                    .col(ColumnDef::new(Credentials::Kid).string_len(128))
+                    .col(ColumnDef::new(Credentials::Jwk).text())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("credentials_agent")
+                    .table(Credentials::Table)
+                    .col(Credentials::AgentId)
+                    .col(Credentials::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(RevokedTokens::Table)
+                    .if_not_exists()
+                    .col(string(RevokedTokens::Jti, 64).primary_key().to_owned())
+                    .col(string(RevokedTokens::AgentId, 128))
+                    .col(
+                        ColumnDef::new(RevokedTokens::ExpireTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(time(RevokedTokens::RevokeTime))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("revoked_tokens_expire")
+                    .table(RevokedTokens::Table)
+                    .col(RevokedTokens::ExpireTime)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsedAssertions::Table)
+                    .if_not_exists()
+                    .col(string(UsedAssertions::Key, 64).primary_key().to_owned())
+                    .col(
+                        ColumnDef::new(UsedAssertions::ExpireTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdentitySettings::Table)
+                    .if_not_exists()
+                    .col(string(IdentitySettings::Name, 64).primary_key().to_owned())
+                    .col(ColumnDef::new(IdentitySettings::Value).text().not_null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            Agents::Table.into_iden(),
+            Credentials::Table.into_iden(),
+            RevokedTokens::Table.into_iden(),
+            UsedAssertions::Table.into_iden(),
+            IdentitySettings::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
