@@ -11,5 +11,6 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod redis;
+pub mod remote_jwks;
 pub mod server;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! every key with its default).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
@@ -33,6 +34,10 @@ pub struct Config {
     pub credentials: CredentialConfig,
     pub bootstrap_admin: BootstrapAdminConfig,
     pub audit: AuditClientConfig,
+    /// External issuers whose tokens the jwt-bearer grant accepts (workload
+    /// identity federation). Empty = the grant is not offered.
+    #[serde(default)]
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
 }
 
 /// Access token lifetimes and the admin audience.
@@ -116,6 +121,7 @@ impl Config {
             credentials: CredentialConfig::default(),
             bootstrap_admin: BootstrapAdminConfig::default(),
             audit: AuditClientConfig::default(),
+            trusted_issuers: Vec::new(),
         }
     }
 
@@ -168,7 +174,8 @@ impl ServiceConfig for Config {
         self.tokens.validate()?;
         self.credentials.validate()?;
         self.bootstrap_admin.validate()?;
-        self.audit.validate()
+        self.audit.validate()?;
+        validate_trusted_issuers(&self.trusted_issuers)
     }
 }
 
@@ -250,5 +257,316 @@ impl BootstrapAdminConfig {
                 "is required when bootstrap_admin.client_secret is set",
             )),
         }
+    }
+}
+
+/// The longest `iss` of a trusted issuer (FederatedCredentialInfo.issuer).
+pub const MAX_ISSUER_CHARS: usize = 512;
+const MAX_JWKS_CACHE_SECS: u64 = 24 * 3600;
+const MIN_JWKS_CACHE_SECS: u64 = 10;
+
+/// An external token issuer trusted for the jwt-bearer grant (RFC 7523
+/// §2.1): a Kubernetes cluster, a SPIFFE trust domain, a CI provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    /// The exact `iss` of its tokens: an https URL (http only on
+    /// 127.0.0.1/localhost), at most 512 chars.
+    pub issuer: String,
+    /// Its JWKS as a JSON string. Exactly one of `jwks` and `jwks_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Where its JWKS is fetched: an https URL (http only on
+    /// 127.0.0.1/localhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The JWS algorithms accepted from it; a subset of RS256, RS384,
+    /// RS512, PS256, ES256, ES384, EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// How long a fetched JWKS is used before it is fetched again.
+    #[serde(default = "default_jwks_cache_secs")]
+    pub jwks_cache_secs: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
+}
+
+fn default_jwks_cache_secs() -> u64 {
+    300
+}
+
+impl TrustedIssuerConfig {
+    pub fn jwks_cache(&self) -> Duration {
+        Duration::from_secs(self.jwks_cache_secs)
+    }
+}
+
+/// An https URL, or http on 127.0.0.1/localhost (this machine, where
+/// nobody can tamper with the traffic).
+fn check_secure_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let url = check_http_url(key, value)?;
+    // The URL parser lowercases host names.
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
+    if url.scheme() == "http" && !loopback {
+        return Err(ConfigError::invalid(
+            key,
+            "must be an https URL (http is accepted only for 127.0.0.1 and localhost)",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(key, "must not carry credentials"));
+    }
+    Ok(())
+}
+
+fn validate_trusted_issuers(issuers: &[TrustedIssuerConfig]) -> Result<(), ConfigError> {
+    for (index, issuer) in issuers.iter().enumerate() {
+        let key = |field: &str| format!("trusted_issuers[{index}].{field}");
+        if issuer.issuer.is_empty() || issuer.issuer.chars().count() > MAX_ISSUER_CHARS {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                format!("must be 1-{MAX_ISSUER_CHARS} chars"),
+            ));
+        }
+        check_secure_url(&key("issuer"), &issuer.issuer)?;
+        if let Some(first) = issuers[..index]
+            .iter()
+            .position(|other| other.issuer == issuer.issuer)
+        {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                format!("is already trusted_issuers[{first}].issuer"),
+            ));
+        }
+        match (&issuer.jwks, &issuer.jwks_uri) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(ConfigError::invalid(
+                    key("jwks"),
+                    "set exactly one of `jwks` (the key set as JSON) and `jwks_uri`",
+                ))
+            }
+            (Some(jwks), None) => {
+                agentsec_common::remote_jwks::parse_inline(jwks)
+                    .map_err(|err| ConfigError::invalid(key("jwks"), err.to_string()))?;
+            }
+            (None, Some(uri)) => {
+                check_secure_url(&key("jwks_uri"), uri)?;
+            }
+        }
+        if issuer.algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                key("algorithms"),
+                "must name at least one algorithm",
+            ));
+        }
+        for (position, algorithm) in issuer.algorithms.iter().enumerate() {
+            if !agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS.contains(&algorithm.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("algorithms"),
+                    format!(
+                        "`{}` is not one of {}",
+                        algorithm.chars().take(32).collect::<String>(),
+                        agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+            if issuer.algorithms[..position].contains(algorithm) {
+                return Err(ConfigError::invalid(
+                    key("algorithms"),
+                    format!("names `{algorithm}` twice"),
+                ));
+            }
+        }
+        if !(MIN_JWKS_CACHE_SECS..=MAX_JWKS_CACHE_SECS).contains(&issuer.jwks_cache_secs) {
+            return Err(ConfigError::invalid(
+                key("jwks_cache_secs"),
+                format!("must be between {MIN_JWKS_CACHE_SECS} and {MAX_JWKS_CACHE_SECS}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn issuer(name: &str) -> TrustedIssuerConfig {
+        TrustedIssuerConfig {
+            issuer: name.to_owned(),
+            jwks: Some(JWKS.to_owned()),
+            jwks_uri: None,
+            algorithms: default_algorithms(),
+            jwks_cache_secs: default_jwks_cache_secs(),
+        }
+    }
+
+    /// The key the error names, or "" when the config is valid.
+    fn refused_key(issuers: Vec<TrustedIssuerConfig>) -> String {
+        match validate_trusted_issuers(&issuers) {
+            Ok(()) => String::new(),
+            Err(ConfigError::InvalidValue { key, .. }) => key,
+            Err(other) => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn trusted_issuers_accept_https_and_loopback_http() {
+        assert_eq!(refused_key(vec![]), "");
+        assert_eq!(
+            refused_key(vec![
+                issuer("https://kubernetes.default.svc"),
+                issuer("http://127.0.0.1:8080"),
+                issuer("http://localhost:9000/issuer"),
+                TrustedIssuerConfig {
+                    jwks: None,
+                    jwks_uri: Some(
+                        "https://token.actions.githubusercontent.com/.well-known/jwks".into()
+                    ),
+                    algorithms: vec!["RS256".into(), "PS256".into()],
+                    ..issuer("https://token.actions.githubusercontent.com")
+                },
+            ]),
+            ""
+        );
+    }
+
+    #[test]
+    fn trusted_issuer_errors_name_the_key() {
+        let cases = [
+            (issuer(""), "trusted_issuers[0].issuer"),
+            (
+                issuer("kubernetes/serviceaccount"),
+                "trusted_issuers[0].issuer",
+            ),
+            (issuer("http://issuer.example"), "trusted_issuers[0].issuer"),
+            (issuer("ftp://issuer.example"), "trusted_issuers[0].issuer"),
+            (
+                issuer(&format!("https://issuer.example/{}", "a".repeat(512))),
+                "trusted_issuers[0].issuer",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks: None,
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks_uri: Some("https://issuer.example/jwks".into()),
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks: Some(r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#.into()),
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks: Some("not json".into()),
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks: None,
+                    jwks_uri: Some("http://issuer.example/jwks".into()),
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks_uri",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks: None,
+                    jwks_uri: Some("https://user:pw@issuer.example/jwks".into()),
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks_uri",
+            ),
+            (
+                TrustedIssuerConfig {
+                    algorithms: vec![],
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].algorithms",
+            ),
+            (
+                TrustedIssuerConfig {
+                    algorithms: vec!["HS256".into()],
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].algorithms",
+            ),
+            (
+                TrustedIssuerConfig {
+                    algorithms: vec!["none".into()],
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].algorithms",
+            ),
+            (
+                TrustedIssuerConfig {
+                    algorithms: vec!["RS256".into(), "RS256".into()],
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].algorithms",
+            ),
+            (
+                TrustedIssuerConfig {
+                    jwks_cache_secs: 0,
+                    ..issuer("https://issuer.example")
+                },
+                "trusted_issuers[0].jwks_cache_secs",
+            ),
+        ];
+        for (config, expected) in cases {
+            let described = format!("{config:?}");
+            assert_eq!(refused_key(vec![config]), expected, "{described}");
+        }
+        assert_eq!(
+            refused_key(vec![
+                issuer("https://a.example"),
+                issuer("https://b.example"),
+                issuer("https://a.example"),
+            ]),
+            "trusted_issuers[2].issuer"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_issuer_fails_loading_naming_the_key() {
+        let env = vec![(
+            "AGENTSEC_TRUSTED_ISSUERS".to_owned(),
+            r#"[{issuer = "http://issuer.example", jwks_uri = "https://issuer.example/jwks"}]"#
+                .to_owned(),
+        )];
+        let err = agentsec_common::config::load_from::<Config>(None, env).unwrap_err();
+        assert!(
+            err.to_string().contains("`trusted_issuers[0].issuer`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn trusted_issuers_default_to_none_and_fill_in_defaults() {
+        assert!(Config::default().trusted_issuers.is_empty());
+        let parsed: TrustedIssuerConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://kubernetes.default.svc",
+            "jwks_uri": "https://kubernetes.default.svc/openid/v1/jwks",
+        }))
+        .unwrap();
+        assert_eq!(parsed.algorithms, ["RS256", "ES256", "EdDSA"]);
+        assert_eq!(parsed.jwks_cache_secs, 300);
+        assert_eq!(parsed.jwks, None);
     }
 }

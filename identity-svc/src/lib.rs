@@ -1,21 +1,23 @@
 //! identity-svc: the registry of agents as first-class identities and the
 //! OAuth 2.0 authorization server that issues their tokens.
 //!
-//! Served: the agent registry and client credentials (secrets and
-//! `private_key_jwt` keys) over gRPC; `client_credentials` tokens, RFC 7662
+//! Served: the agent registry and its credentials (client secrets,
+//! `private_key_jwt` keys, federated credentials) over gRPC; the
+//! `client_credentials` grant and, with `[[trusted_issuers]]` configured,
+//! the jwt-bearer grant of workload identity federation; RFC 7662
 //! introspection and RFC 7009 revocation over HTTP and gRPC; JWKS and RFC
-//! 8414 metadata. Workload identity federation (the jwt-bearer grant and
-//! `AddFederatedCredential`) and `RotateSigningKey` answer that they are
-//! not served yet.
+//! 8414 metadata. `RotateSigningKey` answers that it is not served yet.
 
 mod api;
 mod config;
 mod domain;
 mod events;
+mod federation;
 mod ids;
 mod oauth;
 mod registry;
 mod secrets;
+mod standing;
 mod store;
 
 use std::future::Future;
@@ -29,7 +31,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::Config;
+pub use config::{Config, TrustedIssuerConfig};
 pub use events::INVALIDATION_CHANNEL;
 
 /// The gRPC service this crate serves.
@@ -70,6 +72,38 @@ async fn load_pepper(
     Ok(pepper)
 }
 
+/// Lets introspection answer from memory where that stays exact: at once
+/// on SQLite (this process owns the database); on PostgreSQL only while
+/// following the other replicas' invalidation events on Redis.
+async fn follow_invalidations(
+    config: &Config,
+    standing: &Arc<standing::Standing>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
+    let kind = agentsec_common::db::DatabaseKind::of_url(&config.database.url)
+        .map_err(|reason| setup("database.url", reason))?;
+    if kind == agentsec_common::db::DatabaseKind::Sqlite {
+        standing
+            .go_live()
+            .await
+            .map_err(|err| setup("loading the revocation list", err))?;
+        return Ok(None);
+    }
+    let Some(url) = config.redis.url.clone() else {
+        tracing::info!("no Redis: introspection reads the database on every call");
+        return Ok(None);
+    };
+    let channel = format!(
+        "{}{}",
+        config.redis.key_prefix,
+        events::INVALIDATION_CHANNEL
+    );
+    Ok(Some(tokio::spawn(standing.clone().follow(
+        url,
+        channel,
+        config.issuer.clone(),
+    ))))
+}
+
 /// Runs identity-svc on `listener` until `shutdown` resolves: connects the
 /// database and runs migrations, loads or creates the signing key, serves,
 /// then flushes the audit events still queued.
@@ -94,9 +128,15 @@ pub async fn serve(
         }),
         _ => None,
     };
+    let federation = Arc::new(
+        federation::Federation::new(&config.trusted_issuers, config.tokens.leeway_secs)
+            .map_err(|err| setup("trusted_issuers", err))?,
+    );
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
     let events = events::Events::new(audit, redis.clone(), config.issuer.clone());
+    let standing = standing::Standing::new(db.clone());
+    let follower = follow_invalidations(&config, &standing).await?;
 
     let tokens = Arc::new(oauth::TokenService {
         db: db.clone(),
@@ -108,8 +148,17 @@ pub async fn serve(
         pepper: pepper.clone(),
         bootstrap,
         events: events.clone(),
+        federation: federation.clone(),
+        standing: standing.clone(),
+        verified: Default::default(),
     });
-    let registry = Arc::new(registry::Registry { db, events, pepper });
+    let registry = Arc::new(registry::Registry {
+        db,
+        events,
+        pepper,
+        federation,
+        standing,
+    });
     let api = api::grpc::IdentityApi::new(jwks.clone(), tokens.clone(), registry);
     let endpoints = ServiceEndpoints {
         name: "identity-svc",
@@ -120,6 +169,9 @@ pub async fn serve(
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     if let Err(err) = audit_sender.shutdown().await {
         // The events stay counted in the log line; audit-svc was not
         // reachable within audit.shutdown_flush_timeout_secs.

@@ -1,8 +1,10 @@
-//! The admin operations on agents and their credentials. Each change runs
+//! The admin operations on agents and their credentials (client secrets,
+//! public keys, federated credentials). Each change runs
 //! in one transaction that also queues its audit event (so a change that
 //! cannot be audited does not happen), then publishes an invalidation event.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use agentsec_common::error::ApiError;
 use agentsec_proto::common::v1::Outcome;
@@ -14,14 +16,19 @@ use crate::domain::agent::{Agent, AgentFields, Status};
 use crate::domain::page::Page;
 use crate::domain::{jwk, validate};
 use crate::events::{AuditRecord, Events, Invalidation, InvalidationKind};
+use crate::federation::Federation;
 use crate::oauth::claims::AdminScope;
 use crate::secrets::{self, Pepper};
 use crate::store::agents::{self, AgentFilter, AgentStoreError};
-use crate::store::credentials::{self, Credential, Kind};
+use crate::store::credentials::{self, Credential, Federated, Kind, SubjectMatch};
 
 /// Most client secrets per agent (rotation needs two; five leaves room).
 pub const MAX_SECRETS: u32 = 5;
 const MAX_PUBLIC_KEYS: u64 = 10;
+const MAX_FEDERATED: u64 = 20;
+/// Longest issuer, subject and subject pattern of a federated credential.
+const MAX_FEDERATED_SUBJECT: usize = 512;
+const MAX_FEDERATED_AUDIENCE: usize = 256;
 const MAX_SECRET_TTL_SECS: i64 = 2 * 365 * 24 * 3600;
 const MAX_LIST_ATTRIBUTES: usize = 16;
 /// How many rows a list reads per round while filtering by attributes.
@@ -39,6 +46,9 @@ pub struct Registry {
     pub db: DatabaseConnection,
     pub events: Events,
     pub pepper: Pepper,
+    /// The trusted issuers federated credentials may name.
+    pub federation: Arc<Federation>,
+    pub standing: Arc<crate::standing::Standing>,
 }
 
 fn store_error(err: AgentStoreError) -> ApiError {
@@ -58,6 +68,42 @@ fn save_error(name: &str) -> impl Fn(AgentStoreError) -> ApiError + '_ {
 
 fn db_error(err: sea_orm::DbErr) -> ApiError {
     ApiError::internal("identity database", err)
+}
+
+/// A federated credential's match rules from the request, validated.
+fn federated_from_proto(info: &pb::FederatedCredentialInfo) -> Result<Federated, ApiError> {
+    use pb::federated_credential_info::SubjectMatch as Proto;
+    validate::required("federated.issuer", &info.issuer, MAX_FEDERATED_SUBJECT)?;
+    let subject = match &info.subject_match {
+        Some(Proto::Subject(subject)) => {
+            validate::required("federated.subject", subject, MAX_FEDERATED_SUBJECT)?;
+            SubjectMatch::Exact(subject.clone())
+        }
+        Some(Proto::SubjectPattern(pattern)) => {
+            validate::required("federated.subject_pattern", pattern, MAX_FEDERATED_SUBJECT)?;
+            // A leading `*` would let the credential accept subjects of
+            // every namespace or repository of the issuer.
+            if pattern.starts_with('*') {
+                return Err(ApiError::invalid(
+                    "federated.subject_pattern",
+                    "must not begin with `*`",
+                ));
+            }
+            SubjectMatch::Pattern(pattern.clone())
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "federated.subject_match",
+                "set exactly one of subject and subject_pattern",
+            ))
+        }
+    };
+    validate::required("federated.audience", &info.audience, MAX_FEDERATED_AUDIENCE)?;
+    Ok(Federated {
+        issuer: info.issuer.clone(),
+        subject,
+        audience: info.audience.clone(),
+    })
 }
 
 fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -235,6 +281,7 @@ impl Registry {
             )
             .await?;
         txn.commit().await.map_err(db_error)?;
+        self.standing.forget_agent(&agent.id);
         self.events
             .invalidate(Invalidation::new(
                 InvalidationKind::AgentUpdated,
@@ -296,6 +343,7 @@ impl Registry {
             .audit(AuditRecord::new(kind, &agent.tenant, &agent.id, Outcome::Allow).reason(reason))
             .await?;
         txn.commit().await.map_err(db_error)?;
+        self.standing.forget_agent(&agent.id);
         self.events
             .invalidate(Invalidation::new(invalidation, &agent.tenant, &agent.id))
             .await;
@@ -356,6 +404,7 @@ impl Registry {
             secret_prefix: Some(secret.chars().take(8).collect()),
             kid: None,
             jwk: None,
+            federated: None,
         };
         credentials::insert(&txn, &credential)
             .await
@@ -425,6 +474,79 @@ impl Registry {
             secret_prefix: None,
             kid: Some(key.kid),
             jwk: Some(key.json),
+            federated: None,
+        };
+        credentials::insert(&txn, &credential)
+            .await
+            .map_err(db_error)?;
+        self.audit_credential(&agent, "credential.created", &credential)
+            .await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(credential)
+    }
+
+    /// Registers a federated credential: tokens of a trusted issuer whose
+    /// subject and audience match become this agent's tokens through the
+    /// jwt-bearer grant.
+    pub async fn add_federated_credential(
+        &self,
+        admin: &AdminScope,
+        request: &pb::AddFederatedCredentialRequest,
+    ) -> Result<Credential, ApiError> {
+        validate::at_most(
+            "description",
+            &request.description,
+            validate::MAX_CREDENTIAL_DESCRIPTION,
+        )?;
+        let federated = federated_from_proto(
+            request
+                .federated
+                .as_ref()
+                .ok_or_else(|| ApiError::invalid("federated", "is required"))?,
+        )?;
+        let expire_time = request
+            .expire_time
+            .as_ref()
+            .map(|time| time_of(time, "expire_time"))
+            .transpose()?;
+        let now = Utc::now();
+        if expire_time.is_some_and(|expire| expire <= now) {
+            return Err(ApiError::invalid("expire_time", "must be in the future"));
+        }
+        if !self.federation.trusts(&federated.issuer) {
+            return Err(ApiError::FailedPrecondition {
+                reason: format!(
+                    "issuer `{}` is not a trusted issuer of this server (see trusted_issuers in \
+                     identity-svc's configuration)",
+                    validate::printable(&federated.issuer)
+                ),
+            });
+        }
+        let txn = self.begin().await?;
+        let agent = self.visible(&txn, admin, &request.agent_id, true).await?;
+        self.usable(&agent)?;
+        if credentials::count(&txn, &agent.id, Kind::Federated)
+            .await
+            .map_err(db_error)?
+            >= MAX_FEDERATED
+        {
+            return Err(ApiError::FailedPrecondition {
+                reason: format!("the agent already has {MAX_FEDERATED} federated credentials"),
+            });
+        }
+        let credential = Credential {
+            id: crate::ids::credential_id()
+                .map_err(|err| ApiError::internal("credential id", err))?,
+            agent_id: agent.id.clone(),
+            kind: Kind::Federated,
+            description: request.description.clone(),
+            create_time: now,
+            expire_time,
+            secret_hash: None,
+            secret_prefix: None,
+            kid: None,
+            jwk: None,
+            federated: Some(federated),
         };
         credentials::insert(&txn, &credential)
             .await
@@ -447,8 +569,7 @@ impl Registry {
             Ok(pb::CredentialType::Unspecified) => None,
             Ok(pb::CredentialType::ClientSecret) => Some(Kind::ClientSecret),
             Ok(pb::CredentialType::PublicKey) => Some(Kind::PublicKey),
-            // None stored in this release: an empty list is the truth.
-            Ok(pb::CredentialType::Federated) => return Ok((Vec::new(), String::new())),
+            Ok(pb::CredentialType::Federated) => Some(Kind::Federated),
             Err(_) => return Err(ApiError::invalid("type", "unknown credential type")),
         };
         let page = Page::parse(
@@ -500,6 +621,7 @@ impl Registry {
             )
             .await?;
         txn.commit().await.map_err(db_error)?;
+        self.standing.forget_credential(credential_id);
         let mut invalidation = Invalidation::new(
             InvalidationKind::CredentialDeleted,
             &agent.tenant,
@@ -525,12 +647,12 @@ impl Registry {
         kind: &'static str,
         credential: &Credential,
     ) -> Result<(), ApiError> {
-        self.events
-            .audit(
-                AuditRecord::new(kind, &agent.tenant, &agent.id, Outcome::Allow)
-                    .attribute("credential_id", credential.id.clone())
-                    .attribute("credential_type", credential.kind.as_str()),
-            )
-            .await
+        let mut record = AuditRecord::new(kind, &agent.tenant, &agent.id, Outcome::Allow)
+            .attribute("credential_id", credential.id.clone())
+            .attribute("credential_type", credential.kind.as_str());
+        if let Some(federated) = &credential.federated {
+            record = record.attribute("federated_issuer", federated.issuer.clone());
+        }
+        self.events.audit(record).await
     }
 }

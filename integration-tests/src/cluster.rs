@@ -2,6 +2,7 @@
 //! ephemeral port, ready when gRPC health says SERVING.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::server::{bind, StartError};
@@ -25,6 +26,9 @@ pub const ADMIN_CLIENT_SECRET: &str = "test-bootstrap-admin-secret-0123456789abc
 pub const ADMIN_AUDIENCE: &str = "agentsec";
 /// The pepper of test clusters' client secrets.
 const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
+
+/// A change a test makes to identity-svc's configuration.
+type IdentityCustomizer = Arc<dyn Fn(&mut agentsec_identity::Config) + Send + Sync>;
 
 /// The four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,8 @@ pub struct TestCluster {
     stop_audit: watch::Sender<bool>,
     /// Where audit-svc listens, for the other services' audit clients.
     audit_addr: SocketAddr,
+    /// Applied to identity-svc's configuration at every (re)start.
+    identity_customizer: Option<IdentityCustomizer>,
 }
 
 impl TestCluster {
@@ -83,8 +89,24 @@ impl TestCluster {
         Self::start_on(backend).await
     }
 
+    /// Starts the services on a fresh backend, with identity-svc's
+    /// configuration changed by `customize` (also on [`Self::restart`]).
+    pub async fn start_with_identity(
+        customize: impl Fn(&mut agentsec_identity::Config) + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let backend = TestBackend::from_env().await?;
+        Self::launch(backend, Some(Arc::new(customize))).await
+    }
+
     /// Starts the services on `backend` (e.g. to restart on the same data).
     pub async fn start_on(backend: TestBackend) -> anyhow::Result<Self> {
+        Self::launch(backend, None).await
+    }
+
+    async fn launch(
+        backend: TestBackend,
+        identity_customizer: Option<IdentityCustomizer>,
+    ) -> anyhow::Result<Self> {
         let (stop, _) = watch::channel(false);
         let (stop_audit, _) = watch::channel(false);
         // Every port is bound before any service starts, so that each can be
@@ -105,6 +127,7 @@ impl TestCluster {
             stop,
             stop_audit,
             audit_addr,
+            identity_customizer,
         };
         for (service, listener) in listeners {
             cluster.spawn_on(service, listener)?;
@@ -172,6 +195,9 @@ impl TestCluster {
         config.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
         config.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());
         config.audit = self.audit_client_config();
+        if let Some(customize) = &self.identity_customizer {
+            customize(&mut config);
+        }
         config
     }
 

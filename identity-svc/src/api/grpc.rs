@@ -17,7 +17,7 @@ use crate::oauth::{
     Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS, JWT_BEARER,
 };
 use crate::registry::{Registry, Transition};
-use crate::store::credentials::{Credential as StoredCredential, Kind};
+use crate::store::credentials::{Credential as StoredCredential, Kind, SubjectMatch};
 
 /// Who delivers the RPCs this release does not serve yet.
 const OWNER: &str = "the identity-svc issue (#4)";
@@ -102,6 +102,33 @@ fn credential_to_proto(credential: &StoredCredential) -> Credential {
                 credential::Details::PublicKey(PublicKeyInfo {
                     jwk: Some(jwk),
                     thumbprint,
+                }),
+            )
+        }
+        Kind::Federated => {
+            let federated = credential.federated.clone();
+            (
+                CredentialType::Federated,
+                credential::Details::Federated(FederatedCredentialInfo {
+                    issuer: federated
+                        .as_ref()
+                        .map(|federated| federated.issuer.clone())
+                        .unwrap_or_default(),
+                    subject_match: federated
+                        .as_ref()
+                        .map(|federated| match &federated.subject {
+                            SubjectMatch::Exact(subject) => {
+                                federated_credential_info::SubjectMatch::Subject(subject.clone())
+                            }
+                            SubjectMatch::Pattern(pattern) => {
+                                federated_credential_info::SubjectMatch::SubjectPattern(
+                                    pattern.clone(),
+                                )
+                            }
+                        }),
+                    audience: federated
+                        .map(|federated| federated.audience)
+                        .unwrap_or_default(),
                 }),
             )
         }
@@ -292,9 +319,16 @@ impl IdentityService for IdentityApi {
 
     async fn add_federated_credential(
         &self,
-        _request: Request<AddFederatedCredentialRequest>,
+        request: Request<AddFederatedCredentialRequest>,
     ) -> Result<Response<AddFederatedCredentialResponse>, Status> {
-        not_yet_served("AddFederatedCredential", OWNER)
+        let admin = self.admin(&request).await?;
+        let credential = self
+            .registry
+            .add_federated_credential(&admin, request.get_ref())
+            .await?;
+        Ok(Response::new(AddFederatedCredentialResponse {
+            credential: Some(credential_to_proto(&credential)),
+        }))
     }
 
     async fn issue_token(
@@ -309,7 +343,7 @@ impl IdentityService for IdentityApi {
             Ok(GrantType::JwtBearer) => JWT_BEARER,
             _ => "unspecified",
         };
-        let client_id = request.client_id;
+        let client_id = request.client_id.clone();
         let credentials = match request.client_authentication {
             Some(issue_token_request::ClientAuthentication::ClientSecret(secret)) => {
                 Some(ClientCredentials::Secret {
@@ -330,7 +364,9 @@ impl IdentityService for IdentityApi {
             .tokens
             .issue(TokenRequest {
                 grant_type: grant_type.to_owned(),
+                client_id: request.client_id,
                 credentials,
+                assertion: request.assertion,
                 scope: request.scope,
                 audience: request.audience,
                 resource: request.resource,

@@ -18,7 +18,9 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::assertion::ASSERTION_TYPE;
-use super::{Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS};
+use super::{
+    Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS, JWT_BEARER,
+};
 
 /// Largest form body accepted: room for an 8 KiB assertion plus the rest.
 const MAX_BODY: usize = 16 * 1024;
@@ -189,10 +191,13 @@ async fn token(
 ) -> Response {
     let result = async {
         let mut form = Form::parse(&headers, &body)?;
+        let client_id = form.get("client_id").unwrap_or_default().to_owned();
         let credentials = client_credentials(&headers, &mut form)?;
         let request = TokenRequest {
             grant_type: form.take("grant_type").unwrap_or_default(),
+            client_id,
             credentials,
+            assertion: form.take("assertion").unwrap_or_default(),
             scope: form.take("scope").unwrap_or_default(),
             audience: form.take("audience").unwrap_or_default(),
             resource: form.take("resource").unwrap_or_default(),
@@ -351,7 +356,7 @@ struct Metadata {
     jwks_uri: String,
     introspection_endpoint: String,
     revocation_endpoint: String,
-    grant_types_supported: [&'static str; 1],
+    grant_types_supported: Vec<&'static str>,
     response_types_supported: [&'static str; 0],
     token_endpoint_auth_methods_supported: [&'static str; 3],
     token_endpoint_auth_signing_alg_values_supported: [&'static str; 4],
@@ -373,12 +378,16 @@ const CALLER_AUTH_METHODS: [&str; 4] = [
 
 async fn metadata(State(service): State<Arc<TokenService>>) -> Response {
     let issuer = service.issuer.clone();
+    let mut grant_types_supported = vec![CLIENT_CREDENTIALS];
+    if service.federation.is_enabled() {
+        grant_types_supported.push(JWT_BEARER);
+    }
     Json(Metadata {
         token_endpoint: service.token_endpoint(),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
-        grant_types_supported: [CLIENT_CREDENTIALS],
+        grant_types_supported,
         response_types_supported: [],
         token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
         token_endpoint_auth_signing_alg_values_supported: ["EdDSA", "ES256", "RS256", "PS256"],

@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod claims;
 pub mod http;
+mod verified;
 
 use std::sync::Arc;
 
@@ -68,7 +69,12 @@ impl ClientCredentials {
 #[derive(Debug)]
 pub struct TokenRequest {
     pub grant_type: String,
+    /// The `client_id` parameter ("" when absent); for jwt-bearer it picks
+    /// the agent when the assertion matches several.
+    pub client_id: String,
     pub credentials: Option<ClientCredentials>,
+    /// The jwt-bearer grant's external JWT (RFC 7523 §2.1); "" otherwise.
+    pub assertion: String,
     pub scope: String,
     pub audience: String,
     pub resource: String,
@@ -105,6 +111,9 @@ pub struct TokenService {
     pub pepper: Pepper,
     pub bootstrap: Option<BootstrapAdmin>,
     pub events: Events,
+    pub federation: Arc<crate::federation::Federation>,
+    pub standing: Arc<crate::standing::Standing>,
+    pub verified: verified::VerifiedTokens,
 }
 
 fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> OAuthError {
@@ -174,36 +183,66 @@ impl TokenService {
         request: TokenRequest,
         subject: &mut Option<(String, String)>,
     ) -> Result<(IssuedToken, String), OAuthError> {
-        match request.grant_type.as_str() {
-            CLIENT_CREDENTIALS => {}
+        let client = match request.grant_type.as_str() {
+            CLIENT_CREDENTIALS => {
+                let credentials = request.credentials.ok_or_else(|| {
+                    oauth(
+                        OAuthErrorCode::InvalidClient,
+                        "client authentication is required",
+                    )
+                })?;
+                let basic = credentials.basic();
+                self.authenticate(credentials).await.map_err(|mut err| {
+                    err.basic_auth_challenge = basic;
+                    err
+                })?
+            }
             "" => {
                 return Err(oauth(
                     OAuthErrorCode::InvalidRequest,
                     "grant_type is required",
                 ))
             }
-            JWT_BEARER => return Err(oauth(
-                OAuthErrorCode::UnsupportedGrantType,
-                "the jwt-bearer grant (workload identity federation) is not enabled on this server",
-            )),
+            JWT_BEARER => {
+                self.federation.check_enabled()?;
+                // RFC 7523 §3.1: client authentication is optional with this
+                // grant; when given it must hold and name the matched agent.
+                let mut client_id = (!request.client_id.is_empty()).then_some(request.client_id);
+                if let Some(credentials) = request.credentials {
+                    let basic = credentials.basic();
+                    match self.authenticate(credentials).await.map_err(|mut err| {
+                        err.basic_auth_challenge = basic;
+                        err
+                    })? {
+                        Client::Agent { agent, .. } => client_id = Some(agent.id),
+                        Client::BootstrapAdmin => {
+                            return Err(oauth(
+                                OAuthErrorCode::UnauthorizedClient,
+                                "the bootstrap admin cannot use the jwt-bearer grant",
+                            ))
+                        }
+                    }
+                }
+                let matched = self
+                    .federation
+                    .authenticate(&self.db, &request.assertion, client_id.as_deref())
+                    .await?;
+                Client::Agent {
+                    agent: Box::new(matched.agent),
+                    credential_id: matched.credential_id,
+                }
+            }
             _ => {
                 return Err(oauth(
                     OAuthErrorCode::UnsupportedGrantType,
-                    "grant_type must be client_credentials",
+                    if self.federation.is_enabled() {
+                        "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer"
+                    } else {
+                        "grant_type must be client_credentials"
+                    },
                 ))
             }
-        }
-        let credentials = request.credentials.ok_or_else(|| {
-            oauth(
-                OAuthErrorCode::InvalidClient,
-                "client authentication is required",
-            )
-        })?;
-        let basic = credentials.basic();
-        let client = self.authenticate(credentials).await.map_err(|mut err| {
-            err.basic_auth_challenge = basic;
-            err
-        })?;
+        };
         let now = Utc::now().timestamp();
         let lifetime = self.config.lifetime_secs as i64;
         let jti = crate::ids::token_id().map_err(|err| server_error("token id", err))?;
@@ -489,11 +528,13 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Ok(None);
         }
-        let Some(claims) = self.verify_signature(token, true) else {
+        let Some(claims) = self.verified_claims(token) else {
             return Ok(None);
         };
         let internal = |err: sea_orm::DbErr| ApiError::internal("introspection", err);
-        if tokens::is_revoked(&self.db, &claims.jti)
+        if self
+            .standing
+            .is_revoked(&claims.jti)
             .await
             .map_err(internal)?
         {
@@ -504,27 +545,44 @@ impl TokenService {
             .as_ref()
             .is_some_and(|admin| admin.client_id == claims.sub);
         if is_bootstrap {
-            return Ok(Some(claims));
+            return Ok(Some(claims.as_ref().clone()));
         }
-        let Some(credential) = &claims.cred else {
+        let (Some(credential), Some(generation)) = (&claims.cred, claims.gen) else {
             return Ok(None);
         };
-        if !credentials::exists(&self.db, credential)
+        if !self
+            .standing
+            .credential_exists(credential)
             .await
             .map_err(internal)?
         {
             return Ok(None);
         }
-        let Some(generation) = claims.gen else {
-            return Ok(None);
-        };
-        if !agents::token_standing(&self.db, &claims.sub, generation)
+        if !self
+            .standing
+            .agent_active(&claims.sub, generation)
             .await
             .map_err(internal)?
         {
             return Ok(None);
         }
-        Ok(Some(claims))
+        Ok(Some(claims.as_ref().clone()))
+    }
+
+    /// The claims of a token this service signed whose signature and issuer
+    /// hold and which is within nbf/exp now.
+    fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        let digest = verified::digest(token);
+        let claims = match self.verified.get(&digest) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(token, false)?);
+                self.verified.insert(digest, claims.clone());
+                claims
+            }
+        };
+        let now = Utc::now().timestamp();
+        (claims.nbf <= now && now <= claims.exp).then_some(claims)
     }
 
     /// The claims of a token this service signed, if its signature and
@@ -628,6 +686,7 @@ impl TokenService {
         txn.commit()
             .await
             .map_err(|err| server_error("revoke", err))?;
+        self.standing.note_revoked(&claims.jti, claims.exp);
         let mut invalidation =
             Invalidation::new(InvalidationKind::TokenRevoked, &tenant, &claims.sub);
         invalidation.token_jti = claims.jti.clone();

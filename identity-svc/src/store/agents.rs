@@ -145,13 +145,12 @@ pub async fn list(
     query.all(db).await?.into_iter().map(from_row).collect()
 }
 
-/// Whether tokens of `agent_id` from `generation` are still good: the agent
-/// is active and has not been suspended since they were issued.
-pub async fn token_standing(
+/// The agent's token generation if it is active; `None` if it is not (or
+/// does not exist).
+pub async fn active_generation(
     db: &impl ConnectionTrait,
     agent_id: &str,
-    generation: i64,
-) -> Result<bool, DbErr> {
+) -> Result<Option<i64>, DbErr> {
     let row: Option<(String, i64)> = Agents::find_by_id(agent_id.to_owned())
         .select_only()
         .column(agent::Column::Status)
@@ -159,7 +158,6 @@ pub async fn token_standing(
         .into_tuple()
         .one(db)
         .await?;
-    Ok(row.is_some_and(|(status, current)| {
-        status == Status::Active.as_str() && generation == current
-    }))
+    Ok(row
+        .and_then(|(status, generation)| (status == Status::Active.as_str()).then_some(generation)))
 }

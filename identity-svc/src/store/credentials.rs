@@ -1,8 +1,9 @@
-//! Credential rows: client secrets (keyed hash only) and public keys.
+//! Credential rows: client secrets (keyed hash only), public keys and
+//! federated credentials.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
@@ -13,6 +14,7 @@ use super::entities::credential::{self, Entity as Credentials};
 pub enum Kind {
     ClientSecret,
     PublicKey,
+    Federated,
 }
 
 impl Kind {
@@ -20,6 +22,7 @@ impl Kind {
         match self {
             Self::ClientSecret => "client_secret",
             Self::PublicKey => "public_key",
+            Self::Federated => "federated",
         }
     }
 }
@@ -37,6 +40,24 @@ pub struct Credential {
     pub secret_prefix: Option<String>,
     pub kid: Option<String>,
     pub jwk: Option<String>,
+    /// What a federated credential accepts.
+    pub federated: Option<Federated>,
+}
+
+/// Which external tokens a federated credential accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Federated {
+    pub issuer: String,
+    pub subject: SubjectMatch,
+    pub audience: String,
+}
+
+/// How the external token's `sub` must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectMatch {
+    Exact(String),
+    /// A glob where `*` matches any run of characters.
+    Pattern(String),
 }
 
 impl Credential {
@@ -49,8 +70,25 @@ fn from_row(row: credential::Model) -> Option<Credential> {
     let kind = match row.kind.as_str() {
         "client_secret" => Kind::ClientSecret,
         "public_key" => Kind::PublicKey,
+        "federated" => Kind::Federated,
         // A kind a newer release wrote: not usable here, so not listed.
         _ => return None,
+    };
+    let federated = match kind {
+        Kind::Federated => {
+            let subject = match (row.fed_subject, row.fed_subject_pattern) {
+                (Some(subject), None) => SubjectMatch::Exact(subject),
+                (None, Some(pattern)) => SubjectMatch::Pattern(pattern),
+                // Not written by this release: unusable, so not listed.
+                _ => return None,
+            };
+            Some(Federated {
+                issuer: row.fed_issuer?,
+                subject,
+                audience: row.fed_audience?,
+            })
+        }
+        Kind::ClientSecret | Kind::PublicKey => None,
     };
     Some(Credential {
         id: row.id,
@@ -63,10 +101,17 @@ fn from_row(row: credential::Model) -> Option<Credential> {
         secret_prefix: row.secret_prefix,
         kid: row.kid,
         jwk: row.jwk,
+        federated,
     })
 }
 
 pub async fn insert(db: &impl ConnectionTrait, credential: &Credential) -> Result<(), DbErr> {
+    let federated = credential.federated.as_ref();
+    let (subject, pattern) = match federated.map(|federated| &federated.subject) {
+        Some(SubjectMatch::Exact(subject)) => (Some(subject.clone()), None),
+        Some(SubjectMatch::Pattern(pattern)) => (None, Some(pattern.clone())),
+        None => (None, None),
+    };
     credential::ActiveModel {
         id: Set(credential.id.clone()),
         agent_id: Set(credential.agent_id.clone()),
@@ -78,6 +123,10 @@ pub async fn insert(db: &impl ConnectionTrait, credential: &Credential) -> Resul
         secret_prefix: Set(credential.secret_prefix.clone()),
         kid: Set(credential.kid.clone()),
         jwk: Set(credential.jwk.clone()),
+        fed_issuer: Set(federated.map(|federated| federated.issuer.clone())),
+        fed_subject: Set(subject),
+        fed_subject_pattern: Set(pattern),
+        fed_audience: Set(federated.map(|federated| federated.audience.clone())),
     }
     .insert(db)
     .await?;
@@ -151,4 +200,30 @@ pub async fn public_key(
         .one(db)
         .await?
         .and_then(from_row))
+}
+
+/// The federated credentials of `issuer` for one of `audiences` that may
+/// accept the external subject `subject`: those naming it exactly, and all
+/// patterns (the caller matches them). Ordered by id.
+pub async fn federated_candidates(
+    db: &impl ConnectionTrait,
+    issuer: &str,
+    subject: &str,
+    audiences: &[String],
+) -> Result<Vec<Credential>, DbErr> {
+    Ok(Credentials::find()
+        .filter(credential::Column::FedIssuer.eq(issuer))
+        .filter(credential::Column::Kind.eq(Kind::Federated.as_str()))
+        .filter(credential::Column::FedAudience.is_in(audiences.iter().cloned()))
+        .filter(
+            Condition::any()
+                .add(credential::Column::FedSubject.eq(subject))
+                .add(credential::Column::FedSubjectPattern.is_not_null()),
+        )
+        .order_by_asc(credential::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(from_row)
+        .collect())
 }

@@ -47,7 +47,7 @@ pub mod credential {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub agent_id: String,
-        /// `client_secret` or `public_key`.
+        /// `client_secret`, `public_key` or `federated`.
         pub kind: String,
         pub description: String,
         pub create_time: DateTimeUtc,
@@ -60,6 +60,15 @@ pub mod credential {
         /// The public JWK as JSON (public keys).
         #[sea_orm(column_type = "Text", nullable)]
         pub jwk: Option<String>,
+        /// The trusted external issuer (federated credentials).
+        pub fed_issuer: Option<String>,
+        /// The exact external `sub` (federated, unless a pattern is set).
+        pub fed_subject: Option<String>,
+        /// A `*` glob over the external `sub` (federated, unless a subject
+        /// is set).
+        pub fed_subject_pattern: Option<String>,
+        /// The audience the external token must carry (federated).
+        pub fed_audience: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

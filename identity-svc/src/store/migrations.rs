@@ -1,4 +1,5 @@
-//! Schema of the registry, credentials, revocation list and replay store.
+//! Schema of the registry, credentials (secrets, public keys, federated
+//! credentials), revocation list and replay store.
 
 use sea_orm_migration::prelude::*;
 
@@ -35,6 +36,10 @@ enum Credentials {
     SecretPrefix,
     Kid,
     Jwk,
+    FedIssuer,
+    FedSubject,
+    FedSubjectPattern,
+    FedAudience,
 }
 
 #[derive(DeriveIden)]
@@ -148,6 +153,10 @@ impl MigrationTrait for CreateIdentityTables {
                     .col(ColumnDef::new(Credentials::SecretPrefix).string_len(16))
                     .col(ColumnDef::new(Credentials::Kid).string_len(128))
                     .col(ColumnDef::new(Credentials::Jwk).text())
+                    .col(ColumnDef::new(Credentials::FedIssuer).string_len(512))
+                    .col(ColumnDef::new(Credentials::FedSubject).string_len(512))
+                    .col(ColumnDef::new(Credentials::FedSubjectPattern).string_len(512))
+                    .col(ColumnDef::new(Credentials::FedAudience).string_len(256))
                     .to_owned(),
             )
             .await?;
@@ -158,6 +167,17 @@ impl MigrationTrait for CreateIdentityTables {
                     .table(Credentials::Table)
                     .col(Credentials::AgentId)
                     .col(Credentials::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // The jwt-bearer grant looks federated credentials up by issuer.
+        manager
+            .create_index(
+                Index::create()
+                    .name("credentials_fed_issuer")
+                    .table(Credentials::Table)
+                    .col(Credentials::FedIssuer)
                     .if_not_exists()
                     .to_owned(),
             )

@@ -46,6 +46,21 @@ pub async fn is_revoked(db: &impl ConnectionTrait, jti: &str) -> Result<bool, Db
     Ok(found.is_some())
 }
 
+/// Every revoked token that has not expired yet: jti -> exp.
+pub async fn revocation_list(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    revoked_token::Entity::find()
+        .select_only()
+        .column(revoked_token::Column::Jti)
+        .column(revoked_token::Column::ExpireTime)
+        .filter(revoked_token::Column::ExpireTime.gte(now.timestamp()))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// Records a client assertion as used until `expire_time`; false when it was
 /// already used (a replay).
 pub async fn claim_assertion(

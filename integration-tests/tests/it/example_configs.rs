@@ -35,3 +35,32 @@ fn example_configs_load_and_match_the_defaults() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The commented-out `[[trusted_issuers]]` example of identity-svc, once
+/// uncommented, is a valid configuration.
+#[test]
+fn the_trusted_issuer_example_is_valid_when_uncommented() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(example("identity-svc.toml"))?;
+    let start = text
+        .find("# [[trusted_issuers]]")
+        .context("no trusted_issuers example")?;
+    let uncommented: Vec<&str> = text[start..]
+        .lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| !line.starts_with('#'))
+        .collect();
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("identity-svc.toml");
+    std::fs::write(&path, format!("{text}\n{}\n", uncommented.join("\n")))?;
+    let loaded: agentsec_identity::Config = load_from(Some(&path), Vec::new())?;
+    assert_eq!(loaded.trusted_issuers.len(), 1);
+    let issuer = &loaded.trusted_issuers[0];
+    assert_eq!(
+        issuer.issuer,
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert!(issuer.jwks.is_some() && issuer.jwks_uri.is_none());
+    assert_eq!(issuer.algorithms, ["RS256", "ES256", "EdDSA"]);
+    Ok(())
+}

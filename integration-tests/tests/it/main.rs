@@ -7,6 +7,7 @@ mod audit_replicas;
 mod config_errors;
 mod example_configs;
 mod health_and_reflection;
+mod identity_federation;
 mod identity_http;
 mod identity_registry;
 mod identity_tokens;

@@ -1,0 +1,239 @@
+//! What introspection must know besides the signature: is the agent active
+//! in the token's generation, does the credential still exist, is the jti
+//! revoked. Answers come from memory so that introspection does not wait on
+//! the database, and stay exact:
+//!
+//! - a change made here updates memory right after its commit, before the
+//!   RPC returns;
+//! - a change made by another replica arrives as an invalidation event on
+//!   Redis; memory is used only while subscribed (and is reloaded on every
+//!   new subscription), so a lost connection falls back to the database;
+//! - on SQLite one process owns the database and memory is always used;
+//!   on PostgreSQL without Redis it never is;
+//! - a database read that raced with an invalidation is not cached (an
+//!   epoch counter tells).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt as _;
+use sea_orm::{DatabaseConnection, DbErr};
+use serde::Deserialize;
+
+use crate::store::{agents, credentials, tokens};
+
+/// Entries kept per map before it is emptied and refilled from use.
+const MAX_ENTRIES: usize = 100_000;
+/// Stands for "no active agent" in the generation map.
+const INACTIVE: i64 = -1;
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+pub struct Standing {
+    db: DatabaseConnection,
+    /// Whether the maps may answer.
+    live: AtomicBool,
+    /// Bumped by every invalidation.
+    epoch: AtomicU64,
+    /// Agent id -> its token generation while active, else INACTIVE.
+    generations: RwLock<HashMap<String, i64>>,
+    /// Credential id -> whether it exists.
+    credentials: RwLock<HashMap<String, bool>>,
+    /// Every revoked, unexpired jti -> its token's exp. Complete while live.
+    revoked: RwLock<HashMap<String, i64>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn bounded_insert<V>(map: &mut HashMap<String, V>, key: &str, value: V) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key.to_owned(), value);
+}
+
+impl Standing {
+    /// Starts empty and not live; call [`Self::go_live`] once the maps may
+    /// answer (at once on SQLite, after subscribing on PostgreSQL).
+    pub fn new(db: DatabaseConnection) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            generations: RwLock::new(HashMap::new()),
+            credentials: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Empties the maps, loads the revocation list, and lets memory answer.
+    pub async fn go_live(&self) -> Result<(), DbErr> {
+        self.live.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write(&self.generations).clear();
+        write(&self.credentials).clear();
+        let list = tokens::revocation_list(&self.db, Utc::now()).await?;
+        {
+            let mut revoked = write(&self.revoked);
+            revoked.clear();
+            revoked.extend(list);
+        }
+        self.live.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn go_dark(&self) {
+        self.live.store(false, Ordering::Release);
+    }
+
+    /// Whether tokens of `agent_id` from `generation` are good.
+    pub async fn agent_active(&self, agent_id: &str, generation: i64) -> Result<bool, DbErr> {
+        if self.is_live() {
+            if let Some(current) = read(&self.generations).get(agent_id) {
+                return Ok(*current != INACTIVE && *current == generation);
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let current = agents::active_generation(&self.db, agent_id)
+            .await?
+            .unwrap_or(INACTIVE);
+        if self.is_live() && self.epoch.load(Ordering::Acquire) == epoch {
+            bounded_insert(&mut write(&self.generations), agent_id, current);
+        }
+        Ok(current != INACTIVE && current == generation)
+    }
+
+    pub async fn credential_exists(&self, id: &str) -> Result<bool, DbErr> {
+        if self.is_live() {
+            if let Some(exists) = read(&self.credentials).get(id) {
+                return Ok(*exists);
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let exists = credentials::exists(&self.db, id).await?;
+        if self.is_live() && self.epoch.load(Ordering::Acquire) == epoch {
+            bounded_insert(&mut write(&self.credentials), id, exists);
+        }
+        Ok(exists)
+    }
+
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, DbErr> {
+        if self.is_live() {
+            return Ok(read(&self.revoked).contains_key(jti));
+        }
+        tokens::is_revoked(&self.db, jti).await
+    }
+
+    /// The agent's status or generation changed.
+    pub fn forget_agent(&self, agent_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write(&self.generations).remove(agent_id);
+    }
+
+    /// The credential was deleted.
+    pub fn forget_credential(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write(&self.credentials).remove(id);
+    }
+
+    /// The token was revoked; it stays listed until `exp`.
+    pub fn note_revoked(&self, jti: &str, exp: i64) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let now = Utc::now().timestamp();
+        let mut revoked = write(&self.revoked);
+        revoked.retain(|_, expiry| *expiry >= now);
+        revoked.insert(jti.to_owned(), exp);
+    }
+
+    /// Applies an invalidation event published by a replica (identity.proto
+    /// `InvalidationEvent`, proto3 JSON). Unknown kinds are ignored.
+    fn apply(&self, payload: &[u8], issuer: &str) {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Event {
+            #[serde(default)]
+            kind: String,
+            #[serde(default)]
+            agent_id: String,
+            #[serde(default)]
+            credential_id: String,
+            #[serde(default)]
+            token_jti: String,
+            #[serde(default)]
+            token_expire_time: Option<String>,
+            #[serde(default)]
+            issuer: String,
+        }
+        let Ok(event) = serde_json::from_slice::<Event>(payload) else {
+            tracing::warn!("ignoring an invalidation event that is not JSON");
+            return;
+        };
+        match event.kind.as_str() {
+            "INVALIDATION_KIND_AGENT_SUSPENDED"
+            | "INVALIDATION_KIND_AGENT_REVOKED"
+            | "INVALIDATION_KIND_AGENT_REACTIVATED"
+            | "INVALIDATION_KIND_AGENT_UPDATED" => self.forget_agent(&event.agent_id),
+            "INVALIDATION_KIND_CREDENTIAL_DELETED" => self.forget_credential(&event.credential_id),
+            "INVALIDATION_KIND_TOKEN_REVOKED" if event.issuer == issuer => {
+                let exp = event
+                    .token_expire_time
+                    .and_then(|time| chrono::DateTime::parse_from_rfc3339(&time).ok())
+                    .map(|time| time.timestamp())
+                    // Without an expiry, keep it for the longest lifetime.
+                    .unwrap_or_else(|| Utc::now().timestamp() + 24 * 3600);
+                self.note_revoked(&event.token_jti, exp);
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps memory in step with other replicas through Redis: subscribes,
+    /// reloads, goes live; on any loss, goes dark and starts over.
+    pub async fn follow(self: Arc<Self>, redis_url: String, channel: String, issuer: String) {
+        loop {
+            match self.follow_once(&redis_url, &channel, &issuer).await {
+                Ok(()) => {
+                    tracing::warn!(%channel, "invalidation subscription ended; resubscribing")
+                }
+                Err(err) => {
+                    tracing::warn!(%channel, error = %err, "invalidation subscription failed; answering from the database")
+                }
+            }
+            self.go_dark();
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        redis_url: &str,
+        channel: &str,
+        issuer: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let client = redis::Client::open(redis_url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        // Subscribed first, then reloaded: nothing published in between
+        // is missed.
+        self.go_live().await?;
+        tracing::info!(%channel, "following invalidation events");
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            self.apply(message.get_payload_bytes(), issuer);
+        }
+        Ok(())
+    }
+}
