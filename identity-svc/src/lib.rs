@@ -5,8 +5,8 @@
 //! `private_key_jwt` keys, federated credentials) over gRPC; the
 //! `client_credentials` grant and, with `[[trusted_issuers]]` configured,
 //! the jwt-bearer grant of workload identity federation; RFC 7662
-//! introspection and RFC 7009 revocation over HTTP and gRPC; JWKS and RFC
-//! 8414 metadata. `RotateSigningKey` answers that it is not served yet.
+//! introspection and RFC 7009 revocation over HTTP and gRPC; JWKS (with
+//! key rotation) and RFC 8414 metadata.
 
 mod api;
 mod config;
@@ -14,6 +14,7 @@ mod domain;
 mod events;
 mod federation;
 mod ids;
+mod keyring;
 mod oauth;
 mod registry;
 mod secrets;
@@ -114,9 +115,12 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
-    let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
-    tracing::info!(kid = keys.active.kid(), alg = %keys.active.algorithm(), "signing key loaded");
-    let jwks = Arc::new(keys.published);
+    let keys = keyring::LiveKeys::load(db.clone(), config.signing.clone()).await?;
+    {
+        let current = keys.current();
+        tracing::info!(kid = current.active.kid(), alg = %current.active.algorithm(), "signing key loaded");
+    }
+    let key_refresher = tokio::spawn(keys.clone().follow());
     let pepper = load_pepper(&config, &db).await?;
     let bootstrap = match (
         &config.bootstrap_admin.client_id,
@@ -141,8 +145,7 @@ pub async fn serve(
     let tokens = Arc::new(oauth::TokenService {
         db: db.clone(),
         redis,
-        signer: keys.active,
-        jwks: jwks.clone(),
+        keys,
         issuer: config.issuer.clone(),
         config: config.tokens.clone(),
         pepper: pepper.clone(),
@@ -159,19 +162,20 @@ pub async fn serve(
         federation,
         standing,
     });
-    let api = api::grpc::IdentityApi::new(jwks.clone(), tokens.clone(), registry);
+    let api = api::grpc::IdentityApi::new(tokens.clone(), registry);
     let endpoints = ServiceEndpoints {
         name: "identity-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(IdentityServiceServer::new(api)),
-        http: agentsec_common::keys::jwks_router(jwks).merge(oauth::http::router(tokens)),
+        http: oauth::http::router(tokens),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
     if let Some(follower) = follower {
         follower.abort();
     }
+    key_refresher.abort();
     if let Err(err) = audit_sender.shutdown().await {
         // The events stay counted in the log line; audit-svc was not
         // reachable within audit.shutdown_flush_timeout_secs.

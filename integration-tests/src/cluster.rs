@@ -183,6 +183,17 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Starts one more instance of `service` on the same database and
+    /// Redis (a replica, as a second pod would be); returns its address.
+    /// Identity replicas share the first instance's issuer.
+    pub async fn start_replica(&mut self, service: Service) -> anyhow::Result<SocketAddr> {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        self.spawn_on(service, listener)?;
+        self.wait_until_ready().await?;
+        Ok(addr)
+    }
+
     fn identity_config(
         &self,
         addr: SocketAddr,
@@ -190,7 +201,12 @@ impl TestCluster {
         redis: agentsec_common::config::RedisConfig,
     ) -> agentsec_identity::Config {
         let mut config = agentsec_identity::Config::for_test(database, redis);
-        config.issuer = format!("http://{addr}");
+        let first = self
+            .services
+            .iter()
+            .find(|running| running.service == Service::Identity)
+            .map_or(addr, |running| running.addr);
+        config.issuer = format!("http://{first}");
         config.credentials.pepper = Some(TEST_PEPPER.to_owned());
         config.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
         config.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());

@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue, DatabaseConnection, QueryOrder};
 use sea_orm_migration::prelude::{ColumnDef, DeriveIden, MigrationTrait, SchemaManager, Table};
 
@@ -211,6 +212,112 @@ async fn ensure_published(
     };
     entity::Entity::insert(row).exec(db).await?;
     Ok(())
+}
+
+/// The newest key that signs (not retired, private half stored), whatever
+/// its algorithm: what replicas switch to after a rotation.
+pub async fn newest_active_key(
+    db: &DatabaseConnection,
+) -> Result<Option<SigningKey>, KeyStoreError> {
+    let row = entity::Entity::find()
+        .filter(entity::Column::RetiredAt.is_null())
+        .filter(entity::Column::PrivatePkcs8.is_not_null())
+        .order_by_desc(entity::Column::CreatedAt)
+        .one(db)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| KeyStoreError::Corrupt {
+        kid: row.kid.clone(),
+        reason,
+    };
+    let algorithm = SigningAlgorithm::parse(&row.algorithm)
+        .ok_or_else(|| corrupt(format!("unknown algorithm `{}`", row.algorithm)))?;
+    let der = row.private_pkcs8.clone().unwrap_or_default();
+    SigningKey::from_pkcs8_der(algorithm, &der)
+        .map(Some)
+        .map_err(|err| corrupt(err.to_string()))
+}
+
+/// Public facts about a stored key.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub jwk: PublicJwk,
+    pub algorithm: String,
+    pub created_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub publish_until: Option<DateTime<Utc>>,
+}
+
+/// Makes a new generated key the active one: every key signing until now is
+/// retired and stays published until `publish_for` from now (the longest a
+/// token it signed can live, plus the time replicas need to notice). One
+/// transaction, so replicas never see two active keys or none.
+pub async fn rotate(
+    db: &DatabaseConnection,
+    algorithm: SigningAlgorithm,
+    publish_for: chrono::Duration,
+) -> Result<SigningKey, KeyStoreError> {
+    use sea_orm::TransactionTrait as _;
+    let key = SigningKey::generate(algorithm)?;
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    entity::Entity::update_many()
+        .col_expr(entity::Column::RetiredAt, Expr::value(now))
+        .col_expr(entity::Column::PublishUntil, Expr::value(now + publish_for))
+        .filter(entity::Column::RetiredAt.is_null())
+        .exec(&txn)
+        .await?;
+    let public_jwk =
+        serde_json::to_string(key.public_jwk()).map_err(|err| KeyStoreError::Corrupt {
+            kid: key.kid().to_owned(),
+            reason: err.to_string(),
+        })?;
+    entity::Entity::insert(entity::ActiveModel {
+        kid: ActiveValue::Set(key.kid().to_owned()),
+        algorithm: ActiveValue::Set(key.algorithm().as_str().to_owned()),
+        private_pkcs8: ActiveValue::Set(Some(key.pkcs8_der().to_vec())),
+        public_jwk: ActiveValue::Set(public_jwk),
+        created_at: ActiveValue::Set(now),
+        retired_at: ActiveValue::Set(None),
+        publish_until: ActiveValue::Set(None),
+    })
+    .exec(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(key)
+}
+
+/// The published keys with their dates, newest first.
+pub async fn published_key_facts(db: &DatabaseConnection) -> Result<Vec<StoredKey>, KeyStoreError> {
+    let now: DateTime<Utc> = Utc::now();
+    let rows = entity::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(entity::Column::RetiredAt.is_null())
+                .add(entity::Column::PublishUntil.gt(now)),
+        )
+        .order_by_desc(entity::Column::CreatedAt)
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let jwk = serde_json::from_str::<PublicJwk>(&row.public_jwk).map_err(|err| {
+                KeyStoreError::Corrupt {
+                    kid: row.kid.clone(),
+                    reason: err.to_string(),
+                }
+            })?;
+            Ok(StoredKey {
+                jwk,
+                algorithm: row.algorithm,
+                created_at: row.created_at,
+                retired_at: row.retired_at,
+                publish_until: row.publish_until,
+            })
+        })
+        .collect()
 }
 
 /// Every key ever stored, retired or not: what verifies old signatures

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use agentsec_common::error::{not_yet_served, ApiError};
-use agentsec_common::keys::Jwks;
+use agentsec_common::error::ApiError;
+use agentsec_common::keys::{self, store::StoredKey};
 use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::identity::v1::identity_service_server::IdentityService;
 use agentsec_proto::identity::v1::*;
@@ -19,22 +19,14 @@ use crate::oauth::{
 use crate::registry::{Registry, Transition};
 use crate::store::credentials::{Credential as StoredCredential, Kind, SubjectMatch};
 
-/// Who delivers the RPCs this release does not serve yet.
-const OWNER: &str = "the identity-svc issue (#4)";
-
 pub struct IdentityApi {
-    jwks: Arc<Jwks>,
     tokens: Arc<TokenService>,
     registry: Arc<Registry>,
 }
 
 impl IdentityApi {
-    pub fn new(jwks: Arc<Jwks>, tokens: Arc<TokenService>, registry: Arc<Registry>) -> Self {
-        Self {
-            jwks,
-            tokens,
-            registry,
-        }
+    pub fn new(tokens: Arc<TokenService>, registry: Arc<Registry>) -> Self {
+        Self { tokens, registry }
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -144,6 +136,28 @@ fn credential_to_proto(credential: &StoredCredential) -> Credential {
     }
 }
 
+fn signing_key_to_proto(key: &StoredKey) -> SigningKey {
+    let algorithm = match keys::SigningAlgorithm::parse(&key.algorithm) {
+        Some(keys::SigningAlgorithm::EdDsa) => SigningAlgorithm::Eddsa,
+        Some(keys::SigningAlgorithm::Es256) => SigningAlgorithm::Es256,
+        None => SigningAlgorithm::Unspecified,
+    };
+    let status = if key.retired_at.is_some() {
+        SigningKeyStatus::Retiring
+    } else {
+        SigningKeyStatus::Active
+    };
+    SigningKey {
+        kid: key.jwk.kid.clone(),
+        algorithm: algorithm as i32,
+        status: status as i32,
+        create_time: Some(timestamp(key.created_at)),
+        retire_time: key.retired_at.map(timestamp),
+        remove_time: key.publish_until.map(timestamp),
+        public_jwk: Some((&key.jwk).into()),
+    }
+}
+
 fn page(next_page_token: String) -> Option<PageResponse> {
     Some(PageResponse { next_page_token })
 }
@@ -162,7 +176,7 @@ impl IdentityService for IdentityApi {
         _request: Request<GetJwksRequest>,
     ) -> Result<Response<GetJwksResponse>, Status> {
         Ok(Response::new(GetJwksResponse {
-            jwks: Some(self.jwks.as_ref().into()),
+            jwks: Some(self.tokens.keys.current().jwks.as_ref().into()),
         }))
     }
 
@@ -418,8 +432,25 @@ impl IdentityService for IdentityApi {
 
     async fn rotate_signing_key(
         &self,
-        _request: Request<RotateSigningKeyRequest>,
+        request: Request<RotateSigningKeyRequest>,
     ) -> Result<Response<RotateSigningKeyResponse>, Status> {
-        not_yet_served("RotateSigningKey", OWNER)
+        if self.admin(&request).await? != AdminScope::Global {
+            return Err(ApiError::PermissionDenied {
+                reason: "rotating the signing key needs a global admin".to_owned(),
+            }
+            .into());
+        }
+        let algorithm = match SigningAlgorithm::try_from(request.get_ref().algorithm) {
+            Ok(SigningAlgorithm::Unspecified) => None,
+            Ok(SigningAlgorithm::Eddsa) => Some(keys::SigningAlgorithm::EdDsa),
+            Ok(SigningAlgorithm::Es256) => Some(keys::SigningAlgorithm::Es256),
+            Err(_) => return Err(ApiError::invalid("algorithm", "unknown algorithm").into()),
+        };
+        let published = self.tokens.rotate_signing_key(algorithm).await?;
+        let infos: Vec<SigningKey> = published.iter().map(signing_key_to_proto).collect();
+        Ok(Response::new(RotateSigningKeyResponse {
+            new_key: infos.first().cloned(),
+            published_keys: infos,
+        }))
     }
 }

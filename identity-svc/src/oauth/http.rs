@@ -31,6 +31,7 @@ pub fn router(service: Arc<TokenService>) -> Router {
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/jwks.json", get(jwks))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
@@ -346,6 +347,17 @@ async fn revoke(
         Ok(()) => no_store(StatusCode::OK.into_response()),
         Err(err) => err.into_response(),
     }
+}
+
+/// The published signing keys. Verifiers may cache them for a minute; a
+/// token with a kid they do not know should make them fetch again (keys
+/// are rotated without pre-announcement).
+async fn jwks(State(service): State<Arc<TokenService>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        Json(service.keys.current().jwks.as_ref().clone()),
+    )
+        .into_response()
 }
 
 /// RFC 8414 authorization server metadata.

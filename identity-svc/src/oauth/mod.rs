@@ -10,7 +10,7 @@ mod verified;
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::keys::{Jwks, SigningKey};
+use agentsec_common::keys::VerifyError;
 use agentsec_common::redis::RedisHandle;
 use agentsec_proto::common::v1::Outcome;
 use chrono::Utc;
@@ -104,8 +104,7 @@ pub struct BootstrapAdmin {
 pub struct TokenService {
     pub db: DatabaseConnection,
     pub redis: Option<RedisHandle>,
-    pub signer: SigningKey,
-    pub jwks: Arc<Jwks>,
+    pub keys: Arc<crate::keyring::LiveKeys>,
     pub issuer: String,
     pub config: TokenConfig,
     pub pepper: Pepper,
@@ -308,7 +307,9 @@ impl TokenService {
             }
         };
         let access_token = self
-            .signer
+            .keys
+            .current()
+            .active
             .sign("at+jwt", &claims)
             .map_err(|err| server_error("sign", err))?;
         Ok((
@@ -528,7 +529,7 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Ok(None);
         }
-        let Some(claims) = self.verified_claims(token) else {
+        let Some(claims) = self.verified_claims(token).await else {
             return Ok(None);
         };
         let internal = |err: sea_orm::DbErr| ApiError::internal("introspection", err);
@@ -571,12 +572,12 @@ impl TokenService {
 
     /// The claims of a token this service signed whose signature and issuer
     /// hold and which is within nbf/exp now.
-    fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
+    async fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
         let digest = verified::digest(token);
         let claims = match self.verified.get(&digest) {
             Some(claims) => claims,
             None => {
-                let claims = Arc::new(self.verify_signature(token, false)?);
+                let claims = Arc::new(self.verify_signature(token, false).await?);
                 self.verified.insert(digest, claims.clone());
                 claims
             }
@@ -586,16 +587,64 @@ impl TokenService {
     }
 
     /// The claims of a token this service signed, if its signature and
-    /// issuer hold (and, with `check_time`, it is within nbf/exp).
-    fn verify_signature(&self, token: &str, check_time: bool) -> Option<AccessClaims> {
-        let mut validation = Validation::new(self.signer.algorithm().jwt_algorithm());
+    /// issuer hold (and, with `check_time`, it is within nbf/exp). A kid we
+    /// do not know may be another replica's new key: re-read once.
+    async fn verify_signature(&self, token: &str, check_time: bool) -> Option<AccessClaims> {
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::EdDSA);
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.validate_aud = false;
         validation.leeway = 0;
         validation.validate_exp = check_time;
         validation.validate_nbf = check_time;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        self.jwks.verify::<AccessClaims>(token, &validation).ok()
+        let verify = || {
+            self.keys
+                .current()
+                .jwks
+                .verify::<AccessClaims>(token, &validation)
+        };
+        match verify() {
+            Ok(claims) => Some(claims),
+            Err(VerifyError::UnknownKid(_)) if self.keys.refresh_for_unknown_kid().await => {
+                verify().ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Activates a new signing key (global admin). The previous key stays
+    /// published until every token it signed has expired, counting the time
+    /// other replicas may still sign with it before they re-read the keys.
+    pub async fn rotate_signing_key(
+        &self,
+        algorithm: Option<agentsec_common::keys::SigningAlgorithm>,
+    ) -> Result<Vec<agentsec_common::keys::store::StoredKey>, ApiError> {
+        if self.keys.uses_key_file() {
+            return Err(ApiError::FailedPrecondition {
+                reason: "the signing key comes from signing.key_file; rotate by replacing the file"
+                    .to_owned(),
+            });
+        }
+        let publish_for = chrono::Duration::seconds(
+            (self.config.lifetime_secs + self.config.leeway_secs) as i64
+                + 2 * crate::keyring::REFRESH_EVERY.as_secs() as i64,
+        );
+        let published = self
+            .keys
+            .rotate(algorithm, publish_for)
+            .await
+            .map_err(|err| ApiError::internal("signing key rotation", err))?;
+        let new_kid = published
+            .first()
+            .map(|key| key.jwk.kid.clone())
+            .unwrap_or_default();
+        self.events
+            .audit(
+                AuditRecord::new("signing_key.rotated", "", "", Outcome::Allow)
+                    .attribute("kid", new_kid),
+            )
+            .await?;
+        Ok(published)
     }
 
     /// The caller behind an `Authorization: Bearer` token: an active token
@@ -649,7 +698,7 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Ok(());
         }
-        let Some(claims) = self.verify_signature(token, true) else {
+        let Some(claims) = self.verify_signature(token, true).await else {
             return Ok(());
         };
         let tenant = claims.tenant.clone().unwrap_or_default();

@@ -9,6 +9,7 @@ mod example_configs;
 mod health_and_reflection;
 mod identity_federation;
 mod identity_http;
+mod identity_keys_and_replicas;
 mod identity_registry;
 mod identity_tokens;
 mod signing_keys;
