@@ -16,18 +16,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use agentsec_audit::Config;
+use agentsec_bench_support::{knob, median, BenchDatabase, Latencies};
 use agentsec_common::config::DatabaseConfig;
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{AppendEventsRequest, Event, VerifyChainRequest};
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome};
 use tonic::transport::{Channel, Endpoint};
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn event(client: u64, n: u64) -> Event {
     Event {
@@ -133,14 +127,7 @@ async fn one_run(
         latencies.append(&mut lat);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies
-            .get(index)
-            .map(|d| d.as_secs_f64() * 1e3)
-            .unwrap_or(0.0)
-    };
+    let latencies = Latencies::new(latencies);
 
     // The first pass over fresh rows also pays PostgreSQL's one-time hint
     // bit writes; the second is what re-verifying a stored chain costs.
@@ -163,52 +150,12 @@ async fn one_run(
     server.await??;
     Ok(RunResult {
         events_per_sec: total as f64 / elapsed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+        p50_ms: latencies.percentile_ms(0.50),
+        p99_ms: latencies.percentile_ms(0.99),
         verify_first_per_sec: verify_rates[0],
         verify_events_per_sec: verify_rates[1],
         events: total,
     })
-}
-
-async fn fresh_database(
-    run: u64,
-) -> anyhow::Result<(DatabaseConfig, Option<tempfile::TempDir>, &'static str)> {
-    match std::env::var("AGENTSEC_BENCH_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
-            let schema = format!("bench_audit_{}_{run}", std::process::id());
-            Ok((
-                DatabaseConfig {
-                    url,
-                    schema: Some(schema),
-                    max_connections: 8,
-                    connect_timeout_secs: 10,
-                },
-                None,
-                "PostgreSQL",
-            ))
-        }
-        _ => {
-            let dir = tempfile::tempdir()?;
-            let config = DatabaseConfig::sqlite_file(&dir.path().join("audit.db"));
-            Ok((config, Some(dir), "SQLite"))
-        }
-    }
-}
-
-async fn drop_schema(config: &DatabaseConfig) -> anyhow::Result<()> {
-    use sea_orm::ConnectionTrait;
-    if let Some(schema) = &config.schema {
-        let db = sea_orm::Database::connect(config.url.as_str()).await?;
-        db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await?;
-    }
-    Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[tokio::main]
@@ -220,10 +167,10 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     let mut backend = "";
     for run in 0..runs {
-        let (database, _dir, name) = fresh_database(run).await?;
-        backend = name;
-        let result = one_run(database.clone(), seconds, clients, batch).await;
-        drop_schema(&database).await?;
+        let database = BenchDatabase::fresh("audit", run)?;
+        backend = database.backend;
+        let result = one_run(database.config.clone(), seconds, clients, batch).await;
+        database.drop().await?;
         let result = result?;
         println!(
             "run {}: {} events, ingest {:.0} events/s, ack p50 {:.1} ms p99 {:.1} ms, verify {:.0} events/s (first pass {:.0})",
