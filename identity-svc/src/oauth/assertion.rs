@@ -51,6 +51,31 @@ pub fn head(assertion: &str) -> Result<AssertionHead, &'static str> {
     })
 }
 
+/// The `iss` and `sub` a JWT claims, unverified and shortened to printable
+/// text: for audit records of refused requests only.
+pub fn unverified_issuer_and_subject(token: &str) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Claimed {
+        #[serde(default)]
+        iss: String,
+        #[serde(default)]
+        sub: String,
+    }
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())?;
+    let claimed: Claimed = serde_json::from_slice(&payload).ok()?;
+    let short = |value: &str| -> String {
+        value
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(256)
+            .collect()
+    };
+    Some((short(&claimed.iss), short(&claimed.sub)))
+}
+
 /// Checks signature and claims: `iss` = `sub` = the client, `aud` one of
 /// `audiences`, `exp`/`nbf` with leeway.
 pub fn verify(

@@ -149,7 +149,13 @@ impl TokenService {
                     .take(MAX_CLIENT_ID)
                     .collect::<String>()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| request.client_id.chars().take(MAX_CLIENT_ID).collect());
+        // For a refused jwt-bearer request, the external token's claimed
+        // issuer and subject tell which workload tried (unverified, so only
+        // recorded, never trusted).
+        let external = (!request.assertion.is_empty())
+            .then(|| assertion::unverified_issuer_and_subject(&request.assertion))
+            .flatten();
         let mut subject: Option<(String, String)> = None;
         let result = self.issue_inner(request, &mut subject).await;
         let (tenant, agent_id) = subject.unwrap_or_default();
@@ -159,9 +165,18 @@ impl TokenService {
                     .audience(audience)
                     .attribute("scope", issued.scope.clone())
             }
-            Err(err) => AuditRecord::new("token.refused", &tenant, &agent_id, Outcome::Deny)
-                .reason(format!("{}: {}", err.code(), err.error_description))
-                .attribute("client_id", claimed),
+            Err(err) => {
+                let mut record =
+                    AuditRecord::new("token.refused", &tenant, &agent_id, Outcome::Deny)
+                        .reason(format!("{}: {}", err.code(), err.error_description))
+                        .attribute("client_id", claimed);
+                if let Some((issuer, subject)) = external {
+                    record = record
+                        .attribute("assertion_iss", issuer)
+                        .attribute("assertion_sub", subject);
+                }
+                record
+            }
         };
         // Nothing is handed out unaudited: a token whose event cannot be
         // queued is not returned.

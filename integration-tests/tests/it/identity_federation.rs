@@ -887,3 +887,56 @@ async fn an_unavailable_jwks_fails_closed() -> anyhow::Result<()> {
     assert_eq!(server.fetches(), 1);
     cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> {
+    use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
+    use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
+
+    let issuer = TestIssuer::new(K8S_ISSUER, SigningAlgorithm::EdDsa)?;
+    let cluster = cluster_trusting(vec![inline_issuer(K8S_ISSUER, &[&issuer.key])?]).await?;
+    let stranger = "system:serviceaccount:other:intruder";
+    let refused = jwt_bearer(
+        &cluster,
+        &issuer.token(stranger, &[FED_AUDIENCE], 300)?,
+        &[],
+    )
+    .await?;
+    assert_oauth_error(
+        &refused,
+        400,
+        "invalid_grant",
+        "no federated credential matches",
+    )?;
+
+    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
+    let event = loop {
+        let events = audit
+            .query_events(QueryEventsRequest {
+                filter: Some(EventFilter {
+                    kinds: vec!["token.refused".to_owned()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .events;
+        if let Some(event) = events.into_iter().find_map(|stored| stored.event) {
+            break event;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no token.refused event reached audit-svc");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(event.attributes["assertion_iss"], K8S_ISSUER);
+    assert_eq!(event.attributes["assertion_sub"], stranger);
+    assert!(
+        event.reason.starts_with("invalid_grant: "),
+        "{}",
+        event.reason
+    );
+    cluster.shutdown().await
+}
