@@ -7,6 +7,7 @@
 
 mod api;
 mod config;
+pub mod engine;
 mod store;
 
 use std::future::Future;
