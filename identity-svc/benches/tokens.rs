@@ -6,7 +6,8 @@
 //! ```sh
 //! cargo bench -p agentsec-identity --bench tokens                   # SQLite
 //! AGENTSEC_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-//!   cargo bench -p agentsec-identity --bench tokens                 # PostgreSQL
+//! AGENTSEC_BENCH_REDIS_URL=redis://127.0.0.1:6379 \
+//!   cargo bench -p agentsec-identity --bench tokens                 # PostgreSQL + Redis
 //! ```
 //! Knobs (environment): `BENCH_SECONDS` (10 per phase), `BENCH_CLIENTS`
 //! (16 connections), `BENCH_TOKENS` (1,000 distinct tokens introspected in
@@ -55,10 +56,15 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
     let identity_listener = TcpListener::bind("127.0.0.1:0").await?;
     let audit_addr = audit_listener.local_addr()?;
     let identity = identity_listener.local_addr()?;
-    let mut config = agentsec_identity::Config::for_test(
-        identity_db.config.clone(),
-        agentsec_common::config::RedisConfig::default(),
-    );
+    // With PostgreSQL, replicas follow each other through Redis, as in
+    // production; AGENTSEC_BENCH_REDIS_URL names it.
+    let redis = agentsec_common::config::RedisConfig {
+        url: std::env::var("AGENTSEC_BENCH_REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
+        key_prefix: format!("bench{}:", std::process::id()),
+    };
+    let mut config = agentsec_identity::Config::for_test(identity_db.config.clone(), redis);
     config.issuer = format!("http://{identity}");
     config.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
     config.bootstrap_admin.client_id = Some(ADMIN_ID.into());

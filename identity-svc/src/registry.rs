@@ -412,6 +412,8 @@ impl Registry {
         self.audit_credential(&agent, "credential.created", &credential)
             .await?;
         txn.commit().await.map_err(db_error)?;
+        // Its remembered secrets are stale now.
+        self.standing.forget_agent(&agent.id);
         Ok((credential, secret))
     }
 
@@ -621,7 +623,7 @@ impl Registry {
             )
             .await?;
         txn.commit().await.map_err(db_error)?;
-        self.standing.forget_credential(credential_id);
+        self.standing.forget_credential(&agent.id, credential_id);
         let mut invalidation = Invalidation::new(
             InvalidationKind::CredentialDeleted,
             &agent.tenant,

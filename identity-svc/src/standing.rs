@@ -23,7 +23,16 @@ use futures::StreamExt as _;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
 
+use crate::domain::agent::Agent;
+use crate::store::credentials::Credential;
 use crate::store::{agents, credentials, tokens};
+
+/// What client authentication needs about an agent: the agent and its
+/// client secrets (hashes only).
+pub struct ClientRecord {
+    pub agent: Agent,
+    pub secrets: Vec<Credential>,
+}
 
 /// Entries kept per map before it is emptied and refilled from use.
 const MAX_ENTRIES: usize = 100_000;
@@ -43,6 +52,8 @@ pub struct Standing {
     credentials: RwLock<HashMap<String, bool>>,
     /// Every revoked, unexpired jti -> its token's exp. Complete while live.
     revoked: RwLock<HashMap<String, i64>>,
+    /// Agent id -> the agent and its secrets, for the token endpoint.
+    clients: RwLock<HashMap<String, Arc<ClientRecord>>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -72,6 +83,7 @@ impl Standing {
             generations: RwLock::new(HashMap::new()),
             credentials: RwLock::new(HashMap::new()),
             revoked: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::new()),
         })
     }
 
@@ -85,6 +97,7 @@ impl Standing {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.generations).clear();
         write(&self.credentials).clear();
+        write(&self.clients).clear();
         let list = tokens::revocation_list(&self.db, Utc::now()).await?;
         {
             let mut revoked = write(&self.revoked);
@@ -137,16 +150,42 @@ impl Standing {
         tokens::is_revoked(&self.db, jti).await
     }
 
-    /// The agent's status or generation changed.
+    /// The current epoch, to pass to [`Self::remember_client`] after a read.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn cached_client(&self, agent_id: &str) -> Option<Arc<ClientRecord>> {
+        if !self.is_live() {
+            return None;
+        }
+        read(&self.clients).get(agent_id).cloned()
+    }
+
+    /// Keeps a client record read at `epoch`, unless something was
+    /// invalidated since.
+    pub fn remember_client(&self, epoch: u64, record: Arc<ClientRecord>) {
+        if self.is_live() && self.epoch.load(Ordering::Acquire) == epoch {
+            let mut clients = write(&self.clients);
+            if clients.len() >= MAX_ENTRIES {
+                clients.clear();
+            }
+            clients.insert(record.agent.id.clone(), record);
+        }
+    }
+
+    /// The agent's status, fields, generation or credentials changed.
     pub fn forget_agent(&self, agent_id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.generations).remove(agent_id);
+        write(&self.clients).remove(agent_id);
     }
 
     /// The credential was deleted.
-    pub fn forget_credential(&self, id: &str) {
+    pub fn forget_credential(&self, agent_id: &str, id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.credentials).remove(id);
+        write(&self.clients).remove(agent_id);
     }
 
     /// The token was revoked; it stays listed until `exp`.
@@ -186,7 +225,9 @@ impl Standing {
             | "INVALIDATION_KIND_AGENT_REVOKED"
             | "INVALIDATION_KIND_AGENT_REACTIVATED"
             | "INVALIDATION_KIND_AGENT_UPDATED" => self.forget_agent(&event.agent_id),
-            "INVALIDATION_KIND_CREDENTIAL_DELETED" => self.forget_credential(&event.credential_id),
+            "INVALIDATION_KIND_CREDENTIAL_DELETED" => {
+                self.forget_credential(&event.agent_id, &event.credential_id)
+            }
             "INVALIDATION_KIND_TOKEN_REVOKED" if event.issuer == issuer => {
                 let exp = event
                     .token_expire_time

@@ -23,6 +23,7 @@ use crate::domain::agent::{Agent, Status};
 use crate::domain::scope;
 use crate::events::{AuditRecord, Events, Invalidation, InvalidationKind};
 use crate::secrets::Pepper;
+use crate::standing::ClientRecord;
 use crate::store::{agents, credentials, tokens};
 use claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
 
@@ -378,27 +379,53 @@ impl TokenService {
                 };
             }
         }
-        let agent = if crate::ids::is_id(client_id, "agt_") {
-            agents::get(&self.db, client_id)
-                .await
-                .map_err(|err| server_error("agent lookup", err))?
-        } else {
-            None
+        if !crate::ids::is_id(client_id, "agt_") {
+            let _ = self.pepper.find_match(secret, &[]);
+            return Err(failed());
+        }
+        // The remembered client first; a secret it does not know may be one
+        // created since (on this or another replica), so read again before
+        // refusing.
+        if let Some(record) = self.standing.cached_client(client_id) {
+            if let Some(client) = self.match_secret(&record, secret) {
+                return Ok(client);
+            }
+        }
+        let epoch = self.standing.epoch();
+        let Some(record) = self.load_client(client_id).await? else {
+            let _ = self.pepper.find_match(secret, &[]);
+            return Err(failed());
         };
-        let secrets = match &agent {
-            Some(agent) => credentials::list(
-                &self.db,
-                &agent.id,
-                Some(credentials::Kind::ClientSecret),
-                None,
-                u64::from(crate::registry::MAX_SECRETS),
-            )
+        let record = Arc::new(record);
+        self.standing.remember_client(epoch, record.clone());
+        self.match_secret(&record, secret).ok_or_else(failed)
+    }
+
+    async fn load_client(&self, agent_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
+        let Some(agent) = agents::get(&self.db, agent_id)
             .await
-            .map_err(|err| server_error("credential lookup", err))?,
-            None => Vec::new(),
+            .map_err(|err| server_error("agent lookup", err))?
+        else {
+            return Ok(None);
         };
+        let secrets = credentials::list(
+            &self.db,
+            &agent.id,
+            Some(credentials::Kind::ClientSecret),
+            None,
+            u64::from(crate::registry::MAX_SECRETS),
+        )
+        .await
+        .map_err(|err| server_error("credential lookup", err))?;
+        Ok(Some(ClientRecord { agent, secrets }))
+    }
+
+    /// The client if `secret` matches one of its unexpired secrets (every
+    /// candidate compared in constant time).
+    fn match_secret(&self, record: &ClientRecord, secret: &str) -> Option<Client> {
         let now = Utc::now();
-        let usable: Vec<_> = secrets
+        let usable: Vec<_> = record
+            .secrets
             .iter()
             .filter(|c| !c.is_expired(now) && c.secret_hash.is_some())
             .collect();
@@ -406,13 +433,11 @@ impl TokenService {
             .iter()
             .filter_map(|c| c.secret_hash.as_deref())
             .collect();
-        match (agent, self.pepper.find_match(secret, &hashes)) {
-            (Some(agent), Some(index)) => Ok(Client::Agent {
-                credential_id: usable[index].id.clone(),
-                agent: Box::new(agent),
-            }),
-            _ => Err(failed()),
-        }
+        let index = self.pepper.find_match(secret, &hashes)?;
+        Some(Client::Agent {
+            credential_id: usable[index].id.clone(),
+            agent: Box::new(record.agent.clone()),
+        })
     }
 
     async fn authenticate_assertion(
