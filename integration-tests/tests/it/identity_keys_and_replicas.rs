@@ -206,3 +206,77 @@ async fn a_replica_stops_vouching_for_a_suspended_agent_and_learns_new_keys() ->
     assert!(introspect_at(replica, &admin, &fresh).await?);
     cluster.shutdown().await
 }
+
+/// client_credentials at `addr` with client_secret_post; the HTTP status.
+async fn token_status_at(addr: SocketAddr, client_id: &str, secret: &str) -> anyhow::Result<u16> {
+    Ok(http::post_form(
+        addr,
+        "/oauth2/token",
+        &[],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ],
+    )
+    .await?
+    .status)
+}
+
+#[tokio::test]
+async fn a_replica_accepts_a_secret_created_elsewhere_and_drops_a_deleted_one() -> anyhow::Result<()>
+{
+    use agentsec_proto::identity::v1::DeleteCredentialRequest;
+
+    let mut cluster = TestCluster::start().await?;
+    if !(cluster.backend.is_postgres() && cluster.backend.has_redis()) {
+        // Replicas share PostgreSQL and Redis; SQLite is one process only.
+        return cluster.shutdown().await;
+    }
+    let replica = cluster.start_replica(Service::Identity).await?;
+    let admin = cluster.admin_token().await?;
+    let client = default_client(&cluster, &admin, "rotating-secrets").await?;
+    // The replica remembers the client with its first secret.
+    assert_eq!(
+        token_status_at(replica, &client.id, &client.secret).await?,
+        200
+    );
+
+    let second = crate::identity_registry::create_secret(&cluster, &admin, &client.id).await?;
+    assert_eq!(
+        token_status_at(replica, &client.id, &second.client_secret).await?,
+        200,
+        "a secret created through the other instance works at once"
+    );
+
+    identity(&cluster)
+        .await?
+        .delete_credential(with_bearer(
+            DeleteCredentialRequest {
+                agent_id: client.id.clone(),
+                credential_id: client.credential_id.clone(),
+            },
+            &admin,
+        ))
+        .await?;
+    let deleted = Instant::now();
+    loop {
+        if token_status_at(replica, &client.id, &client.secret).await? == 401 {
+            break;
+        }
+        anyhow::ensure!(
+            deleted.elapsed() < Duration::from_secs(5),
+            "the replica still accepts a deleted secret"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "replica refused the deleted secret {:?} after the call returned",
+        deleted.elapsed()
+    );
+    assert_eq!(
+        token_status_at(replica, &client.id, &second.client_secret).await?,
+        200
+    );
+    cluster.shutdown().await
+}
