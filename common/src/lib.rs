@@ -5,11 +5,15 @@
 //! This crate is infrastructure only: it holds no service's rules.
 
 pub mod audit;
+pub mod bearer;
 pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod ids;
+pub mod invalidation;
 pub mod keys;
+pub mod page;
 pub mod redis;
 pub mod remote_jwks;
 pub mod server;

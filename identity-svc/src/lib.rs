@@ -13,7 +13,6 @@ mod config;
 mod domain;
 mod events;
 mod federation;
-mod ids;
 mod keyring;
 mod oauth;
 mod registry;

@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
 use crate::domain::agent::{Agent, AgentFields, Status};
-use crate::domain::page::Page;
 use crate::domain::{jwk, validate};
 use crate::events::{AuditRecord, Events, Invalidation, InvalidationKind};
 use crate::federation::Federation;
@@ -21,6 +20,7 @@ use crate::oauth::claims::AdminScope;
 use crate::secrets::{self, Pepper};
 use crate::store::agents::{self, AgentFilter, AgentStoreError};
 use crate::store::credentials::{self, Credential, Federated, Kind, SubjectMatch};
+use agentsec_common::page::Page;
 
 /// Most client secrets per agent (rotation needs two; five leaves room).
 pub const MAX_SECRETS: u32 = 5;
@@ -154,7 +154,8 @@ impl Registry {
         let fields = AgentFields::from_proto(&agent, "agent")?;
         let now = Utc::now();
         let stored = Agent {
-            id: crate::ids::agent_id().map_err(|err| ApiError::internal("agent id", err))?,
+            id: agentsec_common::ids::new_id("agt_")
+                .map_err(|err| ApiError::internal("agent id", err))?,
             tenant: agent.tenant,
             fields,
             status: Status::Active,
@@ -393,7 +394,7 @@ impl Registry {
         let secret =
             secrets::random_token(32).map_err(|err| ApiError::internal("client secret", err))?;
         let credential = Credential {
-            id: crate::ids::credential_id()
+            id: agentsec_common::ids::new_id("cred_")
                 .map_err(|err| ApiError::internal("credential id", err))?,
             agent_id: agent.id.clone(),
             kind: Kind::ClientSecret,
@@ -465,7 +466,7 @@ impl Registry {
             });
         }
         let credential = Credential {
-            id: crate::ids::credential_id()
+            id: agentsec_common::ids::new_id("cred_")
                 .map_err(|err| ApiError::internal("credential id", err))?,
             agent_id: agent.id.clone(),
             kind: Kind::PublicKey,
@@ -537,7 +538,7 @@ impl Registry {
             });
         }
         let credential = Credential {
-            id: crate::ids::credential_id()
+            id: agentsec_common::ids::new_id("cred_")
                 .map_err(|err| ApiError::internal("credential id", err))?,
             agent_id: agent.id.clone(),
             kind: Kind::Federated,

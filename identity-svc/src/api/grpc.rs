@@ -30,21 +30,7 @@ impl IdentityApi {
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                value
-                    .split_once(' ')
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim())
-            })
-            .ok_or_else(|| {
-                Status::unauthenticated("`authorization` metadata must be `Bearer <token>`")
-            })?;
+        let token = agentsec_common::bearer::bearer_token(request.metadata())?;
         Ok(self.tokens.bearer_caller(token).await?.0)
     }
 

@@ -2,6 +2,5 @@
 
 pub mod agent;
 pub mod jwk;
-pub mod page;
 pub mod scope;
 pub mod validate;

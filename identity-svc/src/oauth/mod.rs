@@ -260,7 +260,8 @@ impl TokenService {
         };
         let now = Utc::now().timestamp();
         let lifetime = self.config.lifetime_secs as i64;
-        let jti = crate::ids::token_id().map_err(|err| server_error("token id", err))?;
+        let jti =
+            agentsec_common::ids::new_id("tok_").map_err(|err| server_error("token id", err))?;
         let claims = match client {
             Client::BootstrapAdmin => {
                 let admin_ceiling = [self.config.admin_audience.clone()];
@@ -379,7 +380,7 @@ impl TokenService {
                 };
             }
         }
-        if !crate::ids::is_id(client_id, "agt_") {
+        if !agentsec_common::ids::is_id(client_id, "agt_") {
             let _ = self.pepper.find_match(secret, &[]);
             return Err(failed());
         }
@@ -456,7 +457,7 @@ impl TokenService {
         if client_id.is_some_and(|id| id != head.subject) {
             return Err(invalid("client_id differs from the client_assertion `sub`"));
         }
-        if !crate::ids::is_id(&head.subject, "agt_") {
+        if !agentsec_common::ids::is_id(&head.subject, "agt_") {
             return Err(invalid(AUTH_FAILED));
         }
         let agent = agents::get(&self.db, &head.subject)

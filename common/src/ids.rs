@@ -1,7 +1,7 @@
-//! Prefixed, sortable identifiers: `agt_` / `cred_` + a ULID (48-bit
-//! millisecond time, 80 random bits, Crockford base32), monotonic within
-//! this process so ids created in the same millisecond still sort in
-//! creation order.
+//! Prefixed, sortable identifiers (`agt_`, `cred_`, `dec_`, `evt_` ... + a
+//! ULID: 48-bit millisecond time, 80 random bits, Crockford base32),
+//! monotonic within this process so ids created in the same millisecond
+//! still sort in creation order.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,16 +44,9 @@ fn encode(value: u128) -> String {
         .collect()
 }
 
-pub fn agent_id() -> Result<String, IdError> {
-    Ok(format!("agt_{}", ulid()?))
-}
-
-pub fn credential_id() -> Result<String, IdError> {
-    Ok(format!("cred_{}", ulid()?))
-}
-
-pub fn token_id() -> Result<String, IdError> {
-    Ok(format!("tok_{}", ulid()?))
+/// `prefix` + a new ULID, e.g. `new_id("agt_")`.
+pub fn new_id(prefix: &str) -> Result<String, IdError> {
+    Ok(format!("{prefix}{}", ulid()?))
 }
 
 /// Whether `id` has the shape of an id made here with `prefix`.
@@ -68,7 +61,7 @@ mod tests {
 
     #[test]
     fn ids_are_26_crockford_chars_and_increase() {
-        let ids: Vec<String> = (0..1000).map(|_| agent_id().unwrap()).collect();
+        let ids: Vec<String> = (0..1000).map(|_| new_id("agt_").unwrap()).collect();
         assert!(ids.iter().all(|id| is_id(id, "agt_")));
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
     }

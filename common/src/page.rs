@@ -1,7 +1,7 @@
 //! Cursor paging (common.proto `PageRequest`): the cursor is the last id of
 //! the previous page, bound to the filter it was made with.
 
-use agentsec_common::error::ApiError;
+use crate::error::ApiError;
 use agentsec_proto::common::v1::PageRequest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
