@@ -39,6 +39,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     exchange.server.listen.set_ip(args.host);
     audit.server.listen.set_ip(args.host);
     identity.audit.endpoint = format!("http://{}", audit.server.listen);
+    policy.audit.endpoint = identity.audit.endpoint.clone();
+    // policy-svc accepts identity-svc's admin tokens.
+    policy.admin.jwks_uri = Some(format!("{}/.well-known/jwks.json", identity.issuer));
+    policy.admin.issuer = Some(identity.issuer.clone());
     for validation in [
         identity.validate(),
         policy.validate(),

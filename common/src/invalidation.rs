@@ -94,6 +94,7 @@ struct InvalidationJson<'a> {
     policy_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_expire_time: Option<String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     issuer: &'a str,
     time: String,
 }
@@ -164,8 +165,9 @@ mod tests {
         let mut event = Invalidation::new(InvalidationKind::PolicyChanged, "acme", "");
         event.policy_version = 42;
         assert_eq!(
-            event.to_json("http://policy", time()),
-            r#"{"kind":"INVALIDATION_KIND_POLICY_CHANGED","tenant":"acme","policyVersion":"42","issuer":"http://policy","time":"2025-01-02T03:04:05Z"}"#
+            event.to_json("", time()),
+            r#"{"kind":"INVALIDATION_KIND_POLICY_CHANGED","tenant":"acme","policyVersion":"42","time":"2025-01-02T03:04:05Z"}"#,
+            "a service that issues nothing leaves `issuer` out"
         );
     }
 }

@@ -160,7 +160,7 @@ impl TestCluster {
                 shutdown,
             )),
             Service::Policy => tokio::spawn(agentsec_policy::serve(
-                agentsec_policy::Config::for_test(database, redis),
+                self.policy_config(database, redis),
                 listener,
                 shutdown,
             )),
@@ -214,6 +214,30 @@ impl TestCluster {
         if let Some(customize) = &self.identity_customizer {
             customize(&mut config);
         }
+        config
+    }
+
+    /// policy-svc's configuration: admin tokens verified against this
+    /// cluster's identity-svc (bound before policy-svc starts), audit events
+    /// to this cluster's audit-svc.
+    fn policy_config(
+        &self,
+        database: agentsec_common::config::DatabaseConfig,
+        redis: agentsec_common::config::RedisConfig,
+    ) -> agentsec_policy::Config {
+        let mut config = agentsec_policy::Config::for_test(database, redis);
+        // identity-svc is spawned first; a killed one keeps its address.
+        let identity_addr = self
+            .services
+            .iter()
+            .map(|running| (running.service, running.addr))
+            .chain(self.stopped.iter().copied())
+            .find(|(service, _)| *service == Service::Identity)
+            .map_or_else(|| self.addr(Service::Identity), |(_, addr)| addr);
+        let identity = format!("http://{identity_addr}");
+        config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
+        config.admin.issuer = Some(identity);
+        config.audit = self.audit_client_config();
         config
     }
 

@@ -1,44 +1,124 @@
-//! policy-svc: the run-time policy decision point (PBAC on Casbin), with a
-//! decision cache and Envoy ext_authz on the same port.
+//! policy-svc: the run-time policy decision point (PBAC on Casbin).
 //!
-//! This release starts from config, runs its migrations and serves health and
-//! reflection; every decision and administration RPC answers UNIMPLEMENTED
-//! until the policy-svc issue lands it. Nothing here can answer "allow".
+//! Served in this release: versioned policy sets per tenant (stored in
+//! its own database, every change a new version, audited as
+//! `policy.changed` and published as POLICY_CHANGED on Redis), their
+//! administration (Put, Validate, Test, List, Get, Diff, Rollback; admin
+//! tokens of identity-svc verified against its JWKS), and decisions
+//! (Check, BatchCheck, Explain) from every tenant's current compiled set,
+//! each audited as `decision` off the hot path; with Redis, replicas follow
+//! each other's changes. Not yet: CheckToken (UNIMPLEMENTED), caller
+//! authentication of the decision RPCs, the decision cache tiers, AuthZEN
+//! and Envoy ext_authz (not routed).
 
 mod api;
+mod auth;
 mod config;
 pub mod engine;
+mod events;
+mod policies;
 mod store;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::Config;
+pub use config::{AdminConfig, Config, DecisionConfig};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
     <PolicyServiceServer<api::grpc::PolicyApi> as NamedService>::NAME;
 
-/// Runs policy-svc on `listener` until `shutdown` resolves.
+/// policy.proto: requests carrying a PolicySet may be up to 16 MiB.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// How long shutdown waits for queued decision events to reach the audit
+/// client.
+const DECISION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Setup {
+        what: what.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Runs policy-svc on `listener` until `shutdown` resolves: connects the
+/// database and runs migrations, loads and compiles every tenant's current
+/// policy set, serves, then flushes the audit events still queued.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let _db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let _redis = agentsec_common::redis::connect(&config.redis).await?;
+    let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
+    let redis = agentsec_common::redis::connect(&config.redis).await?;
+    let auth = auth::AdminAuth::new(&config.admin).map_err(|err| setup("admin", err))?;
+    if config.admin.jwks_uri.is_none() {
+        tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
+    }
+    let (audit, audit_sender) =
+        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let events = events::Events::new(audit.clone(), redis);
+    let redis_url = config.redis.url.clone();
+    let channel = format!(
+        "{}{}",
+        config.redis.key_prefix,
+        agentsec_common::invalidation::INVALIDATION_CHANNEL
+    );
+    let (decision_audit, decision_forwarder) =
+        events::DecisionAudit::start(audit, config.decisions.audit_backlog);
+    let policies = Arc::new(
+        policies::Policies::load(db, events)
+            .await
+            .map_err(|err| setup("loading the policy sets", err))?,
+    );
+    // Other replicas' changes, when there is a Redis to hear them on.
+    let follower = redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel)));
+    let api = api::grpc::PolicyApi::new(
+        policies,
+        auth,
+        decision_audit.clone(),
+        Duration::from_secs(config.decisions.cache_ttl_secs),
+    );
     let endpoints = ServiceEndpoints {
         name: "policy-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
-        grpc: tonic::service::Routes::new(PolicyServiceServer::new(api::grpc::PolicyApi)),
+        grpc: tonic::service::Routes::new(
+            PolicyServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+        ),
         http: axum::Router::new(),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    agentsec_common::server::serve(endpoints, listener, shutdown, grace).await
+    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
+    // The handlers are gone with the server: once this last handle is
+    // dropped the forwarder drains the backlog into the audit client.
+    let unaudited = decision_audit.unaudited_counter();
+    drop(decision_audit);
+    if tokio::time::timeout(DECISION_DRAIN_TIMEOUT, decision_forwarder)
+        .await
+        .is_err()
+    {
+        tracing::error!("decision audit events still queued at shutdown were not handed over");
+    }
+    let unaudited = unaudited.load(std::sync::atomic::Ordering::Relaxed);
+    if unaudited > 0 {
+        tracing::error!(
+            unaudited,
+            "decisions answered without an audit event since start"
+        );
+    }
+    if let Err(err) = audit_sender.shutdown().await {
+        tracing::error!(error = %err, "audit events not delivered at shutdown");
+    }
+    served
 }

@@ -12,6 +12,8 @@ mod identity_http;
 mod identity_keys_and_replicas;
 mod identity_registry;
 mod identity_tokens;
+mod policy_decisions;
+mod policy_sets;
 mod signing_keys;
 mod telemetry;
 mod unserved_rpcs;

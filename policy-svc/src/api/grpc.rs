@@ -1,36 +1,166 @@
 //! gRPC handlers of `agentsec.policy.v1.PolicyService`.
+//!
+//! Decisions (Check, BatchCheck) are not authenticated in this slice:
+//! caller authentication for the decision APIs (bearer token or mTLS) is a
+//! later slice, so policy-svc must only be reachable by trusted callers.
+//! Every other RPC, Explain included (it reveals policy content), needs an
+//! admin token (see `auth`).
 
-use agentsec_common::error::not_yet_served;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentsec_common::error::{not_yet_served, ApiError};
+use agentsec_common::ids::new_id;
+use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::policy::v1::policy_service_server::PolicyService;
 use agentsec_proto::policy::v1::*;
+use chrono::Utc;
 use tonic::{Request, Response, Status};
+
+use crate::auth::{Admin, AdminAuth};
+use crate::engine::{self, Decision};
+use crate::events::{decision_event, DecisionAudit};
+use crate::policies::{check_tenant, version_to_proto, Policies};
 
 /// Who delivers the RPCs this release does not serve yet.
 const OWNER: &str = "the policy-svc issue (#5)";
+/// policy.proto: BatchCheck takes 1-1,000 items.
+pub const MAX_BATCH: usize = 1_000;
+/// How many validation findings a PutPolicySet refusal lists.
+const LISTED_ISSUES: usize = 20;
 
-pub struct PolicyApi;
+pub struct PolicyApi {
+    policies: Arc<Policies>,
+    auth: AdminAuth,
+    audit: DecisionAudit,
+    cache_ttl: Duration,
+}
+
+impl PolicyApi {
+    pub fn new(
+        policies: Arc<Policies>,
+        auth: AdminAuth,
+        audit: DecisionAudit,
+        cache_ttl: Duration,
+    ) -> Self {
+        Self {
+            policies,
+            auth,
+            audit,
+            cache_ttl,
+        }
+    }
+
+    async fn admin<T>(&self, request: &Request<T>) -> Result<Admin, Status> {
+        Ok(self.auth.admin(request.metadata()).await?)
+    }
+
+    /// How long the caller may cache `decision`.
+    fn ttl(&self, decision: &Decision) -> Duration {
+        if decision.evaluation_error || decision.depends_on_time {
+            Duration::ZERO
+        } else {
+            self.cache_ttl
+        }
+    }
+
+    /// The answer to one decided request; its audit event is queued
+    /// without waiting.
+    fn answer(&self, request: &CheckRequest, decision: &Decision) -> Result<CheckResponse, Status> {
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        if let Some(event) = decision_event(request, decision, &decision_id) {
+            self.audit.record(event);
+        }
+        Ok(CheckResponse {
+            decision: Some(decision.to_proto(decision_id, false, self.ttl(decision))),
+        })
+    }
+}
+
+fn page(next_page_token: String) -> Option<PageResponse> {
+    Some(PageResponse { next_page_token })
+}
 
 #[tonic::async_trait]
 impl PolicyService for PolicyApi {
     async fn check(
         &self,
-        _request: Request<CheckRequest>,
+        request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        not_yet_served("Check", OWNER)
+        let request = request.into_inner();
+        let decision = self
+            .policies
+            .engine()
+            .check(&request, "", Utc::now())
+            .map_err(ApiError::from)?;
+        Ok(Response::new(self.answer(&request, &decision)?))
     }
 
     async fn batch_check(
         &self,
-        _request: Request<BatchCheckRequest>,
+        request: Request<BatchCheckRequest>,
     ) -> Result<Response<BatchCheckResponse>, Status> {
-        not_yet_served("BatchCheck", OWNER)
+        let request = request.into_inner();
+        if request.items.is_empty() || request.items.len() > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "items",
+                format!("1-{MAX_BATCH} items (got {})", request.items.len()),
+            )
+            .into());
+        }
+        let engine = self.policies.engine();
+        let now = Utc::now();
+        // Every item is validated and decided before anything is audited:
+        // an invalid item fails the whole call.
+        let decisions = request
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| engine.check(item, &format!("items[{i}]."), now))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::from)?;
+        let results = request
+            .items
+            .iter()
+            .zip(&decisions)
+            .map(|(item, decision)| self.answer(item, decision))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(BatchCheckResponse { results }))
     }
 
     async fn explain(
         &self,
-        _request: Request<ExplainRequest>,
+        request: Request<ExplainRequest>,
     ) -> Result<Response<ExplainResponse>, Status> {
-        not_yet_served("Explain", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        let tenant = request
+            .principal
+            .as_ref()
+            .map(|principal| principal.tenant.as_str())
+            .unwrap_or_default();
+        // A malformed tenant is the engine's INVALID_ARGUMENT below.
+        if check_tenant("principal.tenant", tenant).is_ok() {
+            admin.check_tenant(tenant)?;
+        }
+        let explanation = self
+            .policies
+            .engine()
+            .explain(&request, Utc::now())
+            .map_err(ApiError::from)?;
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        // An explained decision is a decision: audited like Check's.
+        let as_check = CheckRequest {
+            principal: request.principal,
+            audience: request.audience,
+            action: request.action,
+            resource: request.resource,
+            context: request.context,
+        };
+        if let Some(event) = decision_event(&as_check, &explanation.decision, &decision_id) {
+            self.audit.record(event);
+        }
+        Ok(Response::new(explanation.to_proto(decision_id)))
     }
 
     async fn check_token(
@@ -42,50 +172,119 @@ impl PolicyService for PolicyApi {
 
     async fn put_policy_set(
         &self,
-        _request: Request<PutPolicySetRequest>,
+        request: Request<PutPolicySetRequest>,
     ) -> Result<Response<PutPolicySetResponse>, Status> {
-        not_yet_served("PutPolicySet", OWNER)
+        let admin = self.admin(&request).await?;
+        let stored = self.policies.put(&admin, request.into_inner()).await?;
+        Ok(Response::new(PutPolicySetResponse {
+            version: Some(version_to_proto(&stored)),
+        }))
     }
 
     async fn validate_policy_set(
         &self,
-        _request: Request<ValidatePolicySetRequest>,
+        request: Request<ValidatePolicySetRequest>,
     ) -> Result<Response<ValidatePolicySetResponse>, Status> {
-        not_yet_served("ValidatePolicySet", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        check_tenant("tenant", &request.tenant)?;
+        admin.check_tenant(&request.tenant)?;
+        let set = request
+            .policy_set
+            .ok_or_else(|| ApiError::invalid("policy_set", "is required"))?;
+        let tenant = request.tenant;
+        let report = tokio::task::spawn_blocking(move || engine::validate(&tenant, &set))
+            .await
+            .map_err(|err| ApiError::internal("validating a policy set", err))?;
+        Ok(Response::new(report.to_proto()))
     }
 
     async fn test_policy_set(
         &self,
-        _request: Request<TestPolicySetRequest>,
+        request: Request<TestPolicySetRequest>,
     ) -> Result<Response<TestPolicySetResponse>, Status> {
-        not_yet_served("TestPolicySet", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        check_tenant("tenant", &request.tenant)?;
+        admin.check_tenant(&request.tenant)?;
+        let compiled = match request.target {
+            Some(test_policy_set_request::Target::PolicySet(set)) => {
+                let tenant = request.tenant.clone();
+                tokio::task::spawn_blocking(move || engine::compile(&tenant, 0, &set))
+                    .await
+                    .map_err(|err| ApiError::internal("compiling a policy set", err))?
+                    .map_err(|report| report.to_api_error(LISTED_ISSUES))?
+            }
+            Some(test_policy_set_request::Target::Version(version)) => {
+                self.policies.compiled(&request.tenant, version).await?
+            }
+            None => {
+                return Err(
+                    ApiError::invalid("target", "a policy_set or a version is required").into(),
+                )
+            }
+        };
+        let cases = request.cases;
+        let response =
+            tokio::task::spawn_blocking(move || engine::run_cases(&compiled, &cases, Utc::now()))
+                .await
+                .map_err(|err| ApiError::internal("running test cases", err))?
+                .map_err(ApiError::from)?;
+        Ok(Response::new(response))
     }
 
     async fn list_policy_versions(
         &self,
-        _request: Request<ListPolicyVersionsRequest>,
+        request: Request<ListPolicyVersionsRequest>,
     ) -> Result<Response<ListPolicyVersionsResponse>, Status> {
-        not_yet_served("ListPolicyVersions", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        check_tenant("tenant", &request.tenant)?;
+        admin.check_tenant(&request.tenant)?;
+        let (versions, next) = self.policies.list(&request).await?;
+        Ok(Response::new(ListPolicyVersionsResponse {
+            versions: versions.iter().map(version_to_proto).collect(),
+            page: page(next),
+        }))
     }
 
     async fn get_policy_set(
         &self,
-        _request: Request<GetPolicySetRequest>,
+        request: Request<GetPolicySetRequest>,
     ) -> Result<Response<GetPolicySetResponse>, Status> {
-        not_yet_served("GetPolicySet", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        check_tenant("tenant", &request.tenant)?;
+        admin.check_tenant(&request.tenant)?;
+        let (stored, set) = self
+            .policies
+            .get_with_content(&request.tenant, request.version)
+            .await?;
+        Ok(Response::new(GetPolicySetResponse {
+            version: Some(version_to_proto(&stored)),
+            policy_set: Some(set),
+        }))
     }
 
     async fn diff_policy_versions(
         &self,
-        _request: Request<DiffPolicyVersionsRequest>,
+        request: Request<DiffPolicyVersionsRequest>,
     ) -> Result<Response<DiffPolicyVersionsResponse>, Status> {
-        not_yet_served("DiffPolicyVersions", OWNER)
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        check_tenant("tenant", &request.tenant)?;
+        admin.check_tenant(&request.tenant)?;
+        Ok(Response::new(self.policies.diff(&request).await?))
     }
 
     async fn rollback_policy_set(
         &self,
-        _request: Request<RollbackPolicySetRequest>,
+        request: Request<RollbackPolicySetRequest>,
     ) -> Result<Response<RollbackPolicySetResponse>, Status> {
-        not_yet_served("RollbackPolicySet", OWNER)
+        let admin = self.admin(&request).await?;
+        let stored = self.policies.rollback(&admin, request.into_inner()).await?;
+        Ok(Response::new(RollbackPolicySetResponse {
+            version: Some(version_to_proto(&stored)),
+        }))
     }
 }

@@ -1,0 +1,323 @@
+//! policy-svc's decisions over gRPC: allow, deny, default deny and deny
+//! overrides through Check, BatchCheck (and its 1,000-item limit), Explain
+//! (an admin call) showing the rules that matched, decision ids, cache TTLs,
+//! and the `decision` audit event.
+
+use agentsec_integration_tests::{with_bearer, Service, TestCluster};
+use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
+use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
+use agentsec_proto::common::v1::{Decision, Effect, Outcome};
+use agentsec_proto::policy::v1::{BatchCheckRequest, ConditionResult, ExplainRequest};
+use anyhow::bail;
+use tonic::Code;
+
+use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
+
+use crate::identity_registry::{agentsec_token, test_client, ADMIN_SCOPE, ASYNC_DEADLINE};
+use crate::policy_sets::{
+    assert_code, check_request, github_set, policy, put, rule, Policy, AGENT, STRANGER,
+};
+
+async fn decide(
+    client: &mut Policy,
+    tenant: &str,
+    agent: &str,
+    resource: &str,
+) -> anyhow::Result<Decision> {
+    Ok(client
+        .check(check_request(tenant, agent, resource, "tools/call"))
+        .await?
+        .into_inner()
+        .decision
+        .unwrap_or_default())
+}
+
+fn is_decision_id(id: &str) -> bool {
+    id.len() == 30 && id.starts_with("dec_")
+}
+
+#[tokio::test]
+async fn checks_allow_deny_by_default_and_let_deny_override() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut client = policy(&cluster).await?;
+
+    // No policy set yet: the tenant is unknown.
+    let status = assert_code(
+        client
+            .check(check_request(
+                "acme",
+                AGENT,
+                "mcp:github/create_issue",
+                "tools/call",
+            ))
+            .await,
+        Code::InvalidArgument,
+        "tenant without a policy set",
+    )?;
+    assert!(
+        status.message().contains("principal.tenant"),
+        "{}",
+        status.message()
+    );
+
+    put(&mut client, &admin, "acme", github_set()).await?;
+
+    let allowed = decide(&mut client, "acme", AGENT, "mcp:github/create_issue").await?;
+    assert_eq!(allowed.effect, Effect::Allow as i32, "{allowed:?}");
+    assert_eq!(allowed.policy_ids, ["github-tools"]);
+    assert_eq!(allowed.policy_version, 1);
+    assert!(
+        is_decision_id(&allowed.decision_id),
+        "{}",
+        allowed.decision_id
+    );
+    assert!(!allowed.cached);
+    assert_eq!(allowed.cache_ttl.map(|ttl| ttl.seconds), Some(30));
+    assert!(!allowed.evaluation_error);
+
+    // Deny overrides the matching allow.
+    let denied = decide(&mut client, "acme", AGENT, "mcp:github/delete_repo").await?;
+    assert_eq!(denied.effect, Effect::Deny as i32, "{denied:?}");
+    assert_eq!(denied.policy_ids, ["no-delete"]);
+    assert_ne!(denied.decision_id, allowed.decision_id);
+
+    // Default deny: no rule allows a stranger.
+    let default = decide(&mut client, "acme", STRANGER, "mcp:github/create_issue").await?;
+    assert_eq!(default.effect, Effect::Deny as i32, "{default:?}");
+    assert!(default.policy_ids.is_empty());
+    assert!(
+        default.reason.contains("default deny"),
+        "{}",
+        default.reason
+    );
+
+    // A malformed request names its field.
+    let status = assert_code(
+        client
+            .check(check_request(
+                "acme",
+                "not-an-agent",
+                "mcp:github/x",
+                "tools/call",
+            ))
+            .await,
+        Code::InvalidArgument,
+        "bad agent id",
+    )?;
+    assert!(
+        status.message().contains("principal.agent_id"),
+        "{}",
+        status.message()
+    );
+
+    // A new version is used at once.
+    let mut open = github_set();
+    open.rules.push(rule(
+        "strangers",
+        Effect::Allow,
+        &format!("agent:{STRANGER}"),
+        "mcp:github/*",
+        "tools/call",
+    ));
+    put(&mut client, &admin, "acme", open).await?;
+    let now_allowed = decide(&mut client, "acme", STRANGER, "mcp:github/create_issue").await?;
+    assert_eq!(now_allowed.effect, Effect::Allow as i32, "{now_allowed:?}");
+    assert_eq!(now_allowed.policy_version, 2);
+
+    // The decision is audited with its id, principal, action and outcome.
+    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
+    let event = loop {
+        let found = audit
+            .query_events(QueryEventsRequest {
+                filter: Some(EventFilter {
+                    decision_id: denied.decision_id.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .events
+            .into_iter()
+            .find_map(|stored| stored.event);
+        if let Some(event) = found {
+            break event;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the decision event did not reach audit-svc");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(event.kind, "decision");
+    assert_eq!(event.service, "policy-svc");
+    assert_eq!(event.tenant, "acme");
+    assert_eq!(event.agent_id, AGENT);
+    assert_eq!(event.action, "tools/call");
+    assert_eq!(event.resource_id, "mcp:github/delete_repo");
+    assert_eq!(event.outcome, Outcome::Deny as i32);
+    assert_eq!(event.policy_ids, ["no-delete"]);
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn batch_checks_decide_in_order_up_to_1000_items() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut client = policy(&cluster).await?;
+    put(&mut client, &admin, "acme", github_set()).await?;
+
+    let items = vec![
+        check_request("acme", AGENT, "mcp:github/create_issue", "tools/call"),
+        check_request("acme", AGENT, "mcp:github/delete_repo", "tools/call"),
+        check_request("acme", STRANGER, "mcp:github/create_issue", "tools/call"),
+    ];
+    let results = client
+        .batch_check(BatchCheckRequest { items })
+        .await?
+        .into_inner()
+        .results;
+    let effects: Vec<i32> = results
+        .iter()
+        .map(|result| result.decision.as_ref().map_or(0, |d| d.effect))
+        .collect();
+    assert_eq!(
+        effects,
+        [
+            Effect::Allow as i32,
+            Effect::Deny as i32,
+            Effect::Deny as i32
+        ]
+    );
+
+    let full = vec![check_request("acme", AGENT, "mcp:github/x", "tools/call"); 1000];
+    let results = client
+        .batch_check(BatchCheckRequest { items: full })
+        .await?
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 1000);
+
+    let too_many = vec![check_request("acme", AGENT, "mcp:github/x", "tools/call"); 1001];
+    let status = assert_code(
+        client
+            .batch_check(BatchCheckRequest { items: too_many })
+            .await,
+        Code::InvalidArgument,
+        "1,001 items",
+    )?;
+    assert!(status.message().contains("items"), "{}", status.message());
+    assert_code(
+        client
+            .batch_check(BatchCheckRequest { items: Vec::new() })
+            .await,
+        Code::InvalidArgument,
+        "no items",
+    )?;
+
+    // One invalid item fails the whole call, naming it.
+    let mut mixed = vec![check_request("acme", AGENT, "mcp:github/x", "tools/call"); 3];
+    mixed[2].action.clear();
+    let status = assert_code(
+        client.batch_check(BatchCheckRequest { items: mixed }).await,
+        Code::InvalidArgument,
+        "invalid item",
+    )?;
+    assert!(
+        status.message().contains("items[2].action"),
+        "{}",
+        status.message()
+    );
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn explain_shows_the_rules_considered_and_matched() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut client = policy(&cluster).await?;
+    put(&mut client, &admin, "acme", github_set()).await?;
+
+    let request = || {
+        let check = check_request("acme", AGENT, "mcp:github/delete_repo", "tools/call");
+        ExplainRequest {
+            principal: check.principal,
+            audience: check.audience,
+            action: check.action,
+            resource: check.resource,
+            context: check.context,
+        }
+    };
+    assert_code(
+        client.explain(request()).await,
+        Code::Unauthenticated,
+        "explain without a token",
+    )?;
+    // A tenant-scoped admin of another tenant may not explain acme's.
+    let globex_admin = test_client(
+        &cluster,
+        &admin,
+        "globex",
+        "globex-admin",
+        &[ADMIN_AUDIENCE],
+        &[ADMIN_SCOPE],
+    )
+    .await?;
+    let globex_token = agentsec_token(&cluster, &globex_admin, ADMIN_SCOPE).await?;
+    assert_code(
+        client.explain(with_bearer(request(), &globex_token)).await,
+        Code::PermissionDenied,
+        "explain by another tenant's admin",
+    )?;
+    let explained = client
+        .explain(with_bearer(request(), &admin))
+        .await?
+        .into_inner();
+    let decision = explained.decision.unwrap_or_default();
+    assert_eq!(decision.effect, Effect::Deny as i32);
+    assert_eq!(decision.policy_ids, ["no-delete"]);
+    assert!(!decision.cached);
+    assert!(is_decision_id(&decision.decision_id));
+    assert_eq!(explained.total_rules, 2);
+    assert_eq!(explained.agent_roles, ["mcp-users"]);
+    let matched: Vec<(&str, bool)> = explained
+        .evaluations
+        .iter()
+        .map(|evaluation| (evaluation.policy_id.as_str(), evaluation.matched))
+        .collect();
+    assert_eq!(matched, [("github-tools", true), ("no-delete", true)]);
+    assert!(explained
+        .evaluations
+        .iter()
+        .all(|evaluation| evaluation.condition_result == ConditionResult::None as i32));
+
+    // An explained decision is audited like a checked one.
+    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
+    loop {
+        let found = audit
+            .query_events(QueryEventsRequest {
+                filter: Some(EventFilter {
+                    decision_id: decision.decision_id.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .events
+            .into_iter()
+            .find_map(|stored| stored.event);
+        if let Some(event) = found {
+            assert_eq!(event.kind, "decision");
+            assert_eq!(event.outcome, Outcome::Deny as i32);
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the explained decision's event did not reach audit-svc");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cluster.shutdown().await
+}
