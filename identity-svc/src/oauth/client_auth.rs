@@ -1,0 +1,251 @@
+//! Client authentication at the token endpoint: secrets (compared in
+//! constant time against the remembered or freshly read hashes) and
+//! `private_key_jwt` assertions (RFC 7523 §2.2 and §3, jti single-use).
+
+use std::sync::Arc;
+
+use agentsec_common::error::{OAuthError, OAuthErrorCode};
+use chrono::Utc;
+use sha2::{Digest as _, Sha256};
+
+use super::claims::MAX_TOKEN_BYTES;
+use super::{
+    assertion, oauth, server_error, Client, ClientCredentials, TokenService, AUTH_FAILED,
+    MAX_CLIENT_ID, MAX_SECRET,
+};
+use crate::standing::ClientRecord;
+use crate::store::{agents, credentials, tokens};
+
+impl TokenService {
+    /// Authenticates a client by secret or assertion.
+    pub(super) async fn authenticate(
+        &self,
+        credentials: ClientCredentials,
+    ) -> Result<Client, OAuthError> {
+        match credentials {
+            ClientCredentials::Secret {
+                client_id, secret, ..
+            } => self.authenticate_secret(&client_id, &secret).await,
+            ClientCredentials::Assertion {
+                client_id,
+                assertion,
+            } => {
+                self.authenticate_assertion(client_id.as_deref(), &assertion)
+                    .await
+            }
+        }
+    }
+
+    async fn authenticate_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Client, OAuthError> {
+        if client_id.len() > MAX_CLIENT_ID || secret.len() > MAX_SECRET {
+            return Err(oauth(
+                OAuthErrorCode::InvalidRequest,
+                format!("client_id and client_secret are limited to {MAX_CLIENT_ID} chars"),
+            ));
+        }
+        let failed = || oauth(OAuthErrorCode::InvalidClient, AUTH_FAILED);
+        if let Some(admin) = &self.bootstrap {
+            if admin.client_id == client_id {
+                return if self
+                    .pepper
+                    .find_match(secret, &[admin.secret_hash.as_slice()])
+                    .is_some()
+                {
+                    Ok(Client::BootstrapAdmin)
+                } else {
+                    Err(failed())
+                };
+            }
+        }
+        if !agentsec_common::ids::is_id(client_id, "agt_") {
+            let _ = self.pepper.find_match(secret, &[]);
+            return Err(failed());
+        }
+        // The remembered client first; a secret it does not know may be one
+        // created since (on this or another replica), so read again before
+        // refusing.
+        if let Some(record) = self.standing.cached_client(client_id) {
+            if let Some(client) = self.match_secret(&record, secret) {
+                return Ok(client);
+            }
+        }
+        let epoch = self.standing.epoch();
+        let Some(record) = self.load_client(client_id).await? else {
+            let _ = self.pepper.find_match(secret, &[]);
+            return Err(failed());
+        };
+        let record = Arc::new(record);
+        self.standing.remember_client(epoch, record.clone());
+        self.match_secret(&record, secret).ok_or_else(failed)
+    }
+
+    async fn load_client(&self, agent_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
+        let Some(agent) = agents::get(&self.db, agent_id)
+            .await
+            .map_err(|err| server_error("agent lookup", err))?
+        else {
+            return Ok(None);
+        };
+        let secrets = credentials::list(
+            &self.db,
+            &agent.id,
+            Some(credentials::Kind::ClientSecret),
+            None,
+            u64::from(crate::registry::MAX_SECRETS),
+        )
+        .await
+        .map_err(|err| server_error("credential lookup", err))?;
+        Ok(Some(ClientRecord { agent, secrets }))
+    }
+
+    /// The client if `secret` matches one of its unexpired secrets (every
+    /// candidate compared in constant time).
+    fn match_secret(&self, record: &ClientRecord, secret: &str) -> Option<Client> {
+        let now = Utc::now();
+        let usable: Vec<_> = record
+            .secrets
+            .iter()
+            .filter(|c| !c.is_expired(now) && c.secret_hash.is_some())
+            .collect();
+        let hashes: Vec<&[u8]> = usable
+            .iter()
+            .filter_map(|c| c.secret_hash.as_deref())
+            .collect();
+        let index = self.pepper.find_match(secret, &hashes)?;
+        Some(Client::Agent {
+            credential_id: usable[index].id.clone(),
+            agent: Box::new(record.agent.clone()),
+        })
+    }
+
+    async fn authenticate_assertion(
+        &self,
+        client_id: Option<&str>,
+        assertion: &str,
+    ) -> Result<Client, OAuthError> {
+        if assertion.len() > MAX_TOKEN_BYTES {
+            return Err(oauth(
+                OAuthErrorCode::InvalidRequest,
+                format!("client_assertion is larger than {MAX_TOKEN_BYTES} bytes"),
+            ));
+        }
+        let invalid = |why: &str| oauth(OAuthErrorCode::InvalidClient, why.to_owned());
+        let head = assertion::head(assertion).map_err(invalid)?;
+        if client_id.is_some_and(|id| id != head.subject) {
+            return Err(invalid("client_id differs from the client_assertion `sub`"));
+        }
+        if !agentsec_common::ids::is_id(&head.subject, "agt_") {
+            return Err(invalid(AUTH_FAILED));
+        }
+        let agent = agents::get(&self.db, &head.subject)
+            .await
+            .map_err(|err| server_error("agent lookup", err))?
+            .ok_or_else(|| invalid(AUTH_FAILED))?;
+        let credential = credentials::public_key(&self.db, &agent.id, &head.kid)
+            .await
+            .map_err(|err| server_error("credential lookup", err))?
+            .filter(|credential| !credential.is_expired(Utc::now()))
+            .ok_or_else(|| {
+                invalid("client_assertion `kid` is not a registered key of this client")
+            })?;
+        let jwk: jsonwebtoken::jwk::Jwk = credential
+            .jwk
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or_else(|| server_error("stored jwk", "unreadable public key"))?;
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|alg| alg.to_string().parse::<jsonwebtoken::Algorithm>().ok())
+            .ok_or_else(|| server_error("stored jwk", "public key without alg"))?;
+        if head.alg != alg {
+            return Err(invalid(
+                "client_assertion `alg` is not the algorithm registered for this key",
+            ));
+        }
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+            .map_err(|err| server_error("stored jwk", err))?;
+        let endpoint = self.token_endpoint();
+        let claims = assertion::verify(
+            assertion,
+            &key,
+            alg,
+            &agent.id,
+            &[endpoint.as_str(), self.issuer.as_str()],
+            self.config.leeway_secs,
+        )
+        .map_err(|why| invalid(&why))?;
+        let now = Utc::now().timestamp();
+        let leeway = self.config.leeway_secs as i64;
+        if claims.exp - now > self.config.max_assertion_lifetime_secs as i64 + leeway {
+            return Err(invalid(&format!(
+                "client_assertion expires more than {} seconds from now",
+                self.config.max_assertion_lifetime_secs
+            )));
+        }
+        if claims.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(invalid("client_assertion `iat` is in the future"));
+        }
+        let jti = claims
+            .jti
+            .filter(|jti| !jti.is_empty() && jti.len() <= 256)
+            .ok_or_else(|| invalid("client_assertion needs a `jti` of 1-256 chars"))?;
+        let ttl = (claims.exp - now + leeway).max(1);
+        if !self.claim_assertion(&agent.id, &jti, ttl).await? {
+            return Err(invalid(
+                "client_assertion was already used (replayed `jti`)",
+            ));
+        }
+        Ok(Client::Agent {
+            credential_id: credential.id,
+            agent: Box::new(agent),
+        })
+    }
+
+    /// Marks a (client, jti) pair used for `ttl` seconds; false if it was
+    /// used before. Redis when configured (shared by replicas), else the
+    /// database. Fails closed when the store cannot answer.
+    async fn claim_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        ttl: i64,
+    ) -> Result<bool, OAuthError> {
+        let key = hex(&Sha256::digest(format!("{client_id}\n{jti}").as_bytes()));
+        match &self.redis {
+            Some(redis) => {
+                let mut connection = redis.connection.clone();
+                let stored: Option<String> = redis::cmd("SET")
+                    .arg(redis.key(&format!("agentsec:identity:assertion:{key}")))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|err| {
+                        tracing::error!(error = %err, "assertion replay store unavailable");
+                        oauth(
+                            OAuthErrorCode::TemporarilyUnavailable,
+                            "the assertion replay store is unavailable",
+                        )
+                    })?;
+                Ok(stored.is_some())
+            }
+            None => {
+                let now = Utc::now();
+                tokens::claim_assertion(&self.db, &key, now.timestamp() + ttl, now)
+                    .await
+                    .map_err(|err| server_error("assertion replay store", err))
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

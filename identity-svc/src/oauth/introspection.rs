@@ -1,0 +1,204 @@
+//! Introspection (RFC 7662), the callers of the protected endpoints, and
+//! revocation (RFC 7009).
+
+use std::sync::Arc;
+
+use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
+use agentsec_common::keys::VerifyError;
+use agentsec_proto::common::v1::Outcome;
+use chrono::Utc;
+use jsonwebtoken::Validation;
+
+use super::claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
+use super::{oauth, server_error, verified, Caller, Client, ClientCredentials, TokenService};
+use crate::domain::agent::Status;
+use crate::events::{AuditRecord, Invalidation, InvalidationKind};
+use crate::store::tokens;
+
+impl TokenService {
+    /// Checks a token of this service: signature, issuer, time, revocation
+    /// list, the agent's standing and the credential. `None` = not active.
+    pub async fn introspect(&self, token: &str) -> Result<Option<AccessClaims>, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(None);
+        }
+        let Some(claims) = self.verified_claims(token).await else {
+            return Ok(None);
+        };
+        let internal = |err: sea_orm::DbErr| ApiError::internal("introspection", err);
+        if self
+            .standing
+            .is_revoked(&claims.jti)
+            .await
+            .map_err(internal)?
+        {
+            return Ok(None);
+        }
+        let is_bootstrap = self
+            .bootstrap
+            .as_ref()
+            .is_some_and(|admin| admin.client_id == claims.sub);
+        if is_bootstrap {
+            return Ok(Some(claims.as_ref().clone()));
+        }
+        let (Some(credential), Some(generation)) = (&claims.cred, claims.gen) else {
+            return Ok(None);
+        };
+        if !self
+            .standing
+            .credential_exists(credential)
+            .await
+            .map_err(internal)?
+        {
+            return Ok(None);
+        }
+        if !self
+            .standing
+            .agent_active(&claims.sub, generation)
+            .await
+            .map_err(internal)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(claims.as_ref().clone()))
+    }
+
+    /// The claims of a token this service signed whose signature and issuer
+    /// hold and which is within nbf/exp now.
+    async fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        let digest = verified::digest(token);
+        let claims = match self.verified.get(&digest) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(token, false).await?);
+                self.verified.insert(digest, claims.clone());
+                claims
+            }
+        };
+        let now = Utc::now().timestamp();
+        (claims.nbf <= now && now <= claims.exp).then_some(claims)
+    }
+
+    /// The claims of a token this service signed, if its signature and
+    /// issuer hold (and, with `check_time`, it is within nbf/exp). A kid we
+    /// do not know may be another replica's new key: re-read once.
+    async fn verify_signature(&self, token: &str, check_time: bool) -> Option<AccessClaims> {
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.validate_exp = check_time;
+        validation.validate_nbf = check_time;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let verify = || {
+            self.keys
+                .current()
+                .jwks
+                .verify::<AccessClaims>(token, &validation)
+        };
+        match verify() {
+            Ok(claims) => Some(claims),
+            Err(VerifyError::UnknownKid(_)) if self.keys.refresh_for_unknown_kid().await => {
+                verify().ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The caller behind an `Authorization: Bearer` token: an active token
+    /// of this service.
+    pub async fn bearer_caller(&self, token: &str) -> Result<(Caller, AccessClaims), ApiError> {
+        let claims = self
+            .introspect(token)
+            .await?
+            .ok_or_else(|| ApiError::Unauthenticated {
+                reason: "the bearer token is not an active token of this service".to_owned(),
+            })?;
+        let caller = if claims.aud == self.config.admin_audience && claims.has_scope(ADMIN_SCOPE) {
+            Caller::Admin(match &claims.tenant {
+                Some(tenant) => AdminScope::Tenant(tenant.clone()),
+                None => AdminScope::Global,
+            })
+        } else {
+            Caller::Agent {
+                id: claims.sub.clone(),
+            }
+        };
+        Ok((caller, claims))
+    }
+
+    /// The caller behind client credentials (introspection and revocation
+    /// accept them as RFC 7662 and RFC 7009 allow).
+    pub async fn client_caller(
+        &self,
+        credentials: ClientCredentials,
+    ) -> Result<Caller, OAuthError> {
+        let basic = credentials.basic();
+        let client = self.authenticate(credentials).await.map_err(|mut err| {
+            err.basic_auth_challenge = basic;
+            err
+        })?;
+        match client {
+            Client::BootstrapAdmin => Ok(Caller::Admin(AdminScope::Global)),
+            Client::Agent { agent, .. } if agent.status == Status::Active => {
+                Ok(Caller::Agent { id: agent.id })
+            }
+            Client::Agent { agent, .. } => Err(oauth(
+                OAuthErrorCode::UnauthorizedClient,
+                format!("the agent is {}", agent.status.as_str()),
+            )),
+        }
+    }
+
+    /// RFC 7009: revokes `token` for `caller`. An unknown, invalid or
+    /// expired token is fine (nothing to do); someone else's token is not.
+    pub async fn revoke(&self, caller: &Caller, token: &str) -> Result<(), OAuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(());
+        }
+        let Some(claims) = self.verify_signature(token, true).await else {
+            return Ok(());
+        };
+        let tenant = claims.tenant.clone().unwrap_or_default();
+        let allowed = match caller {
+            Caller::Admin(scope) => claims
+                .tenant
+                .as_deref()
+                .map_or(*scope == AdminScope::Global, |tenant| scope.covers(tenant)),
+            Caller::Agent { id, .. } => *id == claims.sub,
+        };
+        if !allowed {
+            return Err(oauth(
+                OAuthErrorCode::UnauthorizedClient,
+                "the token was not issued to this client",
+            ));
+        }
+        let now = Utc::now();
+        let record = AuditRecord::new("token.revoked", &tenant, &claims.sub, Outcome::Allow)
+            .audience(&claims.aud)
+            .attribute("jti", claims.jti.clone());
+        let txn = sea_orm::TransactionTrait::begin(&self.db)
+            .await
+            .map_err(|err| server_error("revoke", err))?;
+        tokens::revoke(&txn, &claims.jti, &claims.sub, claims.exp, now)
+            .await
+            .map_err(|err| server_error("revoke", err))?;
+        self.events.audit(record).await.map_err(|err| match err {
+            ApiError::Unavailable { what } => oauth(
+                OAuthErrorCode::TemporarilyUnavailable,
+                format!("{what} is unavailable"),
+            ),
+            other => server_error("audit", other),
+        })?;
+        txn.commit()
+            .await
+            .map_err(|err| server_error("revoke", err))?;
+        self.standing.note_revoked(&claims.jti, claims.exp);
+        let mut invalidation =
+            Invalidation::new(InvalidationKind::TokenRevoked, &tenant, &claims.sub);
+        invalidation.token_jti = claims.jti.clone();
+        invalidation.token_expire_time = chrono::DateTime::from_timestamp(claims.exp, 0);
+        self.events.invalidate(invalidation).await;
+        Ok(())
+    }
+}
