@@ -106,6 +106,18 @@ fn federated_from_proto(info: &pb::FederatedCredentialInfo) -> Result<Federated,
     })
 }
 
+/// An optional expiry, which must lie ahead of `now`.
+fn future_time(
+    time: Option<&prost_types::Timestamp>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let time = time.map(|time| time_of(time, "expire_time")).transpose()?;
+    if time.is_some_and(|expire| expire <= now) {
+        return Err(ApiError::invalid("expire_time", "must be in the future"));
+    }
+    Ok(time)
+}
+
 fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
     u32::try_from(timestamp.nanos)
         .ok()
@@ -378,43 +390,24 @@ impl Registry {
                 ))
             }
         };
-        let txn = self.begin().await?;
-        let agent = self.visible(&txn, admin, &request.agent_id, true).await?;
-        self.usable(&agent)?;
-        let count = credentials::count(&txn, &agent.id, Kind::ClientSecret)
-            .await
-            .map_err(db_error)?;
-        if count >= u64::from(MAX_SECRETS) {
-            return Err(ApiError::FailedPrecondition {
-                reason: format!(
-                    "the agent already has {MAX_SECRETS} client secrets; delete one first"
-                ),
-            });
-        }
         let secret =
             secrets::random_token(32).map_err(|err| ApiError::internal("client secret", err))?;
-        let credential = Credential {
-            id: agentsec_common::ids::new_id("cred_")
-                .map_err(|err| ApiError::internal("credential id", err))?,
-            agent_id: agent.id.clone(),
-            kind: Kind::ClientSecret,
-            description: request.description.clone(),
-            create_time: now,
-            expire_time,
-            secret_hash: Some(self.pepper.hash(&secret).to_vec()),
-            secret_prefix: Some(secret.chars().take(8).collect()),
-            kid: None,
-            jwk: None,
-            federated: None,
-        };
-        credentials::insert(&txn, &credential)
-            .await
-            .map_err(db_error)?;
-        self.audit_credential(&agent, "credential.created", &credential)
+        let credential = self
+            .add_credential(
+                admin,
+                &request.agent_id,
+                u64::from(MAX_SECRETS),
+                Credential {
+                    kind: Kind::ClientSecret,
+                    description: request.description.clone(),
+                    create_time: now,
+                    expire_time,
+                    secret_hash: Some(self.pepper.hash(&secret).to_vec()),
+                    secret_prefix: Some(secret.chars().take(8).collect()),
+                    ..Credential::empty()
+                },
+            )
             .await?;
-        txn.commit().await.map_err(db_error)?;
-        // Its remembered secrets are stale now.
-        self.standing.forget_agent(&agent.id);
         Ok((credential, secret))
     }
 
@@ -434,58 +427,23 @@ impl Registry {
                 .as_ref()
                 .ok_or_else(|| ApiError::invalid("jwk", "is required"))?,
         )?;
-        let expire_time = request
-            .expire_time
-            .as_ref()
-            .map(|time| time_of(time, "expire_time"))
-            .transpose()?;
         let now = Utc::now();
-        if expire_time.is_some_and(|expire| expire <= now) {
-            return Err(ApiError::invalid("expire_time", "must be in the future"));
-        }
-        let txn = self.begin().await?;
-        let agent = self.visible(&txn, admin, &request.agent_id, true).await?;
-        self.usable(&agent)?;
-        if credentials::count(&txn, &agent.id, Kind::PublicKey)
-            .await
-            .map_err(db_error)?
-            >= MAX_PUBLIC_KEYS
-        {
-            return Err(ApiError::FailedPrecondition {
-                reason: format!("the agent already has {MAX_PUBLIC_KEYS} public keys"),
-            });
-        }
-        if credentials::public_key(&txn, &agent.id, &key.kid)
-            .await
-            .map_err(db_error)?
-            .is_some()
-        {
-            return Err(ApiError::AlreadyExists {
-                kind: "public key kid",
-                id: key.kid,
-            });
-        }
-        let credential = Credential {
-            id: agentsec_common::ids::new_id("cred_")
-                .map_err(|err| ApiError::internal("credential id", err))?,
-            agent_id: agent.id.clone(),
-            kind: Kind::PublicKey,
-            description: request.description.clone(),
-            create_time: now,
-            expire_time,
-            secret_hash: None,
-            secret_prefix: None,
-            kid: Some(key.kid),
-            jwk: Some(key.json),
-            federated: None,
-        };
-        credentials::insert(&txn, &credential)
-            .await
-            .map_err(db_error)?;
-        self.audit_credential(&agent, "credential.created", &credential)
-            .await?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(credential)
+        let expire_time = future_time(request.expire_time.as_ref(), now)?;
+        self.add_credential(
+            admin,
+            &request.agent_id,
+            MAX_PUBLIC_KEYS,
+            Credential {
+                kind: Kind::PublicKey,
+                description: request.description.clone(),
+                create_time: now,
+                expire_time,
+                kid: Some(key.kid),
+                jwk: Some(key.json),
+                ..Credential::empty()
+            },
+        )
+        .await
     }
 
     /// Registers a federated credential: tokens of a trusted issuer whose
@@ -507,15 +465,8 @@ impl Registry {
                 .as_ref()
                 .ok_or_else(|| ApiError::invalid("federated", "is required"))?,
         )?;
-        let expire_time = request
-            .expire_time
-            .as_ref()
-            .map(|time| time_of(time, "expire_time"))
-            .transpose()?;
         let now = Utc::now();
-        if expire_time.is_some_and(|expire| expire <= now) {
-            return Err(ApiError::invalid("expire_time", "must be in the future"));
-        }
+        let expire_time = future_time(request.expire_time.as_ref(), now)?;
         if !self.federation.trusts(&federated.issuer) {
             return Err(ApiError::FailedPrecondition {
                 reason: format!(
@@ -525,39 +476,20 @@ impl Registry {
                 ),
             });
         }
-        let txn = self.begin().await?;
-        let agent = self.visible(&txn, admin, &request.agent_id, true).await?;
-        self.usable(&agent)?;
-        if credentials::count(&txn, &agent.id, Kind::Federated)
-            .await
-            .map_err(db_error)?
-            >= MAX_FEDERATED
-        {
-            return Err(ApiError::FailedPrecondition {
-                reason: format!("the agent already has {MAX_FEDERATED} federated credentials"),
-            });
-        }
-        let credential = Credential {
-            id: agentsec_common::ids::new_id("cred_")
-                .map_err(|err| ApiError::internal("credential id", err))?,
-            agent_id: agent.id.clone(),
-            kind: Kind::Federated,
-            description: request.description.clone(),
-            create_time: now,
-            expire_time,
-            secret_hash: None,
-            secret_prefix: None,
-            kid: None,
-            jwk: None,
-            federated: Some(federated),
-        };
-        credentials::insert(&txn, &credential)
-            .await
-            .map_err(db_error)?;
-        self.audit_credential(&agent, "credential.created", &credential)
-            .await?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(credential)
+        self.add_credential(
+            admin,
+            &request.agent_id,
+            MAX_FEDERATED,
+            Credential {
+                kind: Kind::Federated,
+                description: request.description.clone(),
+                create_time: now,
+                expire_time,
+                federated: Some(federated),
+                ..Credential::empty()
+            },
+        )
+        .await
     }
 
     pub async fn list_credentials(
@@ -633,6 +565,51 @@ impl Registry {
         invalidation.credential_id = credential_id.to_owned();
         self.events.invalidate(invalidation).await;
         Ok(())
+    }
+
+    /// Stores `credential` (its kind-specific fields filled in) for the
+    /// agent, within the per-kind cap, audited in the same transaction.
+    async fn add_credential(
+        &self,
+        admin: &AdminScope,
+        agent_id: &str,
+        max: u64,
+        mut credential: Credential,
+    ) -> Result<Credential, ApiError> {
+        let txn = self.begin().await?;
+        let agent = self.visible(&txn, admin, agent_id, true).await?;
+        self.usable(&agent)?;
+        if credentials::count(&txn, &agent.id, credential.kind)
+            .await
+            .map_err(db_error)?
+            >= max
+        {
+            return Err(ApiError::FailedPrecondition {
+                reason: format!(
+                    "the agent already has {max} credentials of type {}; delete one first",
+                    credential.kind.as_str()
+                ),
+            });
+        }
+        credential.id = agentsec_common::ids::new_id("cred_")
+            .map_err(|err| ApiError::internal("credential id", err))?;
+        credential.agent_id = agent.id.clone();
+        match credentials::insert(&txn, &credential).await {
+            Ok(()) => {}
+            Err(err) if crate::store::is_duplicate(&err) => {
+                return Err(ApiError::AlreadyExists {
+                    kind: "public key kid",
+                    id: credential.kid.unwrap_or_default(),
+                })
+            }
+            Err(err) => return Err(db_error(err)),
+        }
+        self.audit_credential(&agent, "credential.created", &credential)
+            .await?;
+        txn.commit().await.map_err(db_error)?;
+        // Its remembered secrets are stale now.
+        self.standing.forget_agent(&agent.id);
+        Ok(credential)
     }
 
     fn usable(&self, agent: &Agent) -> Result<(), ApiError> {

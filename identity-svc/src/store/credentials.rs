@@ -61,6 +61,23 @@ pub enum SubjectMatch {
 }
 
 impl Credential {
+    /// A credential with every field empty, to fill in with `..`.
+    pub fn empty() -> Self {
+        Self {
+            id: String::new(),
+            agent_id: String::new(),
+            kind: Kind::ClientSecret,
+            description: String::new(),
+            create_time: DateTime::<Utc>::default(),
+            expire_time: None,
+            secret_hash: None,
+            secret_prefix: None,
+            kid: None,
+            jwk: None,
+            federated: None,
+        }
+    }
+
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expire_time.is_some_and(|expire| expire <= now)
     }

@@ -171,6 +171,19 @@ impl MigrationTrait for CreateIdentityTables {
                     .to_owned(),
             )
             .await?;
+        // A kid names one public key of an agent (NULL kids never collide).
+        manager
+            .create_index(
+                Index::create()
+                    .name("credentials_agent_kid")
+                    .table(Credentials::Table)
+                    .col(Credentials::AgentId)
+                    .col(Credentials::Kid)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
         // The jwt-bearer grant looks federated credentials up by issuer.
         manager
             .create_index(

@@ -21,7 +21,7 @@ impl MigratorTrait for Migrator {
 }
 
 /// Whether `err` is a unique-constraint violation (a duplicate).
-fn is_duplicate(err: &sea_orm::DbErr) -> bool {
+pub(crate) fn is_duplicate(err: &sea_orm::DbErr) -> bool {
     matches!(
         err.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
