@@ -77,6 +77,23 @@ fn string(column: impl IntoIden, max: u32) -> ColumnDef {
     ColumnDef::new(column).string_len(max).not_null().to_owned()
 }
 
+fn index<const N: usize>(
+    name: &str,
+    table: impl IntoIden + 'static,
+    columns: [DynIden; N],
+    unique: bool,
+) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(table).if_not_exists();
+    for column in columns {
+        index.col(column);
+    }
+    if unique {
+        index.unique();
+    }
+    index.to_owned()
+}
+
 fn time(column: impl IntoIden) -> ColumnDef {
     ColumnDef::new(column)
         .timestamp_with_time_zone()
@@ -115,27 +132,20 @@ impl MigrationTrait for CreateIdentityTables {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("agents_tenant_name")
-                    .table(Agents::Table)
-                    .col(Agents::Tenant)
-                    .col(Agents::Name)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "agents_tenant_name",
+                Agents::Table,
+                [Agents::Tenant.into_iden(), Agents::Name.into_iden()],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("agents_tenant_id")
-                    .table(Agents::Table)
-                    .col(Agents::Tenant)
-                    .col(Agents::Id)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "agents_tenant_id",
+                Agents::Table,
+                [Agents::Tenant.into_iden(), Agents::Id.into_iden()],
+                false,
+            ))
             .await?;
 
         manager
@@ -161,39 +171,36 @@ impl MigrationTrait for CreateIdentityTables {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("credentials_agent")
-                    .table(Credentials::Table)
-                    .col(Credentials::AgentId)
-                    .col(Credentials::Id)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "credentials_agent",
+                Credentials::Table,
+                [
+                    Credentials::AgentId.into_iden(),
+                    Credentials::Id.into_iden(),
+                ],
+                false,
+            ))
             .await?;
         // A kid names one public key of an agent (NULL kids never collide).
         manager
-            .create_index(
-                Index::create()
-                    .name("credentials_agent_kid")
-                    .table(Credentials::Table)
-                    .col(Credentials::AgentId)
-                    .col(Credentials::Kid)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "credentials_agent_kid",
+                Credentials::Table,
+                [
+                    Credentials::AgentId.into_iden(),
+                    Credentials::Kid.into_iden(),
+                ],
+                true,
+            ))
             .await?;
         // The jwt-bearer grant looks federated credentials up by issuer.
         manager
-            .create_index(
-                Index::create()
-                    .name("credentials_fed_issuer")
-                    .table(Credentials::Table)
-                    .col(Credentials::FedIssuer)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "credentials_fed_issuer",
+                Credentials::Table,
+                [Credentials::FedIssuer.into_iden()],
+                false,
+            ))
             .await?;
 
         manager
@@ -213,14 +220,12 @@ impl MigrationTrait for CreateIdentityTables {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("revoked_tokens_expire")
-                    .table(RevokedTokens::Table)
-                    .col(RevokedTokens::ExpireTime)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "revoked_tokens_expire",
+                RevokedTokens::Table,
+                [RevokedTokens::ExpireTime.into_iden()],
+                false,
+            ))
             .await?;
 
         manager
