@@ -2,7 +2,9 @@
 //! every key with its default).
 
 use std::path::Path;
+use std::time::Duration;
 
+use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
     SigningConfig, TelemetryConfig,
@@ -10,6 +12,15 @@ use agentsec_common::config::{
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7403;
+
+/// The longest `iss` of a trusted user-token issuer.
+const MAX_ISSUER_CHARS: usize = 512;
+const MAX_JWKS_CACHE_SECS: u64 = 24 * 3600;
+const MIN_JWKS_CACHE_SECS: u64 = 10;
+/// common.proto: an ActorChain holds at most 16 actors.
+const MAX_CHAIN_DEPTH: u32 = 16;
+/// The longest grant lifetime an operator may configure (one year).
+const MAX_GRANT_LIFETIME_SECS: u64 = 366 * 24 * 3600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +33,142 @@ pub struct Config {
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
     pub signing: SigningConfig,
+    pub grants: GrantConfig,
+    pub admin: AdminConfig,
+    pub audit: AuditClientConfig,
+    /// Issuers whose tokens prove who a person is (CreateGrant and the
+    /// person's own grant RPCs). Empty = no person can authenticate.
+    #[serde(default)]
+    pub user_issuers: Vec<UserIssuerConfig>,
+}
+
+/// Limits of delegation grants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantConfig {
+    /// Longest time from creation to a grant's expire_time.
+    pub max_lifetime_secs: u64,
+    /// Largest max_chain_depth a grant may ask for (agents in the chain).
+    pub max_chain_depth: u32,
+    /// Clock skew allowed when checking person tokens' exp/nbf/iat.
+    pub leeway_secs: u64,
+    /// The tenant of a grant whose person token has no `tenant` claim.
+    pub default_tenant: String,
+}
+
+impl Default for GrantConfig {
+    fn default() -> Self {
+        Self {
+            max_lifetime_secs: 90 * 24 * 3600,
+            max_chain_depth: 4,
+            leeway_secs: 30,
+            default_tenant: "default".to_owned(),
+        }
+    }
+}
+
+/// How admin tokens of identity-svc are verified (GetGrant, ListGrants,
+/// RevokeGrant of any grant of the admin's tenant(s)).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// identity-svc's `/.well-known/jwks.json` (http or https). Unset: only
+    /// people's tokens are accepted.
+    pub jwks_uri: Option<String>,
+    /// The `iss` of admin tokens (identity-svc's issuer). Required with
+    /// `jwks_uri`.
+    pub issuer: Option<String>,
+    /// The `aud` of admin tokens.
+    pub audience: String,
+    /// How long a fetched key set is used before it is fetched again.
+    pub jwks_cache_ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            jwks_uri: None,
+            issuer: None,
+            audience: "agentsec".to_owned(),
+            jwks_cache_ttl_secs: 300,
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(uri) = &self.jwks_uri {
+            check_http_url("admin.jwks_uri", uri)?;
+            if self.issuer.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    "admin.issuer",
+                    "is required when admin.jwks_uri is set",
+                ));
+            }
+        }
+        if self.audience.is_empty() || self.audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "admin.audience",
+                "must be 1-256 chars",
+            ));
+        }
+        if !(1..=86_400).contains(&self.jwks_cache_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "admin.jwks_cache_ttl_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::invalid(
+                "admin.leeway_secs",
+                "must be at most 300",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A trusted issuer of people's tokens (an OpenID Connect provider).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserIssuerConfig {
+    /// The exact `iss` of its tokens: an https URL (http only on
+    /// 127.0.0.1/localhost), at most 512 chars.
+    pub issuer: String,
+    /// Its JWKS as a JSON string. Exactly one of `jwks` and `jwks_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Where its JWKS is fetched: an https URL (http only on
+    /// 127.0.0.1/localhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The audience person tokens must carry (this service's client id at
+    /// the provider).
+    pub audience: String,
+    /// The JWS algorithms accepted from it; a subset of RS256, RS384,
+    /// RS512, PS256, ES256, ES384, EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// How long a fetched JWKS is used before it is fetched again.
+    #[serde(default = "default_jwks_cache_secs")]
+    pub jwks_cache_secs: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
+}
+
+fn default_jwks_cache_secs() -> u64 {
+    300
+}
+
+impl UserIssuerConfig {
+    pub fn jwks_cache(&self) -> Duration {
+        Duration::from_secs(self.jwks_cache_secs)
+    }
 }
 
 impl Default for Config {
@@ -40,6 +187,10 @@ impl Config {
             redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
             signing: SigningConfig::default(),
+            grants: GrantConfig::default(),
+            admin: AdminConfig::default(),
+            audit: AuditClientConfig::default(),
+            user_issuers: Vec::new(),
         }
     }
 
@@ -68,6 +219,245 @@ impl ServiceConfig for Config {
         self.server.validate()?;
         self.database.validate()?;
         self.redis.validate()?;
-        self.signing.validate()
+        self.signing.validate()?;
+        self.grants.validate()?;
+        self.admin.validate()?;
+        if let Some(admin_issuer) = &self.admin.issuer {
+            if let Some(index) = self
+                .user_issuers
+                .iter()
+                .position(|issuer| issuer.issuer == *admin_issuer)
+            {
+                return Err(ConfigError::invalid(
+                    format!("user_issuers[{index}].issuer"),
+                    "must differ from admin.issuer (admin tokens are not people's tokens)",
+                ));
+            }
+        }
+        self.audit.validate()?;
+        validate_user_issuers(&self.user_issuers)
+    }
+}
+
+impl GrantConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(60..=MAX_GRANT_LIFETIME_SECS).contains(&self.max_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "grants.max_lifetime_secs",
+                format!("must be between 60 and {MAX_GRANT_LIFETIME_SECS}"),
+            ));
+        }
+        if !(1..=MAX_CHAIN_DEPTH).contains(&self.max_chain_depth) {
+            return Err(ConfigError::invalid(
+                "grants.max_chain_depth",
+                format!("must be between 1 and {MAX_CHAIN_DEPTH}"),
+            ));
+        }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::invalid(
+                "grants.leeway_secs",
+                "must be at most 300",
+            ));
+        }
+        if !is_tenant(&self.default_tenant) {
+            return Err(ConfigError::invalid(
+                "grants.default_tenant",
+                "must match `[a-z0-9][a-z0-9_-]{0,63}`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// common.proto: a tenant is `[a-z0-9][a-z0-9_-]{0,63}`.
+pub fn is_tenant(tenant: &str) -> bool {
+    let bytes = tenant.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+/// An https URL, or http on 127.0.0.1/localhost (this machine, where
+/// nobody can tamper with the traffic).
+fn check_secure_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let url = check_http_url(key, value)?;
+    // The URL parser lowercases host names.
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
+    if url.scheme() == "http" && !loopback {
+        return Err(ConfigError::invalid(
+            key,
+            "must be an https URL (http is accepted only for 127.0.0.1 and localhost)",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(key, "must not carry credentials"));
+    }
+    Ok(())
+}
+
+fn validate_user_issuers(issuers: &[UserIssuerConfig]) -> Result<(), ConfigError> {
+    use agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS;
+    for (index, issuer) in issuers.iter().enumerate() {
+        let key = |field: &str| format!("user_issuers[{index}].{field}");
+        if issuer.issuer.is_empty() || issuer.issuer.chars().count() > MAX_ISSUER_CHARS {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                format!("must be 1-{MAX_ISSUER_CHARS} chars"),
+            ));
+        }
+        check_secure_url(&key("issuer"), &issuer.issuer)?;
+        if let Some(first) = issuers[..index]
+            .iter()
+            .position(|other| other.issuer == issuer.issuer)
+        {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                format!("is already user_issuers[{first}].issuer"),
+            ));
+        }
+        match (&issuer.jwks, &issuer.jwks_uri) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(ConfigError::invalid(
+                    key("jwks"),
+                    "set exactly one of `jwks` (the key set as JSON) and `jwks_uri`",
+                ))
+            }
+            (Some(jwks), None) => {
+                agentsec_common::remote_jwks::parse_inline(jwks)
+                    .map_err(|err| ConfigError::invalid(key("jwks"), err.to_string()))?;
+            }
+            (None, Some(uri)) => check_secure_url(&key("jwks_uri"), uri)?,
+        }
+        if issuer.audience.is_empty() || issuer.audience.chars().count() > 256 {
+            return Err(ConfigError::invalid(key("audience"), "must be 1-256 chars"));
+        }
+        if issuer.algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                key("algorithms"),
+                "must name at least one algorithm",
+            ));
+        }
+        for (position, algorithm) in issuer.algorithms.iter().enumerate() {
+            if !SUPPORTED_ALGORITHMS.contains(&algorithm.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("algorithms"),
+                    format!(
+                        "`{}` is not one of {}",
+                        algorithm.chars().take(32).collect::<String>(),
+                        SUPPORTED_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+            if issuer.algorithms[..position].contains(algorithm) {
+                return Err(ConfigError::invalid(
+                    key("algorithms"),
+                    format!("names `{algorithm}` twice"),
+                ));
+            }
+        }
+        if !(MIN_JWKS_CACHE_SECS..=MAX_JWKS_CACHE_SECS).contains(&issuer.jwks_cache_secs) {
+            return Err(ConfigError::invalid(
+                key("jwks_cache_secs"),
+                format!("must be between {MIN_JWKS_CACHE_SECS} and {MAX_JWKS_CACHE_SECS}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn issuer() -> UserIssuerConfig {
+        UserIssuerConfig {
+            issuer: "https://login.example".to_owned(),
+            jwks: Some(JWKS.to_owned()),
+            jwks_uri: None,
+            audience: "agentsec".to_owned(),
+            algorithms: default_algorithms(),
+            jwks_cache_secs: 300,
+        }
+    }
+
+    fn error_key(issuers: Vec<UserIssuerConfig>) -> String {
+        let config = Config {
+            user_issuers: issuers,
+            ..Config::default()
+        };
+        match config.validate() {
+            Err(ConfigError::InvalidValue { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+        let config = Config {
+            user_issuers: vec![issuer()],
+            ..Config::default()
+        };
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn user_issuer_errors_name_the_key() {
+        let both = UserIssuerConfig {
+            jwks_uri: Some("https://login.example/jwks".into()),
+            ..issuer()
+        };
+        assert_eq!(error_key(vec![both]), "user_issuers[0].jwks");
+        let plain_http = UserIssuerConfig {
+            jwks: None,
+            jwks_uri: Some("http://login.example/jwks".into()),
+            ..issuer()
+        };
+        assert_eq!(error_key(vec![plain_http]), "user_issuers[0].jwks_uri");
+        let secret = UserIssuerConfig {
+            jwks: Some(r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#.into()),
+            ..issuer()
+        };
+        assert_eq!(error_key(vec![secret]), "user_issuers[0].jwks");
+        let no_audience = UserIssuerConfig {
+            audience: String::new(),
+            ..issuer()
+        };
+        assert_eq!(error_key(vec![no_audience]), "user_issuers[0].audience");
+        let hmac = UserIssuerConfig {
+            algorithms: vec!["HS256".into()],
+            ..issuer()
+        };
+        assert_eq!(error_key(vec![hmac]), "user_issuers[0].algorithms");
+        assert_eq!(
+            error_key(vec![issuer(), issuer()]),
+            "user_issuers[1].issuer"
+        );
+    }
+
+    #[test]
+    fn admin_tokens_are_not_people_tokens() {
+        let mut config = Config {
+            user_issuers: vec![issuer()],
+            ..Config::default()
+        };
+        config.admin.jwks_uri = Some("https://login.example/jwks".into());
+        config.admin.issuer = Some("https://login.example".into());
+        match config.validate() {
+            Err(ConfigError::InvalidValue { key, .. }) => {
+                assert_eq!(key, "user_issuers[0].issuer")
+            }
+            other => panic!("{other:?}"),
+        }
+        config.admin.issuer = None;
+        match config.validate() {
+            Err(ConfigError::InvalidValue { key, .. }) => assert_eq!(key, "admin.issuer"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -2,43 +2,74 @@
 //! agent chains (`act` nested per hop).
 //!
 //! This release serves the v1 contract's `GetJwks` (gRPC) and
-//! `/.well-known/jwks.json` (HTTP) from persisted signing keys; the registry,
-//! credentials and token endpoints answer UNIMPLEMENTED until the
-//! exchange-svc issue lands them.
+//! `/.well-known/jwks.json` (HTTP) from persisted signing keys, and the
+//! delegation grants (CreateGrant, GetGrant, ListGrants, RevokeGrant) for
+//! people authenticated by a trusted user-token issuer; Exchange and
+//! IntrospectToken answer UNIMPLEMENTED until the exchange-svc issue lands
+//! them.
 
+mod admin;
 mod api;
 mod config;
+mod events;
+mod grants;
+mod person;
 mod store;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::Config;
+pub use config::{AdminConfig, Config, GrantConfig, UserIssuerConfig};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
     <ExchangeServiceServer<api::grpc::ExchangeApi> as NamedService>::NAME;
 
+fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Setup {
+        what: what.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
 /// Runs exchange-svc on `listener` until `shutdown` resolves: connects the
-/// database and runs migrations, loads or creates the signing key, serves.
+/// database and runs migrations, loads or creates the signing key, serves,
+/// then flushes the audit events still queued.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let _redis = agentsec_common::redis::connect(&config.redis).await?;
+    let redis = agentsec_common::redis::connect(&config.redis).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), alg = %keys.active.algorithm(), "signing key loaded");
     let jwks = Arc::new(keys.published);
 
-    let api = api::grpc::ExchangeApi::new(jwks.clone());
+    let user_issuers = Arc::new(
+        person::UserIssuers::new(&config.user_issuers, config.grants.leeway_secs)
+            .map_err(|err| setup("user_issuers", err))?,
+    );
+    let admin = admin::AdminAuth::new(&config.admin)
+        .map_err(|err| setup("admin", err))?
+        .map(Arc::new);
+    let (audit, audit_sender) =
+        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let events = events::Events::new(audit, redis, config.issuer.clone());
+    let grants = Arc::new(grants::Grants {
+        db,
+        events,
+        config: config.grants.clone(),
+    });
+
+    let api = api::grpc::ExchangeApi::new(jwks.clone(), grants, user_issuers, admin);
     let endpoints = ServiceEndpoints {
         name: "exchange-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
@@ -47,5 +78,10 @@ pub async fn serve(
         http: agentsec_common::keys::jwks_router(jwks),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    agentsec_common::server::serve(endpoints, listener, shutdown, grace).await
+    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    if let Err(err) = audit_sender.shutdown().await {
+        // audit-svc was not reachable within audit.shutdown_flush_timeout_secs.
+        tracing::error!(error = %err, "audit events not delivered at shutdown");
+    }
+    served
 }

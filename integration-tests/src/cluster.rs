@@ -27,6 +27,41 @@ pub const ADMIN_AUDIENCE: &str = "agentsec";
 /// The pepper of test clusters' client secrets.
 const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
 
+/// The `iss` of an extra token issuer every test cluster's policy-svc trusts
+/// for CheckToken (besides identity-svc): tokens signed with
+/// [`extra_token_issuer_key`], e.g. delegated (exchange-shaped) tokens.
+pub const EXTRA_TOKEN_ISSUER: &str = "https://token-issuer.test";
+
+/// The signing key of [`EXTRA_TOKEN_ISSUER`] (one per test process; its
+/// public key is inline in policy-svc's `[[token_issuers]]`).
+pub fn extra_token_issuer_key() -> Option<&'static agentsec_common::keys::SigningKey> {
+    static KEY: std::sync::OnceLock<Option<agentsec_common::keys::SigningKey>> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        agentsec_common::keys::SigningKey::generate(agentsec_common::keys::SigningAlgorithm::EdDsa)
+            .ok()
+    })
+    .as_ref()
+}
+
+/// The `iss` of the user-token issuer every test cluster's exchange-svc
+/// trusts for people's tokens (grants).
+pub const TEST_USER_ISSUER: &str = "https://users.test";
+/// The audience exchange-svc requires in people's tokens in test clusters.
+pub const TEST_USER_AUDIENCE: &str = "agentsec-exchange";
+
+/// The signing key of [`TEST_USER_ISSUER`] (one per test process; its public
+/// key is inline in exchange-svc's `[[user_issuers]]`).
+pub fn test_user_issuer_key() -> Option<&'static agentsec_common::keys::SigningKey> {
+    static KEY: std::sync::OnceLock<Option<agentsec_common::keys::SigningKey>> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        agentsec_common::keys::SigningKey::generate(agentsec_common::keys::SigningAlgorithm::EdDsa)
+            .ok()
+    })
+    .as_ref()
+}
+
 /// A change a test makes to identity-svc's configuration.
 type IdentityCustomizer = Arc<dyn Fn(&mut agentsec_identity::Config) + Send + Sync>;
 
@@ -165,7 +200,7 @@ impl TestCluster {
                 shutdown,
             )),
             Service::Exchange => tokio::spawn(agentsec_exchange::serve(
-                agentsec_exchange::Config::for_test(database, redis),
+                self.exchange_config(database, redis),
                 listener,
                 shutdown,
             )),
@@ -236,8 +271,63 @@ impl TestCluster {
             .map_or_else(|| self.addr(Service::Identity), |(_, addr)| addr);
         let identity = format!("http://{identity_addr}");
         config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
-        config.admin.issuer = Some(identity);
+        config.admin.issuer = Some(identity.clone());
+        // CheckToken trusts identity-svc and the extra test issuer.
+        config
+            .token_issuers
+            .push(agentsec_policy::TokenIssuerConfig {
+                issuer: identity.clone(),
+                jwks_uri: Some(format!("{identity}/.well-known/jwks.json")),
+                jwks: None,
+                algorithms: vec!["EdDSA".to_owned(), "ES256".to_owned()],
+            });
+        if let Some(key) = extra_token_issuer_key() {
+            config
+                .token_issuers
+                .push(agentsec_policy::TokenIssuerConfig {
+                    issuer: EXTRA_TOKEN_ISSUER.to_owned(),
+                    jwks_uri: None,
+                    jwks: Some(serde_json::json!({ "keys": [key.public_jwk()] }).to_string()),
+                    algorithms: vec!["EdDSA".to_owned()],
+                });
+        }
         config.audit = self.audit_client_config();
+        config
+    }
+
+    /// exchange-svc's configuration: people's tokens from
+    /// [`TEST_USER_ISSUER`] (signed with [`test_user_issuer_key`]) for
+    /// [`TEST_USER_AUDIENCE`], admin tokens of this cluster's identity-svc,
+    /// audit events to this cluster's audit-svc.
+    fn exchange_config(
+        &self,
+        database: agentsec_common::config::DatabaseConfig,
+        redis: agentsec_common::config::RedisConfig,
+    ) -> agentsec_exchange::Config {
+        let mut config = agentsec_exchange::Config::for_test(database, redis);
+        config.audit = self.audit_client_config();
+        // Admin tokens of this cluster's identity-svc (spawned first; a
+        // killed one keeps its address).
+        let identity_addr = self
+            .services
+            .iter()
+            .map(|running| (running.service, running.addr))
+            .chain(self.stopped.iter().copied())
+            .find(|(service, _)| *service == Service::Identity)
+            .map_or_else(|| self.addr(Service::Identity), |(_, addr)| addr);
+        let identity = format!("http://{identity_addr}");
+        config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
+        config.admin.issuer = Some(identity);
+        if let Some(key) = test_user_issuer_key() {
+            config.user_issuers = vec![agentsec_exchange::UserIssuerConfig {
+                issuer: TEST_USER_ISSUER.to_owned(),
+                jwks: Some(serde_json::json!({ "keys": [key.public_jwk()] }).to_string()),
+                jwks_uri: None,
+                audience: TEST_USER_AUDIENCE.to_owned(),
+                algorithms: vec!["EdDSA".to_owned()],
+                jwks_cache_secs: 300,
+            }];
+        }
         config
     }
 

@@ -25,6 +25,93 @@ pub struct Config {
     pub decisions: DecisionConfig,
     #[serde(default)]
     pub audit: AuditClientConfig,
+    /// The issuers whose tokens CheckToken accepts (`[[token_issuers]]`).
+    /// Empty (the default): exactly identity-svc's agent tokens are
+    /// trusted, i.e. tokens with `iss` = `admin.issuer` signed with a key
+    /// published at `admin.jwks_uri` (EdDSA or ES256); when `admin.jwks_uri`
+    /// is unset too, nothing is trusted and CheckToken answers
+    /// FAILED_PRECONDITION. Non-empty: exactly the listed issuers are trusted
+    /// (list identity-svc here too if its tokens should stay accepted).
+    /// Key-set refresh and clock leeway follow `admin.jwks_cache_ttl_secs`
+    /// and `admin.leeway_secs`.
+    #[serde(default)]
+    pub token_issuers: Vec<TokenIssuerConfig>,
+}
+
+/// Algorithms a trusted issuer may use unless its entry says otherwise.
+pub const DEFAULT_TOKEN_ALGORITHMS: [&str; 2] = ["EdDSA", "ES256"];
+/// Algorithms an issuer entry may allow: asymmetric only (never `none` or
+/// HMAC).
+pub const SUPPORTED_TOKEN_ALGORITHMS: [&str; 9] = [
+    "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+];
+
+fn default_token_algorithms() -> Vec<String> {
+    DEFAULT_TOKEN_ALGORITHMS
+        .iter()
+        .map(|alg| (*alg).to_owned())
+        .collect()
+}
+
+/// One issuer whose tokens CheckToken accepts (the token's audience is
+/// checked per request, not here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenIssuerConfig {
+    /// The exact `iss` of its tokens, 1-256 chars.
+    pub issuer: String,
+    /// Its published key set (http or https), fetched and cached. Exactly
+    /// one of `jwks_uri` and `jwks` is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Its key set inline (JWKS JSON text, public keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// The signature algorithms accepted from it; default EdDSA and ES256.
+    /// Only asymmetric algorithms are allowed (never `none` or HMAC).
+    #[serde(default = "default_token_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+impl TokenIssuerConfig {
+    fn validate(&self, index: usize) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("token_issuers[{index}].{name}");
+        if self.issuer.is_empty() || self.issuer.len() > 256 {
+            return Err(ConfigError::invalid(key("issuer"), "must be 1-256 chars"));
+        }
+        match (&self.jwks_uri, &self.jwks) {
+            (Some(uri), None) => {
+                check_http_url(&key("jwks_uri"), uri)?;
+            }
+            (None, Some(jwks)) => {
+                agentsec_common::remote_jwks::parse_inline(jwks)
+                    .map_err(|err| ConfigError::invalid(key("jwks"), err.to_string()))?;
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    key("jwks_uri"),
+                    "exactly one of jwks_uri and jwks is required",
+                ))
+            }
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::invalid(key("algorithms"), "must not be empty"));
+        }
+        if let Some(bad) = self
+            .algorithms
+            .iter()
+            .find(|alg| !SUPPORTED_TOKEN_ALGORITHMS.contains(&alg.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                key("algorithms"),
+                format!(
+                    "`{bad}` is not supported (one of {})",
+                    SUPPORTED_TOKEN_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How admin calls are authenticated: admin tokens of identity-svc,
@@ -149,6 +236,7 @@ impl Config {
             admin: AdminConfig::default(),
             decisions: DecisionConfig::default(),
             audit: AuditClientConfig::default(),
+            token_issuers: Vec::new(),
         }
     }
 
@@ -178,6 +266,9 @@ impl ServiceConfig for Config {
         self.redis.validate()?;
         self.admin.validate()?;
         self.decisions.validate()?;
+        for (index, issuer) in self.token_issuers.iter().enumerate() {
+            issuer.validate(index)?;
+        }
         self.audit.validate()
     }
 }
@@ -198,6 +289,46 @@ mod tests {
         config.admin.jwks_uri = Some("ftp://example.com/jwks".into());
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("admin.jwks_uri"), "{err}");
+    }
+
+    #[test]
+    fn token_issuers_are_checked_and_errors_name_the_key() {
+        let mut config = Config::default();
+        config.token_issuers.push(TokenIssuerConfig {
+            issuer: "http://127.0.0.1:7403".into(),
+            jwks_uri: Some("http://127.0.0.1:7403/.well-known/jwks.json".into()),
+            jwks: None,
+            algorithms: default_token_algorithms(),
+        });
+        assert!(config.validate().is_ok());
+        type Change = fn(&mut TokenIssuerConfig);
+        let cases: [(Change, &str); 5] = [
+            (|issuer| issuer.issuer.clear(), "token_issuers[0].issuer"),
+            (|issuer| issuer.jwks_uri = None, "token_issuers[0].jwks_uri"),
+            (
+                |issuer| issuer.jwks = Some("{}".into()),
+                "token_issuers[0].jwks_uri",
+            ),
+            (
+                |issuer| issuer.algorithms = vec!["HS256".into()],
+                "token_issuers[0].algorithms",
+            ),
+            (
+                |issuer| issuer.algorithms = vec!["none".into()],
+                "token_issuers[0].algorithms",
+            ),
+        ];
+        for (change, key) in cases {
+            let mut bad = config.clone();
+            change(&mut bad.token_issuers[0]);
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let mut inline = config.clone();
+        inline.token_issuers[0].jwks_uri = None;
+        inline.token_issuers[0].jwks = Some("not json".into());
+        let err = inline.validate().unwrap_err().to_string();
+        assert!(err.contains("token_issuers[0].jwks"), "{err}");
     }
 
     #[test]

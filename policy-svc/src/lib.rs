@@ -18,6 +18,7 @@ pub mod engine;
 mod events;
 mod policies;
 mod store;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::{AdminConfig, Config, DecisionConfig};
+pub use config::{AdminConfig, Config, DecisionConfig, TokenIssuerConfig};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
@@ -62,6 +63,12 @@ pub async fn serve(
     if config.admin.jwks_uri.is_none() {
         tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
     }
+    let tokens = tokens::TokenVerifier::new(&config).map_err(|err| setup("token_issuers", err))?;
+    if !tokens.is_configured() {
+        tracing::warn!(
+            "no token issuer is trusted (token_issuers, admin.jwks_uri): CheckToken answers FAILED_PRECONDITION"
+        );
+    }
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
     let events = events::Events::new(audit.clone(), redis);
@@ -83,6 +90,7 @@ pub async fn serve(
     let api = api::grpc::PolicyApi::new(
         policies,
         auth,
+        tokens,
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
     );

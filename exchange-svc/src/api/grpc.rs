@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use agentsec_common::error::not_yet_served;
+use agentsec_common::bearer::bearer_token;
+use agentsec_common::error::{not_yet_served, ApiError};
 use agentsec_common::keys::Jwks;
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeService;
 use agentsec_proto::exchange::v1::*;
@@ -11,13 +12,63 @@ use tonic::{Request, Response, Status};
 /// Who delivers the RPCs this release does not serve yet.
 const OWNER: &str = "the exchange-svc issue (#6)";
 
+use crate::admin::AdminAuth;
+use crate::grants::{Caller, Grants};
+use crate::person::UserIssuers;
+
 pub struct ExchangeApi {
     jwks: Arc<Jwks>,
+    grants: Arc<Grants>,
+    user_issuers: Arc<UserIssuers>,
+    admin: Option<Arc<AdminAuth>>,
 }
 
 impl ExchangeApi {
-    pub fn new(jwks: Arc<Jwks>) -> Self {
-        Self { jwks }
+    pub fn new(
+        jwks: Arc<Jwks>,
+        grants: Arc<Grants>,
+        user_issuers: Arc<UserIssuers>,
+        admin: Option<Arc<AdminAuth>>,
+    ) -> Self {
+        Self {
+            jwks,
+            grants,
+            user_issuers,
+            admin,
+        }
+    }
+
+    /// The caller behind `authorization: Bearer <token>`: an admin when the
+    /// token's `iss` is `admin.issuer`, a person otherwise.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, ApiError> {
+        let token = bearer_token(request.metadata())?;
+        let unchecked = crate::person::peek(token)?;
+        if let Some(admin) = self
+            .admin
+            .as_ref()
+            .filter(|admin| admin.issues(&unchecked.iss))
+        {
+            return Ok(Caller::Admin(
+                admin.verify(token, &unchecked.alg, &unchecked.kid).await?,
+            ));
+        }
+        Ok(Caller::Person(
+            self.user_issuers
+                .verify(token, chrono::Utc::now().timestamp())
+                .await?,
+        ))
+    }
+
+    /// The calling person (CreateGrant: a grant is the person's own
+    /// consent, so admin tokens are refused).
+    async fn person<T>(&self, request: &Request<T>) -> Result<crate::person::Person, ApiError> {
+        match self.caller(request).await? {
+            Caller::Person(person) => Ok(person),
+            Caller::Admin(_) => Err(ApiError::PermissionDenied {
+                reason: "admin tokens cannot create grants: a grant is the person's own consent"
+                    .to_owned(),
+            }),
+        }
     }
 }
 
@@ -41,30 +92,47 @@ impl ExchangeService for ExchangeApi {
 
     async fn create_grant(
         &self,
-        _request: Request<CreateGrantRequest>,
+        request: Request<CreateGrantRequest>,
     ) -> Result<Response<CreateGrantResponse>, Status> {
-        not_yet_served("CreateGrant", OWNER)
+        let person = self.person(&request).await?;
+        let grant = self
+            .grants
+            .create(&person, request.into_inner().grant)
+            .await?;
+        Ok(Response::new(CreateGrantResponse { grant: Some(grant) }))
     }
 
     async fn get_grant(
         &self,
-        _request: Request<GetGrantRequest>,
+        request: Request<GetGrantRequest>,
     ) -> Result<Response<GetGrantResponse>, Status> {
-        not_yet_served("GetGrant", OWNER)
+        let caller = self.caller(&request).await?;
+        let grant = self
+            .grants
+            .get(&caller, &request.get_ref().grant_id)
+            .await?;
+        Ok(Response::new(GetGrantResponse { grant: Some(grant) }))
     }
 
     async fn list_grants(
         &self,
-        _request: Request<ListGrantsRequest>,
+        request: Request<ListGrantsRequest>,
     ) -> Result<Response<ListGrantsResponse>, Status> {
-        not_yet_served("ListGrants", OWNER)
+        let caller = self.caller(&request).await?;
+        let (grants, page) = self.grants.list(&caller, request.get_ref()).await?;
+        Ok(Response::new(ListGrantsResponse {
+            grants,
+            page: Some(page),
+        }))
     }
 
     async fn revoke_grant(
         &self,
-        _request: Request<RevokeGrantRequest>,
+        request: Request<RevokeGrantRequest>,
     ) -> Result<Response<RevokeGrantResponse>, Status> {
-        not_yet_served("RevokeGrant", OWNER)
+        let caller = self.caller(&request).await?;
+        let grant = self.grants.revoke(&caller, request.get_ref()).await?;
+        Ok(Response::new(RevokeGrantResponse { grant: Some(grant) }))
     }
 
     async fn introspect_token(

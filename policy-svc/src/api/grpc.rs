@@ -1,6 +1,9 @@
 //! gRPC handlers of `agentsec.policy.v1.PolicyService`.
 //!
-//! Decisions (Check, BatchCheck) are not authenticated in this slice:
+//! CheckToken decides on a bearer token, verified against the trusted
+//! issuers (see `tokens`).
+//!
+//! Decisions (Check, BatchCheck, CheckToken) are not authenticated in this slice:
 //! caller authentication for the decision APIs (bearer token or mTLS) is a
 //! later slice, so policy-svc must only be reachable by trusted callers.
 //! Every other RPC, Explain included (it reveals policy content), needs an
@@ -9,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentsec_common::error::{not_yet_served, ApiError};
+use agentsec_common::error::ApiError;
 use agentsec_common::ids::new_id;
 use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::policy::v1::policy_service_server::PolicyService;
@@ -21,9 +24,8 @@ use crate::auth::{Admin, AdminAuth};
 use crate::engine::{self, Decision};
 use crate::events::{decision_event, DecisionAudit};
 use crate::policies::{check_tenant, version_to_proto, Policies};
+use crate::tokens::{TokenVerifier, MAX_TOKEN_BYTES};
 
-/// Who delivers the RPCs this release does not serve yet.
-const OWNER: &str = "the policy-svc issue (#5)";
 /// policy.proto: BatchCheck takes 1-1,000 items.
 pub const MAX_BATCH: usize = 1_000;
 /// How many validation findings a PutPolicySet refusal lists.
@@ -32,6 +34,7 @@ const LISTED_ISSUES: usize = 20;
 pub struct PolicyApi {
     policies: Arc<Policies>,
     auth: AdminAuth,
+    tokens: TokenVerifier,
     audit: DecisionAudit,
     cache_ttl: Duration,
 }
@@ -40,12 +43,14 @@ impl PolicyApi {
     pub fn new(
         policies: Arc<Policies>,
         auth: AdminAuth,
+        tokens: TokenVerifier,
         audit: DecisionAudit,
         cache_ttl: Duration,
     ) -> Self {
         Self {
             policies,
             auth,
+            tokens,
             audit,
             cache_ttl,
         }
@@ -165,9 +170,90 @@ impl PolicyService for PolicyApi {
 
     async fn check_token(
         &self,
-        _request: Request<CheckTokenRequest>,
+        request: Request<CheckTokenRequest>,
     ) -> Result<Response<CheckTokenResponse>, Status> {
-        not_yet_served("CheckToken", OWNER)
+        let request = request.into_inner();
+        if request.token.is_empty() {
+            return Err(ApiError::invalid("token", "is required").into());
+        }
+        if request.token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::invalid("token", "must be at most 8 KiB").into());
+        }
+        if !self.tokens.is_configured() {
+            return Err(ApiError::FailedPrecondition {
+                reason: "no token issuer is trusted (token_issuers, or admin.jwks_uri for \
+                         identity-svc)"
+                    .to_owned(),
+            }
+            .into());
+        }
+        let verified = self.tokens.verify(&request.token).await?;
+        // delegation_depth is always derived from the token's actor chain.
+        let context = request.context.map(|context| RequestContext {
+            delegation_depth: 0,
+            ..context
+        });
+        let as_check = CheckRequest {
+            principal: Some(verified.principal.clone()),
+            audience: request.audience,
+            action: request.action,
+            resource: request.resource,
+            context,
+        };
+        let mut decision = self
+            .policies
+            .engine()
+            .check(&as_check, "", Utc::now())
+            .map_err(|err| {
+                // The principal comes from the token: name it, not a
+                // request field the caller did not send.
+                match err.field().strip_prefix("principal.") {
+                    Some(derived) => ApiError::invalid(
+                        "token",
+                        format!("the principal's `{derived}` derived from the token: {err}"),
+                    ),
+                    None => ApiError::from(err),
+                }
+            })?;
+        if !verified.is_for(&as_check.audience) {
+            // A valid token presented to another system (policy.proto: a
+            // DENY decision, not an error), whatever the policies say.
+            decision = Decision {
+                effect: engine::Effect::Deny,
+                reason: format!(
+                    "the token's audience ({}) is not the requested audience `{}`",
+                    verified
+                        .audiences
+                        .iter()
+                        .map(|aud| format!("`{}`", aud.chars().take(256).collect::<String>()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    as_check.audience
+                )
+                .chars()
+                .take(1024)
+                .collect(),
+                policy_ids: Vec::new(),
+                policy_version: decision.policy_version,
+                evaluation_error: false,
+                depends_on_time: false,
+            };
+        }
+        let mut answer = self.answer(&as_check, &decision)?;
+        // Never cacheable past the token's expiry.
+        if let Some(answered) = answer.decision.as_mut() {
+            let left = (verified.expires_at - Utc::now().timestamp()).max(0);
+            if let Some(ttl) = answered.cache_ttl.as_mut() {
+                ttl.seconds = ttl.seconds.min(left);
+            }
+            if left == 0 {
+                answered.cache_ttl = None;
+            }
+        }
+        Ok(Response::new(CheckTokenResponse {
+            decision: answer.decision,
+            principal: Some(verified.principal),
+        }))
     }
 
     async fn put_policy_set(
