@@ -4,6 +4,7 @@
 //!
 //! This crate is infrastructure only: it holds no service's rules.
 
+pub mod admin_token;
 pub mod audit;
 pub mod bearer;
 pub mod bootstrap;

@@ -11,6 +11,8 @@ use agentsec_common::config::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use agentsec_common::admin_token::AdminConfig;
+
 pub const DEFAULT_PORT: u16 = 7403;
 
 /// The longest `iss` of a trusted user-token issuer.
@@ -64,70 +66,6 @@ impl Default for GrantConfig {
             leeway_secs: 30,
             default_tenant: "default".to_owned(),
         }
-    }
-}
-
-/// How admin tokens of identity-svc are verified (GetGrant, ListGrants,
-/// RevokeGrant of any grant of the admin's tenant(s)).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdminConfig {
-    /// identity-svc's `/.well-known/jwks.json` (http or https). Unset: only
-    /// people's tokens are accepted.
-    pub jwks_uri: Option<String>,
-    /// The `iss` of admin tokens (identity-svc's issuer). Required with
-    /// `jwks_uri`.
-    pub issuer: Option<String>,
-    /// The `aud` of admin tokens.
-    pub audience: String,
-    /// How long a fetched key set is used before it is fetched again.
-    pub jwks_cache_ttl_secs: u64,
-    /// Clock skew tolerated on `exp` and `nbf`.
-    pub leeway_secs: u64,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            jwks_uri: None,
-            issuer: None,
-            audience: "agentsec".to_owned(),
-            jwks_cache_ttl_secs: 300,
-            leeway_secs: 30,
-        }
-    }
-}
-
-impl AdminConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(uri) = &self.jwks_uri {
-            check_http_url("admin.jwks_uri", uri)?;
-            if self.issuer.as_deref().is_none_or(str::is_empty) {
-                return Err(ConfigError::invalid(
-                    "admin.issuer",
-                    "is required when admin.jwks_uri is set",
-                ));
-            }
-        }
-        if self.audience.is_empty() || self.audience.len() > 256 {
-            return Err(ConfigError::invalid(
-                "admin.audience",
-                "must be 1-256 chars",
-            ));
-        }
-        if !(1..=86_400).contains(&self.jwks_cache_ttl_secs) {
-            return Err(ConfigError::invalid(
-                "admin.jwks_cache_ttl_secs",
-                "must be between 1 and 86400",
-            ));
-        }
-        if self.leeway_secs > 300 {
-            return Err(ConfigError::invalid(
-                "admin.leeway_secs",
-                "must be at most 300",
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -284,7 +284,7 @@ impl Grants {
                     Outcome::Allow,
                 )
                 .person(&grant.person_subject)
-                .grant(&grant.id)
+                .resource("grant", &grant.id)
                 .attribute("person_issuer", grant.person_issuer.clone())
                 .attribute("audiences", attribute_list(&grant.audiences))
                 .attribute("scopes", attribute_list(&grant.scopes))
@@ -404,7 +404,7 @@ impl Grants {
                     Outcome::Allow,
                 )
                 .person(&grant.person_subject)
-                .grant(&grant.id)
+                .resource("grant", &grant.id)
                 .reason(grant.revoke_reason.clone())
                 .attribute("person_issuer", grant.person_issuer.clone())
                 .attribute("audiences", attribute_list(&grant.audiences))

@@ -57,7 +57,7 @@ pub async fn serve(
         person::UserIssuers::new(&config.user_issuers, config.grants.leeway_secs)
             .map_err(|err| setup("user_issuers", err))?,
     );
-    let admin = admin::AdminAuth::new(&config.admin)
+    let admin = admin::admin_auth(&config.admin)
         .map_err(|err| setup("admin", err))?
         .map(Arc::new);
     let (audit, audit_sender) =

@@ -1,59 +1,14 @@
 //! What identity-svc tells the rest of the system: audit events through the
 //! audit client, and invalidation events on Redis pub/sub.
 
+pub use agentsec_common::audit::record::AuditRecord;
 pub use agentsec_common::invalidation::{Invalidation, InvalidationKind, INVALIDATION_CHANNEL};
 
-use std::collections::HashMap;
-
-use agentsec_common::audit::client::{AuditClient, AuditClientError};
+use agentsec_common::audit::client::AuditClient;
 use agentsec_common::error::ApiError;
 use agentsec_common::redis::RedisHandle;
-use agentsec_proto::audit::v1::Event;
-use agentsec_proto::common::v1::Outcome;
-use chrono::Utc;
 
 const SERVICE: &str = "identity-svc";
-
-/// One audit event about an agent (or a client that is not one).
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    pub kind: &'static str,
-    pub tenant: String,
-    pub agent_id: String,
-    pub outcome: Outcome,
-    pub reason: String,
-    pub audience: String,
-    pub attributes: HashMap<String, String>,
-}
-
-impl AuditRecord {
-    pub fn new(kind: &'static str, tenant: &str, agent_id: &str, outcome: Outcome) -> Self {
-        Self {
-            kind,
-            tenant: tenant.to_owned(),
-            agent_id: agent_id.to_owned(),
-            outcome,
-            reason: String::new(),
-            audience: String::new(),
-            attributes: HashMap::new(),
-        }
-    }
-
-    pub fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = reason.into();
-        self
-    }
-
-    pub fn audience(mut self, audience: &str) -> Self {
-        self.audience = audience.to_owned();
-        self
-    }
-
-    pub fn attribute(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.attributes.insert(key.to_owned(), value.into());
-        self
-    }
-}
 
 /// Sends audit and invalidation events.
 #[derive(Clone)]
@@ -75,31 +30,7 @@ impl Events {
     /// Queues an audit event. An error (queue full in fail mode) means the
     /// action must not go ahead: nothing happens unaudited.
     pub async fn audit(&self, record: AuditRecord) -> Result<(), ApiError> {
-        let id = agentsec_common::ids::ulid()
-            .map_err(|err| ApiError::internal("audit event id", err))?;
-        let now = Utc::now();
-        let event = Event {
-            id: format!("evt_{id}"),
-            time: Some(crate::domain::agent::timestamp(now)),
-            service: SERVICE.to_owned(),
-            kind: record.kind.to_owned(),
-            tenant: record.tenant,
-            agent_id: record.agent_id,
-            audience: record.audience,
-            outcome: record.outcome as i32,
-            reason: record.reason,
-            trace_id: agentsec_common::telemetry::current_trace_id().unwrap_or_default(),
-            attributes: record.attributes,
-            ..Event::default()
-        };
-        self.audit.record(event).await.map_err(|err| match err {
-            AuditClientError::QueueFull { .. } | AuditClientError::Closed => {
-                ApiError::Unavailable {
-                    what: "the audit trail (its queue is full)".to_owned(),
-                }
-            }
-            other => ApiError::internal("audit event", other),
-        })
+        agentsec_common::audit::record::record(&self.audit, SERVICE, record).await
     }
 
     /// Publishes an invalidation event. The database already holds the

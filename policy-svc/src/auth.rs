@@ -1,31 +1,17 @@
 //! Authentication of admin calls: an admin token of identity-svc (a JWT
 //! signed with one of the keys it publishes at `admin.jwks_uri`, issued by
 //! `admin.issuer`, for `admin.audience`, with scope `agentsec:admin`),
-//! verified locally. A `tenant` claim makes the admin tenant-scoped.
+//! verified locally by [`AdminVerifier`]. A `tenant` claim makes the admin
+//! tenant-scoped.
 //!
 //! Limit of this slice: the token is verified offline (signature, issuer,
 //! time claims). A token identity-svc has revoked, or one of a suspended
 //! admin agent, stays accepted here until it expires; identity-svc's admin
 //! tokens are short-lived.
 
-use std::time::Duration;
-
+use agentsec_common::admin_token::{AdminConfig, AdminToken, AdminVerifier};
 use agentsec_common::error::ApiError;
-use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Validation};
-use serde::Deserialize;
 use tonic::metadata::MetadataMap;
-
-use crate::config::AdminConfig;
-
-/// The scope that makes a token an admin token.
-pub const ADMIN_SCOPE: &str = "agentsec:admin";
-/// Largest token accepted.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The algorithms identity-svc signs with.
-const ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
 
 /// Who an admin may act for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +28,18 @@ pub struct Admin {
     pub scope: AdminScope,
 }
 
+impl From<AdminToken> for Admin {
+    fn from(token: AdminToken) -> Self {
+        Self {
+            subject: token.subject,
+            scope: match token.tenant {
+                Some(tenant) => AdminScope::Tenant(tenant),
+                None => AdminScope::Global,
+            },
+        }
+    }
+}
+
 impl Admin {
     /// PERMISSION_DENIED unless this admin may act on `tenant`.
     pub fn check_tenant(&self, tenant: &str) -> Result<(), ApiError> {
@@ -55,54 +53,16 @@ impl Admin {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    aud: serde_json::Value,
-    #[serde(default)]
-    scope: String,
-    #[serde(default)]
-    tenant: Option<String>,
-}
-
-struct Verifier {
-    keys: RemoteJwks,
-    issuer: String,
-    audience: String,
-    leeway_secs: u64,
-}
-
 /// Verifies admin tokens, or refuses every admin call when unconfigured.
 pub struct AdminAuth {
-    verifier: Option<Verifier>,
-}
-
-fn unauthenticated(reason: impl Into<String>) -> ApiError {
-    ApiError::Unauthenticated {
-        reason: reason.into(),
-    }
+    verifier: Option<AdminVerifier>,
 }
 
 impl AdminAuth {
     pub fn new(config: &AdminConfig) -> Result<Self, String> {
-        let verifier = match (&config.jwks_uri, &config.issuer) {
-            (Some(uri), Some(issuer)) => Some(Verifier {
-                keys: RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs))
-                    .map_err(|err| format!("admin.jwks_uri {err}"))?,
-                issuer: issuer.clone(),
-                audience: config.audience.clone(),
-                leeway_secs: config.leeway_secs,
-            }),
-            _ => None,
-        };
-        Ok(Self { verifier })
+        Ok(Self {
+            verifier: AdminVerifier::new(config, "an admin token")?,
+        })
     }
 
     /// The admin behind the `authorization: Bearer` metadata.
@@ -113,141 +73,38 @@ impl AdminAuth {
             });
         };
         let token = agentsec_common::bearer::bearer_token(metadata)?;
-        verifier.verify(token).await
-    }
-}
-
-impl Verifier {
-    async fn verify(&self, token: &str) -> Result<Admin, ApiError> {
-        let invalid = || unauthenticated("the bearer token is not a valid admin token");
-        if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
-            return Err(invalid());
-        }
-        let header: Header = token
-            .split('.')
-            .next()
-            .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(invalid)?;
-        let alg = header
-            .alg
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|alg| ALGORITHMS.contains(alg))
-            .ok_or_else(invalid)?;
-        let kid = header
-            .kid
-            .filter(|kid| !kid.is_empty())
-            .ok_or_else(invalid)?;
-        let jwk = self.keys.key(&kid).await.map_err(|err| match err {
-            JwksError::Unavailable => ApiError::Unavailable {
-                what: "identity-svc's key set (admin tokens cannot be verified)".to_owned(),
-            },
-            JwksError::UnknownKid { .. } => invalid(),
-        })?;
-        let key = remote_jwks::decoding_key(&jwk, alg).map_err(|_| invalid())?;
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.set_issuer(&[self.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        // The audience decides admin or not (PERMISSION_DENIED), below.
-        validation.validate_aud = false;
-        validation.leeway = self.leeway_secs;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|_| invalid())?
-            .claims;
-        let for_admin_audience = match &claims.aud {
-            serde_json::Value::String(aud) => *aud == self.audience,
-            serde_json::Value::Array(auds) => auds.iter().any(|aud| *aud == *self.audience),
-            _ => false,
-        };
-        if !for_admin_audience || !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
-            return Err(ApiError::PermissionDenied {
-                reason: format!(
-                    "this call needs an admin token (scope `{ADMIN_SCOPE}` for audience `{}`)",
-                    self.audience
-                ),
-            });
-        }
-        Ok(Admin {
-            subject: claims.sub,
-            scope: match claims.tenant {
-                Some(tenant) => AdminScope::Tenant(tenant),
-                None => AdminScope::Global,
-            },
-        })
+        Ok(verifier.verify(token).await?.into())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use agentsec_common::keys::{SigningAlgorithm, SigningKey};
-    use serde_json::json;
-
     use super::*;
 
-    const ISSUER: &str = "http://identity.test";
-
-    fn verifier(key: &SigningKey) -> Verifier {
-        let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
-        Verifier {
-            keys: RemoteJwks::inline(&jwks).unwrap(),
-            issuer: ISSUER.to_owned(),
-            audience: "agentsec".to_owned(),
-            leeway_secs: 0,
+    fn admin(tenant: Option<&str>) -> Admin {
+        AdminToken {
+            subject: "agt_admin".to_owned(),
+            tenant: tenant.map(str::to_owned),
         }
+        .into()
     }
 
-    fn token(key: &SigningKey, claims: serde_json::Value) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let mut full = json!({
-            "iss": ISSUER, "sub": "agt_admin", "aud": "agentsec", "scope": ADMIN_SCOPE,
-            "iat": now, "nbf": now, "exp": now + 300,
-        });
-        for (name, value) in claims.as_object().unwrap() {
-            full[name] = value.clone();
-        }
-        key.sign("at+jwt", &full).unwrap()
-    }
-
-    fn code(result: Result<Admin, ApiError>) -> tonic::Code {
-        tonic::Status::from(result.unwrap_err()).code()
-    }
-
-    #[tokio::test]
-    async fn admin_tokens_are_verified_and_scoped() {
-        let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
-        let other = SigningKey::generate(SigningAlgorithm::Es256).unwrap();
-        let verifier = verifier(&key);
-
-        let global = verifier.verify(&token(&key, json!({}))).await.unwrap();
+    #[test]
+    fn the_tenant_claim_scopes_the_admin() {
+        let global = admin(None);
         assert_eq!(global.scope, AdminScope::Global);
         assert_eq!(global.subject, "agt_admin");
-        let acme = verifier
-            .verify(&token(&key, json!({"tenant": "acme"})))
-            .await
-            .unwrap();
+        assert!(global.check_tenant("acme").is_ok());
+        let acme = admin(Some("acme"));
         assert_eq!(acme.scope, AdminScope::Tenant("acme".into()));
         assert!(acme.check_tenant("acme").is_ok());
-        assert!(acme.check_tenant("globex").is_err());
+        let err = tonic::Status::from(acme.check_tenant("globex").unwrap_err());
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    }
 
-        let unauthenticated = [
-            token(&other, json!({})),
-            token(&key, json!({"iss": "http://elsewhere"})),
-            token(&key, json!({"exp": 1_000})),
-            "a.b.c".to_owned(),
-        ];
-        for token in unauthenticated {
-            assert_eq!(
-                code(verifier.verify(&token).await),
-                tonic::Code::Unauthenticated
-            );
-        }
-        for claims in [json!({"aud": "mcp:github"}), json!({"scope": "repo:read"})] {
-            assert_eq!(
-                code(verifier.verify(&token(&key, claims)).await),
-                tonic::Code::PermissionDenied
-            );
-        }
+    #[test]
+    fn unconfigured_admin_auth_refuses_admin_calls() {
+        let auth = AdminAuth::new(&AdminConfig::default()).unwrap();
+        assert!(auth.verifier.is_none());
     }
 }

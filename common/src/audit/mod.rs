@@ -4,6 +4,7 @@
 //! sends its events through.
 
 pub mod client;
+pub mod record;
 mod validate;
 
 pub use validate::{validate_event, EventError, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};

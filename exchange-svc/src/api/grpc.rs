@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use agentsec_common::admin_token::AdminVerifier;
 use agentsec_common::bearer::bearer_token;
 use agentsec_common::error::{not_yet_served, ApiError};
 use agentsec_common::keys::Jwks;
@@ -12,7 +13,6 @@ use tonic::{Request, Response, Status};
 /// Who delivers the RPCs this release does not serve yet.
 const OWNER: &str = "the exchange-svc issue (#6)";
 
-use crate::admin::AdminAuth;
 use crate::grants::{Caller, Grants};
 use crate::person::UserIssuers;
 
@@ -20,7 +20,7 @@ pub struct ExchangeApi {
     jwks: Arc<Jwks>,
     grants: Arc<Grants>,
     user_issuers: Arc<UserIssuers>,
-    admin: Option<Arc<AdminAuth>>,
+    admin: Option<Arc<AdminVerifier>>,
 }
 
 impl ExchangeApi {
@@ -28,7 +28,7 @@ impl ExchangeApi {
         jwks: Arc<Jwks>,
         grants: Arc<Grants>,
         user_issuers: Arc<UserIssuers>,
-        admin: Option<Arc<AdminAuth>>,
+        admin: Option<Arc<AdminVerifier>>,
     ) -> Self {
         Self {
             jwks,
@@ -48,9 +48,7 @@ impl ExchangeApi {
             .as_ref()
             .filter(|admin| admin.issues(&unchecked.iss))
         {
-            return Ok(Caller::Admin(
-                admin.verify(token, &unchecked.alg, &unchecked.kid).await?,
-            ));
+            return Ok(Caller::Admin(admin.verify(token).await?));
         }
         Ok(Caller::Person(
             self.user_issuers

@@ -1,0 +1,341 @@
+//! Offline verification of identity-svc's admin tokens, shared by the
+//! services whose admin calls accept them: a JWT signed with one of the keys
+//! identity-svc publishes at `admin.jwks_uri`, issued by `admin.issuer`, for
+//! `admin.audience`, with scope `agentsec:admin`. A `tenant` claim makes the
+//! admin tenant-scoped; what that means is the calling service's business.
+//!
+//! Limit: the token is verified offline (signature, issuer, time claims). A
+//! token identity-svc has revoked, or one of a suspended admin agent, stays
+//! accepted until it expires; identity-svc's admin tokens are short-lived.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_http_url, ConfigError};
+use crate::error::ApiError;
+use crate::remote_jwks::{self, JwksError, RemoteJwks};
+
+/// The scope that makes a token an admin token.
+pub const ADMIN_SCOPE: &str = "agentsec:admin";
+/// Largest token accepted.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The algorithms identity-svc signs with.
+const ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
+
+/// How admin tokens of identity-svc are verified (the `[admin]` table):
+/// against its published key set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// identity-svc's `/.well-known/jwks.json` (http or https). Unset: no
+    /// admin token is accepted.
+    pub jwks_uri: Option<String>,
+    /// The `iss` of admin tokens (identity-svc's issuer). Required with
+    /// `jwks_uri`.
+    pub issuer: Option<String>,
+    /// The `aud` of admin tokens.
+    pub audience: String,
+    /// How long a fetched key set is used before it is fetched again.
+    pub jwks_cache_ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            jwks_uri: None,
+            issuer: None,
+            audience: "agentsec".to_owned(),
+            jwks_cache_ttl_secs: 300,
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Checks the values; errors name the `admin.<key>` at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(uri) = &self.jwks_uri {
+            check_http_url("admin.jwks_uri", uri)?;
+            if self.issuer.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    "admin.issuer",
+                    "is required when admin.jwks_uri is set",
+                ));
+            }
+        }
+        if self.audience.is_empty() || self.audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "admin.audience",
+                "must be 1-256 chars",
+            ));
+        }
+        if !(1..=86_400).contains(&self.jwks_cache_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "admin.jwks_cache_ttl_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::invalid(
+                "admin.leeway_secs",
+                "must be at most 300",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A verified admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// The token's `sub`.
+    pub subject: String,
+    /// Its `tenant` claim; `None` = a global admin.
+    pub tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    aud: serde_json::Value,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// Verifies admin tokens of identity-svc.
+pub struct AdminVerifier {
+    keys: RemoteJwks,
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+    needs: String,
+}
+
+fn invalid() -> ApiError {
+    ApiError::Unauthenticated {
+        reason: "the bearer token is not a valid admin token".to_owned(),
+    }
+}
+
+impl AdminVerifier {
+    /// `None` when admin authentication is not configured (`admin.jwks_uri`
+    /// or `admin.issuer` unset). `needs` completes the PERMISSION_DENIED
+    /// message for a token that is not an admin token: "this call needs
+    /// {needs} (scope … for audience …)", e.g. "an admin token".
+    pub fn new(config: &AdminConfig, needs: &str) -> Result<Option<Self>, String> {
+        match (&config.jwks_uri, &config.issuer) {
+            (Some(uri), Some(issuer)) => {
+                let keys = RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs))
+                    .map_err(|err| format!("admin.jwks_uri {err}"))?;
+                Ok(Some(Self::with_keys(keys, issuer, config, needs)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn with_keys(keys: RemoteJwks, issuer: &str, config: &AdminConfig, needs: &str) -> Self {
+        Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: config.audience.clone(),
+            leeway_secs: config.leeway_secs,
+            needs: needs.to_owned(),
+        }
+    }
+
+    /// Whether a token claiming `iss` is meant for this verifier.
+    pub fn issues(&self, iss: &str) -> bool {
+        self.issuer == iss
+    }
+
+    /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token
+    /// of identity-svc, PERMISSION_DENIED unless it is for the admin
+    /// audience with scope `agentsec:admin`.
+    pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
+            return Err(invalid());
+        }
+        let header: Header = token
+            .split('.')
+            .next()
+            .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(invalid)?;
+        let alg = header
+            .alg
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|alg| ALGORITHMS.contains(alg))
+            .ok_or_else(invalid)?;
+        let kid = header
+            .kid
+            .filter(|kid| !kid.is_empty())
+            .ok_or_else(invalid)?;
+        let jwk = self.keys.key(&kid).await.map_err(|err| match err {
+            JwksError::Unavailable => ApiError::Unavailable {
+                what: "identity-svc's key set (admin tokens cannot be verified)".to_owned(),
+            },
+            JwksError::UnknownKid { .. } => invalid(),
+        })?;
+        let key = remote_jwks::decoding_key(&jwk, alg).map_err(|_| invalid())?;
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        // The audience and scope decide admin or not (PERMISSION_DENIED).
+        validation.validate_aud = false;
+        validation.leeway = self.leeway_secs;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|_| invalid())?
+            .claims;
+        let for_admin_audience = match &claims.aud {
+            serde_json::Value::String(aud) => *aud == self.audience,
+            serde_json::Value::Array(auds) => auds.iter().any(|aud| *aud == *self.audience),
+            _ => false,
+        };
+        if !for_admin_audience || !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+            return Err(ApiError::PermissionDenied {
+                reason: format!(
+                    "this call needs {} (scope `{ADMIN_SCOPE}` for audience `{}`)",
+                    self.needs, self.audience
+                ),
+            });
+        }
+        Ok(AdminToken {
+            subject: claims.sub,
+            tenant: claims.tenant,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::keys::{SigningAlgorithm, SigningKey};
+
+    const ISSUER: &str = "http://identity.test";
+
+    fn verifier(key: &SigningKey) -> AdminVerifier {
+        let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+        let config = AdminConfig {
+            leeway_secs: 0,
+            ..AdminConfig::default()
+        };
+        AdminVerifier::with_keys(
+            RemoteJwks::inline(&jwks).unwrap(),
+            ISSUER,
+            &config,
+            "an admin token",
+        )
+    }
+
+    fn token(key: &SigningKey, claims: serde_json::Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut full = json!({
+            "iss": ISSUER, "sub": "agt_admin", "aud": "agentsec", "scope": ADMIN_SCOPE,
+            "iat": now, "nbf": now, "exp": now + 300,
+        });
+        for (name, value) in claims.as_object().unwrap() {
+            full[name] = value.clone();
+        }
+        key.sign("at+jwt", &full).unwrap()
+    }
+
+    fn status(result: Result<AdminToken, ApiError>) -> tonic::Status {
+        tonic::Status::from(result.unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn admin_tokens_are_verified_and_carry_their_tenant() {
+        let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+        let other = SigningKey::generate(SigningAlgorithm::Es256).unwrap();
+        let verifier = verifier(&key);
+        assert!(verifier.issues(ISSUER));
+        assert!(!verifier.issues("http://elsewhere"));
+
+        let global = verifier.verify(&token(&key, json!({}))).await.unwrap();
+        assert_eq!(global.tenant, None);
+        assert_eq!(global.subject, "agt_admin");
+        let acme = verifier
+            .verify(&token(&key, json!({"tenant": "acme"})))
+            .await
+            .unwrap();
+        assert_eq!(acme.tenant.as_deref(), Some("acme"));
+        let both_audiences = token(&key, json!({"aud": ["mcp:github", "agentsec"]}));
+        assert!(verifier.verify(&both_audiences).await.is_ok());
+
+        let unauthenticated = [
+            token(&other, json!({})),
+            token(&key, json!({"iss": "http://elsewhere"})),
+            token(&key, json!({"exp": 1_000})),
+            "a.b.c".to_owned(),
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+        ];
+        for token in unauthenticated {
+            assert_eq!(
+                status(verifier.verify(&token).await).code(),
+                tonic::Code::Unauthenticated
+            );
+        }
+        for claims in [json!({"aud": "mcp:github"}), json!({"scope": "repo:read"})] {
+            let status = status(verifier.verify(&token(&key, claims)).await);
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert!(
+                status.message().contains("needs an admin token"),
+                "{}",
+                status.message()
+            );
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let mut config = AdminConfig::default();
+        assert!(config.validate().is_ok());
+        config.jwks_uri = Some("http://127.0.0.1:7401/.well-known/jwks.json".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("admin.issuer"), "{err}");
+        config.issuer = Some("http://127.0.0.1:7401".into());
+        assert!(config.validate().is_ok());
+        type Change = fn(&mut AdminConfig);
+        let cases: [(Change, &str); 5] = [
+            (
+                |config| config.jwks_uri = Some("ftp://example.com/jwks".into()),
+                "admin.jwks_uri",
+            ),
+            (|config| config.audience.clear(), "admin.audience"),
+            (
+                |config| config.jwks_cache_ttl_secs = 0,
+                "admin.jwks_cache_ttl_secs",
+            ),
+            (
+                |config| config.jwks_cache_ttl_secs = 86_401,
+                "admin.jwks_cache_ttl_secs",
+            ),
+            (|config| config.leeway_secs = 301, "admin.leeway_secs"),
+        ];
+        for (change, key) in cases {
+            let mut bad = config.clone();
+            change(&mut bad);
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}
