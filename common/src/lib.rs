@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod invalidation;
+pub mod issuer_config;
 pub mod keys;
 pub mod page;
 pub mod redis;

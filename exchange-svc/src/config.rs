@@ -9,16 +9,13 @@ use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
     SigningConfig, TelemetryConfig,
 };
+use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
 use serde::{Deserialize, Serialize};
 
 pub use agentsec_common::admin_token::AdminConfig;
 
 pub const DEFAULT_PORT: u16 = 7403;
 
-/// The longest `iss` of a trusted user-token issuer.
-const MAX_ISSUER_CHARS: usize = 512;
-const MAX_JWKS_CACHE_SECS: u64 = 24 * 3600;
-const MIN_JWKS_CACHE_SECS: u64 = 10;
 /// common.proto: an ActorChain holds at most 16 actors.
 const MAX_CHAIN_DEPTH: u32 = 16;
 /// The longest grant lifetime an operator may configure (one year).
@@ -218,92 +215,30 @@ pub fn is_tenant(tenant: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
-/// An https URL, or http on 127.0.0.1/localhost (this machine, where
-/// nobody can tamper with the traffic).
-fn check_secure_url(key: &str, value: &str) -> Result<(), ConfigError> {
-    let url = check_http_url(key, value)?;
-    // The URL parser lowercases host names.
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
-    if url.scheme() == "http" && !loopback {
-        return Err(ConfigError::invalid(
-            key,
-            "must be an https URL (http is accepted only for 127.0.0.1 and localhost)",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::invalid(key, "must not carry credentials"));
+fn validate_user_issuers(issuers: &[UserIssuerConfig]) -> Result<(), ConfigError> {
+    let entries: Vec<IssuerEntry<'_>> = issuers.iter().map(UserIssuerConfig::entry).collect();
+    for (index, issuer) in issuers.iter().enumerate() {
+        check_issuer_entry("user_issuers", &entries, index)?;
+        if issuer.audience.is_empty() || issuer.audience.chars().count() > 256 {
+            return Err(ConfigError::invalid(
+                format!("user_issuers[{index}].audience"),
+                "must be 1-256 chars",
+            ));
+        }
     }
     Ok(())
 }
 
-fn validate_user_issuers(issuers: &[UserIssuerConfig]) -> Result<(), ConfigError> {
-    use agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS;
-    for (index, issuer) in issuers.iter().enumerate() {
-        let key = |field: &str| format!("user_issuers[{index}].{field}");
-        if issuer.issuer.is_empty() || issuer.issuer.chars().count() > MAX_ISSUER_CHARS {
-            return Err(ConfigError::invalid(
-                key("issuer"),
-                format!("must be 1-{MAX_ISSUER_CHARS} chars"),
-            ));
-        }
-        check_secure_url(&key("issuer"), &issuer.issuer)?;
-        if let Some(first) = issuers[..index]
-            .iter()
-            .position(|other| other.issuer == issuer.issuer)
-        {
-            return Err(ConfigError::invalid(
-                key("issuer"),
-                format!("is already user_issuers[{first}].issuer"),
-            ));
-        }
-        match (&issuer.jwks, &issuer.jwks_uri) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(ConfigError::invalid(
-                    key("jwks"),
-                    "set exactly one of `jwks` (the key set as JSON) and `jwks_uri`",
-                ))
-            }
-            (Some(jwks), None) => {
-                agentsec_common::remote_jwks::parse_inline(jwks)
-                    .map_err(|err| ConfigError::invalid(key("jwks"), err.to_string()))?;
-            }
-            (None, Some(uri)) => check_secure_url(&key("jwks_uri"), uri)?,
-        }
-        if issuer.audience.is_empty() || issuer.audience.chars().count() > 256 {
-            return Err(ConfigError::invalid(key("audience"), "must be 1-256 chars"));
-        }
-        if issuer.algorithms.is_empty() {
-            return Err(ConfigError::invalid(
-                key("algorithms"),
-                "must name at least one algorithm",
-            ));
-        }
-        for (position, algorithm) in issuer.algorithms.iter().enumerate() {
-            if !SUPPORTED_ALGORITHMS.contains(&algorithm.as_str()) {
-                return Err(ConfigError::invalid(
-                    key("algorithms"),
-                    format!(
-                        "`{}` is not one of {}",
-                        algorithm.chars().take(32).collect::<String>(),
-                        SUPPORTED_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-            if issuer.algorithms[..position].contains(algorithm) {
-                return Err(ConfigError::invalid(
-                    key("algorithms"),
-                    format!("names `{algorithm}` twice"),
-                ));
-            }
-        }
-        if !(MIN_JWKS_CACHE_SECS..=MAX_JWKS_CACHE_SECS).contains(&issuer.jwks_cache_secs) {
-            return Err(ConfigError::invalid(
-                key("jwks_cache_secs"),
-                format!("must be between {MIN_JWKS_CACHE_SECS} and {MAX_JWKS_CACHE_SECS}"),
-            ));
+impl UserIssuerConfig {
+    fn entry(&self) -> IssuerEntry<'_> {
+        IssuerEntry {
+            issuer: &self.issuer,
+            jwks: self.jwks.as_deref(),
+            jwks_uri: self.jwks_uri.as_deref(),
+            algorithms: &self.algorithms,
+            jwks_cache_secs: self.jwks_cache_secs,
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

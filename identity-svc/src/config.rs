@@ -9,6 +9,7 @@ use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
     SigningConfig, TelemetryConfig,
 };
+use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7401;
@@ -260,11 +261,6 @@ impl BootstrapAdminConfig {
     }
 }
 
-/// The longest `iss` of a trusted issuer (FederatedCredentialInfo.issuer).
-pub const MAX_ISSUER_CHARS: usize = 512;
-const MAX_JWKS_CACHE_SECS: u64 = 24 * 3600;
-const MIN_JWKS_CACHE_SECS: u64 = 10;
-
 /// An external token issuer trusted for the jwt-bearer grant (RFC 7523
 /// §2.1): a Kubernetes cluster, a SPIFFE trust domain, a CI provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,90 +299,24 @@ impl TrustedIssuerConfig {
     }
 }
 
-/// An https URL, or http on 127.0.0.1/localhost (this machine, where
-/// nobody can tamper with the traffic).
-fn check_secure_url(key: &str, value: &str) -> Result<(), ConfigError> {
-    let url = check_http_url(key, value)?;
-    // The URL parser lowercases host names.
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
-    if url.scheme() == "http" && !loopback {
-        return Err(ConfigError::invalid(
-            key,
-            "must be an https URL (http is accepted only for 127.0.0.1 and localhost)",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::invalid(key, "must not carry credentials"));
+fn validate_trusted_issuers(issuers: &[TrustedIssuerConfig]) -> Result<(), ConfigError> {
+    let entries: Vec<IssuerEntry<'_>> = issuers.iter().map(TrustedIssuerConfig::entry).collect();
+    for index in 0..entries.len() {
+        check_issuer_entry("trusted_issuers", &entries, index)?;
     }
     Ok(())
 }
 
-fn validate_trusted_issuers(issuers: &[TrustedIssuerConfig]) -> Result<(), ConfigError> {
-    for (index, issuer) in issuers.iter().enumerate() {
-        let key = |field: &str| format!("trusted_issuers[{index}].{field}");
-        if issuer.issuer.is_empty() || issuer.issuer.chars().count() > MAX_ISSUER_CHARS {
-            return Err(ConfigError::invalid(
-                key("issuer"),
-                format!("must be 1-{MAX_ISSUER_CHARS} chars"),
-            ));
-        }
-        check_secure_url(&key("issuer"), &issuer.issuer)?;
-        if let Some(first) = issuers[..index]
-            .iter()
-            .position(|other| other.issuer == issuer.issuer)
-        {
-            return Err(ConfigError::invalid(
-                key("issuer"),
-                format!("is already trusted_issuers[{first}].issuer"),
-            ));
-        }
-        match (&issuer.jwks, &issuer.jwks_uri) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(ConfigError::invalid(
-                    key("jwks"),
-                    "set exactly one of `jwks` (the key set as JSON) and `jwks_uri`",
-                ))
-            }
-            (Some(jwks), None) => {
-                agentsec_common::remote_jwks::parse_inline(jwks)
-                    .map_err(|err| ConfigError::invalid(key("jwks"), err.to_string()))?;
-            }
-            (None, Some(uri)) => {
-                check_secure_url(&key("jwks_uri"), uri)?;
-            }
-        }
-        if issuer.algorithms.is_empty() {
-            return Err(ConfigError::invalid(
-                key("algorithms"),
-                "must name at least one algorithm",
-            ));
-        }
-        for (position, algorithm) in issuer.algorithms.iter().enumerate() {
-            if !agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS.contains(&algorithm.as_str()) {
-                return Err(ConfigError::invalid(
-                    key("algorithms"),
-                    format!(
-                        "`{}` is not one of {}",
-                        algorithm.chars().take(32).collect::<String>(),
-                        agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-            if issuer.algorithms[..position].contains(algorithm) {
-                return Err(ConfigError::invalid(
-                    key("algorithms"),
-                    format!("names `{algorithm}` twice"),
-                ));
-            }
-        }
-        if !(MIN_JWKS_CACHE_SECS..=MAX_JWKS_CACHE_SECS).contains(&issuer.jwks_cache_secs) {
-            return Err(ConfigError::invalid(
-                key("jwks_cache_secs"),
-                format!("must be between {MIN_JWKS_CACHE_SECS} and {MAX_JWKS_CACHE_SECS}"),
-            ));
+impl TrustedIssuerConfig {
+    fn entry(&self) -> IssuerEntry<'_> {
+        IssuerEntry {
+            issuer: &self.issuer,
+            jwks: self.jwks.as_deref(),
+            jwks_uri: self.jwks_uri.as_deref(),
+            algorithms: &self.algorithms,
+            jwks_cache_secs: self.jwks_cache_secs,
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
