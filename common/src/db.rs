@@ -185,6 +185,21 @@ fn ensure_sqlite_directory(url: &str) -> Result<(), DbError> {
     })
 }
 
+/// `query` locking the rows it reads until the transaction ends, on
+/// PostgreSQL (`FOR UPDATE`); SQLite serialises writers anyway and has no
+/// such clause.
+pub fn for_update<E: sea_orm::EntityTrait>(
+    query: sea_orm::Select<E>,
+    db: &impl sea_orm::ConnectionTrait,
+) -> sea_orm::Select<E> {
+    use sea_orm::QuerySelect as _;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query.lock_exclusive()
+    } else {
+        query
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

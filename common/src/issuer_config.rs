@@ -10,6 +10,16 @@ pub const MAX_ISSUER_CHARS: usize = 512;
 pub const MIN_JWKS_CACHE_SECS: u64 = 10;
 pub const MAX_JWKS_CACHE_SECS: u64 = 24 * 3600;
 
+/// The algorithms an entry accepts when it names none.
+pub fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
+}
+
+/// How long a fetched key set is kept when the entry does not say.
+pub fn default_jwks_cache_secs() -> u64 {
+    300
+}
+
 /// The shared fields of one entry, borrowed from the service's own type.
 pub struct IssuerEntry<'a> {
     pub issuer: &'a str,

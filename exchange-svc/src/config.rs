@@ -85,19 +85,11 @@ pub struct UserIssuerConfig {
     pub audience: String,
     /// The JWS algorithms accepted from it; a subset of RS256, RS384,
     /// RS512, PS256, ES256, ES384, EdDSA.
-    #[serde(default = "default_algorithms")]
+    #[serde(default = "agentsec_common::issuer_config::default_algorithms")]
     pub algorithms: Vec<String>,
     /// How long a fetched JWKS is used before it is fetched again.
-    #[serde(default = "default_jwks_cache_secs")]
+    #[serde(default = "agentsec_common::issuer_config::default_jwks_cache_secs")]
     pub jwks_cache_secs: u64,
-}
-
-fn default_algorithms() -> Vec<String> {
-    ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
-}
-
-fn default_jwks_cache_secs() -> u64 {
-    300
 }
 
 impl UserIssuerConfig {
@@ -253,7 +245,7 @@ mod tests {
             jwks: Some(JWKS.to_owned()),
             jwks_uri: None,
             audience: "agentsec".to_owned(),
-            algorithms: default_algorithms(),
+            algorithms: agentsec_common::issuer_config::default_algorithms(),
             jwks_cache_secs: 300,
         }
     }

@@ -109,17 +109,16 @@ pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Agent>, A
         .transpose()
 }
 
-/// Like [`get`], locking the row until the transaction ends (PostgreSQL;
-/// SQLite serialises writers anyway).
+/// Like [`get`], locking the row until the transaction ends.
 pub async fn get_for_update(
     db: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<Agent>, AgentStoreError> {
-    let mut query = Agents::find_by_id(id.to_owned());
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        query = query.lock_exclusive();
-    }
-    query.one(db).await?.map(from_row).transpose()
+    agentsec_common::db::for_update(Agents::find_by_id(id.to_owned()), db)
+        .one(db)
+        .await?
+        .map(from_row)
+        .transpose()
 }
 
 /// Up to `limit` agents matching `filter` with ids after `after`, by id.
