@@ -651,3 +651,29 @@ pub fn diff(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_events_are_told_from_policy_changes() {
+        let suspended = br#"{"kind":"INVALIDATION_KIND_AGENT_SUSPENDED","tenant":"acme","agentId":"agt_1","time":"2025-01-02T03:04:05Z"}"#;
+        assert_eq!(
+            agent_changed(suspended),
+            Some(("acme".to_owned(), "agt_1".to_owned()))
+        );
+        assert_eq!(policy_changed(suspended), None);
+        let changed =
+            br#"{"kind":"INVALIDATION_KIND_POLICY_CHANGED","tenant":"acme","policyVersion":"7"}"#;
+        assert_eq!(agent_changed(changed), None);
+        assert_eq!(policy_changed(changed), Some(("acme".to_owned(), 7)));
+        // A grant event names no agent: nothing to evict.
+        assert_eq!(
+            agent_changed(
+                br#"{"kind":"INVALIDATION_KIND_GRANT_REVOKED","tenant":"acme","grantId":"g"}"#
+            ),
+            None
+        );
+    }
+}

@@ -351,3 +351,84 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Effect;
+
+    fn key(agent: &str, digest: u128) -> CacheKey {
+        CacheKey {
+            tenant: "acme".into(),
+            policy_version: 1,
+            agents: vec![agent.into()],
+            digest,
+        }
+    }
+
+    fn allow() -> Decision {
+        Decision {
+            effect: Effect::Allow,
+            reason: "allowed".into(),
+            policy_ids: vec!["p".into()],
+            policy_version: 1,
+            evaluation_error: false,
+            depends_on_time: false,
+        }
+    }
+
+    async fn store(cache: &Arc<DecisionCache>, key: CacheKey, decision: &Decision) {
+        match cache.get(key).await {
+            Lookup::Miss(ticket) => cache.put(ticket, decision),
+            _ => panic!("expected a miss"),
+        }
+    }
+
+    async fn is_hit(cache: &DecisionCache, key: CacheKey) -> bool {
+        matches!(cache.get(key).await, Lookup::Hit(_))
+    }
+
+    #[tokio::test]
+    async fn only_cacheable_decisions_are_kept_and_agent_events_evict() {
+        let cache = Arc::new(DecisionCache::new(&CacheConfig::default(), None));
+        store(&cache, key("agt_a", 1), &allow()).await;
+        assert!(is_hit(&cache, key("agt_a", 1)).await);
+        store(&cache, key("agt_b", 2), &allow()).await;
+
+        let timed = Decision {
+            depends_on_time: true,
+            ..allow()
+        };
+        store(&cache, key("agt_a", 3), &timed).await;
+        assert!(!is_hit(&cache, key("agt_a", 3)).await);
+        let failed = Decision {
+            evaluation_error: true,
+            ..allow()
+        };
+        store(&cache, key("agt_a", 4), &failed).await;
+        assert!(!is_hit(&cache, key("agt_a", 4)).await);
+
+        cache.agent_changed("acme", "agt_a").await;
+        assert!(
+            !is_hit(&cache, key("agt_a", 1)).await,
+            "agt_a's decision stayed"
+        );
+        assert!(
+            is_hit(&cache, key("agt_b", 2)).await,
+            "agt_b's decision went"
+        );
+        let stats = cache.stats();
+        assert_eq!(stats.local_hits.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_cache_looks_nothing_up() {
+        let config = CacheConfig {
+            enabled: false,
+            ..CacheConfig::default()
+        };
+        let cache = DecisionCache::new(&config, None);
+        assert!(matches!(cache.get(key("agt_a", 1)).await, Lookup::Bypass));
+        assert!(!cache.is_on());
+    }
+}
