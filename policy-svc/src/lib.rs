@@ -10,7 +10,8 @@
 //! replicas follow each other's changes. Repeated decisions are served from
 //! the decision cache (in-process tier in front of Redis, see `cache`), whose
 //! counters are on `GET /metrics`. Not yet: caller authentication of the
-//! decision RPCs, AuthZEN and Envoy ext_authz (not routed).
+//! decision RPCs and AuthZEN. Envoy ext_authz v3 is served on the same port
+//! (see `ext_authz`).
 
 mod api;
 mod auth;
@@ -18,6 +19,7 @@ mod cache;
 mod config;
 pub mod engine;
 mod events;
+mod ext_authz;
 mod policies;
 mod store;
 mod tokens;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -37,6 +40,9 @@ pub use config::{AdminConfig, CacheConfig, Config, DecisionConfig, TokenIssuerCo
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
     <PolicyServiceServer<api::grpc::PolicyApi> as NamedService>::NAME;
+/// Envoy's external authorization service, on the same port.
+pub const EXT_AUTHZ_SERVICE_NAME: &str =
+    <AuthorizationServer<ext_authz::ExtAuthz> as NamedService>::NAME;
 
 /// policy.proto: requests carrying a PolicySet may be up to 16 MiB.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -91,21 +97,22 @@ pub async fn serve(
     // Other replicas' changes, when there is a Redis to hear them on.
     let follower =
         redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel, cache.clone())));
-    let api = api::grpc::PolicyApi::new(
+    let api = Arc::new(api::grpc::PolicyApi::new(
         policies,
         auth,
         tokens,
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
         cache.clone(),
-    );
+    ));
     let endpoints = ServiceEndpoints {
         name: "policy-svc",
-        grpc_services: vec![GRPC_SERVICE_NAME],
+        grpc_services: vec![GRPC_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(
-            PolicyServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
-        ),
+            PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(api))),
         http: axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {

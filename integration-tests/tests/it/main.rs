@@ -16,6 +16,7 @@ mod identity_tokens;
 mod policy_cache;
 mod policy_check_token;
 mod policy_decisions;
+mod policy_ext_authz;
 mod policy_sets;
 mod signing_keys;
 mod telemetry;

@@ -103,6 +103,96 @@ impl PolicyApi {
         }
     }
 
+    /// CheckToken: the principal from the verified token, then a decision
+    /// like Check's (also the path of Envoy ext_authz, see `ext_authz`).
+    pub(crate) async fn decide_token(
+        &self,
+        request: CheckTokenRequest,
+    ) -> Result<CheckTokenResponse, Status> {
+        if request.token.is_empty() {
+            return Err(ApiError::invalid("token", "is required").into());
+        }
+        if request.token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::invalid("token", "must be at most 8 KiB").into());
+        }
+        if !self.tokens.is_configured() {
+            return Err(ApiError::FailedPrecondition {
+                reason: "no token issuer is trusted (token_issuers, or admin.jwks_uri for \
+                         identity-svc)"
+                    .to_owned(),
+            }
+            .into());
+        }
+        let verified = self.tokens.verify(&request.token).await?;
+        // delegation_depth is always derived from the token's actor chain.
+        let context = request.context.map(|context| RequestContext {
+            delegation_depth: 0,
+            ..context
+        });
+        let as_check = CheckRequest {
+            principal: Some(verified.principal.clone()),
+            audience: request.audience,
+            action: request.action,
+            resource: request.resource,
+            context,
+        };
+        let engine = self.policies.engine();
+        let (mut decision, mut cached) = self
+            .decide(&engine, &as_check, "", Utc::now())
+            .await
+            .map_err(|err| {
+                // The principal comes from the token: name it, not a
+                // request field the caller did not send.
+                match err.field().strip_prefix("principal.") {
+                    Some(derived) => ApiError::invalid(
+                        "token",
+                        format!("the principal's `{derived}` derived from the token: {err}"),
+                    ),
+                    None => ApiError::from(err),
+                }
+            })?;
+        if !verified.is_for(&as_check.audience) {
+            // A valid token presented to another system (policy.proto: a
+            // DENY decision, not an error), whatever the policies say.
+            decision = Decision {
+                effect: engine::Effect::Deny,
+                reason: format!(
+                    "the token's audience ({}) is not the requested audience `{}`",
+                    verified
+                        .audiences
+                        .iter()
+                        .map(|aud| format!("`{}`", aud.chars().take(256).collect::<String>()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    as_check.audience
+                )
+                .chars()
+                .take(1024)
+                .collect(),
+                policy_ids: Vec::new(),
+                policy_version: decision.policy_version,
+                evaluation_error: false,
+                depends_on_time: false,
+            };
+            cached = false;
+        }
+        let mut answer = self.answer(&as_check, &decision, cached)?;
+        // Never cacheable past the token's expiry.
+        if let Some(answered) = answer.decision.as_mut() {
+            let left = (verified.expires_at - Utc::now().timestamp()).max(0);
+            if let Some(ttl) = answered.cache_ttl.as_mut() {
+                ttl.seconds = ttl.seconds.min(left);
+            }
+            if left == 0 {
+                answered.cache_ttl = None;
+            }
+        }
+        Ok(CheckTokenResponse {
+            decision: answer.decision,
+            principal: Some(verified.principal),
+        })
+    }
+
     /// The answer to one decided request; its audit event is queued
     /// without waiting. A cached decision gets a decision id and an audit
     /// event of its own, like any other: each answer is one decision.
@@ -217,89 +307,9 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<CheckTokenRequest>,
     ) -> Result<Response<CheckTokenResponse>, Status> {
-        let request = request.into_inner();
-        if request.token.is_empty() {
-            return Err(ApiError::invalid("token", "is required").into());
-        }
-        if request.token.len() > MAX_TOKEN_BYTES {
-            return Err(ApiError::invalid("token", "must be at most 8 KiB").into());
-        }
-        if !self.tokens.is_configured() {
-            return Err(ApiError::FailedPrecondition {
-                reason: "no token issuer is trusted (token_issuers, or admin.jwks_uri for \
-                         identity-svc)"
-                    .to_owned(),
-            }
-            .into());
-        }
-        let verified = self.tokens.verify(&request.token).await?;
-        // delegation_depth is always derived from the token's actor chain.
-        let context = request.context.map(|context| RequestContext {
-            delegation_depth: 0,
-            ..context
-        });
-        let as_check = CheckRequest {
-            principal: Some(verified.principal.clone()),
-            audience: request.audience,
-            action: request.action,
-            resource: request.resource,
-            context,
-        };
-        let engine = self.policies.engine();
-        let (mut decision, mut cached) = self
-            .decide(&engine, &as_check, "", Utc::now())
-            .await
-            .map_err(|err| {
-                // The principal comes from the token: name it, not a
-                // request field the caller did not send.
-                match err.field().strip_prefix("principal.") {
-                    Some(derived) => ApiError::invalid(
-                        "token",
-                        format!("the principal's `{derived}` derived from the token: {err}"),
-                    ),
-                    None => ApiError::from(err),
-                }
-            })?;
-        if !verified.is_for(&as_check.audience) {
-            // A valid token presented to another system (policy.proto: a
-            // DENY decision, not an error), whatever the policies say.
-            decision = Decision {
-                effect: engine::Effect::Deny,
-                reason: format!(
-                    "the token's audience ({}) is not the requested audience `{}`",
-                    verified
-                        .audiences
-                        .iter()
-                        .map(|aud| format!("`{}`", aud.chars().take(256).collect::<String>()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    as_check.audience
-                )
-                .chars()
-                .take(1024)
-                .collect(),
-                policy_ids: Vec::new(),
-                policy_version: decision.policy_version,
-                evaluation_error: false,
-                depends_on_time: false,
-            };
-            cached = false;
-        }
-        let mut answer = self.answer(&as_check, &decision, cached)?;
-        // Never cacheable past the token's expiry.
-        if let Some(answered) = answer.decision.as_mut() {
-            let left = (verified.expires_at - Utc::now().timestamp()).max(0);
-            if let Some(ttl) = answered.cache_ttl.as_mut() {
-                ttl.seconds = ttl.seconds.min(left);
-            }
-            if left == 0 {
-                answered.cache_ttl = None;
-            }
-        }
-        Ok(Response::new(CheckTokenResponse {
-            decision: answer.decision,
-            principal: Some(verified.principal),
-        }))
+        Ok(Response::new(
+            self.decide_token(request.into_inner()).await?,
+        ))
     }
 
     async fn put_policy_set(
