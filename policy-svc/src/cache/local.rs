@@ -9,7 +9,7 @@
 //! concurrent requests off each other's lock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::engine::Decision;
@@ -111,7 +111,8 @@ impl LocalTier {
 /// local key, so an agent's event makes its cached decisions unreachable
 /// (they then age out of the tier).
 pub struct LocalEpochs {
-    epochs: Mutex<HashMap<(String, String), u64>>,
+    /// Read on every lookup, written on every agent event: a read lock.
+    epochs: RwLock<HashMap<(String, String), u64>>,
     /// Most agents remembered; past it the map restarts and `generation`
     /// moves, which makes every cached decision unreachable at once.
     limit: usize,
@@ -121,7 +122,7 @@ pub struct LocalEpochs {
 impl LocalEpochs {
     pub fn new(limit: usize) -> Self {
         Self {
-            epochs: Mutex::default(),
+            epochs: RwLock::default(),
             limit,
             generation: std::sync::atomic::AtomicU64::new(0),
         }
@@ -131,7 +132,7 @@ impl LocalEpochs {
     pub fn of(&self, tenant: &str, agents: &[String]) -> Vec<u64> {
         let mut out = Vec::with_capacity(agents.len() + 1);
         out.push(self.generation.load(std::sync::atomic::Ordering::Acquire));
-        let epochs = self.epochs.lock().unwrap_or_else(PoisonError::into_inner);
+        let epochs = self.epochs.read().unwrap_or_else(PoisonError::into_inner);
         if epochs.is_empty() {
             out.resize(agents.len() + 1, 0);
             return out;
@@ -149,7 +150,7 @@ impl LocalEpochs {
     }
 
     pub fn bump(&self, tenant: &str, agent: &str) {
-        let mut epochs = self.epochs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut epochs = self.epochs.write().unwrap_or_else(PoisonError::into_inner);
         if epochs.len() >= self.limit {
             epochs.clear();
             self.bump_generation();

@@ -243,7 +243,7 @@ impl DecisionCache {
     /// The invalidation subscription ended: agent events may be missed
     /// from now on.
     pub fn subscription_lost(&self) {
-        if self.health.state.swap(OFF, Ordering::AcqRel) == USABLE {
+        if self.health.state.swap(OFF, Ordering::AcqRel) == USABLE && self.enabled {
             self.forget();
             tracing::warn!("decision cache off until the invalidation subscription is back");
         }
