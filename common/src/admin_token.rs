@@ -111,10 +111,25 @@ struct Header {
 struct Claims {
     sub: String,
     aud: serde_json::Value,
+    exp: i64,
     #[serde(default)]
     scope: String,
     #[serde(default)]
     tenant: Option<String>,
+}
+
+/// Any verified token of identity-svc (an agent's own access token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityToken {
+    /// `sub`: the agent id.
+    pub subject: String,
+    /// `aud`, as a list.
+    pub audiences: Vec<String>,
+    /// `scope`, space-delimited.
+    pub scope: String,
+    pub tenant: Option<String>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
 }
 
 /// Verifies admin tokens of identity-svc.
@@ -128,7 +143,7 @@ pub struct AdminVerifier {
 
 fn invalid() -> ApiError {
     ApiError::Unauthenticated {
-        reason: "the bearer token is not a valid admin token".to_owned(),
+        reason: "the bearer token is not a valid token of identity-svc".to_owned(),
     }
 }
 
@@ -158,15 +173,20 @@ impl AdminVerifier {
         }
     }
 
+    /// identity-svc's issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Whether a token claiming `iss` is meant for this verifier.
     pub fn issues(&self, iss: &str) -> bool {
         self.issuer == iss
     }
 
-    /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token
-    /// of identity-svc, PERMISSION_DENIED unless it is for the admin
-    /// audience with scope `agentsec:admin`.
-    pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
+    /// Verifies that `token` is a valid token of identity-svc (signature,
+    /// issuer, time claims), whatever its audience and scope:
+    /// UNAUTHENTICATED otherwise, without saying why.
+    pub async fn verify_identity_token(&self, token: &str) -> Result<IdentityToken, ApiError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
             return Err(invalid());
         }
@@ -188,7 +208,7 @@ impl AdminVerifier {
             .ok_or_else(invalid)?;
         let jwk = self.keys.key(&kid).await.map_err(|err| match err {
             JwksError::Unavailable => ApiError::Unavailable {
-                what: "identity-svc's key set (admin tokens cannot be verified)".to_owned(),
+                what: "identity-svc's key set (its tokens cannot be verified)".to_owned(),
             },
             JwksError::UnknownKid { .. } => invalid(),
         })?;
@@ -197,18 +217,40 @@ impl AdminVerifier {
         validation.algorithms = vec![alg];
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        // The audience and scope decide admin or not (PERMISSION_DENIED).
+        // The caller decides what the audience must be.
         validation.validate_aud = false;
         validation.leeway = self.leeway_secs;
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|_| invalid())?
             .claims;
-        let for_admin_audience = match &claims.aud {
-            serde_json::Value::String(aud) => *aud == self.audience,
-            serde_json::Value::Array(auds) => auds.iter().any(|aud| *aud == *self.audience),
-            _ => false,
+        let audiences = match claims.aud {
+            serde_json::Value::String(aud) => vec![aud],
+            serde_json::Value::Array(auds) => auds
+                .into_iter()
+                .filter_map(|aud| match aud {
+                    serde_json::Value::String(aud) => Some(aud),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
-        if !for_admin_audience || !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+        Ok(IdentityToken {
+            subject: claims.sub,
+            audiences,
+            scope: claims.scope,
+            tenant: claims.tenant,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token
+    /// of identity-svc, PERMISSION_DENIED unless it is for the admin
+    /// audience with scope `agentsec:admin`.
+    pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
+        let verified = self.verify_identity_token(token).await?;
+        if !verified.audiences.contains(&self.audience)
+            || !verified.scope.split(' ').any(|s| s == ADMIN_SCOPE)
+        {
             return Err(ApiError::PermissionDenied {
                 reason: format!(
                     "this call needs {} (scope `{ADMIN_SCOPE}` for audience `{}`)",
@@ -217,8 +259,8 @@ impl AdminVerifier {
             });
         }
         Ok(AdminToken {
-            subject: claims.sub,
-            tenant: claims.tenant,
+            subject: verified.subject,
+            tenant: verified.tenant,
         })
     }
 }

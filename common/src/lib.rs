@@ -15,6 +15,7 @@ pub mod ids;
 pub mod invalidation;
 pub mod issuer_config;
 pub mod keys;
+pub mod oauth_http;
 pub mod page;
 pub mod redis;
 pub mod remote_jwks;

@@ -57,10 +57,28 @@ struct Unverified {
 #[derive(Deserialize)]
 struct Verified {
     sub: String,
+    exp: f64,
     #[serde(default)]
     iat: Option<f64>,
     #[serde(default)]
     tenant: Option<String>,
+    #[serde(default)]
+    scope: Option<serde_json::Value>,
+    #[serde(default)]
+    may_act: Option<serde_json::Value>,
+}
+
+/// A verified person token, with what an exchange needs of it.
+#[derive(Debug, Clone)]
+pub struct PersonToken {
+    pub person: Person,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+    /// Its `scope` claim (space-delimited); `None` when it has none, and
+    /// then it does not narrow what may be delegated.
+    pub scopes: Option<Vec<String>>,
+    /// Its `may_act` claim (RFC 8693 §4.4), as given.
+    pub may_act: Option<serde_json::Value>,
 }
 
 fn unauthenticated(reason: impl Into<String>) -> ApiError {
@@ -158,6 +176,11 @@ impl UserIssuers {
     /// Verifies a person token; every failure is UNAUTHENTICATED (the
     /// message never echoes the token).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Person, ApiError> {
+        Ok(self.verify_token(token, now).await?.person)
+    }
+
+    /// As [`Self::verify`], with the claims an exchange uses.
+    pub async fn verify_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
         if self.issuers.is_empty() {
             return Err(unauthenticated(
                 "no user-token issuer is configured on this server",
@@ -247,10 +270,30 @@ impl UserIssuers {
                 ));
             }
         }
-        Ok(Person {
-            issuer: iss,
-            subject: verified.sub,
-            tenant: verified.tenant,
+        let scopes = match verified.scope {
+            None => None,
+            Some(serde_json::Value::String(scope)) => Some(
+                scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(unauthenticated(
+                    "the person token's `scope` is not a space-delimited string",
+                ))
+            }
+        };
+        Ok(PersonToken {
+            person: Person {
+                issuer: iss,
+                subject: verified.sub,
+                tenant: verified.tenant,
+            },
+            expires_at: verified.exp as i64,
+            scopes,
+            may_act: verified.may_act,
         })
     }
 }
