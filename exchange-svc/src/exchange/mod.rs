@@ -300,7 +300,12 @@ impl Exchanger {
         let decision = policy
             .decide(&principal, &parsed.audience, &candidates)
             .await
-            .map_err(|err| OAuthError::server_side(err, "the policy decision"))?;
+            .map_err(|err| match err {
+                ApiError::PermissionDenied { reason } => {
+                    error(OAuthErrorCode::UnauthorizedClient, reason)
+                }
+                other => OAuthError::server_side(other, "the policy decision"),
+            })?;
         attempt.decision_id = decision.exchange.decision_id.clone();
         attempt.policy_ids = decision.exchange.policy_ids.clone();
         if !decision.allowed() {

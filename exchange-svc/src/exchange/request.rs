@@ -150,10 +150,12 @@ pub fn parse(request: ExchangeRequest) -> Result<Parsed, OAuthError> {
     let issued_token_type = match request.requested_token_type.as_str() {
         "" | ACCESS_TOKEN_TYPE => ACCESS_TOKEN_TYPE,
         JWT_TYPE => JWT_TYPE,
-        other => return Err(invalid_request(format!(
+        other => {
+            return Err(invalid_request(format!(
             "requested_token_type `{}` is not supported (use {ACCESS_TOKEN_TYPE} or {JWT_TYPE})",
             printable(other)
-        ))),
+        )))
+        }
     };
     let audience = target(&request)?;
     let requested_scopes = scopes(&request.scope)?;

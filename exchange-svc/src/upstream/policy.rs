@@ -14,7 +14,7 @@ use agentsec_common::error::ApiError;
 use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_proto::common::v1::{Decision, Effect, Principal, Resource};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
-use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, RequestContext};
+use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest};
 
 use super::{channel, unavailable, TracedChannel};
 use crate::config::PolicyConfig;
@@ -59,16 +59,13 @@ impl PolicyClient {
 
     /// Decides the exchange and each candidate scope. Any failure, or an
     /// answer that does not fit the question, is an error: no token.
+    /// PERMISSION_DENIED when policy-svc cannot decide this request.
     pub async fn decide(
         &self,
         principal: &Principal,
         audience: &str,
         scopes: &[String],
     ) -> Result<ExchangeDecision, ApiError> {
-        let depth = principal
-            .actor_chain
-            .as_ref()
-            .map_or(0, |chain| chain.actors.len() as u32);
         let item = |resource_type: &str, id: String| CheckRequest {
             principal: Some(principal.clone()),
             audience: audience.to_owned(),
@@ -78,10 +75,8 @@ impl PolicyClient {
                 id,
                 ..Resource::default()
             }),
-            context: Some(RequestContext {
-                delegation_depth: depth,
-                ..RequestContext::default()
-            }),
+            // policy-svc derives the delegation depth from the chain.
+            context: None,
         };
         let mut items = vec![item("audience", format!("audience:{audience}"))];
         items.extend(
@@ -94,7 +89,13 @@ impl PolicyClient {
             .clone()
             .batch_check(BatchCheckRequest { items })
             .await
-            .map_err(|status| unavailable(SERVICE, &status))?
+            .map_err(|status| match status.code() {
+                // E.g. a tenant without a policy set: no policy allows it.
+                tonic::Code::InvalidArgument => ApiError::PermissionDenied {
+                    reason: format!("policy-svc cannot decide: {}", status.message()),
+                },
+                _ => unavailable(SERVICE, &status),
+            })?
             .into_inner()
             .results;
         if results.len() != scopes.len() + 1 {
