@@ -824,3 +824,62 @@ async fn exchange_over_http_refuses_every_bad_input_and_honours_may_act() -> any
     assert_eq!(fx.introspect(&token).await?.sub, "alice");
     fx.cluster.shutdown().await
 }
+
+/// Gives every span of this test process an OpenTelemetry context (no
+/// exporter), as a deployment with tracing on has; installed once.
+fn spans_with_trace_ids() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("agentsec-test")));
+        // Another test may have installed one first; the test then fails
+        // below rather than here.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+#[tokio::test]
+async fn exchange_audit_event_and_its_policy_decision_share_the_callers_trace() -> anyhow::Result<()>
+{
+    spans_with_trace_ids();
+    const TRACE_ID: &str = "5af7183fc1d7d1a9b0e2c4f6a8b0d2e4";
+    let mut fx = Fixture::start().await?;
+    let a_id = fx.a.agent.id.clone();
+    fx.grant("alice", &a_id, &["repo:read"], 1).await?;
+    let actor = fx.actor_token(&fx.a.clone()).await?;
+    let mut traced = tonic::Request::new(request(
+        &person_token("alice")?,
+        &actor,
+        TEST_TARGET,
+        "repo:read",
+    ));
+    traced.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-b7ad6b7169203331-01").parse()?,
+    );
+    fx.exchange.exchange(traced).await?;
+
+    let events = audit_events(&fx.cluster, &a_id, &["token.exchanged", "decision"]).await?;
+    let traced_kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|stored| stored.event.as_ref())
+        .filter(|event| event.trace_id == TRACE_ID)
+        .map(|event| event.kind.as_str())
+        .collect();
+    assert!(
+        traced_kinds.contains(&"token.exchanged"),
+        "{traced_kinds:?}"
+    );
+    assert!(
+        traced_kinds
+            .iter()
+            .filter(|kind| **kind == "decision")
+            .count()
+            >= 2,
+        "the exchange's policy decisions (audience and scope) carry its trace: {traced_kinds:?}"
+    );
+    fx.cluster.shutdown().await
+}
