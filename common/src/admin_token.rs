@@ -8,6 +8,7 @@
 //! token identity-svc has revoked, or one of a suspended admin agent, stays
 //! accepted until it expires; identity-svc's admin tokens are short-lived.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{check_http_url, ConfigError};
 use crate::error::ApiError;
 use crate::remote_jwks::{self, JwksError, RemoteJwks};
+use crate::verified::{self, VerifiedTokens};
 
 /// The scope that makes a token an admin token.
 pub const ADMIN_SCOPE: &str = "agentsec:admin";
@@ -135,6 +137,8 @@ pub struct IdentityToken {
 /// Verifies admin tokens of identity-svc.
 pub struct AdminVerifier {
     keys: RemoteJwks,
+    /// Tokens already verified, for as long as the key set is cached.
+    verified: VerifiedTokens<IdentityToken>,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -166,6 +170,7 @@ impl AdminVerifier {
     fn with_keys(keys: RemoteJwks, issuer: &str, config: &AdminConfig, needs: &str) -> Self {
         Self {
             keys,
+            verified: VerifiedTokens::new(Duration::from_secs(config.jwks_cache_ttl_secs)),
             issuer: issuer.to_owned(),
             audience: config.audience.clone(),
             leeway_secs: config.leeway_secs,
@@ -189,6 +194,16 @@ impl AdminVerifier {
     pub async fn verify_identity_token(&self, token: &str) -> Result<IdentityToken, ApiError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
             return Err(invalid());
+        }
+        let digest = verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            // Valid when verified; only its expiry can have passed since.
+            let now = chrono::Utc::now().timestamp();
+            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
+                Ok(known.as_ref().clone())
+            } else {
+                Err(invalid())
+            };
         }
         let header: Header = token
             .split('.')
@@ -234,13 +249,15 @@ impl AdminVerifier {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(IdentityToken {
+        let verified = IdentityToken {
             subject: claims.sub,
             audiences,
             scope: claims.scope,
             tenant: claims.tenant,
             expires_at: claims.exp,
-        })
+        };
+        self.verified.insert(digest, Arc::new(verified.clone()));
+        Ok(verified)
     }
 
     /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token

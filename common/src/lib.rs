@@ -21,3 +21,4 @@ pub mod redis;
 pub mod remote_jwks;
 pub mod server;
 pub mod telemetry;
+pub mod verified;

@@ -4,7 +4,10 @@
 //! time claims. The person is the token's `iss` and `sub`.
 
 use agentsec_common::error::ApiError;
+use std::sync::Arc;
+
 use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
+use agentsec_common::verified::{self, VerifiedTokens};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
@@ -37,6 +40,9 @@ struct UserIssuer {
 pub struct UserIssuers {
     issuers: Vec<UserIssuer>,
     leeway_secs: u64,
+    /// Tokens already verified, for no longer than the shortest key-set
+    /// cache lifetime of the issuers.
+    verified: VerifiedTokens<PersonToken>,
 }
 
 #[derive(Deserialize)]
@@ -167,9 +173,15 @@ impl UserIssuers {
                 keys,
             });
         }
+        let max_age = configs
+            .iter()
+            .map(UserIssuerConfig::jwks_cache)
+            .min()
+            .unwrap_or_default();
         Ok(Self {
             issuers,
             leeway_secs,
+            verified: VerifiedTokens::new(max_age),
         })
     }
 
@@ -181,6 +193,21 @@ impl UserIssuers {
 
     /// As [`Self::verify`], with the claims an exchange uses.
     pub async fn verify_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
+        let digest = verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            // Valid when verified; only its expiry can have passed since.
+            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
+                Ok(known.as_ref().clone())
+            } else {
+                Err(unauthenticated("the person token has expired"))
+            };
+        }
+        let verified = self.check_token(token, now).await?;
+        self.verified.insert(digest, Arc::new(verified.clone()));
+        Ok(verified)
+    }
+
+    async fn check_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
         if self.issuers.is_empty() {
             return Err(unauthenticated(
                 "no user-token issuer is configured on this server",
