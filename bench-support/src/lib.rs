@@ -95,6 +95,30 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// A gRPC channel to `addr` once the service there answers (services
+/// start in the background; 10 s at most).
+pub async fn channel(addr: SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    for _ in 0..500 {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            return Ok(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("{addr} did not answer")
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 /// Throughput and latency of one load phase.
 pub struct Phase {
     pub per_sec: f64,

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
+use serde::Serialize;
 
 use crate::error::{OAuthError, OAuthErrorCode};
 
@@ -15,12 +16,12 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(OAuthErrorCode::InvalidRequest, description)
 }
 
-/// At most 32 printable ASCII chars of an untrusted name, for messages.
-fn printable(value: &str) -> String {
+/// At most 64 printable ASCII chars of an untrusted value, for messages.
+pub fn printable(value: &str) -> String {
     value
         .chars()
         .filter(|c| c.is_ascii_graphic())
-        .take(32)
+        .take(64)
         .collect()
 }
 
@@ -89,6 +90,30 @@ pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (given, rest) = value.split_once(' ')?;
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// RFC 7662 §2.2: `{"active": false}` alone, or `"active": true` with the
+/// token's claims `C` beside it.
+#[derive(Serialize)]
+pub struct Introspection<C> {
+    active: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    claims: Option<C>,
+}
+
+impl<C: Serialize> Introspection<C> {
+    pub fn of(claims: Option<C>) -> Self {
+        Self {
+            active: claims.is_some(),
+            claims,
+        }
+    }
+}
+
+/// `value` as a JSON response that is not cached (token and
+/// introspection responses).
+pub fn json_no_store<T: Serialize>(value: &T) -> Response {
+    no_store(axum::Json(value).into_response())
 }
 
 /// RFC 6749 §5.1: token responses are not cached.

@@ -14,9 +14,8 @@
 //! connections), `BENCH_RUNS` (3). The summary reports the median run.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use agentsec_bench_support::{hammer, knob, BenchDatabase, Phase};
+use agentsec_bench_support::{bearer, channel, hammer, knob, BenchDatabase, Phase};
 use agentsec_common::config::RedisConfig;
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 use agentsec_common::server::StartError;
@@ -34,7 +33,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 const ADMIN_ID: &str = "bench-admin";
 const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
@@ -160,28 +158,6 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
         tasks,
         databases,
     })
-}
-
-/// A channel once the service answers.
-async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
-    for _ in 0..250 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-        {
-            return Ok(channel);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::bail!("{addr} did not start")
-}
-
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 fn client_credentials(client_id: &str, secret: &str, audience: &str) -> IssueTokenRequest {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::oauth_http::{authorization, no_store, Form};
+use agentsec_common::oauth_http::{authorization, json_no_store, no_store, Form, Introspection};
 use agentsec_proto::exchange::v1::ExchangeRequest;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::exchange::claims::Act;
+use crate::exchange::claims::DelegatedClaims;
 use crate::exchange::request::{invalid_request, printable, TOKEN_EXCHANGE};
 use crate::exchange::Exchanger;
 
@@ -104,32 +104,14 @@ async fn token(
     }
 }
 
-/// RFC 7662 §2.2 response plus the delegation details.
-#[derive(Serialize, Default)]
-struct IntrospectionResponse {
-    active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    claims: Option<ActiveClaims>,
-}
-
+/// An active token: its claims (`act` and `grant_id` included) plus the
+/// RFC 7662 names for the client and the token type.
 #[derive(Serialize)]
 struct ActiveClaims {
-    scope: String,
     client_id: String,
     token_type: &'static str,
-    exp: i64,
-    iat: i64,
-    nbf: i64,
-    sub: String,
-    aud: String,
-    iss: String,
-    jti: String,
-    azp: String,
-    tenant: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    act: Option<Act>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    grant_id: String,
+    #[serde(flatten)]
+    claims: DelegatedClaims,
 }
 
 async fn introspect(
@@ -161,29 +143,15 @@ async fn introspect(
             .introspect(token)
             .await
             .map_err(|err| OAuthError::server_side(err, "introspection"))?;
-        Ok::<_, OAuthError>(IntrospectionResponse {
-            active: claims.is_some(),
-            claims: claims.map(|claims| ActiveClaims {
-                scope: claims.scope,
-                client_id: claims.azp.clone(),
-                token_type: "Bearer",
-                exp: claims.exp,
-                iat: claims.iat,
-                nbf: claims.nbf,
-                sub: claims.sub,
-                aud: claims.aud,
-                iss: claims.iss,
-                jti: claims.jti,
-                azp: claims.azp,
-                tenant: claims.tenant,
-                act: claims.act,
-                grant_id: claims.grant_id,
-            }),
-        })
+        Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {
+            client_id: claims.azp.clone(),
+            token_type: "Bearer",
+            claims,
+        })))
     }
     .await;
     match result {
-        Ok(response) => no_store(Json(response).into_response()),
+        Ok(response) => json_no_store(&response),
         Err(err) => err.into_response(),
     }
 }

@@ -6,6 +6,7 @@
 use agentsec_common::error::ApiError;
 use std::sync::Arc;
 
+use agentsec_common::oauth_http::printable;
 use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
 use agentsec_common::verified::{self, VerifiedTokens};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -99,15 +100,6 @@ fn part(token: &str, index: usize) -> Result<Vec<u8>, ApiError> {
         .nth(index)
         .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
         .ok_or_else(|| unauthenticated("the person token is not a well-formed JWT"))
-}
-
-/// At most 32 printable ASCII chars of an untrusted value, for messages.
-fn printable(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(32)
-        .collect()
 }
 
 /// What a token says about itself before any check: the payload's `iss`

@@ -14,9 +14,8 @@
 //! turn), `BENCH_RUNS` (3). The summary reports the median run.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use agentsec_bench_support::{hammer, knob, BenchDatabase, Phase};
+use agentsec_bench_support::{bearer, channel, hammer, knob, BenchDatabase, Phase};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     issue_token_request::ClientAuthentication, Agent, Ceiling, CreateClientSecretRequest,
@@ -83,31 +82,7 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
 }
 
 async fn grpc(addr: SocketAddr) -> anyhow::Result<IdentityServiceClient<Channel>> {
-    for _ in 0..250 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-        {
-            let mut client = IdentityServiceClient::new(channel);
-            if client
-                .get_jwks(agentsec_proto::identity::v1::GetJwksRequest {})
-                .await
-                .is_ok()
-            {
-                return Ok(client);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::bail!("identity-svc did not start")
-}
-
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
+    Ok(IdentityServiceClient::new(channel(addr).await?))
 }
 
 /// Registers an agent with a client secret; returns (client id, secret).

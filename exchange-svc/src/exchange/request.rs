@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use agentsec_common::error::{OAuthError, OAuthErrorCode};
+pub use agentsec_common::oauth_http::printable;
 use agentsec_proto::exchange::v1::ExchangeRequest;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -17,15 +18,6 @@ const MAX_SCOPE_CHARS: usize = 2048;
 
 pub fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(OAuthErrorCode::InvalidRequest, description)
-}
-
-/// At most 64 printable ASCII chars of an untrusted value, for messages.
-pub fn printable(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
 }
 
 /// A well-formed exchange request.

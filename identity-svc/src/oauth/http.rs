@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::oauth_http::{authorization, no_store, Form};
+use agentsec_common::oauth_http::{authorization, json_no_store, no_store, Form, Introspection};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -198,14 +198,6 @@ async fn caller(
     }
 }
 
-/// RFC 7662 §2.2 response.
-#[derive(Serialize, Default)]
-struct IntrospectionResponse {
-    active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    claims: Option<ActiveClaims>,
-}
-
 #[derive(Serialize)]
 struct ActiveClaims {
     scope: String,
@@ -239,27 +231,24 @@ async fn introspect(
             .introspect(token)
             .await
             .map_err(|err| OAuthError::server_side(err, "introspection"))?;
-        Ok::<_, OAuthError>(IntrospectionResponse {
-            active: claims.is_some(),
-            claims: claims.map(|claims| ActiveClaims {
-                scope: claims.scope,
-                client_id: claims.client_id,
-                token_type: "Bearer",
-                exp: claims.exp,
-                iat: claims.iat,
-                nbf: claims.nbf,
-                sub: claims.sub,
-                aud: claims.aud,
-                iss: claims.iss,
-                jti: claims.jti,
-                tenant: claims.tenant,
-                owner: claims.owner,
-            }),
-        })
+        Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {
+            scope: claims.scope,
+            client_id: claims.client_id,
+            token_type: "Bearer",
+            exp: claims.exp,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            sub: claims.sub,
+            aud: claims.aud,
+            iss: claims.iss,
+            jti: claims.jti,
+            tenant: claims.tenant,
+            owner: claims.owner,
+        })))
     }
     .await;
     match result {
-        Ok(answer) => no_store(Json(answer).into_response()),
+        Ok(answer) => json_no_store(&answer),
         Err(err) => err.into_response(),
     }
 }
