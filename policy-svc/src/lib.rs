@@ -87,21 +87,21 @@ pub async fn serve(
     );
     // Other replicas' changes, when there is a Redis to hear them on.
     let follower = redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel)));
-    let api = api::grpc::PolicyApi::new(
+    let api = Arc::new(api::grpc::PolicyApi::new(
         policies,
         auth,
         tokens,
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
-    );
+    ));
     let endpoints = ServiceEndpoints {
         name: "policy-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(
-            PolicyServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+            PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         ),
-        http: axum::Router::new(),
+        http: api::authzen::router(api),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;

@@ -14,6 +14,7 @@ mod identity_http;
 mod identity_keys_and_replicas;
 mod identity_registry;
 mod identity_tokens;
+mod policy_authzen;
 mod policy_check_token;
 mod policy_decisions;
 mod policy_sets;
