@@ -2,40 +2,17 @@
 //! identity-svc's gRPC API, authenticated as an admin client.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
-    issue_token_request::ClientAuthentication, Agent, Ceiling, CreateClientSecretRequest,
-    GrantType, IssueTokenRequest, RegisterAgentRequest, SuspendAgentRequest,
+    Agent, Ceiling, CreateClientSecretRequest, RegisterAgentRequest, SuspendAgentRequest,
 };
-use anyhow::Context as _;
-use tonic::transport::Channel;
+
+use crate::admin::{bearer, failed, AdminArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// identity-svc base URL.
-    #[arg(
-        long,
-        env = "AGENTSEC_IDENTITY_URL",
-        default_value = "http://127.0.0.1:7401",
-        global = true
-    )]
-    identity: String,
-    /// Admin client id (the bootstrap admin, or an agent with admin scope).
-    #[arg(long, env = "AGENTSEC_ADMIN_CLIENT_ID", default_value = crate::dev::DEV_ADMIN_CLIENT_ID, global = true)]
-    admin_client_id: String,
-    /// File holding the admin client secret (`agentctl dev` writes one).
-    #[arg(
-        long,
-        env = "AGENTSEC_ADMIN_SECRET_FILE",
-        default_value = ".agentsec/admin-secret",
-        global = true
-    )]
-    admin_secret_file: PathBuf,
-    /// The audience of admin tokens.
-    #[arg(long, default_value = "agentsec", global = true)]
-    admin_audience: String,
+    #[command(flatten)]
+    admin: AdminArgs,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -83,52 +60,8 @@ fn parse_attribute(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected key=value".to_owned())
 }
 
-fn bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .context("admin token is not valid metadata")?,
-    );
-    Ok(request)
-}
-
-async fn admin_token(
-    client: &mut IdentityServiceClient<Channel>,
-    args: &AgentArgs,
-) -> anyhow::Result<String> {
-    let secret = std::fs::read_to_string(&args.admin_secret_file).with_context(|| {
-        format!(
-            "reading the admin secret from {}",
-            args.admin_secret_file.display()
-        )
-    })?;
-    let response = client
-        .issue_token(IssueTokenRequest {
-            grant_type: GrantType::ClientCredentials as i32,
-            client_id: args.admin_client_id.clone(),
-            client_authentication: Some(ClientAuthentication::ClientSecret(
-                secret.trim().to_owned(),
-            )),
-            audience: args.admin_audience.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|status| anyhow::anyhow!("admin token refused: {}", status.message()))?;
-    Ok(response.into_inner().access_token)
-}
-
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.identity.clone())
-        .context("--identity is not a valid URL")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to identity-svc at {}", args.identity))?;
-    let mut client = IdentityServiceClient::new(channel);
-    let token = admin_token(&mut client, &args).await?;
-    let failed =
-        |status: tonic::Status| anyhow::anyhow!("{:?}: {}", status.code(), status.message());
+    let (mut client, token) = args.admin.connect_and_token().await?;
     let output = match &args.command {
         AgentCommand::Register {
             tenant,

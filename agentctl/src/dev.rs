@@ -20,6 +20,10 @@ pub struct DevArgs {
     /// Address to bind; ports 7401-7404 are fixed.
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// A target system exchange-svc issues delegated tokens for
+    /// (repeatable; exchange-svc itself is always one, for delegating on).
+    #[arg(long = "target", default_value = "https://api.example.dev")]
+    targets: Vec<String>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -41,8 +45,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     identity.audit.endpoint = format!("http://{}", audit.server.listen);
     policy.audit.endpoint = identity.audit.endpoint.clone();
     // policy-svc accepts identity-svc's admin tokens.
-    policy.admin.jwks_uri = Some(format!("{}/.well-known/jwks.json", identity.issuer));
+    let identity_jwks = format!("{}/.well-known/jwks.json", identity.issuer);
+    policy.admin.jwks_uri = Some(identity_jwks.clone());
     policy.admin.issuer = Some(identity.issuer.clone());
+    configure_exchange(
+        &mut exchange,
+        &mut policy,
+        &identity,
+        &args,
+        &admin_secret_file,
+    )?;
     for validation in [
         identity.validate(),
         policy.validate(),
@@ -92,6 +104,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  admin client  {DEV_ADMIN_CLIENT_ID}, secret in {} (agentctl agent ... uses it)",
         admin_secret_file.display()
     );
+    println!(
+        "  person tokens agentctl token user --sub <person> (development issuer, {})",
+        crate::dev_users::DEV_USER_ISSUER
+    );
     println!("Ctrl-C stops them.");
 
     let mut first_failure = None;
@@ -116,6 +132,52 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 }
 
+/// exchange-svc in dev: trusts the development user issuer, verifies and
+/// introspects actor tokens at identity-svc as the dev admin, asks
+/// policy-svc, audits to audit-svc; policy-svc trusts its tokens in
+/// CheckToken.
+fn configure_exchange(
+    exchange: &mut agentsec_exchange::Config,
+    policy: &mut agentsec_policy::Config,
+    identity: &agentsec_identity::Config,
+    args: &DevArgs,
+    admin_secret_file: &std::path::Path,
+) -> anyhow::Result<()> {
+    exchange.issuer = format!("http://{}", exchange.server.listen);
+    exchange.audit.endpoint = identity.audit.endpoint.clone();
+    exchange.admin.jwks_uri = Some(format!("{}/.well-known/jwks.json", identity.issuer));
+    exchange.admin.issuer = Some(identity.issuer.clone());
+    exchange.identity.endpoint = Some(identity.issuer.clone());
+    exchange.identity.client_id = DEV_ADMIN_CLIENT_ID.to_owned();
+    exchange.identity.client_secret = dev_admin_secret(admin_secret_file)?;
+    exchange.policy.endpoint = Some(format!("http://{}", policy.server.listen));
+    let dev_users = crate::dev_users::load_or_create(&args.data_dir)?;
+    exchange.user_issuers = vec![agentsec_exchange::UserIssuerConfig {
+        issuer: crate::dev_users::DEV_USER_ISSUER.to_owned(),
+        jwks: Some(serde_json::json!({ "keys": [dev_users.public_jwk()] }).to_string()),
+        jwks_uri: None,
+        audience: crate::dev_users::DEV_USER_AUDIENCE.to_owned(),
+        algorithms: vec!["EdDSA".to_owned()],
+        jwks_cache_secs: 300,
+    }];
+    exchange.targets = std::iter::once(exchange.issuer.clone())
+        .chain(args.targets.iter().cloned())
+        .map(|audience| agentsec_exchange::TargetConfig {
+            audience,
+            allow_impersonation: false,
+        })
+        .collect();
+    policy
+        .token_issuers
+        .push(agentsec_policy::TokenIssuerConfig {
+            issuer: exchange.issuer.clone(),
+            jwks_uri: Some(format!("{}/.well-known/jwks.json", exchange.issuer)),
+            jwks: None,
+            algorithms: vec!["EdDSA".to_owned()],
+        });
+    Ok(())
+}
+
 fn describe(
     joined: Result<(&'static str, Result<(), StartError>), tokio::task::JoinError>,
 ) -> Option<String> {
@@ -129,28 +191,33 @@ fn describe(
 /// The dev admin secret: read from `path`, or generated there (owner-only)
 /// on first start.
 fn dev_admin_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::Write as _;
     if !path.exists() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("random source: {err}"))?;
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        options
-            .open(path)
-            .and_then(|mut file| file.write_all(secret.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_private(path, &secret)?;
     }
     let secret =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(secret.trim().to_owned())
+}
+
+/// Writes a new file only its owner can read, creating its directory.
+pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(contents.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -1,10 +1,17 @@
 //! `agentctl`: the AgentSec operator CLI. `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
 //! data directory, for a laptop; `agentctl agent` registers agents and
-//! creates their credentials.
+//! creates their credentials; `agentctl policy put` replaces a tenant's
+//! policy set; `agentctl grant create` records a person's delegation;
+//! `agentctl token user` mints development person tokens.
 
+mod admin;
 mod agent;
 mod dev;
+mod dev_users;
+mod grant;
+mod policy;
+mod token;
 
 use std::process::ExitCode;
 
@@ -23,6 +30,12 @@ enum Command {
     Dev(dev::DevArgs),
     /// Register agents and manage their credentials (admin).
     Agent(agent::AgentArgs),
+    /// Manage tenants' policy sets (admin).
+    Policy(policy::PolicyArgs),
+    /// Delegation grants of people to agents.
+    Grant(grant::GrantArgs),
+    /// Development tokens (needs a data directory of `agentctl dev`).
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +53,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Policy(args) => runtime.block_on(policy::run(args)),
+        Command::Grant(args) => runtime.block_on(grant::run(args)),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

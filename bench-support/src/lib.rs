@@ -4,7 +4,7 @@
 //! a keep-alive HTTP/1.1 client that costs the server nothing extra.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentsec_common::config::DatabaseConfig;
 use anyhow::{bail, Context as _};
@@ -93,6 +93,118 @@ impl Latencies {
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A gRPC channel to `addr` once the service there answers (services
+/// start in the background; 10 s at most).
+pub async fn channel(addr: SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    for _ in 0..500 {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            return Ok(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("{addr} did not answer")
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// Throughput and latency of one load phase.
+pub struct Phase {
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub count: usize,
+}
+
+impl Phase {
+    /// `name 1234/s (p50 .., p99 .., p999 .., N requests)`.
+    pub fn show(&self, name: &str) -> String {
+        format!(
+            "{name} {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, {} requests)",
+            self.per_sec, self.p50_ms, self.p99_ms, self.p999_ms, self.count
+        )
+    }
+
+    /// The median of each figure over runs (requests: the total).
+    pub fn median_of(phases: &[Phase]) -> Phase {
+        Phase {
+            per_sec: median(phases.iter().map(|p| p.per_sec).collect()),
+            p50_ms: median(phases.iter().map(|p| p.p50_ms).collect()),
+            p99_ms: median(phases.iter().map(|p| p.p99_ms).collect()),
+            p999_ms: median(phases.iter().map(|p| p.p999_ms).collect()),
+            count: phases.iter().map(|p| p.count).sum(),
+        }
+    }
+}
+
+/// `clients` keep-alive connections POST the `bodies` in turn to `path`
+/// (with `authorization` when not empty) until `seconds` have passed;
+/// anything but 200 fails the phase.
+pub async fn hammer(
+    addr: SocketAddr,
+    clients: u64,
+    seconds: u64,
+    path: &'static str,
+    authorization: String,
+    bodies: Vec<String>,
+) -> anyhow::Result<Phase> {
+    let bodies = std::sync::Arc::new(bodies);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let mut connection = KeepAlive::connect(addr).await?;
+        let (authorization, bodies) = (authorization.clone(), bodies.clone());
+        let offset = workers.len() * 61;
+        workers.push(tokio::spawn(async move {
+            let headers: Vec<(&str, &str)> = if authorization.is_empty() {
+                Vec::new()
+            } else {
+                vec![("Authorization", authorization.as_str())]
+            };
+            let mut latencies = Vec::new();
+            let mut sent = offset;
+            while Instant::now() < deadline {
+                let body = &bodies[sent % bodies.len()];
+                sent += 1;
+                let began = Instant::now();
+                let (status, response) = connection.post_form(path, &headers, body).await?;
+                latencies.push(began.elapsed());
+                if status != 200 {
+                    bail!(
+                        "{path} answered {status}: {}",
+                        String::from_utf8_lossy(&response)
+                    );
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.append(&mut worker.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let latencies = Latencies::new(all);
+    Ok(Phase {
+        per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: latencies.percentile_ms(0.50),
+        p99_ms: latencies.percentile_ms(0.99),
+        p999_ms: latencies.percentile_ms(0.999),
+        count: latencies.len(),
+    })
 }
 
 /// One persistent HTTP/1.1 connection: requests go out one after another

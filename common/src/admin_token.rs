@@ -8,6 +8,7 @@
 //! token identity-svc has revoked, or one of a suspended admin agent, stays
 //! accepted until it expires; identity-svc's admin tokens are short-lived.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{check_http_url, ConfigError};
 use crate::error::ApiError;
 use crate::remote_jwks::{self, JwksError, RemoteJwks};
+use crate::verified::{self, VerifiedTokens};
 
 /// The scope that makes a token an admin token.
 pub const ADMIN_SCOPE: &str = "agentsec:admin";
@@ -111,15 +113,32 @@ struct Header {
 struct Claims {
     sub: String,
     aud: serde_json::Value,
+    exp: i64,
     #[serde(default)]
     scope: String,
     #[serde(default)]
     tenant: Option<String>,
 }
 
+/// Any verified token of identity-svc (an agent's own access token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityToken {
+    /// `sub`: the agent id.
+    pub subject: String,
+    /// `aud`, as a list.
+    pub audiences: Vec<String>,
+    /// `scope`, space-delimited.
+    pub scope: String,
+    pub tenant: Option<String>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+}
+
 /// Verifies admin tokens of identity-svc.
 pub struct AdminVerifier {
     keys: RemoteJwks,
+    /// Tokens already verified, for as long as the key set is cached.
+    verified: VerifiedTokens<IdentityToken>,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -128,7 +147,7 @@ pub struct AdminVerifier {
 
 fn invalid() -> ApiError {
     ApiError::Unauthenticated {
-        reason: "the bearer token is not a valid admin token".to_owned(),
+        reason: "the bearer token is not a valid token of identity-svc".to_owned(),
     }
 }
 
@@ -151,6 +170,7 @@ impl AdminVerifier {
     fn with_keys(keys: RemoteJwks, issuer: &str, config: &AdminConfig, needs: &str) -> Self {
         Self {
             keys,
+            verified: VerifiedTokens::new(Duration::from_secs(config.jwks_cache_ttl_secs)),
             issuer: issuer.to_owned(),
             audience: config.audience.clone(),
             leeway_secs: config.leeway_secs,
@@ -158,17 +178,32 @@ impl AdminVerifier {
         }
     }
 
+    /// identity-svc's issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Whether a token claiming `iss` is meant for this verifier.
     pub fn issues(&self, iss: &str) -> bool {
         self.issuer == iss
     }
 
-    /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token
-    /// of identity-svc, PERMISSION_DENIED unless it is for the admin
-    /// audience with scope `agentsec:admin`.
-    pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
+    /// Verifies that `token` is a valid token of identity-svc (signature,
+    /// issuer, time claims), whatever its audience and scope:
+    /// UNAUTHENTICATED otherwise, without saying why.
+    pub async fn verify_identity_token(&self, token: &str) -> Result<IdentityToken, ApiError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
             return Err(invalid());
+        }
+        let digest = verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            // Valid when verified; only its expiry can have passed since.
+            let now = chrono::Utc::now().timestamp();
+            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
+                Ok(known.as_ref().clone())
+            } else {
+                Err(invalid())
+            };
         }
         let header: Header = token
             .split('.')
@@ -188,7 +223,7 @@ impl AdminVerifier {
             .ok_or_else(invalid)?;
         let jwk = self.keys.key(&kid).await.map_err(|err| match err {
             JwksError::Unavailable => ApiError::Unavailable {
-                what: "identity-svc's key set (admin tokens cannot be verified)".to_owned(),
+                what: "identity-svc's key set (its tokens cannot be verified)".to_owned(),
             },
             JwksError::UnknownKid { .. } => invalid(),
         })?;
@@ -197,18 +232,42 @@ impl AdminVerifier {
         validation.algorithms = vec![alg];
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        // The audience and scope decide admin or not (PERMISSION_DENIED).
+        // The caller decides what the audience must be.
         validation.validate_aud = false;
         validation.leeway = self.leeway_secs;
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|_| invalid())?
             .claims;
-        let for_admin_audience = match &claims.aud {
-            serde_json::Value::String(aud) => *aud == self.audience,
-            serde_json::Value::Array(auds) => auds.iter().any(|aud| *aud == *self.audience),
-            _ => false,
+        let audiences = match claims.aud {
+            serde_json::Value::String(aud) => vec![aud],
+            serde_json::Value::Array(auds) => auds
+                .into_iter()
+                .filter_map(|aud| match aud {
+                    serde_json::Value::String(aud) => Some(aud),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
-        if !for_admin_audience || !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+        let verified = IdentityToken {
+            subject: claims.sub,
+            audiences,
+            scope: claims.scope,
+            tenant: claims.tenant,
+            expires_at: claims.exp,
+        };
+        self.verified.insert(digest, Arc::new(verified.clone()));
+        Ok(verified)
+    }
+
+    /// Verifies an admin token: UNAUTHENTICATED unless it is a valid token
+    /// of identity-svc, PERMISSION_DENIED unless it is for the admin
+    /// audience with scope `agentsec:admin`.
+    pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
+        let verified = self.verify_identity_token(token).await?;
+        if !verified.audiences.contains(&self.audience)
+            || !verified.scope.split(' ').any(|s| s == ADMIN_SCOPE)
+        {
             return Err(ApiError::PermissionDenied {
                 reason: format!(
                     "this call needs {} (scope `{ADMIN_SCOPE}` for audience `{}`)",
@@ -217,8 +276,8 @@ impl AdminVerifier {
             });
         }
         Ok(AdminToken {
-            subject: claims.sub,
-            tenant: claims.tenant,
+            subject: verified.subject,
+            tenant: verified.tenant,
         })
     }
 }

@@ -27,11 +27,6 @@ pub enum ApiError {
     FailedPrecondition { reason: String },
     #[error("{what} is unavailable")]
     Unavailable { what: String },
-    #[error("{rpc} is not served by this version; it lands with {owner}")]
-    NotYetServed {
-        rpc: &'static str,
-        owner: &'static str,
-    },
     #[error("internal error")]
     Internal {
         context: &'static str,
@@ -75,7 +70,6 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied { .. } => Code::PermissionDenied,
             ApiError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ApiError::Unavailable { .. } => Code::Unavailable,
-            ApiError::NotYetServed { .. } => Code::Unimplemented,
             ApiError::Internal { context, source } => {
                 tracing::error!(context, error = %source, "internal error");
                 Code::Internal
@@ -83,12 +77,6 @@ impl From<ApiError> for Status {
         };
         Status::new(code, err.to_string())
     }
-}
-
-/// The answer of an RPC that the contract defines and a later release of the
-/// service implements: UNIMPLEMENTED, naming who delivers it.
-pub fn not_yet_served<T>(rpc: &'static str, owner: &'static str) -> Result<T, Status> {
-    Err(ApiError::NotYetServed { rpc, owner }.into())
 }
 
 /// RFC 6749 §5.2 error codes (plus RFC 8693 §2.2.2's `invalid_target`).
@@ -142,6 +130,23 @@ impl OAuthError {
 }
 
 impl OAuthError {
+    /// A server-side failure while answering an OAuth request: an
+    /// unavailable dependency is `temporarily_unavailable`, anything else
+    /// `server_error` (logged here, not shown to the client).
+    pub fn server_side(err: ApiError, context: &str) -> Self {
+        match err {
+            ApiError::Unavailable { what } => Self::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                format!("{what} is unavailable"),
+            ),
+            other => {
+                let status: Status = other.into();
+                tracing::error!(error = %status.message(), "{context} failed");
+                Self::new(OAuthErrorCode::ServerError, "internal error")
+            }
+        }
+    }
+
     /// The RFC 6749 code as it appears on the wire.
     pub fn code(&self) -> &'static str {
         match self.error {
@@ -237,13 +242,6 @@ mod tests {
                     what: "database".into(),
                 },
                 Code::Unavailable,
-            ),
-            (
-                ApiError::NotYetServed {
-                    rpc: "Check",
-                    owner: "the policy-svc issue",
-                },
-                Code::Unimplemented,
             ),
         ];
         for (err, code) in cases {

@@ -35,10 +35,104 @@ pub struct Config {
     pub grants: GrantConfig,
     pub admin: AdminConfig,
     pub audit: AuditClientConfig,
-    /// Issuers whose tokens prove who a person is (CreateGrant and the
-    /// person's own grant RPCs). Empty = no person can authenticate.
+    pub identity: IdentityConfig,
+    pub policy: PolicyConfig,
+    pub exchange: ExchangeConfig,
+    /// Issuers whose tokens prove who a person is (CreateGrant, the person's
+    /// own grant RPCs, and subject tokens of exchanges). Empty = no person
+    /// can authenticate.
     #[serde(default)]
     pub user_issuers: Vec<UserIssuerConfig>,
+    /// The target systems tokens may be exchanged for. Empty = none (every
+    /// exchange is `invalid_target`).
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// How exchange-svc reaches identity-svc: actor tokens are introspected
+/// there and the status of every agent in a chain is read there, with a
+/// service identity that holds `agentsec:admin` for `admin.audience`.
+/// Actor tokens are first verified offline against `admin.jwks_uri` and
+/// `admin.issuer` (identity-svc's key set and issuer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// identity-svc's gRPC base URL. Unset = every exchange and
+    /// introspection answers `temporarily_unavailable`.
+    pub endpoint: Option<String>,
+    /// exchange-svc's own client id at identity-svc.
+    pub client_id: String,
+    /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
+    pub client_secret: String,
+    /// Deadline of each call to identity-svc.
+    pub timeout_ms: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+/// How exchange-svc asks policy-svc whether an exchange may happen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// policy-svc's gRPC base URL. Unset = every exchange answers
+    /// `temporarily_unavailable` (no decision, no token).
+    pub endpoint: Option<String>,
+    /// Deadline of each decision call.
+    pub timeout_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+/// Limits of issued tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The `aud` an actor token must carry (and a chained subject token,
+    /// unless it names the new actor). Empty = `issuer`.
+    pub audience: String,
+    /// Longest lifetime of an issued token (60-86400).
+    pub max_token_lifetime_secs: u64,
+    /// Deepest agent chain when no grant bounds it (`may_act`), 1-16.
+    pub max_chain_depth: u32,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            audience: String::new(),
+            max_token_lifetime_secs: 900,
+            max_chain_depth: 4,
+        }
+    }
+}
+
+/// A target system tokens may be exchanged for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Its audience (exact), 1-256 chars.
+    pub audience: String,
+    /// Whether a token without `act` (the person alone) may be issued for
+    /// it when no actor token is given and the subject token has no
+    /// `may_act`.
+    #[serde(default)]
+    pub allow_impersonation: bool,
 }
 
 /// Limits of delegation grants.
@@ -117,7 +211,11 @@ impl Config {
             grants: GrantConfig::default(),
             admin: AdminConfig::default(),
             audit: AuditClientConfig::default(),
+            identity: IdentityConfig::default(),
+            policy: PolicyConfig::default(),
+            exchange: ExchangeConfig::default(),
             user_issuers: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -162,8 +260,99 @@ impl ServiceConfig for Config {
             }
         }
         self.audit.validate()?;
+        self.identity.validate()?;
+        check_endpoint("policy.endpoint", self.policy.endpoint.as_deref())?;
+        check_timeout("policy.timeout_ms", self.policy.timeout_ms)?;
+        self.exchange.validate()?;
+        validate_targets(&self.targets)?;
         validate_user_issuers(&self.user_issuers)
     }
+}
+
+impl Config {
+    /// The `aud` actor tokens must carry.
+    pub fn exchange_audience(&self) -> &str {
+        if self.exchange.audience.is_empty() {
+            &self.issuer
+        } else {
+            &self.exchange.audience
+        }
+    }
+}
+
+fn check_endpoint(key: &str, endpoint: Option<&str>) -> Result<(), ConfigError> {
+    match endpoint {
+        Some(url) => check_http_url(key, url).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+fn check_timeout(key: &str, timeout_ms: u64) -> Result<(), ConfigError> {
+    if (10..=60_000).contains(&timeout_ms) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, "must be between 10 and 60000"))
+    }
+}
+
+impl IdentityConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_endpoint("identity.endpoint", self.endpoint.as_deref())?;
+        check_timeout("identity.timeout_ms", self.timeout_ms)?;
+        if self.endpoint.is_some() && (self.client_id.is_empty() || self.client_secret.is_empty()) {
+            return Err(ConfigError::invalid(
+                "identity.client_id",
+                "identity.client_id and identity.client_secret are required with identity.endpoint",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ExchangeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "exchange.audience",
+                "must be at most 256 chars",
+            ));
+        }
+        if !(60..=86_400).contains(&self.max_token_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "exchange.max_token_lifetime_secs",
+                "must be between 60 and 86400",
+            ));
+        }
+        if !(1..=MAX_CHAIN_DEPTH).contains(&self.max_chain_depth) {
+            return Err(ConfigError::invalid(
+                "exchange.max_chain_depth",
+                format!("must be between 1 and {MAX_CHAIN_DEPTH}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_targets(targets: &[TargetConfig]) -> Result<(), ConfigError> {
+    for (index, target) in targets.iter().enumerate() {
+        let chars = target.audience.chars().count();
+        if chars == 0 || chars > 256 || target.audience.chars().any(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                format!("targets[{index}].audience"),
+                "must be 1-256 chars without whitespace",
+            ));
+        }
+        if targets[..index]
+            .iter()
+            .any(|earlier| earlier.audience == target.audience)
+        {
+            return Err(ConfigError::invalid(
+                format!("targets[{index}].audience"),
+                "is listed twice",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl GrantConfig {

@@ -42,6 +42,10 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+pub fn timestamp_of_seconds(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
 fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
     if !(0..1_000_000_000).contains(&timestamp.nanos) {
         return Err(ApiError::invalid(field, "is not a valid timestamp"));

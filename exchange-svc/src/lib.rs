@@ -1,20 +1,23 @@
 //! exchange-svc: RFC 8693 token exchange with explicit delegation grants and
 //! agent chains (`act` nested per hop).
 //!
-//! This release serves the v1 contract's `GetJwks` (gRPC) and
-//! `/.well-known/jwks.json` (HTTP) from persisted signing keys, and the
-//! delegation grants (CreateGrant, GetGrant, ListGrants, RevokeGrant) for
-//! people authenticated by a trusted user-token issuer; Exchange and
-//! IntrospectToken answer UNIMPLEMENTED until the exchange-svc issue lands
-//! them.
+//! Served: the exchange itself over gRPC (`Exchange`) and HTTP
+//! (`POST /oauth2/token`, see `exchange`), introspection of the tokens it
+//! issues (`IntrospectToken`, `POST /oauth2/introspect`), the delegation
+//! grants (CreateGrant, GetGrant, ListGrants, RevokeGrant) for people
+//! authenticated by a trusted user-token issuer, the JWKS and RFC 8414
+//! metadata.
 
 mod admin;
 mod api;
 mod config;
 mod events;
+mod exchange;
 mod grants;
+mod http;
 mod person;
 mod store;
+mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,7 +29,10 @@ use agentsec_proto::exchange::v1::exchange_service_server::ExchangeServiceServer
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::{AdminConfig, Config, GrantConfig, UserIssuerConfig};
+pub use config::{
+    AdminConfig, Config, ExchangeConfig, GrantConfig, IdentityConfig, PolicyConfig, TargetConfig,
+    UserIssuerConfig,
+};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
@@ -63,19 +69,37 @@ pub async fn serve(
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
     let events = events::Events::new(audit, redis, config.issuer.clone());
+    let exchanger = Arc::new(
+        exchange::Exchanger::new(
+            &config,
+            Arc::new(keys.active),
+            jwks.clone(),
+            db.clone(),
+            events.clone(),
+            user_issuers.clone(),
+            admin.clone(),
+        )
+        .map_err(|err| setup("exchange", err))?,
+    );
+    if exchanger.identity.is_none() || exchanger.policy.is_none() {
+        tracing::warn!(
+            "identity.endpoint or policy.endpoint is not set: exchanges answer temporarily_unavailable"
+        );
+    }
     let grants = Arc::new(grants::Grants {
         db,
         events,
         config: config.grants.clone(),
     });
 
-    let api = api::grpc::ExchangeApi::new(jwks.clone(), grants, user_issuers, admin);
+    let api =
+        api::grpc::ExchangeApi::new(jwks.clone(), grants, user_issuers, admin, exchanger.clone());
     let endpoints = ServiceEndpoints {
         name: "exchange-svc",
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(ExchangeServiceServer::new(api)),
-        http: agentsec_common::keys::jwks_router(jwks),
+        http: http::router(exchanger),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;

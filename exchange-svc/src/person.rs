@@ -4,7 +4,11 @@
 //! time claims. The person is the token's `iss` and `sub`.
 
 use agentsec_common::error::ApiError;
+use std::sync::Arc;
+
+use agentsec_common::oauth_http::printable;
 use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
+use agentsec_common::verified::{self, VerifiedTokens};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
@@ -37,6 +41,9 @@ struct UserIssuer {
 pub struct UserIssuers {
     issuers: Vec<UserIssuer>,
     leeway_secs: u64,
+    /// Tokens already verified, for no longer than the shortest key-set
+    /// cache lifetime of the issuers.
+    verified: VerifiedTokens<PersonToken>,
 }
 
 #[derive(Deserialize)]
@@ -57,10 +64,28 @@ struct Unverified {
 #[derive(Deserialize)]
 struct Verified {
     sub: String,
+    exp: f64,
     #[serde(default)]
     iat: Option<f64>,
     #[serde(default)]
     tenant: Option<String>,
+    #[serde(default)]
+    scope: Option<serde_json::Value>,
+    #[serde(default)]
+    may_act: Option<serde_json::Value>,
+}
+
+/// A verified person token, with what an exchange needs of it.
+#[derive(Debug, Clone)]
+pub struct PersonToken {
+    pub person: Person,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+    /// Its `scope` claim (space-delimited); `None` when it has none, and
+    /// then it does not narrow what may be delegated.
+    pub scopes: Option<Vec<String>>,
+    /// Its `may_act` claim (RFC 8693 §4.4), as given.
+    pub may_act: Option<serde_json::Value>,
 }
 
 fn unauthenticated(reason: impl Into<String>) -> ApiError {
@@ -75,15 +100,6 @@ fn part(token: &str, index: usize) -> Result<Vec<u8>, ApiError> {
         .nth(index)
         .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
         .ok_or_else(|| unauthenticated("the person token is not a well-formed JWT"))
-}
-
-/// At most 32 printable ASCII chars of an untrusted value, for messages.
-fn printable(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(32)
-        .collect()
 }
 
 /// What a token says about itself before any check: the payload's `iss`
@@ -149,15 +165,41 @@ impl UserIssuers {
                 keys,
             });
         }
+        let max_age = configs
+            .iter()
+            .map(UserIssuerConfig::jwks_cache)
+            .min()
+            .unwrap_or_default();
         Ok(Self {
             issuers,
             leeway_secs,
+            verified: VerifiedTokens::new(max_age),
         })
     }
 
     /// Verifies a person token; every failure is UNAUTHENTICATED (the
     /// message never echoes the token).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Person, ApiError> {
+        Ok(self.verify_token(token, now).await?.person)
+    }
+
+    /// As [`Self::verify`], with the claims an exchange uses.
+    pub async fn verify_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
+        let digest = verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            // Valid when verified; only its expiry can have passed since.
+            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
+                Ok(known.as_ref().clone())
+            } else {
+                Err(unauthenticated("the person token has expired"))
+            };
+        }
+        let verified = self.check_token(token, now).await?;
+        self.verified.insert(digest, Arc::new(verified.clone()));
+        Ok(verified)
+    }
+
+    async fn check_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
         if self.issuers.is_empty() {
             return Err(unauthenticated(
                 "no user-token issuer is configured on this server",
@@ -247,10 +289,30 @@ impl UserIssuers {
                 ));
             }
         }
-        Ok(Person {
-            issuer: iss,
-            subject: verified.sub,
-            tenant: verified.tenant,
+        let scopes = match verified.scope {
+            None => None,
+            Some(serde_json::Value::String(scope)) => Some(
+                scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(unauthenticated(
+                    "the person token's `scope` is not a space-delimited string",
+                ))
+            }
+        };
+        Ok(PersonToken {
+            person: Person {
+                issuer: iss,
+                subject: verified.sub,
+                tenant: verified.tenant,
+            },
+            expires_at: verified.exp as i64,
+            scopes,
+            may_act: verified.may_act,
         })
     }
 }

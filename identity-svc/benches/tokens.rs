@@ -14,29 +14,20 @@
 //! turn), `BENCH_RUNS` (3). The summary reports the median run.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use agentsec_bench_support::{knob, median, BenchDatabase, KeepAlive, Latencies};
+use agentsec_bench_support::{bearer, channel, hammer, knob, BenchDatabase, Phase};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     issue_token_request::ClientAuthentication, Agent, Ceiling, CreateClientSecretRequest,
     GrantType, IssueTokenRequest, RegisterAgentRequest,
 };
-use anyhow::{ensure, Context as _};
+use anyhow::Context as _;
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 const ADMIN_ID: &str = "bench-admin";
 const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
-
-struct Phase {
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-    count: usize,
-}
 
 struct Cluster {
     identity: SocketAddr,
@@ -91,31 +82,7 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
 }
 
 async fn grpc(addr: SocketAddr) -> anyhow::Result<IdentityServiceClient<Channel>> {
-    for _ in 0..250 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-        {
-            let mut client = IdentityServiceClient::new(channel);
-            if client
-                .get_jwks(agentsec_proto::identity::v1::GetJwksRequest {})
-                .await
-                .is_ok()
-            {
-                return Ok(client);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::bail!("identity-svc did not start")
-}
-
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
+    Ok(IdentityServiceClient::new(channel(addr).await?))
 }
 
 /// Registers an agent with a client secret; returns (client id, secret).
@@ -162,59 +129,6 @@ async fn agent(client: &mut IdentityServiceClient<Channel>) -> anyhow::Result<(S
         .await?
         .into_inner();
     Ok((secret.client_id, secret.client_secret))
-}
-
-/// `clients` connections send the `bodies` in turn to `path` until
-/// `seconds` have passed.
-async fn hammer(
-    addr: SocketAddr,
-    clients: u64,
-    seconds: u64,
-    path: &'static str,
-    authorization: String,
-    bodies: Vec<String>,
-) -> anyhow::Result<Phase> {
-    let bodies = std::sync::Arc::new(bodies);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..clients {
-        let mut connection = KeepAlive::connect(addr).await?;
-        let (authorization, bodies) = (authorization.clone(), bodies.clone());
-        let offset = workers.len() * 61;
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut sent = offset;
-            while Instant::now() < deadline {
-                let body = &bodies[sent % bodies.len()];
-                sent += 1;
-                let began = Instant::now();
-                let (status, response) = connection
-                    .post_form(path, &[("Authorization", &authorization)], body)
-                    .await?;
-                latencies.push(began.elapsed());
-                ensure!(
-                    status == 200,
-                    "{path} answered {status}: {}",
-                    String::from_utf8_lossy(&response)
-                );
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for worker in workers {
-        all.append(&mut worker.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let latencies = Latencies::new(all);
-    Ok(Phase {
-        per_sec: latencies.len() as f64 / elapsed,
-        p50_ms: latencies.percentile_ms(0.50),
-        p99_ms: latencies.percentile_ms(0.99),
-        p999_ms: latencies.percentile_ms(0.999),
-        count: latencies.len(),
-    })
 }
 
 async fn one_run(
@@ -280,13 +194,6 @@ async fn one_run(
     Ok((issue, introspect, backend))
 }
 
-fn show(name: &str, phase: &Phase) -> String {
-    format!(
-        "{name} {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, {} requests)",
-        phase.per_sec, phase.p50_ms, phase.p99_ms, phase.p999_ms, phase.count
-    )
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds = knob("BENCH_SECONDS", 10);
@@ -301,23 +208,16 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "run {}: {}; {}",
             run + 1,
-            show("issue", &issue),
-            show("introspect", &introspect)
+            issue.show("issue"),
+            introspect.show("introspect")
         );
         issues.push(issue);
         introspections.push(introspect);
     }
-    let summary = |phases: &[Phase]| Phase {
-        per_sec: median(phases.iter().map(|p| p.per_sec).collect()),
-        p50_ms: median(phases.iter().map(|p| p.p50_ms).collect()),
-        p99_ms: median(phases.iter().map(|p| p.p99_ms).collect()),
-        p999_ms: median(phases.iter().map(|p| p.p999_ms).collect()),
-        count: phases.iter().map(|p| p.count).sum(),
-    };
     println!(
         "median of {runs} runs on {backend} ({clients} keep-alive connections, {seconds} s per phase): {}; {}",
-        show("issue", &summary(&issues)),
-        show("introspect", &summary(&introspections))
+        Phase::median_of(&issues).show("issue"),
+        Phase::median_of(&introspections).show("introspect")
     );
     Ok(())
 }

@@ -152,7 +152,9 @@ pub async fn serve(
         events: events.clone(),
         federation: federation.clone(),
         standing: standing.clone(),
-        verified: Default::default(),
+        // The signature of a token of ours never changes its answer, and
+        // no token lives longer than a day.
+        verified: agentsec_common::verified::VerifiedTokens::new(Duration::from_secs(24 * 3600)),
     });
     let registry = Arc::new(registry::Registry {
         db,

@@ -49,6 +49,11 @@ pub fn extra_token_issuer_key() -> Option<&'static agentsec_common::keys::Signin
 pub const TEST_USER_ISSUER: &str = "https://users.test";
 /// The audience exchange-svc requires in people's tokens in test clusters.
 pub const TEST_USER_AUDIENCE: &str = "agentsec-exchange";
+/// Target systems exchange-svc issues tokens for in tests; the last one
+/// takes impersonation tokens (no `act`).
+pub const TEST_TARGET: &str = "https://api.test";
+pub const TEST_OTHER_TARGET: &str = "https://other-api.test";
+pub const TEST_IMPERSONATION_TARGET: &str = "https://legacy.test";
 
 /// The signing key of [`TEST_USER_ISSUER`] (one per test process; its public
 /// key is inline in exchange-svc's `[[user_issuers]]`).
@@ -113,6 +118,10 @@ pub struct TestCluster {
     stop_audit: watch::Sender<bool>,
     /// Where audit-svc listens, for the other services' audit clients.
     audit_addr: SocketAddr,
+    /// Where the first instance of each service listens (bound before any
+    /// starts, kept across kill and restart): the address the others are
+    /// configured with, and the issuer of its tokens.
+    first_addrs: Vec<(Service, SocketAddr)>,
     /// Applied to identity-svc's configuration at every (re)start.
     identity_customizer: Option<IdentityCustomizer>,
 }
@@ -150,11 +159,15 @@ impl TestCluster {
         for service in Service::ALL {
             listeners.push((service, bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?));
         }
-        let audit_addr = listeners
+        let first_addrs = listeners
+            .iter()
+            .map(|(service, listener)| Ok((*service, listener.local_addr()?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let audit_addr = first_addrs
             .iter()
             .find(|(service, _)| *service == Service::Audit)
-            .map(|(_, listener)| listener.local_addr())
-            .context("no audit-svc listener")??;
+            .map(|(_, addr)| *addr)
+            .context("no audit-svc listener")?;
         let mut cluster = Self {
             backend,
             services: Vec::new(),
@@ -162,6 +175,7 @@ impl TestCluster {
             stop,
             stop_audit,
             audit_addr,
+            first_addrs,
             identity_customizer,
         };
         for (service, listener) in listeners {
@@ -289,15 +303,7 @@ impl TestCluster {
         redis: agentsec_common::config::RedisConfig,
     ) -> agentsec_policy::Config {
         let mut config = agentsec_policy::Config::for_test(database, redis);
-        // identity-svc is spawned first; a killed one keeps its address.
-        let identity_addr = self
-            .services
-            .iter()
-            .map(|running| (running.service, running.addr))
-            .chain(self.stopped.iter().copied())
-            .find(|(service, _)| *service == Service::Identity)
-            .map_or_else(|| self.addr(Service::Identity), |(_, addr)| addr);
-        let identity = format!("http://{identity_addr}");
+        let identity = self.first_issuer(Service::Identity);
         config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
         config.admin.issuer = Some(identity.clone());
         // CheckToken trusts identity-svc and the extra test issuer.
@@ -306,6 +312,16 @@ impl TestCluster {
             .push(agentsec_policy::TokenIssuerConfig {
                 issuer: identity.clone(),
                 jwks_uri: Some(format!("{identity}/.well-known/jwks.json")),
+                jwks: None,
+                algorithms: vec!["EdDSA".to_owned(), "ES256".to_owned()],
+            });
+        // ... and exchange-svc's delegated tokens.
+        let exchange = self.first_issuer(Service::Exchange);
+        config
+            .token_issuers
+            .push(agentsec_policy::TokenIssuerConfig {
+                issuer: exchange.clone(),
+                jwks_uri: Some(format!("{exchange}/.well-known/jwks.json")),
                 jwks: None,
                 algorithms: vec!["EdDSA".to_owned(), "ES256".to_owned()],
             });
@@ -333,19 +349,37 @@ impl TestCluster {
         redis: agentsec_common::config::RedisConfig,
     ) -> agentsec_exchange::Config {
         let mut config = agentsec_exchange::Config::for_test(database, redis);
+        config.issuer = self.first_issuer(Service::Exchange);
         config.audit = self.audit_client_config();
-        // Admin tokens of this cluster's identity-svc (spawned first; a
-        // killed one keeps its address).
-        let identity_addr = self
-            .services
-            .iter()
-            .map(|running| (running.service, running.addr))
-            .chain(self.stopped.iter().copied())
-            .find(|(service, _)| *service == Service::Identity)
-            .map_or_else(|| self.addr(Service::Identity), |(_, addr)| addr);
-        let identity = format!("http://{identity_addr}");
+        // Admin and agent tokens of this cluster's identity-svc, which
+        // exchange-svc calls with the bootstrap admin as its service
+        // identity; decisions from this cluster's policy-svc.
+        let identity = self.first_issuer(Service::Identity);
         config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
-        config.admin.issuer = Some(identity);
+        config.admin.issuer = Some(identity.clone());
+        config.identity.endpoint = Some(identity);
+        config.identity.client_id = ADMIN_CLIENT_ID.to_owned();
+        config.identity.client_secret = ADMIN_CLIENT_SECRET.to_owned();
+        config.policy.endpoint = Some(self.first_issuer(Service::Policy));
+        config.targets = vec![
+            // Tokens for further delegation (an agent hands one to the next).
+            agentsec_exchange::TargetConfig {
+                audience: config.issuer.clone(),
+                allow_impersonation: false,
+            },
+            agentsec_exchange::TargetConfig {
+                audience: TEST_TARGET.to_owned(),
+                allow_impersonation: false,
+            },
+            agentsec_exchange::TargetConfig {
+                audience: TEST_OTHER_TARGET.to_owned(),
+                allow_impersonation: false,
+            },
+            agentsec_exchange::TargetConfig {
+                audience: TEST_IMPERSONATION_TARGET.to_owned(),
+                allow_impersonation: true,
+            },
+        ];
         if let Some(key) = test_user_issuer_key() {
             config.user_issuers = vec![agentsec_exchange::UserIssuerConfig {
                 issuer: TEST_USER_ISSUER.to_owned(),
@@ -370,6 +404,17 @@ impl TestCluster {
             shutdown_flush_timeout_secs: 5,
             ..Default::default()
         }
+    }
+
+    /// The base URL of the first instance of `service` (also the `iss` of
+    /// its tokens), known before it starts.
+    fn first_issuer(&self, service: Service) -> String {
+        let addr = self
+            .first_addrs
+            .iter()
+            .find(|(first, _)| *first == service)
+            .map_or_else(|| self.addr(service), |(_, addr)| *addr);
+        format!("http://{addr}")
     }
 
     /// The `iss` of a service's tokens (its base URL in tests).

@@ -9,9 +9,9 @@
 //! compiled set, each audited as `decision` off the hot path; with Redis,
 //! replicas follow each other's changes. Repeated decisions are served from
 //! the decision cache (in-process tier in front of Redis, see `cache`), whose
-//! counters are on `GET /metrics`. Not yet: caller authentication of the
-//! decision RPCs and AuthZEN. Envoy ext_authz v3 is served on the same port
-//! (see `ext_authz`).
+//! counters are on `GET /metrics`. The same port serves the OpenID AuthZEN
+//! API over HTTP (`api::authzen`) and Envoy ext_authz v3 over gRPC
+//! (`ext_authz`). Not yet: caller authentication of the decision APIs.
 
 mod api;
 mod auth;
@@ -112,8 +112,10 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(
             PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(api))),
-        http: axum::Router::new().route(
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
+            api.clone(),
+        ))),
+        http: api::authzen::router(api).route(
             "/metrics",
             axum::routing::get(move || {
                 let cache = cache.clone();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use agentsec_proto::audit::v1::Event;
-use agentsec_proto::common::v1::Outcome;
+use agentsec_proto::common::v1::{ActorChain, Outcome};
 use chrono::Utc;
 
 use super::client::{AuditClient, AuditClientError};
@@ -24,6 +24,10 @@ pub struct AuditRecord {
     pub audience: String,
     pub outcome: Outcome,
     pub reason: String,
+    pub action: String,
+    pub actor_chain: Option<ActorChain>,
+    pub decision_id: String,
+    pub policy_ids: Vec<String>,
     pub attributes: HashMap<String, String>,
 }
 
@@ -39,8 +43,30 @@ impl AuditRecord {
             audience: String::new(),
             outcome,
             reason: String::new(),
+            action: String::new(),
+            actor_chain: None,
+            decision_id: String::new(),
+            policy_ids: Vec::new(),
             attributes: HashMap::new(),
         }
+    }
+
+    pub fn action(mut self, action: &str) -> Self {
+        self.action = action.to_owned();
+        self
+    }
+
+    /// The agents acting, outermost (the current one) first.
+    pub fn actors(mut self, chain: ActorChain) -> Self {
+        self.actor_chain = Some(chain);
+        self
+    }
+
+    /// The policy decision behind the action.
+    pub fn decision(mut self, decision_id: &str, policy_ids: &[String]) -> Self {
+        self.decision_id = decision_id.to_owned();
+        self.policy_ids = policy_ids.to_vec();
+        self
     }
 
     pub fn person(mut self, subject: &str) -> Self {
@@ -90,6 +116,10 @@ impl AuditRecord {
             audience: self.audience,
             outcome: self.outcome as i32,
             reason: self.reason,
+            action: self.action,
+            actor_chain: self.actor_chain,
+            decision_id: self.decision_id,
+            policy_ids: self.policy_ids,
             trace_id: crate::telemetry::current_trace_id().unwrap_or_default(),
             attributes: self.attributes,
             ..Event::default()

@@ -4,16 +4,14 @@ use std::sync::Arc;
 
 use agentsec_common::admin_token::AdminVerifier;
 use agentsec_common::bearer::bearer_token;
-use agentsec_common::error::{not_yet_served, ApiError};
+use agentsec_common::error::ApiError;
 use agentsec_common::keys::Jwks;
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeService;
 use agentsec_proto::exchange::v1::*;
 use tonic::{Request, Response, Status};
 
-/// Who delivers the RPCs this release does not serve yet.
-const OWNER: &str = "the exchange-svc issue (#6)";
-
-use crate::grants::{Caller, Grants};
+use crate::exchange::Exchanger;
+use crate::grants::{timestamp_of_seconds, Caller, Grants};
 use crate::person::UserIssuers;
 
 pub struct ExchangeApi {
@@ -21,6 +19,7 @@ pub struct ExchangeApi {
     grants: Arc<Grants>,
     user_issuers: Arc<UserIssuers>,
     admin: Option<Arc<AdminVerifier>>,
+    exchanger: Arc<Exchanger>,
 }
 
 impl ExchangeApi {
@@ -29,12 +28,14 @@ impl ExchangeApi {
         grants: Arc<Grants>,
         user_issuers: Arc<UserIssuers>,
         admin: Option<Arc<AdminVerifier>>,
+        exchanger: Arc<Exchanger>,
     ) -> Self {
         Self {
             jwks,
             grants,
             user_issuers,
             admin,
+            exchanger,
         }
     }
 
@@ -83,9 +84,10 @@ impl ExchangeService for ExchangeApi {
 
     async fn exchange(
         &self,
-        _request: Request<ExchangeRequest>,
+        request: Request<ExchangeRequest>,
     ) -> Result<Response<ExchangeResponse>, Status> {
-        not_yet_served("Exchange", OWNER)
+        let issued = self.exchanger.exchange(request.into_inner()).await?;
+        Ok(Response::new(issued.into()))
     }
 
     async fn create_grant(
@@ -135,8 +137,30 @@ impl ExchangeService for ExchangeApi {
 
     async fn introspect_token(
         &self,
-        _request: Request<IntrospectTokenRequest>,
+        request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        not_yet_served("IntrospectToken", OWNER)
+        self.exchanger
+            .authenticate_introspection(bearer_token(request.metadata())?)
+            .await?;
+        let Some(claims) = self.exchanger.introspect(&request.get_ref().token).await? else {
+            return Ok(Response::new(IntrospectTokenResponse::default()));
+        };
+        Ok(Response::new(IntrospectTokenResponse {
+            active: true,
+            scope: claims.scope.clone(),
+            client_id: claims.azp.clone(),
+            token_type: "Bearer".to_owned(),
+            exp: Some(timestamp_of_seconds(claims.exp)),
+            iat: Some(timestamp_of_seconds(claims.iat)),
+            nbf: Some(timestamp_of_seconds(claims.nbf)),
+            act: Some(claims.actor_chain()),
+            sub: claims.sub,
+            aud: vec![claims.aud],
+            iss: claims.iss,
+            jti: claims.jti,
+            azp: claims.azp,
+            grant_id: claims.grant_id,
+            tenant: claims.tenant,
+        }))
     }
 }

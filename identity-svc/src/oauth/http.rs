@@ -3,13 +3,13 @@
 //! `application/x-www-form-urlencoded`; a parameter given twice is refused
 //! (RFC 6749 §3.1), as is any body that is not a well-formed form.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
+use agentsec_common::oauth_http::{authorization, json_no_store, no_store, Form, Introspection};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -38,52 +38,6 @@ pub fn router(service: Arc<TokenService>) -> Router {
 
 fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(OAuthErrorCode::InvalidRequest, description)
-}
-
-/// The form parameters, each at most once.
-struct Form(HashMap<String, String>);
-
-impl Form {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
-        let media_type = content_type.split(';').next().unwrap_or("").trim();
-        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        if std::str::from_utf8(body).is_err() {
-            return Err(invalid_request("the body is not UTF-8"));
-        }
-        let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(body) {
-            let name = name.into_owned();
-            if params.insert(name.clone(), value.into_owned()).is_some() {
-                return Err(invalid_request(format!(
-                    "parameter `{}` is given more than once",
-                    crate::domain::validate::printable(&name)
-                )));
-            }
-        }
-        Ok(Self(params))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
-    }
-}
-
-fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (given, rest) = value.split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// `Authorization: Basic` per RFC 6749 §2.3.1: both halves form-urlencoded.
@@ -177,21 +131,13 @@ struct TokenResponse {
     scope: String,
 }
 
-/// RFC 6749 §5.1: token responses are not cached.
-fn no_store(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
 async fn token(
     State(service): State<Arc<TokenService>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
-        let mut form = Form::parse(&headers, &body)?;
+        let mut form = Form::parse(&headers, &body, &[])?;
         let client_id = form.get("client_id").unwrap_or_default().to_owned();
         let credentials = client_credentials(&headers, &mut form)?;
         let request = TokenRequest {
@@ -236,7 +182,7 @@ async fn caller(
                 ApiError::Unauthenticated { reason } => {
                     OAuthError::new(OAuthErrorCode::InvalidClient, reason)
                 }
-                other => api_to_oauth(other),
+                other => OAuthError::server_side(other, "introspection"),
             });
     }
     match client_credentials(headers, form)? {
@@ -250,28 +196,6 @@ async fn caller(
             Err(err)
         }
     }
-}
-
-fn api_to_oauth(err: ApiError) -> OAuthError {
-    match err {
-        ApiError::Unavailable { what } => OAuthError::new(
-            OAuthErrorCode::TemporarilyUnavailable,
-            format!("{what} is unavailable"),
-        ),
-        other => {
-            let status: tonic::Status = other.into();
-            tracing::error!(error = %status.message(), "introspection failed");
-            OAuthError::new(OAuthErrorCode::ServerError, "internal error")
-        }
-    }
-}
-
-/// RFC 7662 §2.2 response.
-#[derive(Serialize, Default)]
-struct IntrospectionResponse {
-    active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    claims: Option<ActiveClaims>,
 }
 
 #[derive(Serialize)]
@@ -298,33 +222,33 @@ async fn introspect(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let mut form = Form::parse(&headers, &body)?;
+        let mut form = Form::parse(&headers, &body, &[])?;
         caller(&service, &headers, &mut form).await?;
         let token = form
             .get("token")
             .ok_or_else(|| invalid_request("token is required"))?;
-        let claims = service.introspect(token).await.map_err(api_to_oauth)?;
-        Ok::<_, OAuthError>(IntrospectionResponse {
-            active: claims.is_some(),
-            claims: claims.map(|claims| ActiveClaims {
-                scope: claims.scope,
-                client_id: claims.client_id,
-                token_type: "Bearer",
-                exp: claims.exp,
-                iat: claims.iat,
-                nbf: claims.nbf,
-                sub: claims.sub,
-                aud: claims.aud,
-                iss: claims.iss,
-                jti: claims.jti,
-                tenant: claims.tenant,
-                owner: claims.owner,
-            }),
-        })
+        let claims = service
+            .introspect(token)
+            .await
+            .map_err(|err| OAuthError::server_side(err, "introspection"))?;
+        Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {
+            scope: claims.scope,
+            client_id: claims.client_id,
+            token_type: "Bearer",
+            exp: claims.exp,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            sub: claims.sub,
+            aud: claims.aud,
+            iss: claims.iss,
+            jti: claims.jti,
+            tenant: claims.tenant,
+            owner: claims.owner,
+        })))
     }
     .await;
     match result {
-        Ok(answer) => no_store(Json(answer).into_response()),
+        Ok(answer) => json_no_store(&answer),
         Err(err) => err.into_response(),
     }
 }
@@ -335,7 +259,7 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let mut form = Form::parse(&headers, &body)?;
+        let mut form = Form::parse(&headers, &body, &[])?;
         let caller = caller(&service, &headers, &mut form).await?;
         let token = form
             .get("token")

@@ -10,10 +10,11 @@ use chrono::Utc;
 use jsonwebtoken::Validation;
 
 use super::claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
-use super::{oauth, server_error, verified, Caller, Client, ClientCredentials, TokenService};
+use super::{oauth, server_error, Caller, Client, ClientCredentials, TokenService};
 use crate::domain::agent::Status;
 use crate::events::{AuditRecord, Invalidation, InvalidationKind};
 use crate::store::tokens;
+use agentsec_common::verified;
 
 impl TokenService {
     /// Checks a token of this service: signature, issuer, time, revocation

@@ -7,7 +7,6 @@ pub mod claims;
 mod client_auth;
 pub mod http;
 mod introspection;
-mod verified;
 
 use std::sync::Arc;
 
@@ -110,7 +109,7 @@ pub struct TokenService {
     pub events: Events,
     pub federation: Arc<crate::federation::Federation>,
     pub standing: Arc<crate::standing::Standing>,
-    pub verified: verified::VerifiedTokens,
+    pub verified: agentsec_common::verified::VerifiedTokens<claims::AccessClaims>,
 }
 
 fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> OAuthError {

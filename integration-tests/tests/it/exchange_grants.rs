@@ -26,23 +26,23 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const ASYNC_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const ASYNC_DEADLINE: Duration = Duration::from_secs(10);
 
-type Client = ExchangeServiceClient<Channel>;
+pub(crate) type Client = ExchangeServiceClient<Channel>;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
 
-fn key() -> anyhow::Result<&'static SigningKey> {
+pub(crate) fn key() -> anyhow::Result<&'static SigningKey> {
     test_user_issuer_key().context("no test user-issuer key")
 }
 
 /// Standard person-token claims for `sub`, with `extra` merged in (a null
 /// removes a claim).
-fn claims(sub: &str, extra: serde_json::Value) -> serde_json::Value {
+pub(crate) fn claims(sub: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut claims = json!({
         "iss": TEST_USER_ISSUER,
         "sub": sub,
@@ -64,7 +64,7 @@ fn claims(sub: &str, extra: serde_json::Value) -> serde_json::Value {
 }
 
 /// A person token for `sub` from the cluster's trusted user issuer.
-fn person_token(sub: &str) -> anyhow::Result<String> {
+pub(crate) fn person_token(sub: &str) -> anyhow::Result<String> {
     Ok(key()?.sign("JWT", &claims(sub, json!({"tenant": "acme"})))?)
 }
 
@@ -72,7 +72,7 @@ fn agent_id() -> anyhow::Result<String> {
     Ok(agentsec_common::ids::new_id("agt_")?)
 }
 
-fn timestamp(seconds: i64) -> prost_types::Timestamp {
+pub(crate) fn timestamp(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
@@ -88,7 +88,11 @@ fn grant_for(agent: &str, audiences: &[&str]) -> Grant {
     }
 }
 
-async fn create(client: &mut Client, token: &str, grant: Grant) -> Result<Grant, tonic::Status> {
+pub(crate) async fn create(
+    client: &mut Client,
+    token: &str,
+    grant: Grant,
+) -> Result<Grant, tonic::Status> {
     client
         .create_grant(with_bearer(
             CreateGrantRequest { grant: Some(grant) },
@@ -113,7 +117,7 @@ async fn list(
     ))
 }
 
-async fn revoke(
+pub(crate) async fn revoke(
     client: &mut Client,
     token: &str,
     grant_id: &str,
@@ -170,7 +174,7 @@ async fn next_invalidation(
 }
 
 /// The audit events of `agent` once every kind of `wanted` is there.
-async fn audit_events(
+pub(crate) async fn audit_events(
     cluster: &TestCluster,
     agent: &str,
     wanted: &[&str],

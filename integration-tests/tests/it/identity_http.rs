@@ -45,7 +45,11 @@ async fn revoke_raw(
     .await
 }
 
-async fn suspend(cluster: &TestCluster, admin: &str, agent_id: &str) -> anyhow::Result<()> {
+pub(crate) async fn suspend(
+    cluster: &TestCluster,
+    admin: &str,
+    agent_id: &str,
+) -> anyhow::Result<()> {
     identity(cluster)
         .await?
         .suspend_agent(with_bearer(

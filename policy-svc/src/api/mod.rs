@@ -1,4 +1,5 @@
-//! policy-svc's API layer: gRPC handlers (AuthZEN and ext_authz
-//! arrive with the policy-svc issue).
+//! policy-svc's API layer: the gRPC handlers and the AuthZEN HTTP API (both
+//! decide through the same path; Envoy ext_authz is `crate::ext_authz`).
 
+pub mod authzen;
 pub mod grpc;

@@ -1,0 +1,162 @@
+//! Pieces of the OAuth 2.0 HTTP endpoints shared by identity-svc and
+//! exchange-svc: the form body (RFC 6749 §3.1: a parameter given twice is
+//! refused, except those the endpoint lets repeat, like RFC 8693's
+//! `audience` and `resource`), the `Authorization` header, and the
+//! `no-store` headers of token responses.
+
+use std::collections::HashMap;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse as _, Response};
+use serde::Serialize;
+
+use crate::error::{OAuthError, OAuthErrorCode};
+
+fn invalid_request(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidRequest, description)
+}
+
+/// At most 64 printable ASCII chars of an untrusted value, for messages.
+pub fn printable(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
+/// The parameters of an `application/x-www-form-urlencoded` body.
+pub struct Form(HashMap<String, Vec<String>>);
+
+impl Form {
+    /// Parses the body; `repeatable` names the parameters that may appear
+    /// more than once.
+    pub fn parse(
+        headers: &HeaderMap,
+        body: &[u8],
+        repeatable: &[&str],
+    ) -> Result<Self, OAuthError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        if std::str::from_utf8(body).is_err() {
+            return Err(invalid_request("the body is not UTF-8"));
+        }
+        let mut params: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            let values = params.entry(name.clone().into_owned()).or_default();
+            if !values.is_empty() && !repeatable.contains(&name.as_ref()) {
+                return Err(invalid_request(format!(
+                    "parameter `{}` is given more than once",
+                    printable(&name)
+                )));
+            }
+            values.push(value.into_owned());
+        }
+        Ok(Self(params))
+    }
+
+    /// The value of a parameter that appears at most once.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(|values| values.first())
+            .map(String::as_str)
+    }
+
+    /// Removes and returns a parameter that appears at most once.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.0
+            .remove(name)
+            .and_then(|values| values.into_iter().next())
+    }
+
+    /// Removes and returns every value of a repeatable parameter.
+    pub fn take_all(&mut self, name: &str) -> Vec<String> {
+        self.0.remove(name).unwrap_or_default()
+    }
+}
+
+/// The credentials of `Authorization: <scheme> <credentials>` (scheme
+/// compared without case).
+pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// RFC 7662 §2.2: `{"active": false}` alone, or `"active": true` with the
+/// token's claims `C` beside it.
+#[derive(Serialize)]
+pub struct Introspection<C> {
+    active: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    claims: Option<C>,
+}
+
+impl<C: Serialize> Introspection<C> {
+    pub fn of(claims: Option<C>) -> Self {
+        Self {
+            active: claims.is_some(),
+            claims,
+        }
+    }
+}
+
+/// `value` as a JSON response that is not cached (token and
+/// introspection responses).
+pub fn json_no_store<T: Serialize>(value: &T) -> Response {
+    no_store(axum::Json(value).into_response())
+}
+
+/// RFC 6749 §5.1: token responses are not cached.
+pub fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        headers
+    }
+
+    #[test]
+    fn only_repeatable_parameters_repeat() {
+        let mut form = Form::parse(
+            &form_headers(),
+            b"audience=a&audience=b&scope=x%20y",
+            &["audience"],
+        )
+        .unwrap();
+        assert_eq!(form.take_all("audience"), ["a", "b"]);
+        assert_eq!(form.get("scope"), Some("x y"));
+        let err = Form::parse(&form_headers(), b"scope=a&scope=b", &["audience"])
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "invalid_request");
+        assert!(err.error_description.contains("`scope`"));
+    }
+
+    #[test]
+    fn other_bodies_are_refused() {
+        assert!(Form::parse(&HeaderMap::new(), b"a=b", &[]).is_err());
+        assert!(Form::parse(&form_headers(), &[0xff, 0xfe], &[]).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! Whether a delegated token of this service is active (RFC 7662): its
+//! signature, issuer and time claims hold, the grant it was issued under is
+//! neither revoked nor expired, and every agent of its chain is still
+//! active at identity-svc. So revoking a grant, or suspending any agent of
+//! a chain, makes every token derived through it inactive at once.
+
+use agentsec_common::error::ApiError;
+use jsonwebtoken::{Algorithm, Validation};
+
+use super::claims::DelegatedClaims;
+use super::request::MAX_TOKEN_BYTES;
+use super::{grant_is_active, Exchanger, Inactive};
+use crate::store::grants;
+
+impl Exchanger {
+    /// The caller of introspection: any valid token of identity-svc (a
+    /// registered agent or an admin), verified offline.
+    pub async fn authenticate_introspection(&self, bearer: &str) -> Result<(), ApiError> {
+        let verifier = self
+            .identity_tokens
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable {
+                what: "identity-svc's keys (admin.jwks_uri is not configured)".to_owned(),
+            })?;
+        verifier.verify_identity_token(bearer).await.map(|_| ())
+    }
+
+    /// The claims of an active delegated token; `None` when it is not
+    /// active. An error means the answer is unknown.
+    pub async fn introspect(&self, token: &str) -> Result<Option<DelegatedClaims>, ApiError> {
+        match self.verify_delegated(token).await {
+            Ok(claims) => Ok(Some(claims)),
+            Err(Inactive::Invalid | Inactive::Revoked) => Ok(None),
+            Err(Inactive::Failed(err)) => Err(err),
+        }
+    }
+
+    /// Verifies a delegated token of this service and that it is still
+    /// active.
+    pub(super) async fn verify_delegated(&self, token: &str) -> Result<DelegatedClaims, Inactive> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Inactive::Invalid);
+        }
+        // The key picks the algorithm (`Jwks::verify`); this one is replaced.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        validation.leeway = 0;
+        let claims: DelegatedClaims = self
+            .jwks
+            .verify(token, &validation)
+            .map_err(|_| Inactive::Invalid)?;
+        if !claims.grant_id.is_empty() {
+            let grant = grants::get(&self.db, &claims.grant_id)
+                .await
+                .map_err(|err| Inactive::Failed(ApiError::internal("grant store", err)))?;
+            if !grant.as_ref().is_some_and(grant_is_active) {
+                return Err(Inactive::Revoked);
+            }
+        }
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            Inactive::Failed(ApiError::Unavailable {
+                what: "identity-svc (identity.endpoint is not configured)".to_owned(),
+            })
+        })?;
+        let actors = claims.actors();
+        let checks = actors
+            .iter()
+            .map(|actor| identity.agent_is_active(&claims.tenant, &actor.agent_id));
+        for active in futures::future::join_all(checks).await {
+            if !active.map_err(Inactive::Failed)? {
+                return Err(Inactive::Revoked);
+            }
+        }
+        Ok(claims)
+    }
+}

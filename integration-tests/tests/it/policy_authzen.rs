@@ -1,0 +1,193 @@
+//! policy-svc's OpenID AuthZEN Authorization API 1.0 over HTTP: single and
+//! batch evaluations decided like gRPC Check (same policy ids, decision ids
+//! and errors), the batch semantics, X-Request-ID echo, the PDP metadata,
+//! and bad requests refused with 400 naming the field.
+
+use agentsec_integration_tests::http::{self, HttpResponse};
+use agentsec_integration_tests::{Service, TestCluster};
+use serde_json::{json, Value};
+
+use crate::policy_sets::{github_set, policy, put, AGENT, STRANGER};
+
+async fn post(cluster: &TestCluster, path: &str, body: &Value) -> anyhow::Result<HttpResponse> {
+    http::request(
+        cluster.addr(Service::Policy),
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-ID", "req-42"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+fn evaluation(agent: &str, tool: &str) -> Value {
+    json!({
+        "subject": {"type": "agent", "id": agent, "properties": {"tenant": "acme"}},
+        "resource": {"type": "mcp.tool", "id": tool},
+        "action": {"name": "tools/call"},
+        "context": {"audience": "github-mcp"},
+    })
+}
+
+#[tokio::test]
+async fn policy_authzen_evaluations_decide_like_check() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    put(&mut policy(&cluster).await?, &admin, "acme", github_set()).await?;
+
+    // One evaluation: allowed by `github-tools`, with the request id echoed.
+    let allowed = post(
+        &cluster,
+        "/access/v1/evaluation",
+        &evaluation(AGENT, "mcp:github/create_issue"),
+    )
+    .await?;
+    assert_eq!(
+        allowed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&allowed.body)
+    );
+    assert_eq!(allowed.header("x-request-id"), Some("req-42"));
+    let body = allowed.json()?;
+    assert_eq!(body["decision"], true);
+    assert_eq!(body["context"]["policy_ids"], json!(["github-tools"]));
+    assert!(body["context"]["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("dec_")));
+    assert_eq!(body["context"]["policy_version"], 1);
+
+    // The explicit deny wins; a stranger is denied by default.
+    let denied = post(
+        &cluster,
+        "/access/v1/evaluation",
+        &evaluation(AGENT, "mcp:github/delete_repo"),
+    )
+    .await?
+    .json()?;
+    assert_eq!(denied["decision"], false);
+    assert_eq!(denied["context"]["policy_ids"], json!(["no-delete"]));
+    let stranger = post(
+        &cluster,
+        "/access/v1/evaluation",
+        &evaluation(STRANGER, "mcp:github/create_issue"),
+    )
+    .await?
+    .json()?;
+    assert_eq!(stranger["decision"], false);
+    assert!(
+        stranger["context"]["reason_admin"]["en"]
+            .as_str()
+            .is_some_and(|r| r.contains("default deny")),
+        "{stranger}"
+    );
+
+    // A batch: top-level values are defaults each evaluation may override.
+    let batch = json!({
+        "subject": {"type": "agent", "id": AGENT, "properties": {"tenant": "acme"}},
+        "action": {"name": "tools/call"},
+        "context": {"audience": "github-mcp"},
+        "evaluations": [
+            {"resource": {"type": "mcp.tool", "id": "mcp:github/create_issue"}},
+            {"resource": {"type": "mcp.tool", "id": "mcp:github/delete_repo"}},
+            {"resource": {"type": "mcp.tool", "id": "mcp:github/list_issues"}},
+        ],
+    });
+    let all = post(&cluster, "/access/v1/evaluations", &batch)
+        .await?
+        .json()?;
+    let decisions: Vec<&Value> = all["evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["decision"])
+        .collect();
+    assert_eq!(decisions, [&json!(true), &json!(false), &json!(true)]);
+    let mut first_deny = batch.clone();
+    first_deny["options"] = json!({"evaluations_semantic": "deny_on_first_deny"});
+    let stopped = post(&cluster, "/access/v1/evaluations", &first_deny)
+        .await?
+        .json()?;
+    assert_eq!(
+        stopped["evaluations"].as_array().map(Vec::len),
+        Some(2),
+        "stops at the first deny"
+    );
+    let mut first_permit = batch.clone();
+    first_permit["options"] = json!({"evaluations_semantic": "permit_on_first_permit"});
+    let permitted = post(&cluster, "/access/v1/evaluations", &first_permit)
+        .await?
+        .json()?;
+    assert_eq!(permitted["evaluations"].as_array().map(Vec::len), Some(1));
+
+    // Bad requests: 400 naming what is wrong, no decision.
+    let mut user = evaluation(AGENT, "mcp:github/create_issue");
+    user["subject"]["type"] = json!("user");
+    let mut no_tenant = evaluation(AGENT, "mcp:github/create_issue");
+    no_tenant["subject"]["properties"] = json!({});
+    let mut no_audience = evaluation(AGENT, "mcp:github/create_issue");
+    no_audience["context"] = json!({});
+    let mut object_attribute = evaluation(AGENT, "mcp:github/create_issue");
+    object_attribute["resource"]["properties"] = json!({"owner": {"nested": true}});
+    let mut unknown_tenant = evaluation(AGENT, "mcp:github/create_issue");
+    unknown_tenant["subject"]["properties"]["tenant"] = json!("nobody");
+    for (body, names) in [
+        (user, "subject.type"),
+        (no_tenant, "subject.properties.tenant"),
+        (no_audience, "context.audience"),
+        (object_attribute, "resource.properties.owner"),
+        (unknown_tenant, "principal.tenant"),
+    ] {
+        let response = post(&cluster, "/access/v1/evaluation", &body).await?;
+        assert_eq!(
+            response.status,
+            400,
+            "{names}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let error = response.json()?["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains(names), "{names}: {error}");
+    }
+    let not_json = http::request(
+        cluster.addr(Service::Policy),
+        "POST",
+        "/access/v1/evaluation",
+        &[("Content-Type", "text/plain")],
+        b"allow?",
+    )
+    .await?;
+    assert_eq!(not_json.status, 400);
+    let too_many = json!({
+        "subject": {"type": "agent", "id": AGENT, "properties": {"tenant": "acme"}},
+        "action": {"name": "tools/call"},
+        "context": {"audience": "github-mcp"},
+        "evaluations": vec![json!({"resource": {"type": "t", "id": "x"}}); 1001],
+    });
+    assert_eq!(
+        post(&cluster, "/access/v1/evaluations", &too_many)
+            .await?
+            .status,
+        400
+    );
+
+    // PDP metadata.
+    let metadata = http::get(
+        cluster.addr(Service::Policy),
+        "/.well-known/authzen-configuration",
+    )
+    .await?
+    .json()?;
+    let base = format!("http://{}", cluster.addr(Service::Policy));
+    assert_eq!(metadata["policy_decision_point"], base.as_str());
+    assert_eq!(
+        metadata["access_evaluation_endpoint"],
+        format!("{base}/access/v1/evaluation")
+    );
+    cluster.shutdown().await
+}
