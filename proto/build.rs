@@ -1,6 +1,8 @@
-//! Compiles every `.proto` under `agentsec/` with tonic's code generator and
-//! writes one encoded file descriptor set for gRPC reflection. `protoc` comes
-//! from the `protoc-bin-vendored` crate unless `PROTOC` is set.
+//! Compiles every `.proto` under `agentsec/`, and the Envoy ext_authz
+//! subset under `envoy/` (an include root of its own, so that its import
+//! paths are upstream's), with tonic's code generator and writes one encoded
+//! file descriptor set for gRPC reflection. `protoc` comes from the
+//! `protoc-bin-vendored` crate unless `PROTOC` is set.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let mut protos = Vec::new();
     collect_protos(&root.join("agentsec"), &mut protos)?;
+    collect_protos(&root.join("envoy"), &mut protos)?;
     protos.sort();
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
@@ -19,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("agentsec_descriptor.bin"))
-        .compile_protos(&protos, &[root])?;
+        // `envoy/` first: its files must resolve to their upstream paths
+        // (e.g. `envoy/service/auth/v3/external_auth.proto`), not under the
+        // crate root.
+        .compile_protos(&protos, &[root.join("envoy"), root])?;
     Ok(())
 }
 

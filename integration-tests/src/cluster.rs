@@ -243,6 +243,34 @@ impl TestCluster {
         Ok(addr)
     }
 
+    /// Starts one more policy-svc on the same database and Redis with its
+    /// configuration changed by `customize` (e.g. another Redis URL or cache
+    /// settings); returns its address.
+    pub async fn start_policy_replica_with(
+        &mut self,
+        customize: impl FnOnce(&mut agentsec_policy::Config),
+    ) -> anyhow::Result<SocketAddr> {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let mut config = self.policy_config(
+            self.backend.database(Service::Policy.name()),
+            self.backend.redis(),
+        );
+        customize(&mut config);
+        let mut stop = self.stop.subscribe();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let task = tokio::spawn(agentsec_policy::serve(config, listener, shutdown));
+        self.services.push(RunningService {
+            service: Service::Policy,
+            addr,
+            task,
+        });
+        self.wait_until_ready().await?;
+        Ok(addr)
+    }
+
     fn identity_config(
         &self,
         addr: SocketAddr,

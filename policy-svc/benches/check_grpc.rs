@@ -1,15 +1,21 @@
 //! policy-svc load generator over gRPC: `Check` from concurrent clients
 //! against policy-svc served in this process (with identity-svc for the
 //! admin token that stores the policy sets, and audit-svc receiving every
-//! `decision` event), on SQLite. The decision cache does not exist yet, so
-//! every call is decided by the engine.
+//! `decision` event), on SQLite.
 //!
 //! ```sh
-//! cargo bench -p agentsec-policy --bench check_grpc
-//! BENCH_RULES=10000 BENCH_CLIENTS=64 cargo bench -p agentsec-policy --bench check_grpc
+//! cargo bench -p agentsec-policy --bench check_grpc              # warm cache
+//! BENCH_CACHE=0 cargo bench -p agentsec-policy --bench check_grpc   # engine only
+//! BENCH_RULES=10000 BENCH_FILL=1 cargo bench -p agentsec-policy --bench check_grpc
 //! ```
 //! Knobs: `BENCH_RULES` (1,000 over `BENCH_TENANTS` = 4 tenants),
-//! `BENCH_CLIENTS` (32), `BENCH_SECONDS` (10), `BENCH_RUNS` (3).
+//! `BENCH_CLIENTS` (32), `BENCH_SECONDS` (10), `BENCH_RUNS` (3),
+//! `BENCH_CACHE` (1: the decision cache on and warmed with every request
+//! before the timed part; 0: off, every call decided by the engine),
+//! `BENCH_FILL` (1: first fill the in-process tier to its capacity with
+//! distinct decisions through BatchCheck, and report the process's RSS
+//! before and after), `BENCH_REDIS_URL` (the Redis tier too; unset: the
+//! in-process tier alone).
 
 mod workload;
 
@@ -31,6 +37,9 @@ const ADMIN_ID: &str = "bench-admin";
 const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
 
 struct Run {
+    rss_loaded_mib: f64,
+    rss_filled_mib: f64,
+    hit_ratio: f64,
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -87,8 +96,15 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     identity.bootstrap_admin.client_id = Some(ADMIN_ID.into());
     identity.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
     identity.audit.endpoint = format!("http://{audit_addr}");
-    let mut policy =
-        agentsec_policy::Config::for_test(databases[1].config.clone(), Default::default());
+    let cache = knob("BENCH_CACHE", 1) == 1;
+    let redis = agentsec_common::config::RedisConfig {
+        url: std::env::var("BENCH_REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
+        key_prefix: format!("bench-{}-{run}:", std::process::id()),
+    };
+    let mut policy = agentsec_policy::Config::for_test(databases[1].config.clone(), redis);
+    policy.cache.enabled = cache;
     policy.admin.jwks_uri = Some(format!("{issuer}/.well-known/jwks.json"));
     policy.admin.issuer = Some(issuer);
     policy.audit.endpoint = format!("http://{audit_addr}");
@@ -135,12 +151,33 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
         client.put_policy_set(request).await?;
     }
 
+    let rss_loaded_mib = rss_mib();
+    if knob("BENCH_FILL", 0) == 1 {
+        fill(&mut client, tenants, rules / tenants, policy_capacity()).await?;
+    }
+    let rss_filled_mib = rss_mib();
+
     let mut random = Lcg(7);
     let requests: std::sync::Arc<Vec<pb::CheckRequest>> = std::sync::Arc::new(
         (0..4096)
             .map(|_| check_request(&mut random, tenants, rules / tenants))
             .collect(),
     );
+    if cache {
+        // Warm: every request decided once (with Redis, the cache is on
+        // once policy-svc follows the invalidation events).
+        let warm_until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut cached = 0;
+            for request in requests.iter() {
+                let decision = client.check(request.clone()).await?.into_inner().decision;
+                cached += usize::from(decision.is_some_and(|d| d.cached));
+            }
+            if cached > 0 || Instant::now() > warm_until {
+                break;
+            }
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -157,6 +194,7 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
             let mut client = PolicyServiceClient::new(channel);
             let mut latencies = Vec::new();
             let mut allowed = 0u64;
+            let mut cached = 0u64;
             let mut next = worker as usize * 97;
             while Instant::now() < deadline {
                 let request = requests[next % requests.len()].clone();
@@ -164,21 +202,26 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
                 let began = Instant::now();
                 let decision = client.check(request).await?.into_inner().decision;
                 latencies.push(began.elapsed());
-                if decision
-                    .is_some_and(|d| d.effect == agentsec_proto::common::v1::Effect::Allow as i32)
-                {
-                    allowed += 1;
+                if let Some(decision) = decision {
+                    if decision.effect == agentsec_proto::common::v1::Effect::Allow as i32 {
+                        allowed += 1;
+                    }
+                    if decision.cached {
+                        cached += 1;
+                    }
                 }
             }
-            anyhow::Ok((latencies, allowed))
+            anyhow::Ok((latencies, allowed, cached))
         }));
     }
     let mut all = Vec::new();
     let mut allowed = 0;
+    let mut cached = 0;
     for worker in workers {
-        let (mut latencies, count) = worker.await??;
+        let (mut latencies, count, hits) = worker.await??;
         all.append(&mut latencies);
         allowed += count;
+        cached += hits;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let latencies = Latencies::new(all);
@@ -190,12 +233,72 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
         database.drop().await?;
     }
     Ok(Run {
+        rss_loaded_mib,
+        rss_filled_mib,
+        hit_ratio: cached as f64 / latencies.len().max(1) as f64,
         per_sec: latencies.len() as f64 / elapsed,
         p50_ms: latencies.percentile_ms(0.50),
         p99_ms: latencies.percentile_ms(0.99),
         p999_ms: latencies.percentile_ms(0.999),
         allowed: allowed as f64 / latencies.len().max(1) as f64,
     })
+}
+
+/// The in-process tier's default capacity (policy-svc.toml `[cache]`).
+fn policy_capacity() -> usize {
+    agentsec_policy::CacheConfig::default().local_capacity
+}
+
+/// This process's resident set (VmRSS), in MiB; 0 where /proc is missing.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Fills the in-process tier: `entries` distinct cacheable decisions
+/// (requests made distinct by their resource id), 1,000 per BatchCheck.
+async fn fill(
+    client: &mut PolicyServiceClient<Channel>,
+    tenants: usize,
+    rules_per_tenant: usize,
+    entries: usize,
+) -> anyhow::Result<()> {
+    let mut random = Lcg(11);
+    let mut made = 0;
+    let mut batch_number = 0u64;
+    while made < entries {
+        let items: Vec<pb::CheckRequest> = (0..1000)
+            .map(|n| {
+                let mut request = check_request(&mut random, tenants, rules_per_tenant);
+                if let Some(resource) = request.resource.as_mut() {
+                    resource.id = format!("{}-fill{batch_number}-{n}", resource.id);
+                }
+                request
+            })
+            .collect();
+        batch_number += 1;
+        let results = client
+            .batch_check(pb::BatchCheckRequest { items })
+            .await?
+            .into_inner()
+            .results;
+        made += results.len();
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -205,20 +308,24 @@ async fn main() -> anyhow::Result<()> {
     for run in 0..runs {
         let result = one_run(run).await?;
         println!(
-            "run {}: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms ({:.0}% allowed)",
+            "run {}: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms ({:.0}% allowed, {:.0}% cached); RSS {:.0} MiB with the policies loaded, {:.0} MiB after filling",
             run + 1,
             result.per_sec,
             result.p50_ms,
             result.p99_ms,
             result.p999_ms,
-            result.allowed * 100.0
+            result.allowed * 100.0,
+            result.hit_ratio * 100.0,
+            result.rss_loaded_mib,
+            result.rss_filled_mib,
         );
         results.push(result);
     }
     println!(
-        "median of {runs} runs ({} rules, {} clients, cache: none): {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+        "median of {runs} runs ({} rules, {} clients, cache: {}): {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
         knob("BENCH_RULES", 1000),
         knob("BENCH_CLIENTS", 32),
+        if knob("BENCH_CACHE", 1) == 1 { "warm" } else { "off" },
         median(results.iter().map(|r| r.per_sec).collect()),
         median(results.iter().map(|r| r.p50_ms).collect()),
         median(results.iter().map(|r| r.p99_ms).collect()),

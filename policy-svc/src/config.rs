@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub decisions: DecisionConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub audit: AuditClientConfig,
     /// The issuers whose tokens CheckToken accepts (`[[token_issuers]]`).
     /// Empty (the default): exactly identity-svc's agent tokens are
@@ -157,6 +159,59 @@ impl DecisionConfig {
     }
 }
 
+/// The decision cache (see `cache` and docs/policy-model.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Serve repeated decisions from the cache tiers (in-process, then
+    /// Redis when `redis.url` is set).
+    pub enabled: bool,
+    /// Most decisions held in this process.
+    pub local_capacity: usize,
+    /// Longest wait for any Redis command of the cache; past it the
+    /// decision is made without the cache.
+    pub redis_timeout_ms: u64,
+    /// Longest life of a cached decision in either tier. Versions and
+    /// epochs in the keys do the invalidation; this bounds what an
+    /// invalidation lost with Redis could leave behind.
+    pub entry_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            local_capacity: 100_000,
+            redis_timeout_ms: 30,
+            entry_ttl_secs: 60,
+        }
+    }
+}
+
+impl CacheConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000_000).contains(&self.local_capacity) {
+            return Err(ConfigError::invalid(
+                "cache.local_capacity",
+                "must be between 1 and 10000000",
+            ));
+        }
+        if !(1..=1_000).contains(&self.redis_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "cache.redis_timeout_ms",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.entry_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "cache.entry_ttl_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self::in_data_dir(Path::new(".agentsec"))
@@ -173,6 +228,7 @@ impl Config {
             telemetry: TelemetryConfig::default(),
             admin: AdminConfig::default(),
             decisions: DecisionConfig::default(),
+            cache: CacheConfig::default(),
             audit: AuditClientConfig::default(),
             token_issuers: Vec::new(),
         }
@@ -204,6 +260,7 @@ impl ServiceConfig for Config {
         self.redis.validate()?;
         self.admin.validate()?;
         self.decisions.validate()?;
+        self.cache.validate()?;
         for (index, issuer) in self.token_issuers.iter().enumerate() {
             issuer.validate(index)?;
         }
@@ -279,5 +336,21 @@ mod tests {
         config.decisions.cache_ttl_secs = 3_601;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("decisions.cache_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn cache_limits_are_checked() {
+        type Change = fn(&mut CacheConfig);
+        let cases: [(Change, &str); 3] = [
+            (|cache| cache.local_capacity = 0, "cache.local_capacity"),
+            (|cache| cache.redis_timeout_ms = 0, "cache.redis_timeout_ms"),
+            (|cache| cache.entry_ttl_secs = 0, "cache.entry_ttl_secs"),
+        ];
+        for (change, key) in cases {
+            let mut config = Config::default();
+            change(&mut config.cache);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

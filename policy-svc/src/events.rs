@@ -190,6 +190,7 @@ pub fn decision_event(
     request: &CheckRequest,
     decision: &Decision,
     decision_id: &str,
+    cached: bool,
 ) -> Option<Event> {
     let id = new_id("evt_").ok()?;
     let principal = request.principal.clone().unwrap_or_default();
@@ -230,10 +231,20 @@ pub fn decision_event(
         policy_ids: decision.policy_ids.iter().take(64).cloned().collect(),
         decision_id: decision_id.to_owned(),
         trace_id: agentsec_common::telemetry::current_trace_id().unwrap_or_default(),
-        attributes: HashMap::from([(
-            "policy_version".to_owned(),
-            decision.policy_version.to_string(),
-        )]),
+        attributes: if cached {
+            HashMap::from([
+                (
+                    "policy_version".to_owned(),
+                    decision.policy_version.to_string(),
+                ),
+                ("cached".to_owned(), "true".to_owned()),
+            ])
+        } else {
+            HashMap::from([(
+                "policy_version".to_owned(),
+                decision.policy_version.to_string(),
+            )])
+        },
         ..Event::default()
     })
 }

@@ -5,17 +5,21 @@
 //! `policy.changed` and published as POLICY_CHANGED on Redis), their
 //! administration (Put, Validate, Test, List, Get, Diff, Rollback; admin
 //! tokens of identity-svc verified against its JWKS), and decisions
-//! (Check, BatchCheck, Explain) from every tenant's current compiled set,
-//! each audited as `decision` off the hot path; with Redis, replicas follow
-//! each other's changes. Not yet: CheckToken (UNIMPLEMENTED), caller
-//! authentication of the decision RPCs, the decision cache tiers, AuthZEN
-//! and Envoy ext_authz (not routed).
+//! (Check, BatchCheck, Explain, CheckToken) from every tenant's current
+//! compiled set, each audited as `decision` off the hot path; with Redis,
+//! replicas follow each other's changes. Repeated decisions are served from
+//! the decision cache (in-process tier in front of Redis, see `cache`), whose
+//! counters are on `GET /metrics`. Not yet: caller authentication of the
+//! decision RPCs and AuthZEN. Envoy ext_authz v3 is served on the same port
+//! (see `ext_authz`).
 
 mod api;
 mod auth;
+mod cache;
 mod config;
 pub mod engine;
 mod events;
+mod ext_authz;
 mod policies;
 mod store;
 mod tokens;
@@ -26,15 +30,19 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::{AdminConfig, Config, DecisionConfig, TokenIssuerConfig};
+pub use config::{AdminConfig, CacheConfig, Config, DecisionConfig, TokenIssuerConfig};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
     <PolicyServiceServer<api::grpc::PolicyApi> as NamedService>::NAME;
+/// Envoy's external authorization service, on the same port.
+pub const EXT_AUTHZ_SERVICE_NAME: &str =
+    <AuthorizationServer<ext_authz::ExtAuthz> as NamedService>::NAME;
 
 /// policy.proto: requests carrying a PolicySet may be up to 16 MiB.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -71,6 +79,7 @@ pub async fn serve(
     }
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
     let events = events::Events::new(audit.clone(), redis);
     let redis_url = config.redis.url.clone();
     let channel = format!(
@@ -86,22 +95,39 @@ pub async fn serve(
             .map_err(|err| setup("loading the policy sets", err))?,
     );
     // Other replicas' changes, when there is a Redis to hear them on.
-    let follower = redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel)));
+    let follower =
+        redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel, cache.clone())));
     let api = Arc::new(api::grpc::PolicyApi::new(
         policies,
         auth,
         tokens,
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
+        cache.clone(),
     ));
     let endpoints = ServiceEndpoints {
         name: "policy-svc",
-        grpc_services: vec![GRPC_SERVICE_NAME],
+        grpc_services: vec![GRPC_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(
             PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(api.clone()))),
+        http: api::authzen::router(api).route(
+            "/metrics",
+            axum::routing::get(move || {
+                let cache = cache.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        cache.render_metrics(),
+                    )
+                }
+            }),
         ),
-        http: api::authzen::router(api),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;

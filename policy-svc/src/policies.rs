@@ -9,10 +9,11 @@
 //! reloads a tenant whose published version is newer than the one it has,
 //! and reloads every tenant after (re)subscribing. This is prompt but not
 //! synchronous: a replica may answer from the previous version for the
-//! moment between another replica's commit and the event's arrival (and
-//! longer while Redis is unreachable). Making PutPolicySet wait until every
-//! replica has the new version belongs with the decision cache tiers, a
-//! later slice.
+//! moment between another replica's commit and the event's arrival and
+//! reload (measured in BENCHMARKS.md, "Cross-replica invalidation"), and
+//! longer while Redis is unreachable. PutPolicySet does not wait for the
+//! other replicas. Cached decisions follow the installed version: their
+//! keys carry it (see `cache`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,7 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::Admin;
+use crate::cache::DecisionCache;
 use crate::engine::{self, CompiledPolicySet, PolicyEngine};
 use crate::events::{timestamp, Events, PolicyChange};
 use crate::store::versions::{self, InsertError, StoredVersion};
@@ -38,8 +40,30 @@ const LISTED_ISSUES: usize = 20;
 const MAX_ATTEMPTS: usize = 5;
 /// Wait before subscribing again after the subscription failed.
 const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait for the subscription to be set up.
+const SUBSCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the subscription is asked whether it is alive, and how long
+/// it may take to answer.
+const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The tenant and agent of an event about one agent (suspended, revoked,
+/// reactivated, updated, a credential or token of it...), if it is one:
+/// whatever changed, its cached decisions go.
+fn agent_changed(payload: &[u8]) -> Option<(String, String)> {
+    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    if event.get("kind")?.as_str()? == "INVALIDATION_KIND_POLICY_CHANGED" {
+        return None;
+    }
+    let tenant = event.get("tenant")?.as_str()?;
+    let agent = event.get("agentId")?.as_str()?;
+    if tenant.is_empty() || agent.is_empty() {
+        return None;
+    }
+    Some((tenant.to_owned(), agent.to_owned()))
+}
 
 /// The tenant and version of a POLICY_CHANGED event, if it is one.
 fn policy_changed(payload: &[u8]) -> Option<(String, u64)> {
@@ -210,11 +234,18 @@ impl Policies {
         Ok(())
     }
 
-    /// Follows the POLICY_CHANGED events on `channel` for ever (see the
-    /// module doc).
-    pub async fn follow(self: Arc<Self>, redis_url: String, channel: String) {
+    /// Follows the invalidation events on `channel` for ever (see the
+    /// module doc): POLICY_CHANGED reloads the tenant, an agent's event
+    /// evicts its cached decisions. The decision cache is on only while
+    /// the subscription is live (see `cache`).
+    pub async fn follow(
+        self: Arc<Self>,
+        redis_url: String,
+        channel: String,
+        cache: Arc<DecisionCache>,
+    ) {
         loop {
-            match self.follow_once(&redis_url, &channel).await {
+            match self.follow_once(&redis_url, &channel, &cache).await {
                 Ok(()) => {
                     tracing::warn!(%channel, "invalidation subscription ended; resubscribing")
                 }
@@ -225,31 +256,74 @@ impl Policies {
                      once it is back"
                 ),
             }
+            cache.subscription_lost();
             tokio::time::sleep(RESUBSCRIBE_DELAY).await;
         }
     }
 
-    async fn follow_once(&self, redis_url: &str, channel: &str) -> Result<(), BoxError> {
+    async fn follow_once(
+        &self,
+        redis_url: &str,
+        channel: &str,
+        cache: &DecisionCache,
+    ) -> Result<(), BoxError> {
         use futures::StreamExt as _;
         let client = redis::Client::open(redis_url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe)
+            .await
+            .map_err(|_| "subscribing timed out")??;
         // Subscribed first, then reloaded: nothing published in between is
         // missed.
         self.reload_all().await?;
         tracing::info!(%channel, "following policy changes");
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let Some((tenant, version)) = policy_changed(message.get_payload_bytes()) else {
-                continue;
-            };
+        let (mut sink, mut messages) = pubsub.split();
+        cache.subscription_live().await;
+        let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health.tick().await;
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Ok(());
+                    };
+                    self.on_invalidation(message.get_payload_bytes(), cache).await;
+                }
+                _ = health.tick() => {
+                    // A connection that went silent (no reset) is only
+                    // noticed by asking.
+                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {
+                            if !cache.is_on() {
+                                cache.subscription_live().await;
+                            }
+                        }
+                        Ok(Err(err)) => return Err(err.into()),
+                        Err(_) => return Err("the subscription did not answer PING in time".into()),
+                    }
+                }
+                () = cache.switched_off() => {
+                    return Err("a Redis command of the decision cache failed".into());
+                }
+            }
+        }
+    }
+
+    async fn on_invalidation(&self, payload: &[u8], cache: &DecisionCache) {
+        if let Some((tenant, version)) = policy_changed(payload) {
             if version > self.installed_version(&tenant) {
                 if let Err(err) = self.reload(&tenant).await {
                     tracing::error!(%tenant, error = %err, "policy set not reloaded");
                 }
             }
+        } else if let Some((tenant, agent)) = agent_changed(payload) {
+            cache.agent_changed(&tenant, &agent).await;
         }
-        Ok(())
     }
 
     /// The current engine.
@@ -575,5 +649,31 @@ pub fn diff(
             .filter(|a| !new_attributes.contains(&attribute(a)))
             .cloned()
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_events_are_told_from_policy_changes() {
+        let suspended = br#"{"kind":"INVALIDATION_KIND_AGENT_SUSPENDED","tenant":"acme","agentId":"agt_1","time":"2025-01-02T03:04:05Z"}"#;
+        assert_eq!(
+            agent_changed(suspended),
+            Some(("acme".to_owned(), "agt_1".to_owned()))
+        );
+        assert_eq!(policy_changed(suspended), None);
+        let changed =
+            br#"{"kind":"INVALIDATION_KIND_POLICY_CHANGED","tenant":"acme","policyVersion":"7"}"#;
+        assert_eq!(agent_changed(changed), None);
+        assert_eq!(policy_changed(changed), Some(("acme".to_owned(), 7)));
+        // A grant event names no agent: nothing to evict.
+        assert_eq!(
+            agent_changed(
+                br#"{"kind":"INVALIDATION_KIND_GRANT_REVOKED","tenant":"acme","grantId":"g"}"#
+            ),
+            None
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! The AgentSec v1 gRPC contracts, generated from `agentsec/**/*.proto`.
-//! One module per package; `FILE_DESCRIPTOR_SET` feeds gRPC reflection.
+//! The AgentSec v1 gRPC contracts, generated from `agentsec/**/*.proto`,
+//! and the wire-compatible subset of Envoy's ext_authz v3 API policy-svc
+//! serves (`envoy/`, with `google.rpc.Status`). One module per package;
+//! `FILE_DESCRIPTOR_SET` feeds gRPC reflection.
 
 // Generated code is not held to the workspace's hand-written-code lints.
 #![allow(
@@ -40,5 +42,36 @@ pub mod exchange {
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("agentsec.audit.v1");
+    }
+}
+
+/// Envoy's packages, nested as prost's cross-package paths expect.
+pub mod envoy {
+    pub mod config {
+        pub mod core {
+            pub mod v3 {
+                tonic::include_proto!("envoy.config.core.v3");
+            }
+        }
+    }
+
+    pub mod r#type {
+        pub mod v3 {
+            tonic::include_proto!("envoy.r#type.v3");
+        }
+    }
+
+    pub mod service {
+        pub mod auth {
+            pub mod v3 {
+                tonic::include_proto!("envoy.service.auth.v3");
+            }
+        }
+    }
+}
+
+pub mod google {
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
     }
 }

@@ -21,7 +21,8 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Admin, AdminAuth};
-use crate::engine::{self, Decision};
+use crate::cache::{CacheKey, DecisionCache, Lookup};
+use crate::engine::{self, Decision, DecisionRequest, PolicyEngine, RequestError};
 use crate::events::{decision_event, DecisionAudit};
 use crate::policies::{check_tenant, version_to_proto, Policies};
 use crate::tokens::{TokenVerifier, MAX_TOKEN_BYTES};
@@ -37,6 +38,7 @@ pub struct PolicyApi {
     tokens: TokenVerifier,
     audit: DecisionAudit,
     cache_ttl: Duration,
+    cache: Arc<DecisionCache>,
 }
 
 impl PolicyApi {
@@ -46,6 +48,7 @@ impl PolicyApi {
         tokens: TokenVerifier,
         audit: DecisionAudit,
         cache_ttl: Duration,
+        cache: Arc<DecisionCache>,
     ) -> Self {
         Self {
             policies,
@@ -53,6 +56,7 @@ impl PolicyApi {
             tokens,
             audit,
             cache_ttl,
+            cache,
         }
     }
 
@@ -69,110 +73,42 @@ impl PolicyApi {
         }
     }
 
-    /// The answer to one decided request; its audit event is queued
-    /// without waiting.
-    fn answer(&self, request: &CheckRequest, decision: &Decision) -> Result<CheckResponse, Status> {
-        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
-        if let Some(event) = decision_event(request, decision, &decision_id) {
-            self.audit.record(event);
-        }
-        Ok(CheckResponse {
-            decision: Some(decision.to_proto(decision_id, false, self.ttl(decision))),
-        })
-    }
-}
-
-fn page(next_page_token: String) -> Option<PageResponse> {
-    Some(PageResponse { next_page_token })
-}
-
-#[tonic::async_trait]
-impl PolicyService for PolicyApi {
-    async fn check(
+    /// Validates and decides `request`, from the cache when it holds the
+    /// answer; true when it did. Invalid requests fail the same way with or
+    /// without the cache: validation comes first.
+    async fn decide(
         &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        let request = request.into_inner();
-        let decision = self
-            .policies
-            .engine()
-            .check(&request, "", Utc::now())
-            .map_err(ApiError::from)?;
-        Ok(Response::new(self.answer(&request, &decision)?))
+        engine: &PolicyEngine,
+        request: &CheckRequest,
+        prefix: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Decision, bool), RequestError> {
+        let (set, prepared) =
+            engine.prepare(DecisionRequest::from_check(request, prefix, now)?, prefix)?;
+        if !self.cache.is_enabled() {
+            return Ok((engine::decide(set, &prepared), false));
+        }
+        match self
+            .cache
+            .get(CacheKey::new(set.version(), &prepared))
+            .await
+        {
+            Lookup::Hit(decision) => Ok((Decision::clone(&decision), true)),
+            Lookup::Miss(ticket) => {
+                let decision = engine::decide(set, &prepared);
+                self.cache.put(ticket, &decision);
+                Ok((decision, false))
+            }
+            Lookup::Bypass => Ok((engine::decide(set, &prepared), false)),
+        }
     }
 
-    async fn batch_check(
+    /// CheckToken: the principal from the verified token, then a decision
+    /// like Check's (also the path of Envoy ext_authz, see `ext_authz`).
+    pub(crate) async fn decide_token(
         &self,
-        request: Request<BatchCheckRequest>,
-    ) -> Result<Response<BatchCheckResponse>, Status> {
-        let request = request.into_inner();
-        if request.items.is_empty() || request.items.len() > MAX_BATCH {
-            return Err(ApiError::invalid(
-                "items",
-                format!("1-{MAX_BATCH} items (got {})", request.items.len()),
-            )
-            .into());
-        }
-        let engine = self.policies.engine();
-        let now = Utc::now();
-        // Every item is validated and decided before anything is audited:
-        // an invalid item fails the whole call.
-        let decisions = request
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| engine.check(item, &format!("items[{i}]."), now))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ApiError::from)?;
-        let results = request
-            .items
-            .iter()
-            .zip(&decisions)
-            .map(|(item, decision)| self.answer(item, decision))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Response::new(BatchCheckResponse { results }))
-    }
-
-    async fn explain(
-        &self,
-        request: Request<ExplainRequest>,
-    ) -> Result<Response<ExplainResponse>, Status> {
-        let admin = self.admin(&request).await?;
-        let request = request.into_inner();
-        let tenant = request
-            .principal
-            .as_ref()
-            .map(|principal| principal.tenant.as_str())
-            .unwrap_or_default();
-        // A malformed tenant is the engine's INVALID_ARGUMENT below.
-        if check_tenant("principal.tenant", tenant).is_ok() {
-            admin.check_tenant(tenant)?;
-        }
-        let explanation = self
-            .policies
-            .engine()
-            .explain(&request, Utc::now())
-            .map_err(ApiError::from)?;
-        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
-        // An explained decision is a decision: audited like Check's.
-        let as_check = CheckRequest {
-            principal: request.principal,
-            audience: request.audience,
-            action: request.action,
-            resource: request.resource,
-            context: request.context,
-        };
-        if let Some(event) = decision_event(&as_check, &explanation.decision, &decision_id) {
-            self.audit.record(event);
-        }
-        Ok(Response::new(explanation.to_proto(decision_id)))
-    }
-
-    async fn check_token(
-        &self,
-        request: Request<CheckTokenRequest>,
-    ) -> Result<Response<CheckTokenResponse>, Status> {
-        let request = request.into_inner();
+        request: CheckTokenRequest,
+    ) -> Result<CheckTokenResponse, Status> {
         if request.token.is_empty() {
             return Err(ApiError::invalid("token", "is required").into());
         }
@@ -200,10 +136,10 @@ impl PolicyService for PolicyApi {
             resource: request.resource,
             context,
         };
-        let mut decision = self
-            .policies
-            .engine()
-            .check(&as_check, "", Utc::now())
+        let engine = self.policies.engine();
+        let (mut decision, mut cached) = self
+            .decide(&engine, &as_check, "", Utc::now())
+            .await
             .map_err(|err| {
                 // The principal comes from the token: name it, not a
                 // request field the caller did not send.
@@ -238,8 +174,9 @@ impl PolicyService for PolicyApi {
                 evaluation_error: false,
                 depends_on_time: false,
             };
+            cached = false;
         }
-        let mut answer = self.answer(&as_check, &decision)?;
+        let mut answer = self.answer(&as_check, &decision, cached)?;
         // Never cacheable past the token's expiry.
         if let Some(answered) = answer.decision.as_mut() {
             let left = (verified.expires_at - Utc::now().timestamp()).max(0);
@@ -250,10 +187,129 @@ impl PolicyService for PolicyApi {
                 answered.cache_ttl = None;
             }
         }
-        Ok(Response::new(CheckTokenResponse {
+        Ok(CheckTokenResponse {
             decision: answer.decision,
             principal: Some(verified.principal),
-        }))
+        })
+    }
+
+    /// The answer to one decided request; its audit event is queued
+    /// without waiting. A cached decision gets a decision id and an audit
+    /// event of its own, like any other: each answer is one decision.
+    fn answer(
+        &self,
+        request: &CheckRequest,
+        decision: &Decision,
+        cached: bool,
+    ) -> Result<CheckResponse, Status> {
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        if let Some(event) = decision_event(request, decision, &decision_id, cached) {
+            self.audit.record(event);
+        }
+        Ok(CheckResponse {
+            decision: Some(decision.to_proto(decision_id, cached, self.ttl(decision))),
+        })
+    }
+}
+
+fn page(next_page_token: String) -> Option<PageResponse> {
+    Some(PageResponse { next_page_token })
+}
+
+#[tonic::async_trait]
+impl PolicyService for PolicyApi {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let request = request.into_inner();
+        let engine = self.policies.engine();
+        let (decision, cached) = self
+            .decide(&engine, &request, "", Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(self.answer(&request, &decision, cached)?))
+    }
+
+    async fn batch_check(
+        &self,
+        request: Request<BatchCheckRequest>,
+    ) -> Result<Response<BatchCheckResponse>, Status> {
+        let request = request.into_inner();
+        if request.items.is_empty() || request.items.len() > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "items",
+                format!("1-{MAX_BATCH} items (got {})", request.items.len()),
+            )
+            .into());
+        }
+        let engine = self.policies.engine();
+        let now = Utc::now();
+        // Every item is validated and decided before anything is audited:
+        // an invalid item fails the whole call.
+        // The items' cache reads go to Redis together (one connection,
+        // pipelined), not one after the other.
+        let decisions =
+            futures::future::join_all(request.items.iter().enumerate().map(|(i, item)| {
+                let prefix = format!("items[{i}].");
+                let engine = &engine;
+                async move { self.decide(engine, item, &prefix, now).await }
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::from)?;
+        let results = request
+            .items
+            .iter()
+            .zip(&decisions)
+            .map(|(item, (decision, cached))| self.answer(item, decision, *cached))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(BatchCheckResponse { results }))
+    }
+
+    async fn explain(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<ExplainResponse>, Status> {
+        let admin = self.admin(&request).await?;
+        let request = request.into_inner();
+        let tenant = request
+            .principal
+            .as_ref()
+            .map(|principal| principal.tenant.as_str())
+            .unwrap_or_default();
+        // A malformed tenant is the engine's INVALID_ARGUMENT below.
+        if check_tenant("principal.tenant", tenant).is_ok() {
+            admin.check_tenant(tenant)?;
+        }
+        let explanation = self
+            .policies
+            .engine()
+            .explain(&request, Utc::now())
+            .map_err(ApiError::from)?;
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        // An explained decision is a decision: audited like Check's.
+        let as_check = CheckRequest {
+            principal: request.principal,
+            audience: request.audience,
+            action: request.action,
+            resource: request.resource,
+            context: request.context,
+        };
+        if let Some(event) = decision_event(&as_check, &explanation.decision, &decision_id, false) {
+            self.audit.record(event);
+        }
+        Ok(Response::new(explanation.to_proto(decision_id)))
+    }
+
+    async fn check_token(
+        &self,
+        request: Request<CheckTokenRequest>,
+    ) -> Result<Response<CheckTokenResponse>, Status> {
+        Ok(Response::new(
+            self.decide_token(request.into_inner()).await?,
+        ))
     }
 
     async fn put_policy_set(

@@ -1,0 +1,309 @@
+//! policy-svc as Envoy's external authorizer (`envoy.service.auth.v3`
+//! Authorization/Check on the gRPC port), driven by a tonic client of the
+//! wire-compatible envoy protos: allow (OK, `x-agentsec-decision-id`
+//! added upstream), deny (403 with a JSON reason), missing or invalid token
+//! (401), another audience's token (403), and an MCP `tools/call` body
+//! whose tool is the resource.
+
+use std::collections::HashMap;
+
+use agentsec_integration_tests::cluster::{extra_token_issuer_key, EXTRA_TOKEN_ISSUER};
+use agentsec_integration_tests::{Service, TestCluster};
+use agentsec_proto::common::v1::Effect;
+use agentsec_proto::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use agentsec_proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use agentsec_proto::envoy::service::auth::v3::check_response::HttpResponse;
+use agentsec_proto::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use agentsec_proto::policy::v1::PolicySet;
+use anyhow::{bail, Context as _};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::policy_sets::{policy, put, rule, AGENT};
+
+/// The MCP gateway's host, the audience its tokens are for.
+const HOST: &str = "github-mcp.internal";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// An agent token of the test issuer policy-svc trusts, for `audience`.
+fn token(audience: &str) -> anyhow::Result<String> {
+    let key = extra_token_issuer_key().context("no test issuer key")?;
+    let now = unix_now();
+    Ok(key.sign(
+        "at+jwt",
+        &json!({
+            "iss": EXTRA_TOKEN_ISSUER, "sub": AGENT, "aud": audience, "tenant": "acme",
+            "iat": now, "nbf": now, "exp": now + 300, "jti": format!("ext-authz-{now}"),
+        }),
+    )?)
+}
+
+/// `mcp-users` may call any tool of the github server and read its paths
+/// except `delete_*` tools (GET on /repos is read, POST is write).
+fn gateway_set() -> PolicySet {
+    let mut set = PolicySet::default();
+    set.rules.push(rule(
+        "github-tools",
+        Effect::Allow,
+        &format!("agent:{AGENT}"),
+        "mcp:github/*",
+        "tools/call",
+    ));
+    set.rules.push(rule(
+        "no-delete",
+        Effect::Deny,
+        "*",
+        "mcp:*/delete_*",
+        "tools/call",
+    ));
+    set.rules.push(rule(
+        "read-repos",
+        Effect::Allow,
+        &format!("agent:{AGENT}"),
+        "/repos/*",
+        "read",
+    ));
+    set
+}
+
+fn http_check(
+    method: &str,
+    path: &str,
+    authorization: Option<String>,
+    body: &str,
+    extensions: &[(&str, &str)],
+) -> CheckRequest {
+    let mut headers = HashMap::from([(":authority".to_owned(), format!("{HOST}:443"))]);
+    if let Some(value) = authorization {
+        headers.insert("authorization".to_owned(), value);
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                time: None,
+                http: Some(HttpRequest {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    host: format!("{HOST}:443"),
+                    headers,
+                    body: body.to_owned(),
+                    ..HttpRequest::default()
+                }),
+            }),
+            context_extensions: extensions
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+async fn ask(
+    client: &mut AuthorizationClient<Channel>,
+    request: CheckRequest,
+) -> anyhow::Result<CheckResponse> {
+    Ok(client.check(request).await?.into_inner())
+}
+
+/// The status code of a denial, its headers and JSON body.
+fn denial(
+    response: &CheckResponse,
+) -> anyhow::Result<(i32, HashMap<String, String>, serde_json::Value)> {
+    let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+        bail!("not a denial: {response:?}");
+    };
+    let headers = denied
+        .headers
+        .iter()
+        .filter_map(|option| option.header.as_ref())
+        .map(|header| (header.key.clone(), header.value.clone()))
+        .collect();
+    Ok((
+        denied.status.as_ref().map_or(0, |status| status.code),
+        headers,
+        serde_json::from_str(&denied.body).context("the body is not JSON")?,
+    ))
+}
+
+/// The decision id an allow adds to the upstream request.
+fn allowed_decision_id(response: &CheckResponse) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        response.status.as_ref().map(|status| status.code) == Some(0),
+        "not OK: {response:?}"
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+        bail!("no ok_response: {response:?}");
+    };
+    ok.headers
+        .iter()
+        .filter_map(|option| option.header.as_ref())
+        .find(|header| header.key == "x-agentsec-decision-id")
+        .map(|header| header.value.clone())
+        .context("no x-agentsec-decision-id")
+}
+
+fn mcp_call(tool: &str) -> String {
+    json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"title": "x"}},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn envoy_ext_authz_allows_denies_and_authenticates_on_policy() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    put(&mut policy(&cluster).await?, &admin, "acme", gateway_set()).await?;
+    let mut envoy = AuthorizationClient::new(cluster.channel(Service::Policy).await?);
+    let bearer = Some(format!("Bearer {}", token(HOST)?));
+    let github = [("agentsec_mcp_server", "github")];
+
+    // An MCP tools/call: the tool is the resource.
+    let allowed = ask(
+        &mut envoy,
+        http_check(
+            "POST",
+            "/mcp",
+            bearer.clone(),
+            &mcp_call("create_issue"),
+            &github,
+        ),
+    )
+    .await?;
+    let decision_id = allowed_decision_id(&allowed)?;
+    assert!(decision_id.starts_with("dec_"), "{decision_id}");
+
+    let denied = ask(
+        &mut envoy,
+        http_check(
+            "POST",
+            "/mcp",
+            bearer.clone(),
+            &mcp_call("delete_repo"),
+            &github,
+        ),
+    )
+    .await?;
+    let (code, headers, body) = denial(&denied)?;
+    assert_eq!(code, 403);
+    assert_eq!(denied.status.as_ref().map(|status| status.code), Some(7));
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["policy_ids"], json!(["no-delete"]));
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no-delete")),
+        "{body}"
+    );
+    assert_eq!(
+        headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(
+        headers.get("x-agentsec-decision-id"),
+        body["decision_id"].as_str().map(str::to_owned).as_ref()
+    );
+
+    // A tool of another server than the policy allows: default deny.
+    let other = ask(
+        &mut envoy,
+        http_check(
+            "POST",
+            "/mcp",
+            bearer.clone(),
+            &mcp_call("create_issue"),
+            &[("agentsec_mcp_server", "jira")],
+        ),
+    )
+    .await?;
+    assert_eq!(denial(&other)?.0, 403);
+
+    // A plain HTTP request: action from the method, resource the path.
+    let read = ask(
+        &mut envoy,
+        http_check("GET", "/repos/acme?page=2", bearer.clone(), "", &[]),
+    )
+    .await?;
+    allowed_decision_id(&read)?;
+    let write = ask(
+        &mut envoy,
+        http_check("POST", "/repos/acme", bearer.clone(), "{}", &[]),
+    )
+    .await?;
+    assert_eq!(denial(&write)?.0, 403);
+
+    // Missing, malformed or tampered tokens: 401, the token never echoed.
+    for authorization in [
+        None,
+        Some("Basic dXNlcjpwYXNz".to_owned()),
+        Some("Bearer not-a-jwt".to_owned()),
+        bearer.clone().map(|value| format!("{value}x")),
+    ] {
+        let response = ask(
+            &mut envoy,
+            http_check("GET", "/repos/acme", authorization, "", &[]),
+        )
+        .await?;
+        let (code, headers, body) = denial(&response)?;
+        assert_eq!(code, 401, "{body}");
+        assert_eq!(response.status.as_ref().map(|status| status.code), Some(16));
+        assert_eq!(
+            headers.get("www-authenticate").map(String::as_str),
+            Some("Bearer")
+        );
+        assert_eq!(body["error"], "unauthenticated");
+        assert!(
+            !body.to_string().contains("eyJ"),
+            "the token was echoed: {body}"
+        );
+    }
+
+    // A valid token for another system, replayed here: denied.
+    let replayed = Some(format!("Bearer {}", token("jira-mcp.internal")?));
+    let response = ask(
+        &mut envoy,
+        http_check("GET", "/repos/acme", replayed, "", &[]),
+    )
+    .await?;
+    let (code, _, body) = denial(&response)?;
+    assert_eq!(code, 403);
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("audience")),
+        "{body}"
+    );
+
+    // A route naming its audience: the host no longer matters.
+    let routed = ask(
+        &mut envoy,
+        http_check(
+            "GET",
+            "/repos/acme",
+            Some(format!("Bearer {}", token("github")?)),
+            "",
+            &[("agentsec_audience", "github")],
+        ),
+    )
+    .await?;
+    allowed_decision_id(&routed)?;
+
+    // A JSON-RPC batch smuggling a call is refused whole.
+    let batch = format!("[{}]", mcp_call("create_issue"));
+    let response = ask(
+        &mut envoy,
+        http_check("POST", "/mcp", bearer, &batch, &github),
+    )
+    .await?;
+    assert_eq!(denial(&response)?.0, 403);
+    cluster.shutdown().await
+}
