@@ -112,7 +112,9 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(
             PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(api.clone()))),
+        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
+            api.clone(),
+        ))),
         http: api::authzen::router(api).route(
             "/metrics",
             axum::routing::get(move || {

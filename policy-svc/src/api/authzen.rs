@@ -424,15 +424,17 @@ async fn evaluations(
         None | Some("execute_all") => Semantic::ExecuteAll,
         Some("deny_on_first_deny") => Semantic::DenyOnFirstDeny,
         Some("permit_on_first_permit") => Semantic::PermitOnFirstPermit,
-        Some(other) => return answer(
-            &headers,
-            bad_request(BadRequest::field(
-                "options.evaluations_semantic",
-                format!(
+        Some(other) => {
+            return answer(
+                &headers,
+                bad_request(BadRequest::field(
+                    "options.evaluations_semantic",
+                    format!(
                     "`{other}` is not execute_all, deny_on_first_deny or permit_on_first_permit"
                 ),
-            )),
-        ),
+                )),
+            )
+        }
     };
     let items = match parsed.evaluations {
         // Without `evaluations` the request is one evaluation.
