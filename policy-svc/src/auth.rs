@@ -10,6 +10,8 @@
 //! tokens are short-lived.
 
 use agentsec_common::admin_token::{AdminConfig, AdminToken, AdminVerifier};
+
+use crate::config::{DecisionCallers, DecisionConfig};
 use agentsec_common::error::ApiError;
 use tonic::metadata::MetadataMap;
 
@@ -56,13 +58,49 @@ impl Admin {
 /// Verifies admin tokens, or refuses every admin call when unconfigured.
 pub struct AdminAuth {
     verifier: Option<AdminVerifier>,
+    /// The audience decision callers' tokens carry; `None` = decisions are
+    /// not authenticated (`decisions.callers = "any"`).
+    caller_audience: Option<String>,
 }
 
 impl AdminAuth {
-    pub fn new(config: &AdminConfig) -> Result<Self, String> {
+    pub fn new(config: &AdminConfig, decisions: &DecisionConfig) -> Result<Self, String> {
         Ok(Self {
             verifier: AdminVerifier::new(config, "an admin token")?,
+            caller_audience: (decisions.callers == DecisionCallers::Bearer)
+                .then(|| decisions.caller_audience.clone()),
         })
+    }
+
+    /// Checks who asks for a decision: with `decisions.callers = "bearer"`,
+    /// a valid token of identity-svc for `decisions.caller_audience`, or an
+    /// admin token (UNAUTHENTICATED without a valid token, PERMISSION_DENIED
+    /// for another audience).
+    pub async fn decision_caller(&self, metadata: &MetadataMap) -> Result<(), ApiError> {
+        let Some(audience) = &self.caller_audience else {
+            return Ok(());
+        };
+        let Some(verifier) = &self.verifier else {
+            // The config refuses this combination; fail closed regardless.
+            return Err(ApiError::FailedPrecondition {
+                reason: "decision callers cannot be verified (admin.jwks_uri)".to_owned(),
+            });
+        };
+        let token = agentsec_common::bearer::bearer_token(metadata)?;
+        let caller = verifier.verify_identity_token(token).await?;
+        if caller.audiences.contains(audience) {
+            return Ok(());
+        }
+        // Admin tokens (services such as exchange-svc use theirs) may ask too.
+        verifier
+            .verify(token)
+            .await
+            .map(|_| ())
+            .map_err(|_| ApiError::PermissionDenied {
+                reason: format!(
+                    "decision callers need a token for audience `{audience}` or an admin token"
+                ),
+            })
     }
 
     /// The admin behind the `authorization: Bearer` metadata.
@@ -104,7 +142,7 @@ mod tests {
 
     #[test]
     fn unconfigured_admin_auth_refuses_admin_calls() {
-        let auth = AdminAuth::new(&AdminConfig::default()).unwrap();
+        let auth = AdminAuth::new(&AdminConfig::default(), &DecisionConfig::default()).unwrap();
         assert!(auth.verifier.is_none());
     }
 }

@@ -130,6 +130,23 @@ pub struct DecisionConfig {
     /// full, a decision is still answered and its event is logged at error
     /// level and counted instead (decisions never wait for the audit trail).
     pub audit_backlog: usize,
+    /// Who may ask for decisions (Check, BatchCheck, CheckToken, AuthZEN,
+    /// Envoy ext_authz): `any` (no authentication: only where the port is
+    /// reachable by trusted callers alone, e.g. loopback or a mesh that
+    /// authenticates them with mTLS) or `bearer` (`authorization: Bearer`
+    /// with a token of identity-svc, verified against `admin.jwks_uri`,
+    /// whose `aud` is `caller_audience`).
+    pub callers: DecisionCallers,
+    /// The audience callers' tokens must carry with `callers = "bearer"`.
+    pub caller_audience: String,
+}
+
+/// Who may ask for decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionCallers {
+    Any,
+    Bearer,
 }
 
 impl Default for DecisionConfig {
@@ -137,6 +154,8 @@ impl Default for DecisionConfig {
         Self {
             cache_ttl_secs: 30,
             audit_backlog: 10_000,
+            callers: DecisionCallers::Any,
+            caller_audience: "agentsec-policy".to_owned(),
         }
     }
 }
@@ -153,6 +172,12 @@ impl DecisionConfig {
             return Err(ConfigError::invalid(
                 "decisions.audit_backlog",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if self.caller_audience.is_empty() || self.caller_audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "decisions.caller_audience",
+                "must be 1-256 chars",
             ));
         }
         Ok(())
@@ -260,6 +285,12 @@ impl ServiceConfig for Config {
         self.redis.validate()?;
         self.admin.validate()?;
         self.decisions.validate()?;
+        if self.decisions.callers == DecisionCallers::Bearer && self.admin.jwks_uri.is_none() {
+            return Err(ConfigError::invalid(
+                "decisions.callers",
+                "`bearer` needs admin.jwks_uri (identity-svc's keys verify the callers' tokens)",
+            ));
+        }
         self.cache.validate()?;
         for (index, issuer) in self.token_issuers.iter().enumerate() {
             issuer.validate(index)?;

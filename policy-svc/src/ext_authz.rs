@@ -282,6 +282,9 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        // Envoy's own credentials (its gRPC initial metadata), when
+        // decisions.callers asks for them.
+        self.api.decision_caller(request.metadata()).await?;
         let attributes = request.into_inner().attributes.unwrap_or_default();
         let http = attributes
             .request

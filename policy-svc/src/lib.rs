@@ -35,7 +35,9 @@ use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::{AdminConfig, CacheConfig, Config, DecisionConfig, TokenIssuerConfig};
+pub use config::{
+    AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, TokenIssuerConfig,
+};
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
@@ -67,7 +69,11 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
-    let auth = auth::AdminAuth::new(&config.admin).map_err(|err| setup("admin", err))?;
+    let auth = auth::AdminAuth::new(&config.admin, &config.decisions)
+        .map_err(|err| setup("admin", err))?;
+    if config.decisions.callers == config::DecisionCallers::Any {
+        tracing::warn!("decisions.callers = \"any\": decision requests are not authenticated; only trusted callers may reach this port");
+    }
     if config.admin.jwks_uri.is_none() {
         tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
     }

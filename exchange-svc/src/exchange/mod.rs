@@ -297,8 +297,13 @@ impl Exchanger {
                 "policy-svc is not configured on this server (policy.endpoint)",
             )
         })?;
+        let service_token = self
+            .identity()?
+            .service_token(None)
+            .await
+            .map_err(|err| OAuthError::server_side(err, "the service token"))?;
         let decision = policy
-            .decide(&principal, &parsed.audience, &candidates)
+            .decide(&principal, &parsed.audience, &candidates, &service_token)
             .await
             .map_err(|err| match err {
                 ApiError::PermissionDenied { reason } => {

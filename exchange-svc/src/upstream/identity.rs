@@ -15,9 +15,9 @@ use agentsec_proto::identity::v1::{
     IssueTokenRequest,
 };
 use tokio::sync::Mutex;
-use tonic::{Code, Request};
+use tonic::Code;
 
-use super::{channel, unavailable, TracedChannel};
+use super::{authorized, channel, unavailable, TracedChannel};
 use crate::config::IdentityConfig;
 
 /// A service token is renewed this long before it expires.
@@ -52,9 +52,10 @@ impl IdentityClient {
         }))
     }
 
-    /// The service token, obtained again when it is close to expiry or
-    /// `stale` names the one identity-svc just refused.
-    async fn service_token(&self, stale: Option<&str>) -> Result<String, ApiError> {
+    /// exchange-svc's admin token from identity-svc (also its credential
+    /// towards policy-svc), obtained again when it is close to expiry or
+    /// `stale` names the one just refused.
+    pub async fn service_token(&self, stale: Option<&str>) -> Result<String, ApiError> {
         let mut cached = self.service_token.lock().await;
         if let Some((token, renew_at)) = cached.as_ref() {
             if Instant::now() < *renew_at && stale != Some(token.as_str()) {
@@ -95,15 +96,6 @@ impl IdentityClient {
         Ok(response.access_token)
     }
 
-    fn authorized<T>(message: T, token: &str) -> Result<Request<T>, ApiError> {
-        let mut request = Request::new(message);
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ApiError::internal("service token", "not a header value"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
-
     /// Runs `call` with the service token, once more with a new token if
     /// identity-svc no longer accepts the cached one.
     async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
@@ -139,7 +131,7 @@ impl IdentityClient {
                     token_type_hint: String::new(),
                 };
                 async move {
-                    let request = Self::authorized(message, &service_token)?;
+                    let request = authorized(message, &service_token)?;
                     client.introspect_token(request).await
                 }
             })
@@ -157,7 +149,7 @@ impl IdentityClient {
                     agent_id: agent_id.to_owned(),
                 };
                 async move {
-                    let request = Self::authorized(message, &service_token)?;
+                    let request = authorized(message, &service_token)?;
                     client.get_agent(request).await
                 }
             })

@@ -27,6 +27,16 @@ pub fn channel(key: &str, url: &str, timeout: Duration) -> Result<Channel, Strin
         .connect_lazy())
 }
 
+/// `message` with `authorization: Bearer <token>`.
+pub fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>, ApiError> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ApiError::internal("service token", "not a header value"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
 /// What a failed call to `service` means for an exchange: the answer is
 /// unknown, so nothing is issued.
 pub fn unavailable(service: &str, status: &tonic::Status) -> ApiError {

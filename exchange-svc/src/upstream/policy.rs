@@ -16,10 +16,11 @@ use agentsec_proto::common::v1::{Decision, Effect, Principal, Resource};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest};
 
-use super::{channel, unavailable, TracedChannel};
+use super::{authorized, channel, unavailable, TracedChannel};
 use crate::config::PolicyConfig;
 
 pub const ACTION: &str = "token:exchange";
+
 const SERVICE: &str = "policy-svc";
 
 pub struct PolicyClient {
@@ -60,11 +61,14 @@ impl PolicyClient {
     /// Decides the exchange and each candidate scope. Any failure, or an
     /// answer that does not fit the question, is an error: no token.
     /// PERMISSION_DENIED when policy-svc cannot decide this request.
+    /// `bearer` is exchange-svc's service token, for a policy-svc that
+    /// authenticates its callers.
     pub async fn decide(
         &self,
         principal: &Principal,
         audience: &str,
         scopes: &[String],
+        bearer: &str,
     ) -> Result<ExchangeDecision, ApiError> {
         let item = |resource_type: &str, id: String| CheckRequest {
             principal: Some(principal.clone()),
@@ -87,7 +91,7 @@ impl PolicyClient {
         let results = self
             .client
             .clone()
-            .batch_check(BatchCheckRequest { items })
+            .batch_check(authorized(BatchCheckRequest { items }, bearer)?)
             .await
             .map_err(|status| match status.code() {
                 // E.g. a tenant without a policy set: no policy allows it.

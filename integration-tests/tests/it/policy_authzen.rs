@@ -1,13 +1,19 @@
 //! policy-svc's OpenID AuthZEN Authorization API 1.0 over HTTP: single and
 //! batch evaluations decided like gRPC Check (same policy ids, decision ids
 //! and errors), the batch semantics, X-Request-ID echo, the PDP metadata,
-//! and bad requests refused with 400 naming the field.
+//! and bad requests refused with 400 naming the field; with
+//! `decisions.callers = "bearer"`, decisions need an identity-svc token for
+//! the policy audience (gRPC and AuthZEN).
 
 use agentsec_integration_tests::http::{self, HttpResponse};
-use agentsec_integration_tests::{Service, TestCluster};
+use agentsec_integration_tests::{with_bearer, Service, TestCluster};
+use agentsec_proto::common::v1::Effect;
+use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use serde_json::{json, Value};
+use tonic::Code;
 
-use crate::policy_sets::{github_set, policy, put, AGENT, STRANGER};
+use crate::identity_registry::{get_token, test_client};
+use crate::policy_sets::{check_request, github_set, policy, put, AGENT, STRANGER};
 
 async fn post(cluster: &TestCluster, path: &str, body: &Value) -> anyhow::Result<HttpResponse> {
     http::request(
@@ -189,5 +195,80 @@ async fn policy_authzen_evaluations_decide_like_check() -> anyhow::Result<()> {
         metadata["access_evaluation_endpoint"],
         format!("{base}/access/v1/evaluation")
     );
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn policy_decision_callers_need_a_token_when_configured() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    put(&mut policy(&cluster).await?, &admin, "acme", github_set()).await?;
+    let guarded = cluster
+        .start_policy_replica_with(|config| {
+            config.decisions.callers = agentsec_policy::DecisionCallers::Bearer;
+        })
+        .await?;
+    let pep = test_client(
+        &cluster,
+        &admin,
+        "acme",
+        "gateway",
+        &["agentsec-policy", "elsewhere"],
+        &["read"],
+    )
+    .await?;
+    let pep_token = get_token(&cluster, &pep, &[("audience", "agentsec-policy")]).await?;
+    let other_token = get_token(&cluster, &pep, &[("audience", "elsewhere")]).await?;
+    let mut client =
+        PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(guarded).await?);
+    let ask = || check_request("acme", AGENT, "mcp:github/create_issue", "tools/call");
+
+    let anonymous = client.check(ask()).await.err().map(|status| status.code());
+    assert_eq!(anonymous, Some(Code::Unauthenticated));
+    let wrong_audience = client
+        .check(with_bearer(ask(), &other_token))
+        .await
+        .err()
+        .map(|status| status.code());
+    assert_eq!(wrong_audience, Some(Code::PermissionDenied));
+    let decided = client
+        .check(with_bearer(ask(), &pep_token))
+        .await?
+        .into_inner();
+    assert_eq!(
+        decided.decision.unwrap_or_default().effect,
+        Effect::Allow as i32
+    );
+    // Services with an admin token (exchange-svc's service identity) too.
+    let by_admin = client.check(with_bearer(ask(), &admin)).await?.into_inner();
+    assert_eq!(
+        by_admin.decision.unwrap_or_default().effect,
+        Effect::Allow as i32
+    );
+
+    // AuthZEN on the same replica: 401 without the token, a decision with it.
+    let body = evaluation(AGENT, "mcp:github/create_issue").to_string();
+    let bearer = format!("Bearer {pep_token}");
+    let refused = http::request(
+        guarded,
+        "POST",
+        "/access/v1/evaluation",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await?;
+    assert_eq!(refused.status, 401);
+    let answered = http::request(
+        guarded,
+        "POST",
+        "/access/v1/evaluation",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &bearer),
+        ],
+        body.as_bytes(),
+    )
+    .await?;
+    assert_eq!(answered.json()?["decision"], true);
     cluster.shutdown().await
 }

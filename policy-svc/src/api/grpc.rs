@@ -105,6 +105,14 @@ impl PolicyApi {
 
     /// CheckToken: the principal from the verified token, then a decision
     /// like Check's (also the path of Envoy ext_authz, see `ext_authz`).
+    /// Checks the caller of a decision API (`decisions.callers`).
+    pub(crate) async fn decision_caller(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), Status> {
+        Ok(self.auth.decision_caller(metadata).await?)
+    }
+
     pub(crate) async fn decide_token(
         &self,
         request: CheckTokenRequest,
@@ -222,6 +230,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        self.decision_caller(request.metadata()).await?;
         let request = request.into_inner();
         let engine = self.policies.engine();
         let (decision, cached) = self
@@ -235,6 +244,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<BatchCheckRequest>,
     ) -> Result<Response<BatchCheckResponse>, Status> {
+        self.decision_caller(request.metadata()).await?;
         let request = request.into_inner();
         if request.items.is_empty() || request.items.len() > MAX_BATCH {
             return Err(ApiError::invalid(
@@ -307,6 +317,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<CheckTokenRequest>,
     ) -> Result<Response<CheckTokenResponse>, Status> {
+        self.decision_caller(request.metadata()).await?;
         Ok(Response::new(
             self.decide_token(request.into_inner()).await?,
         ))
