@@ -11,7 +11,8 @@
 //! the decision cache (in-process tier in front of Redis, see `cache`), whose
 //! counters are on `GET /metrics`. The same port serves the OpenID AuthZEN
 //! API over HTTP (`api::authzen`) and Envoy ext_authz v3 over gRPC
-//! (`ext_authz`). Not yet: caller authentication of the decision APIs.
+//! (`ext_authz`). Decision callers are authenticated when
+//! `decisions.callers = "bearer"` (see `auth`).
 
 mod api;
 mod auth;
