@@ -1,0 +1,465 @@
+//! Blocks: how the chain is stored. A block holds consecutive events of one
+//! group commit as their canonical bytes joined by `\n` (exactly the bytes
+//! the hashes cover; canonical JSON escapes every newline, so `\n` never
+//! occurs inside an event), the hash of each event, the hash before the
+//! first, and a summary of the keys queries filter on.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::filter::EventFilter;
+use super::Hash;
+
+/// Most events in one block. Queries read whole blocks, so a block stays
+/// small enough to read for one page of answers; the writer's groups are
+/// split into blocks of at most this many events.
+pub const MAX_BLOCK_EVENTS: usize = 4_096;
+/// Most bytes of canonical events in one block (a single event is at most
+/// 32 KiB, so a block always has room for one).
+pub const MAX_BLOCK_BYTES: usize = 4 << 20;
+
+/// The separator between events in a block's `events`.
+pub const EVENT_SEPARATOR: char = '\n';
+
+/// One stored block, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub first_sequence: u64,
+    /// The block's stated range; verification checks that the events and
+    /// hashes cover it exactly.
+    pub last_sequence: u64,
+    /// The hash of event `first_sequence - 1` (genesis for sequence 1).
+    pub prev_hash: Vec<u8>,
+    /// 32 bytes per event, in sequence order.
+    pub hashes: Vec<u8>,
+    /// Canonical bytes of each event, joined by [`EVENT_SEPARATOR`].
+    pub events: String,
+}
+
+impl Block {
+    /// The event lines, in sequence order.
+    pub fn lines(&self) -> std::str::Split<'_, char> {
+        self.events.split(EVENT_SEPARATOR)
+    }
+
+    /// The stored hash of `sequence`, if the block holds one for it.
+    pub fn hash_at(&self, sequence: u64) -> Option<&[u8]> {
+        let index = usize::try_from(sequence.checked_sub(self.first_sequence)?).ok()?;
+        self.hashes.get(index * 32..index * 32 + 32)
+    }
+
+    /// The hash before `sequence`: the previous event's stored hash, or the
+    /// block's `prev_hash` for its first event.
+    pub fn prev_hash_of(&self, sequence: u64) -> Option<&[u8]> {
+        if sequence == self.first_sequence {
+            Some(&self.prev_hash)
+        } else {
+            self.hash_at(sequence.checked_sub(1)?)
+        }
+    }
+}
+
+/// One stored event as it appears in answers and exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRecord {
+    pub sequence: u64,
+    /// The canonical bytes the hash covers.
+    pub body: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// The keys of one event that block summaries record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKeys<'a> {
+    pub time: DateTime<Utc>,
+    pub tenant: Cow<'a, str>,
+    pub agent_id: Cow<'a, str>,
+    pub person_subject: Cow<'a, str>,
+    pub trace_id: Cow<'a, str>,
+    pub decision_id: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub outcome: Cow<'a, str>,
+}
+
+/// The fields of a canonical event that [`EventKeys`] needs, borrowed from
+/// the bytes where they hold no escapes; the other fields are skipped.
+#[derive(Deserialize)]
+struct KeyFields<'a> {
+    #[serde(borrow)]
+    agent_id: Cow<'a, str>,
+    #[serde(borrow)]
+    decision_id: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    outcome: Cow<'a, str>,
+    #[serde(borrow)]
+    person_subject: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
+}
+
+impl<'a> EventKeys<'a> {
+    /// The keys of canonical event bytes; `None` when they are not a
+    /// canonical event with a valid time.
+    pub fn parse(body: &'a str) -> Option<Self> {
+        let fields: KeyFields<'a> = serde_json::from_str(body).ok()?;
+        let time = DateTime::parse_from_rfc3339(&fields.time)
+            .ok()?
+            .with_timezone(&Utc);
+        Some(Self {
+            time,
+            tenant: fields.tenant,
+            agent_id: fields.agent_id,
+            person_subject: fields.person_subject,
+            trace_id: fields.trace_id,
+            decision_id: fields.decision_id,
+            kind: fields.kind,
+            outcome: fields.outcome,
+        })
+    }
+
+    /// Whether the event passes every condition of `filter`.
+    pub fn matches(&self, filter: &EventFilter) -> bool {
+        let equal = |wanted: &Option<String>, value: &str| {
+            wanted.as_deref().is_none_or(|wanted| wanted == value)
+        };
+        equal(&filter.tenant, &self.tenant)
+            && equal(&filter.agent_id, &self.agent_id)
+            && equal(&filter.person_subject, &self.person_subject)
+            && equal(&filter.trace_id, &self.trace_id)
+            && equal(&filter.decision_id, &self.decision_id)
+            && equal(&filter.outcome, &self.outcome)
+            && (filter.kinds.is_empty() || filter.kinds.iter().any(|k| *k == self.kind))
+            && filter.start_time.is_none_or(|start| self.time >= start)
+            && filter.end_time.is_none_or(|end| self.time < end)
+    }
+}
+
+/// What a block records about its events' keys, so that a query reads only
+/// blocks that can hold a match: sorted distinct values and the time span.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockSummary {
+    pub min_time: DateTime<Utc>,
+    pub max_time: DateTime<Utc>,
+    pub tenants: Vec<String>,
+    pub agent_ids: Vec<String>,
+    pub person_subjects: Vec<String>,
+    pub trace_ids: Vec<String>,
+    pub decision_ids: Vec<String>,
+    pub kinds: Vec<String>,
+    pub outcomes: Vec<String>,
+}
+
+/// The summary columns by name, in a fixed order.
+pub const SUMMARY_COLUMNS: [&str; 7] = [
+    "tenants",
+    "agent_ids",
+    "person_subjects",
+    "trace_ids",
+    "decision_ids",
+    "kinds",
+    "outcomes",
+];
+
+impl BlockSummary {
+    /// The value lists in [`SUMMARY_COLUMNS`] order.
+    pub fn arrays(&self) -> [&Vec<String>; 7] {
+        [
+            &self.tenants,
+            &self.agent_ids,
+            &self.person_subjects,
+            &self.trace_ids,
+            &self.decision_ids,
+            &self.kinds,
+            &self.outcomes,
+        ]
+    }
+
+    /// The first summary column that does not list this event's value (or
+    /// `time` when the event's time is outside the span).
+    pub fn first_missing(&self, keys: &EventKeys<'_>) -> Option<&'static str> {
+        if keys.time < self.min_time || keys.time > self.max_time {
+            return Some("time");
+        }
+        let values = [
+            &keys.tenant,
+            &keys.agent_id,
+            &keys.person_subject,
+            &keys.trace_id,
+            &keys.decision_id,
+            &keys.kind,
+            &keys.outcome,
+        ];
+        SUMMARY_COLUMNS
+            .iter()
+            .zip(self.arrays())
+            .zip(values)
+            .find(|((_, listed), value)| {
+                listed
+                    .binary_search_by(|item| item.as_str().cmp(value.as_ref()))
+                    .is_err()
+            })
+            .map(|((column, _), _)| *column)
+    }
+
+    /// The first column in which `self` differs from `other`.
+    pub fn first_difference(&self, other: &Self) -> Option<&'static str> {
+        if self.min_time != other.min_time || self.max_time != other.max_time {
+            return Some("time");
+        }
+        SUMMARY_COLUMNS
+            .iter()
+            .zip(self.arrays().into_iter().zip(other.arrays()))
+            .find(|(_, (mine, theirs))| mine != theirs)
+            .map(|(column, _)| *column)
+    }
+}
+
+/// Collects distinct values while events are added.
+#[derive(Default)]
+pub struct SummaryBuilder {
+    min_time: Option<DateTime<Utc>>,
+    max_time: Option<DateTime<Utc>>,
+    sets: [BTreeSet<String>; 7],
+}
+
+impl SummaryBuilder {
+    pub fn add(&mut self, keys: &EventKeys<'_>) {
+        self.min_time = Some(self.min_time.map_or(keys.time, |t| t.min(keys.time)));
+        self.max_time = Some(self.max_time.map_or(keys.time, |t| t.max(keys.time)));
+        let values = [
+            &keys.tenant,
+            &keys.agent_id,
+            &keys.person_subject,
+            &keys.trace_id,
+            &keys.decision_id,
+            &keys.kind,
+            &keys.outcome,
+        ];
+        for (set, value) in self.sets.iter_mut().zip(values) {
+            if !set.contains(value.as_ref()) {
+                set.insert(value.as_ref().to_owned());
+            }
+        }
+    }
+
+    pub fn finish(self) -> BlockSummary {
+        let [tenants, agent_ids, person_subjects, trace_ids, decision_ids, kinds, outcomes] =
+            self.sets.map(|set| set.into_iter().collect::<Vec<_>>());
+        BlockSummary {
+            min_time: self.min_time.unwrap_or_default(),
+            max_time: self.max_time.unwrap_or_default(),
+            tenants,
+            agent_ids,
+            person_subjects,
+            trace_ids,
+            decision_ids,
+            kinds,
+            outcomes,
+        }
+    }
+}
+
+/// A block being written: built by the chain writer from chained events.
+#[derive(Debug, Clone)]
+pub struct NewBlock {
+    pub block: Block,
+    pub summary: BlockSummary,
+}
+
+/// Splits chained events (sequence order, consecutive) into blocks of at
+/// most [`MAX_BLOCK_EVENTS`] events and [`MAX_BLOCK_BYTES`] bytes.
+pub struct BlockBuilder {
+    first_sequence: u64,
+    prev_hash: Hash,
+    count: usize,
+    events: String,
+    hashes: Vec<u8>,
+    summary: SummaryBuilder,
+    done: Vec<NewBlock>,
+}
+
+impl BlockBuilder {
+    /// Starts after the event `head` with hash `head_hash`.
+    pub fn after(head: u64, head_hash: Hash) -> Self {
+        Self {
+            first_sequence: head + 1,
+            prev_hash: head_hash,
+            count: 0,
+            events: String::new(),
+            hashes: Vec::new(),
+            summary: SummaryBuilder::default(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds the next event: its canonical bytes, keys and hash.
+    pub fn push(&mut self, body: &str, keys: &EventKeys<'_>, hash: Hash) {
+        let full = self.count >= MAX_BLOCK_EVENTS
+            || (self.count > 0 && self.events.len() + 1 + body.len() > MAX_BLOCK_BYTES);
+        if full {
+            self.seal();
+        }
+        if self.count > 0 {
+            self.events.push(EVENT_SEPARATOR);
+        }
+        self.events.push_str(body);
+        self.hashes.extend_from_slice(&hash);
+        self.summary.add(keys);
+        self.count += 1;
+    }
+
+    fn seal(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let count = self.count as u64;
+        let hashes = std::mem::take(&mut self.hashes);
+        let next_prev: Hash = hashes
+            .get(hashes.len() - 32..)
+            .and_then(|last| last.try_into().ok())
+            .unwrap_or(self.prev_hash);
+        self.done.push(NewBlock {
+            block: Block {
+                first_sequence: self.first_sequence,
+                last_sequence: self.first_sequence + count - 1,
+                prev_hash: self.prev_hash.to_vec(),
+                hashes,
+                events: std::mem::take(&mut self.events),
+            },
+            summary: std::mem::take(&mut self.summary).finish(),
+        });
+        self.first_sequence += count;
+        self.prev_hash = next_prev;
+        self.count = 0;
+    }
+
+    /// The blocks, in sequence order.
+    pub fn finish(mut self) -> Vec<NewBlock> {
+        self.seal();
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::canonical::chain_hash;
+    use crate::domain::GENESIS_HASH;
+
+    fn body(n: u64, agent: &str) -> String {
+        format!(
+            r#"{{"action":"","actor_chain":[],"agent_id":"{agent}","attributes":{{"tenant":"not-this"}},"audience":"","decision_id":"dec_{n}","id":"evt_{n}","kind":"decision","outcome":"allow","person_subject":"p\"1","policy_ids":[],"reason":"","resource_id":"","resource_type":"","service":"s","span_id":"","tenant":"acme","time":"2026-09-21T14:13:2{n}.000000Z","trace_id":""}}"#
+        )
+    }
+
+    #[test]
+    fn keys_come_from_the_top_level_fields() {
+        let text = body(1, "agt_1");
+        let keys = EventKeys::parse(&text).unwrap();
+        assert_eq!(keys.tenant, "acme", "not the attribute of the same name");
+        assert_eq!(keys.person_subject, "p\"1", "escapes are decoded");
+        assert_eq!(keys.time.timestamp(), 1_790_000_001);
+        assert!(EventKeys::parse("{}").is_none());
+    }
+
+    #[test]
+    fn filters_match_exactly() {
+        let text = body(1, "agt_1");
+        let keys = EventKeys::parse(&text).unwrap();
+        let mut filter = EventFilter {
+            tenant: Some("acme".into()),
+            kinds: vec!["other".into(), "decision".into()],
+            start_time: Some(keys.time),
+            ..EventFilter::default()
+        };
+        assert!(keys.matches(&filter));
+        filter.end_time = Some(keys.time);
+        assert!(!keys.matches(&filter), "end is exclusive");
+        let other_agent = EventFilter {
+            agent_id: Some("agt_2".into()),
+            ..EventFilter::default()
+        };
+        assert!(!keys.matches(&other_agent));
+    }
+
+    #[test]
+    fn groups_split_into_linked_blocks_with_summaries() {
+        let bodies: Vec<String> = (1..=5)
+            .map(|n| body(n, if n < 3 { "agt_b" } else { "agt_a" }))
+            .collect();
+        let mut builder = BlockBuilder::after(0, GENESIS_HASH);
+        let mut prev = GENESIS_HASH;
+        let mut hashes = Vec::new();
+        for text in &bodies {
+            let hash = chain_hash(&prev, text.as_bytes());
+            builder.push(text, &EventKeys::parse(text).unwrap(), hash);
+            hashes.push(hash);
+            prev = hash;
+        }
+        let blocks = builder.finish();
+        assert_eq!(blocks.len(), 1);
+        let block = &blocks[0].block;
+        assert_eq!((block.first_sequence, block.last_sequence), (1, 5));
+        assert_eq!(block.lines().count(), 5);
+        assert_eq!(block.hash_at(3), Some(hashes[2].as_slice()));
+        assert_eq!(block.prev_hash_of(1), Some(GENESIS_HASH.as_slice()));
+        assert_eq!(block.prev_hash_of(4), Some(hashes[2].as_slice()));
+        let summary = &blocks[0].summary;
+        assert_eq!(
+            summary.agent_ids,
+            vec!["agt_a", "agt_b"],
+            "sorted, distinct"
+        );
+        assert_eq!(summary.tenants, vec!["acme"]);
+        assert_eq!(block.lines().nth(1), Some(bodies[1].as_str()));
+    }
+
+    #[test]
+    fn a_full_block_is_sealed_and_the_next_links_to_it() {
+        let mut builder = BlockBuilder::after(10, GENESIS_HASH);
+        let text = body(1, "agt_1");
+        let keys = EventKeys::parse(&text).unwrap();
+        let mut prev = GENESIS_HASH;
+        for _ in 0..MAX_BLOCK_EVENTS + 1 {
+            prev = chain_hash(&prev, text.as_bytes());
+            builder.push(&text, &keys, prev);
+        }
+        let blocks = builder.finish();
+        assert_eq!(blocks.len(), 2);
+        let (first, second) = (&blocks[0].block, &blocks[1].block);
+        assert_eq!(first.first_sequence, 11);
+        assert_eq!(second.first_sequence, first.last_sequence + 1);
+        assert_eq!(
+            Some(second.prev_hash.as_slice()),
+            first.hash_at(first.last_sequence)
+        );
+        assert_eq!(second.last_sequence, 11 + MAX_BLOCK_EVENTS as u64);
+    }
+
+    #[test]
+    fn summaries_name_what_they_miss() {
+        let text = body(1, "agt_1");
+        let keys = EventKeys::parse(&text).unwrap();
+        let summary_of = |keys: &EventKeys<'_>| {
+            let mut builder = SummaryBuilder::default();
+            builder.add(keys);
+            builder.finish()
+        };
+        let mut summary = summary_of(&keys);
+        assert_eq!(summary.first_missing(&keys), None);
+        summary.agent_ids = vec!["agt_other".into()];
+        assert_eq!(summary.first_missing(&keys), Some("agent_ids"));
+        let exact = summary_of(&keys);
+        assert_eq!(exact.first_difference(&summary), Some("agent_ids"));
+    }
+}
