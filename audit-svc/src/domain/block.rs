@@ -5,10 +5,8 @@
 //! first, and a summary of the keys queries filter on.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::filter::EventFilter;
 use super::Hash;
@@ -85,45 +83,41 @@ pub struct EventKeys<'a> {
     pub outcome: Cow<'a, str>,
 }
 
-/// The fields of a canonical event that [`EventKeys`] needs, borrowed from
-/// the bytes where they hold no escapes; the other fields are skipped.
-#[derive(Deserialize)]
-struct KeyFields<'a> {
-    #[serde(borrow)]
-    agent_id: Cow<'a, str>,
-    #[serde(borrow)]
-    decision_id: Cow<'a, str>,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    outcome: Cow<'a, str>,
-    #[serde(borrow)]
-    person_subject: Cow<'a, str>,
-    #[serde(borrow)]
-    tenant: Cow<'a, str>,
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    trace_id: Cow<'a, str>,
-}
-
 impl<'a> EventKeys<'a> {
     /// The keys of canonical event bytes; `None` when they are not a
-    /// canonical event with a valid time.
+    /// canonical event with a valid time. Reads the top-level members in
+    /// one pass and borrows every value that holds no escape: this runs for
+    /// every event verification or a filtered scan reads.
     pub fn parse(body: &'a str) -> Option<Self> {
-        let fields: KeyFields<'a> = serde_json::from_str(body).ok()?;
-        let time = DateTime::parse_from_rfc3339(&fields.time)
+        let mut fields: [Option<Cow<'a, str>>; 8] = Default::default();
+        let mut reader = TopLevel::new(body)?;
+        while let Some((key, value)) = reader.next_member()? {
+            let slot = match key {
+                "agent_id" => 0,
+                "decision_id" => 1,
+                "kind" => 2,
+                "outcome" => 3,
+                "person_subject" => 4,
+                "tenant" => 5,
+                "time" => 6,
+                "trace_id" => 7,
+                _ => continue,
+            };
+            fields[slot] = Some(value?);
+        }
+        let [agent_id, decision_id, kind, outcome, person_subject, tenant, time, trace_id] = fields;
+        let time = DateTime::parse_from_rfc3339(&time?)
             .ok()?
             .with_timezone(&Utc);
         Some(Self {
             time,
-            tenant: fields.tenant,
-            agent_id: fields.agent_id,
-            person_subject: fields.person_subject,
-            trace_id: fields.trace_id,
-            decision_id: fields.decision_id,
-            kind: fields.kind,
-            outcome: fields.outcome,
+            tenant: tenant?,
+            agent_id: agent_id?,
+            person_subject: person_subject?,
+            trace_id: trace_id?,
+            decision_id: decision_id?,
+            kind: kind?,
+            outcome: outcome?,
         })
     }
 
@@ -141,6 +135,115 @@ impl<'a> EventKeys<'a> {
             && (filter.kinds.is_empty() || filter.kinds.iter().any(|k| *k == self.kind))
             && filter.start_time.is_none_or(|start| self.time >= start)
             && filter.end_time.is_none_or(|end| self.time < end)
+    }
+}
+
+/// A member of an object: its key and, for a string value, the value.
+type Member<'a> = (&'a str, Option<Cow<'a, str>>);
+
+/// Walks the members of a JSON object without building it: keys are read
+/// as written (canonical keys hold no escapes), string values are returned
+/// (decoded only when they hold an escape), other values are skipped.
+struct TopLevel<'a> {
+    text: &'a str,
+    position: usize,
+    done: bool,
+}
+
+impl<'a> TopLevel<'a> {
+    fn new(text: &'a str) -> Option<Self> {
+        (text.as_bytes().first() == Some(&b'{')).then_some(Self {
+            text,
+            position: 1,
+            done: false,
+        })
+    }
+
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.position).copied()
+    }
+
+    /// The next member: its key and, for a string value, the value (a
+    /// non-string value is `None`). `None` overall when the text is not a
+    /// well-formed object of this shape.
+    fn next_member(&mut self) -> Option<Option<Member<'a>>> {
+        if self.done {
+            return Some(None);
+        }
+        if self.byte()? == b'}' {
+            self.done = true;
+            return Some(None);
+        }
+        let (key, escaped) = self.string()?;
+        if escaped || self.byte()? != b':' {
+            return None;
+        }
+        self.position += 1;
+        let value = if self.byte()? == b'"' {
+            let (raw, escaped) = self.string()?;
+            Some(if escaped {
+                // Decode escapes the standard way; rare in practice.
+                let quoted = self
+                    .text
+                    .get(self.position - raw.len() - 2..self.position)?;
+                Cow::Owned(serde_json::from_str::<String>(quoted).ok()?)
+            } else {
+                Cow::Borrowed(raw)
+            })
+        } else {
+            self.skip_value()?;
+            None
+        };
+        match self.byte()? {
+            b',' => self.position += 1,
+            b'}' => {}
+            _ => return None,
+        }
+        Some(Some((key, value)))
+    }
+
+    /// Reads a string at the current position; returns its raw content and
+    /// whether it holds an escape.
+    fn string(&mut self) -> Option<(&'a str, bool)> {
+        if self.byte()? != b'"' {
+            return None;
+        }
+        let start = self.position + 1;
+        let bytes = self.text.as_bytes();
+        let mut index = start;
+        let mut escaped = false;
+        loop {
+            match bytes.get(index)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    index += 2;
+                }
+                _ => index += 1,
+            }
+        }
+        self.position = index + 1;
+        Some((self.text.get(start..index)?, escaped))
+    }
+
+    /// Skips an array or object (strings inside may hold brackets).
+    fn skip_value(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.byte()? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.checked_sub(1)?,
+                _ => {}
+            }
+            self.position += 1;
+            if depth == 0 {
+                return Some(());
+            }
+        }
     }
 }
 
@@ -184,77 +287,115 @@ impl BlockSummary {
         ]
     }
 
+    /// The value lists in [`SUMMARY_COLUMNS`] order, by value.
+    pub fn into_arrays(self) -> [Vec<String>; 7] {
+        [
+            self.tenants,
+            self.agent_ids,
+            self.person_subjects,
+            self.trace_ids,
+            self.decision_ids,
+            self.kinds,
+            self.outcomes,
+        ]
+    }
+
+    /// Starts checking events against this summary.
+    pub fn check(&self) -> SummaryCheck<'_> {
+        SummaryCheck {
+            summary: self,
+            used: self.arrays().map(|values| vec![false; values.len()]),
+            min_seen: None,
+            max_seen: None,
+        }
+    }
+}
+
+/// Checks events against a stored summary: each event's values must be
+/// listed, and (for a whole block) every listed value used. Binary search
+/// in the sorted lists and marks, no allocation per event.
+pub struct SummaryCheck<'s> {
+    summary: &'s BlockSummary,
+    used: [Vec<bool>; 7],
+    min_seen: Option<DateTime<Utc>>,
+    max_seen: Option<DateTime<Utc>>,
+}
+
+impl SummaryCheck<'_> {
     /// The first summary column that does not list this event's value (or
     /// `time` when the event's time is outside the span).
-    pub fn first_missing(&self, keys: &EventKeys<'_>) -> Option<&'static str> {
-        if keys.time < self.min_time || keys.time > self.max_time {
+    pub fn missing(&mut self, keys: &EventKeys<'_>) -> Option<&'static str> {
+        if keys.time < self.summary.min_time || keys.time > self.summary.max_time {
             return Some("time");
         }
-        let values = [
-            &keys.tenant,
-            &keys.agent_id,
-            &keys.person_subject,
-            &keys.trace_id,
-            &keys.decision_id,
-            &keys.kind,
-            &keys.outcome,
-        ];
-        SUMMARY_COLUMNS
-            .iter()
-            .zip(self.arrays())
-            .zip(values)
-            .find(|((_, listed), value)| {
-                listed
-                    .binary_search_by(|item| item.as_str().cmp(value.as_ref()))
-                    .is_err()
-            })
-            .map(|((column, _), _)| *column)
+        self.min_seen = Some(self.min_seen.map_or(keys.time, |t| t.min(keys.time)));
+        self.max_seen = Some(self.max_seen.map_or(keys.time, |t| t.max(keys.time)));
+        let values = keys.values();
+        for (index, value) in values.iter().enumerate() {
+            let listed = self.summary.arrays()[index];
+            match listed.binary_search_by(|item| item.as_str().cmp(value)) {
+                Ok(position) => self.used[index][position] = true,
+                Err(_) => return Some(SUMMARY_COLUMNS[index]),
+            }
+        }
+        None
     }
 
-    /// The first column in which `self` differs from `other`.
-    pub fn first_difference(&self, other: &Self) -> Option<&'static str> {
-        if self.min_time != other.min_time || self.max_time != other.max_time {
+    /// After every event of the block: the first column that lists a value
+    /// no event has (or `time` when the span is wider than the events').
+    pub fn unused(&self) -> Option<&'static str> {
+        if self.min_seen != Some(self.summary.min_time)
+            || self.max_seen != Some(self.summary.max_time)
+        {
             return Some("time");
         }
-        SUMMARY_COLUMNS
+        self.used
             .iter()
-            .zip(self.arrays().into_iter().zip(other.arrays()))
-            .find(|(_, (mine, theirs))| mine != theirs)
-            .map(|(column, _)| *column)
+            .position(|marks| marks.contains(&false))
+            .map(|index| SUMMARY_COLUMNS[index])
     }
 }
 
-/// Collects distinct values while events are added.
+impl EventKeys<'_> {
+    /// The summarised values in [`SUMMARY_COLUMNS`] order.
+    fn values(&self) -> [&str; 7] {
+        [
+            &self.tenant,
+            &self.agent_id,
+            &self.person_subject,
+            &self.trace_id,
+            &self.decision_id,
+            &self.kind,
+            &self.outcome,
+        ]
+    }
+}
+
+/// Collects the values of a block's events; sorts and deduplicates them
+/// once at the end (cheaper than a set kept ordered per event).
 #[derive(Default)]
-pub struct SummaryBuilder {
+pub struct SummaryBuilder<'a> {
     min_time: Option<DateTime<Utc>>,
     max_time: Option<DateTime<Utc>>,
-    sets: [BTreeSet<String>; 7],
+    values: [Vec<&'a str>; 7],
 }
 
-impl SummaryBuilder {
-    pub fn add(&mut self, keys: &EventKeys<'_>) {
+impl<'a> SummaryBuilder<'a> {
+    pub fn add(&mut self, keys: &'a EventKeys<'_>) {
         self.min_time = Some(self.min_time.map_or(keys.time, |t| t.min(keys.time)));
         self.max_time = Some(self.max_time.map_or(keys.time, |t| t.max(keys.time)));
-        let values = [
-            &keys.tenant,
-            &keys.agent_id,
-            &keys.person_subject,
-            &keys.trace_id,
-            &keys.decision_id,
-            &keys.kind,
-            &keys.outcome,
-        ];
-        for (set, value) in self.sets.iter_mut().zip(values) {
-            if !set.contains(value.as_ref()) {
-                set.insert(value.as_ref().to_owned());
-            }
+        for (list, value) in self.values.iter_mut().zip(keys.values()) {
+            list.push(value);
         }
     }
 
     pub fn finish(self) -> BlockSummary {
         let [tenants, agent_ids, person_subjects, trace_ids, decision_ids, kinds, outcomes] =
-            self.sets.map(|set| set.into_iter().collect::<Vec<_>>());
+            self.values.map(|mut list| {
+                list.sort_unstable();
+                list.dedup();
+                list.into_iter().map(str::to_owned).collect::<Vec<_>>()
+            });
         BlockSummary {
             min_time: self.min_time.unwrap_or_default(),
             max_time: self.max_time.unwrap_or_default(),
@@ -278,17 +419,17 @@ pub struct NewBlock {
 
 /// Splits chained events (sequence order, consecutive) into blocks of at
 /// most [`MAX_BLOCK_EVENTS`] events and [`MAX_BLOCK_BYTES`] bytes.
-pub struct BlockBuilder {
+pub struct BlockBuilder<'a> {
     first_sequence: u64,
     prev_hash: Hash,
     count: usize,
     events: String,
     hashes: Vec<u8>,
-    summary: SummaryBuilder,
+    summary: SummaryBuilder<'a>,
     done: Vec<NewBlock>,
 }
 
-impl BlockBuilder {
+impl<'a> BlockBuilder<'a> {
     /// Starts after the event `head` with hash `head_hash`.
     pub fn after(head: u64, head_hash: Hash) -> Self {
         Self {
@@ -303,7 +444,7 @@ impl BlockBuilder {
     }
 
     /// Adds the next event: its canonical bytes, keys and hash.
-    pub fn push(&mut self, body: &str, keys: &EventKeys<'_>, hash: Hash) {
+    pub fn push(&mut self, body: &str, keys: &'a EventKeys<'_>, hash: Hash) {
         let full = self.count >= MAX_BLOCK_EVENTS
             || (self.count > 0 && self.events.len() + 1 + body.len() > MAX_BLOCK_BYTES);
         if full {
@@ -373,6 +514,40 @@ mod tests {
     }
 
     #[test]
+    fn keys_agree_with_a_full_parse() {
+        use crate::domain::canonical::CanonicalEvent;
+        let mut event = CanonicalEvent::from_bytes(body(2, "agt_2").as_bytes()).unwrap();
+        event.attributes.insert("trace_id".into(), "x}\"]{[".into());
+        event.reason = "a \\ b \" c \n ] }".into();
+        event.tenant = "ü\u{1}\"".into();
+        event.actor_chain = vec![crate::domain::canonical::CanonicalActor {
+            agent_id: "[{".into(),
+            issuer: "\"".into(),
+        }];
+        let text = String::from_utf8(event.to_bytes()).unwrap();
+        let keys = EventKeys::parse(&text).unwrap();
+        assert_eq!(keys.tenant, event.tenant);
+        assert_eq!(keys.trace_id, event.trace_id);
+        assert_eq!(keys.agent_id, event.agent_id);
+        assert_eq!(keys.person_subject, event.person_subject);
+        assert_eq!(keys.decision_id, event.decision_id);
+        assert!(
+            matches!(keys.agent_id, Cow::Borrowed(_)),
+            "no copy without escapes"
+        );
+        for broken in [
+            "",
+            "{",
+            "{\"a\"",
+            "{\"a\":[}",
+            "[]",
+            &text[..text.len() - 1],
+        ] {
+            assert!(EventKeys::parse(broken).is_none(), "{broken}");
+        }
+    }
+
+    #[test]
     fn filters_match_exactly() {
         let text = body(1, "agt_1");
         let keys = EventKeys::parse(&text).unwrap();
@@ -397,12 +572,16 @@ mod tests {
         let bodies: Vec<String> = (1..=5)
             .map(|n| body(n, if n < 3 { "agt_b" } else { "agt_a" }))
             .collect();
+        let keys: Vec<EventKeys> = bodies
+            .iter()
+            .map(|b| EventKeys::parse(b).unwrap())
+            .collect();
         let mut builder = BlockBuilder::after(0, GENESIS_HASH);
         let mut prev = GENESIS_HASH;
         let mut hashes = Vec::new();
-        for text in &bodies {
+        for (text, keys) in bodies.iter().zip(&keys) {
             let hash = chain_hash(&prev, text.as_bytes());
-            builder.push(text, &EventKeys::parse(text).unwrap(), hash);
+            builder.push(text, keys, hash);
             hashes.push(hash);
             prev = hash;
         }
@@ -456,10 +635,18 @@ mod tests {
             builder.finish()
         };
         let mut summary = summary_of(&keys);
-        assert_eq!(summary.first_missing(&keys), None);
+        let mut check = summary.check();
+        assert_eq!(check.missing(&keys), None);
+        assert_eq!(check.unused(), None);
+        summary.agent_ids = vec!["agt_0".into(), "agt_1".into()];
+        let mut check = summary.check();
+        assert_eq!(check.missing(&keys), None);
+        assert_eq!(
+            check.unused(),
+            Some("agent_ids"),
+            "agt_0 belongs to no event"
+        );
         summary.agent_ids = vec!["agt_other".into()];
-        assert_eq!(summary.first_missing(&keys), Some("agent_ids"));
-        let exact = summary_of(&keys);
-        assert_eq!(exact.first_difference(&summary), Some("agent_ids"));
+        assert_eq!(summary.check().missing(&keys), Some("agent_ids"));
     }
 }

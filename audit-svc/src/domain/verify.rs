@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use agentsec_common::keys::Jwks;
 
-use super::block::{Block, BlockSummary, EventKeys, SummaryBuilder};
+use super::block::{Block, BlockSummary, EventKeys};
 use super::canonical::chain_hash;
 use super::checkpoint::Checkpoint;
 use super::{to_hex, Hash};
@@ -78,7 +78,7 @@ pub fn check_block(
     }
     let whole = from <= first && last <= to;
     let mut lines = block.lines();
-    let mut found = SummaryBuilder::default();
+    let mut listed = summary.check();
     for sequence in first..=last.min(to) {
         let Some(body) = lines.next() else {
             return Err(broken(
@@ -117,15 +117,12 @@ pub fn check_block(
                 "the hashed event is not a canonical event with a valid time".to_owned(),
             )
         })?;
-        if let Some(column) = summary.first_missing(&keys) {
+        if let Some(column) = listed.missing(&keys) {
             return Err(broken(
                 sequence,
                 Failure::HashMismatch,
                 format!("the block summary `{column}` does not cover this event: the block was changed after it was written"),
             ));
-        }
-        if whole {
-            found.add(&keys);
         }
     }
     if whole {
@@ -136,7 +133,7 @@ pub fn check_block(
                 format!("the block of sequences {first}..={last} holds more events than its range: the block was changed after it was written"),
             ));
         }
-        if let Some(column) = found.finish().first_difference(summary) {
+        if let Some(column) = listed.unused() {
             return Err(broken(
                 first,
                 Failure::HashMismatch,
@@ -339,20 +336,24 @@ mod tests {
 
     /// A chain of `len` events in blocks of `per_block`.
     fn chain(len: u64, per_block: u64) -> Vec<NewBlock> {
+        let bodies: Vec<String> = (1..=len)
+            .map(|sequence| String::from_utf8(event(sequence).to_bytes()).unwrap())
+            .collect();
+        let keys: Vec<EventKeys> = bodies
+            .iter()
+            .map(|b| EventKeys::parse(b).unwrap())
+            .collect();
         let mut blocks = Vec::new();
         let mut prev = GENESIS_HASH;
-        let mut first = 1;
-        while first <= len {
-            let mut builder = BlockBuilder::after(first - 1, prev);
-            for sequence in first..=(first + per_block - 1).min(len) {
-                let body = String::from_utf8(event(sequence).to_bytes()).unwrap();
+        for (index, chunk) in bodies.chunks(per_block as usize).enumerate() {
+            let first = index * per_block as usize;
+            let mut builder = BlockBuilder::after(first as u64, prev);
+            for (offset, body) in chunk.iter().enumerate() {
                 let hash = chain_hash(&prev, body.as_bytes());
-                builder.push(&body, &EventKeys::parse(&body).unwrap(), hash);
+                builder.push(body, &keys[first + offset], hash);
                 prev = hash;
             }
-            let built = builder.finish();
-            first = built[0].block.last_sequence + 1;
-            blocks.extend(built);
+            blocks.extend(builder.finish());
         }
         blocks
     }

@@ -75,19 +75,19 @@ impl Params {
     }
 
     /// Binds a summary array in the backend's representation.
-    fn bind_array(&mut self, values: &[String]) -> String {
+    fn bind_array(&mut self, values: Vec<String>) -> String {
         match self.backend {
             DbBackend::Postgres => {
                 let items = values
-                    .iter()
-                    .map(|v| Value::String(Some(Box::new(v.clone()))))
+                    .into_iter()
+                    .map(|v| Value::String(Some(Box::new(v))))
                     .collect();
                 let placeholder = self.bind(Value::Array(ArrayType::String, Some(Box::new(items))));
                 format!("{placeholder}::text[]")
             }
             // A list of plain strings always serialises.
             DbBackend::Sqlite | DbBackend::MySql => {
-                self.bind(serde_json::to_string(values).unwrap_or_default())
+                self.bind(serde_json::to_string(&values).unwrap_or_default())
             }
         }
     }
@@ -109,7 +109,7 @@ pub async fn existing_ids(
         let condition = match backend {
             DbBackend::Postgres => {
                 let list: Vec<String> = chunk.iter().map(|id| (*id).to_owned()).collect();
-                format!("event_id = ANY({})", params.bind_array(&list))
+                format!("event_id = ANY({})", params.bind_array(list))
             }
             DbBackend::Sqlite | DbBackend::MySql => {
                 let placeholders: Vec<String> = chunk.iter().map(|id| params.bind(*id)).collect();
@@ -172,7 +172,7 @@ pub async fn insert_event_ids(tx: &impl ConnectionTrait, ids: &[(&str, u64)]) ->
             .iter()
             .map(|(_, sequence)| Value::BigInt(Some(to_i64(*sequence))))
             .collect();
-        let names = params.bind_array(&names);
+        let names = params.bind_array(names);
         let sequences = params.bind(Value::Array(ArrayType::BigInt, Some(Box::new(sequences))));
         tx.execute(params.statement(format!(
             "INSERT INTO audit_event_ids (event_id, sequence) \
@@ -212,7 +212,7 @@ pub async fn insert_blocks(tx: &impl ConnectionTrait, blocks: Vec<NewBlock>) -> 
             params.bind(summary.min_time.timestamp_micros()),
             params.bind(summary.max_time.timestamp_micros()),
         ];
-        for values in summary.arrays() {
+        for values in summary.into_arrays() {
             placeholders.push(params.bind_array(values));
         }
         tx.execute(params.statement(format!(
@@ -291,10 +291,9 @@ pub async fn candidate_blocks(
     for (column, value) in equal {
         let Some(value) = value else { continue };
         conditions.push(match backend {
-            DbBackend::Postgres => format!(
-                "{column} @> {}",
-                params.bind_array(std::slice::from_ref(value))
-            ),
+            DbBackend::Postgres => {
+                format!("{column} @> {}", params.bind_array(vec![value.clone()]))
+            }
             DbBackend::Sqlite | DbBackend::MySql => format!(
                 "EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {})",
                 params.bind(value.clone())
@@ -303,7 +302,7 @@ pub async fn candidate_blocks(
     }
     if !filter.kinds.is_empty() {
         conditions.push(match backend {
-            DbBackend::Postgres => format!("kinds && {}", params.bind_array(&filter.kinds)),
+            DbBackend::Postgres => format!("kinds && {}", params.bind_array(filter.kinds.clone())),
             DbBackend::Sqlite | DbBackend::MySql => {
                 let list: Vec<String> = filter
                     .kinds
