@@ -231,6 +231,7 @@ async fn commit_group_once(
     let (head, head_hash) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
     let (mut sequence, mut prev) = (head, head_hash);
     let mut last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
+    let head_read = started.elapsed();
     let mut checkpoints = Vec::new();
     let mut blocks = BlockBuilder::after(head, head_hash);
     let mut new_ids: Vec<(&str, u64)> = Vec::with_capacity(ids.len());
@@ -283,6 +284,7 @@ async fn commit_group_once(
         events = ids.len(),
         appended,
         head = sequence,
+        ?head_read,
         ?chained,
         ?ids_written,
         ?blocks_written,
