@@ -304,6 +304,7 @@ impl BlockSummary {
     pub fn check(&self) -> SummaryCheck<'_> {
         SummaryCheck {
             summary: self,
+            lookups: self.arrays().map(|values| Lookup::of(values)),
             used: self.arrays().map(|values| vec![false; values.len()]),
             min_seen: None,
             max_seen: None,
@@ -312,10 +313,11 @@ impl BlockSummary {
 }
 
 /// Checks events against a stored summary: each event's values must be
-/// listed, and (for a whole block) every listed value used. Binary search
-/// in the sorted lists and marks, no allocation per event.
+/// listed, and (for a whole block) every listed value used. Marks instead
+/// of sets, no allocation per event.
 pub struct SummaryCheck<'s> {
     summary: &'s BlockSummary,
+    lookups: [Lookup<'s>; 7],
     used: [Vec<bool>; 7],
     min_seen: Option<DateTime<Utc>>,
     max_seen: Option<DateTime<Utc>>,
@@ -332,10 +334,9 @@ impl SummaryCheck<'_> {
         self.max_seen = Some(self.max_seen.map_or(keys.time, |t| t.max(keys.time)));
         let values = keys.values();
         for (index, value) in values.iter().enumerate() {
-            let listed = self.summary.arrays()[index];
-            match listed.binary_search_by(|item| item.as_str().cmp(value)) {
-                Ok(position) => self.used[index][position] = true,
-                Err(_) => return Some(SUMMARY_COLUMNS[index]),
+            match self.lookups[index].position(value) {
+                Some(position) => self.used[index][position] = true,
+                None => return Some(SUMMARY_COLUMNS[index]),
             }
         }
         None
@@ -353,6 +354,41 @@ impl SummaryCheck<'_> {
             .iter()
             .position(|marks| marks.contains(&false))
             .map(|index| SUMMARY_COLUMNS[index])
+    }
+}
+
+/// Finds a value's position in a summary list: binary search in short
+/// lists, a hash map in long ones (trace and decision ids are often one per
+/// event, where a binary search costs a dozen string comparisons).
+enum Lookup<'s> {
+    Sorted(&'s [String]),
+    Hashed(std::collections::HashMap<&'s str, usize>),
+}
+
+impl<'s> Lookup<'s> {
+    /// Lists up to this long are searched, longer ones hashed.
+    const SEARCHED: usize = 32;
+
+    fn of(values: &'s [String]) -> Self {
+        if values.len() <= Self::SEARCHED {
+            return Self::Sorted(values);
+        }
+        Self::Hashed(
+            values
+                .iter()
+                .enumerate()
+                .map(|(position, value)| (value.as_str(), position))
+                .collect(),
+        )
+    }
+
+    fn position(&self, value: &str) -> Option<usize> {
+        match self {
+            Self::Sorted(values) => values
+                .binary_search_by(|item| item.as_str().cmp(value))
+                .ok(),
+            Self::Hashed(positions) => positions.get(value).copied(),
+        }
     }
 }
 
@@ -623,6 +659,33 @@ mod tests {
             first.hash_at(first.last_sequence)
         );
         assert_eq!(second.last_sequence, 11 + MAX_BLOCK_EVENTS as u64);
+    }
+
+    #[test]
+    fn long_summary_lists_are_checked_the_same_way() {
+        let bodies: Vec<String> = (0..40)
+            .map(|n| body(n % 10, &format!("agt_{n:02}")))
+            .collect();
+        let keys: Vec<EventKeys> = bodies
+            .iter()
+            .map(|b| EventKeys::parse(b).unwrap())
+            .collect();
+        let mut builder = SummaryBuilder::default();
+        keys.iter().for_each(|k| builder.add(k));
+        let mut summary = builder.finish();
+        assert_eq!(summary.agent_ids.len(), 40);
+        let mut check = summary.check();
+        assert!(keys.iter().all(|k| check.missing(k).is_none()));
+        assert_eq!(check.unused(), None);
+        summary.agent_ids.retain(|a| a != "agt_17");
+        let mut check = summary.check();
+        assert_eq!(check.missing(&keys[17]), Some("agent_ids"));
+        summary.agent_ids.push("agt_zz".into());
+        let mut check = summary.check();
+        keys.iter()
+            .filter(|k| k.agent_id != "agt_17")
+            .for_each(|k| assert!(check.missing(k).is_none()));
+        assert_eq!(check.unused(), Some("agent_ids"));
     }
 
     #[test]
