@@ -10,11 +10,12 @@ use crate::domain::GENESIS_HASH;
 use crate::error::AuditError;
 use crate::store::queries;
 
-/// Pages read ahead of the one being checked.
+/// Pages read and checked ahead of the one being linked.
 const PAGES_AHEAD: usize = 2;
-/// Sequences per page: a few full blocks (~10 MB of events at ~650 bytes
-/// an event), enough to keep both cores busy while the next page is read.
-const PAGE_SEQUENCES: u64 = 4 * MAX_BLOCK_EVENTS as u64;
+/// Sequences per page: one full block (~2.7 MB at ~650 bytes an event). At
+/// most `PAGES_AHEAD + 1` pages are in memory: ~8 MB for such events, and
+/// at most 3 x 4,096 x 32 KiB = 384 MB for events at the size limit.
+const PAGE_SEQUENCES: u64 = MAX_BLOCK_EVENTS as u64;
 
 /// The resolved range and what verifying it found.
 #[derive(Debug)]
@@ -81,32 +82,34 @@ pub async fn verify_range(
         }
     };
     let mut verifier = ChainVerifier::new(start, end, expected_prev, checkpoints, &keys);
-    // Pages are sequence spans; a block that straddles two spans is read
-    // with both and linked once. Reads run ahead of the check on their own
-    // connections, so the database and the hashing overlap.
-    let read_page = |from: u64| {
+    // Pages are sequence spans: the first holds the blocks overlapping it,
+    // each later one the blocks that start in it, so every block is read
+    // once. Each page is read and checked in its own task, ahead of the
+    // linking, so the database, the hashing of several pages and the
+    // linking overlap.
+    let check_page = |from: u64| {
         let db = db.clone();
         let to = end.min(from.saturating_add(PAGE_SEQUENCES - 1));
-        tokio::spawn(async move { queries::blocks_in_range(&db, from, to).await })
+        tokio::spawn(async move {
+            let blocks = if from == start {
+                queries::blocks_in_range(&db, from, to).await?
+            } else {
+                queries::blocks_starting_in(&db, from, to).await?
+            };
+            check_in_parallel(blocks, start, end).await
+        })
     };
     let mut next_page = start;
-    let mut reading = std::collections::VecDeque::new();
-    let mut last_linked: Option<u64> = None;
+    let mut checking = std::collections::VecDeque::new();
     loop {
-        while reading.len() < PAGES_AHEAD && next_page <= end {
-            reading.push_back(read_page(next_page));
+        while checking.len() <= PAGES_AHEAD && next_page <= end {
+            checking.push_back(check_page(next_page));
             next_page = next_page.saturating_add(PAGE_SEQUENCES);
         }
-        let Some(page) = reading.pop_front() else {
+        let Some(page) = checking.pop_front() else {
             break;
         };
-        let blocks: Vec<(Block, BlockSummary)> = page
-            .await??
-            .into_iter()
-            .filter(|(block, _)| last_linked.is_none_or(|last| block.first_sequence > last))
-            .collect();
-        for (block, result) in check_in_parallel(blocks, start, end).await? {
-            last_linked = Some(block.first_sequence);
+        for (block, result) in page.await?? {
             if let Err(broken) = verifier.link(&block, result) {
                 return Ok(broken_response(broken));
             }

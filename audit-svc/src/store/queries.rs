@@ -262,6 +262,27 @@ pub async fn blocks_in_range(
         .collect()
 }
 
+/// Blocks whose first sequence is in `from..=to`, with their summaries, in
+/// sequence order.
+pub async fn blocks_starting_in(
+    db: &impl ConnectionTrait,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(Block, BlockSummary)>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut params = Params::new(backend);
+    let sql = format!(
+        "SELECT {BLOCK_COLUMNS}, {SUMMARY_SELECT} FROM audit_blocks \
+         WHERE first_sequence BETWEEN {} AND {} ORDER BY first_sequence",
+        params.bind(to_i64(from)),
+        params.bind(to_i64(to)),
+    );
+    let rows = db.query_all(params.statement(sql)).await?;
+    rows.iter()
+        .map(|row| Ok((block_from_row(row)?, summary_from_row(row, backend)?)))
+        .collect()
+}
+
 /// Up to `limit` blocks holding sequences in `from..=to` whose summaries
 /// admit `filter`, in `order`. Their events still have to be matched one
 /// by one: a summary says a block may hold a match, not which event.

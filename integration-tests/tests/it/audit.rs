@@ -508,6 +508,15 @@ async fn verification_finds_edited_and_deleted_events_and_blocks() -> anyhow::Re
     // Blocks 1-10, 11-20, 21-30, 31-40, 41-50.
     append_blocks(&mut audit, "evt_v", 5, 10).await?;
     assert!(verify(&mut audit).await?.ok);
+    let part = audit
+        .verify_chain(VerifyChainRequest {
+            start_sequence: 15,
+            end_sequence: 35,
+        })
+        .await?
+        .into_inner();
+    assert!(part.ok, "{part:?}");
+    assert_eq!(part.events_verified, 21, "a range across three blocks");
     let db = cluster.database(Service::Audit).await?;
 
     // One event's bytes edited inside its block.
