@@ -9,7 +9,9 @@
 //! ```
 //! Knobs (environment): `BENCH_SECONDS` (10), `BENCH_CLIENTS` (8),
 //! `BENCH_BATCH` (500), `BENCH_RUNS` (3). Each run starts on an empty chain;
-//! the summary reports the median run.
+//! the summary reports the median run. `RUST_LOG=agentsec_audit=debug`
+//! prints the time spent in each group commit (chaining, id rows, blocks,
+//! checkpoints and commit).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -160,6 +162,10 @@ async fn one_run(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let seconds = knob("BENCH_SECONDS", 10);
     let clients = knob("BENCH_CLIENTS", 8);
     let batch = knob("BENCH_BATCH", 500);

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 
 use crate::chain::prepare::{outcome_name, to_contract_event};
 use crate::chain::verification::VerifyReport;
+use crate::domain::block::ChainRecord;
 use crate::domain::canonical::CanonicalEvent;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::filter::{EventFilter, Order, PageCursor};
 use crate::domain::to_hex;
-use crate::domain::verify::{ChainRecord, Failure};
+use crate::domain::verify::Failure;
 use crate::error::AuditError;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -141,9 +142,15 @@ pub fn stored_event(record: ChainRecord) -> Result<pb::StoredEvent, AuditError> 
             record.sequence
         )))
     })?;
+    let time = canonical.parsed_time().ok_or_else(|| {
+        AuditError::Read(sea_orm::DbErr::Custom(format!(
+            "stored event {} has no valid time",
+            record.sequence
+        )))
+    })?;
     Ok(pb::StoredEvent {
         sequence: record.sequence,
-        event: Some(to_contract_event(canonical, record.columns.time)),
+        event: Some(to_contract_event(canonical, time)),
         prev_hash: to_hex(&record.prev_hash),
         hash: to_hex(&record.hash),
     })

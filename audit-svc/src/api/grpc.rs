@@ -15,8 +15,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, streams};
 use crate::chain::prepare::{prepare, PreparedEvent};
+use crate::chain::scan::scan;
 use crate::chain::verification;
 use crate::chain::writer::{AppendOutcome, ChainWriter, WriteError};
+use crate::domain::filter::Order;
 use crate::error::AuditError;
 use crate::store::queries;
 
@@ -140,9 +142,15 @@ impl AuditService for AuditApi {
         let request = request.into_inner();
         let filter = convert::filter(request.filter)?;
         let cursor = convert::cursor(convert::order(request.order)?, request.page)?;
-        let records = queries::query_records(&self.db, &filter, &cursor, None)
+        let (from, to) = match (cursor.order, cursor.after) {
+            (_, None) => (1, u64::MAX),
+            (Order::OldestFirst, Some(after)) => (after.saturating_add(1), u64::MAX),
+            (Order::NewestFirst, Some(after)) => (1, after.saturating_sub(1)),
+        };
+        let records = scan(&self.db, &filter, cursor.order, from, to, cursor.limit)
             .await
-            .map_err(AuditError::Read)?;
+            .map_err(AuditError::Read)?
+            .records;
         let next_page_token = convert::next_token(
             records.len(),
             cursor.limit,

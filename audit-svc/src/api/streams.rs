@@ -12,10 +12,9 @@ use tonic::codegen::BoxStream;
 use tonic::Status;
 
 use super::convert;
-use crate::domain::filter::{EventFilter, Order, PageCursor};
-use crate::domain::verify::ChainRecord;
+use crate::chain::scan::{scan, ScanPage, SCAN_PAGE};
+use crate::domain::filter::{EventFilter, Order};
 use crate::error::AuditError;
-use crate::store::queries::{self, SCAN_PAGE};
 
 /// Export message size bound from the contract.
 const EXPORT_CHUNK_BYTES: usize = 1 << 20;
@@ -34,17 +33,17 @@ pub fn tail(
     tokio::spawn(async move {
         let mut next = start;
         loop {
-            let page = read_after(&db, &filter, next).await;
-            let records = match page {
-                Ok(records) => records,
+            let page = match read_after(&db, &filter, next, u64::MAX).await {
+                Ok(page) => page,
                 Err(err) => {
                     let _ = sender.send(Err(Status::from(err))).await;
                     return;
                 }
             };
-            let full_page = records.len() as u64 == SCAN_PAGE;
-            for record in records {
-                next = record.sequence + 1;
+            // Past the blocks examined, even when none of their events
+            // matched: the next poll does not read them again.
+            next = page.resume;
+            for record in page.records {
                 let item = convert::stored_event(record)
                     .map(|event| TailEventsResponse { event: Some(event) })
                     .map_err(Status::from);
@@ -52,7 +51,7 @@ pub fn tail(
                     return;
                 }
             }
-            if full_page {
+            if !page.exhausted {
                 continue;
             }
             // Wake on this replica's commits, or poll for other replicas'.
@@ -83,15 +82,14 @@ pub fn export(
             if *stopping.borrow() {
                 return;
             }
-            let records = match read_after(&db, &filter, next).await {
-                Ok(records) => records,
+            let page = match read_after(&db, &filter, next, end).await {
+                Ok(page) => page,
                 Err(err) => {
                     let _ = sender.send(Err(Status::from(err))).await;
                     return;
                 }
             };
-            let exhausted = records.len() as u64 != SCAN_PAGE;
-            for record in records.iter().take_while(|r| r.sequence <= end) {
+            for record in &page.records {
                 let before = chunk.len();
                 convert::export_line(record, &mut chunk);
                 if chunk.len() > EXPORT_CHUNK_BYTES {
@@ -106,10 +104,10 @@ pub fn export(
                     }
                 }
             }
-            match records.last() {
-                Some(last) if !exhausted => next = last.sequence + 1,
-                _ => break,
+            if page.exhausted {
+                break;
             }
+            next = page.resume;
         }
         if !chunk.is_empty() {
             let _ = sender.send(Ok(ExportEventsResponse { data: chunk })).await;
@@ -118,16 +116,12 @@ pub fn export(
     Box::pin(ReceiverStream::new(receiver))
 }
 
-/// The next page of matching records with sequence >= `from`, oldest first.
+/// The next page of matching events of `from..=to`, oldest first.
 async fn read_after(
     db: &DatabaseConnection,
     filter: &EventFilter,
     from: u64,
-) -> Result<Vec<ChainRecord>, AuditError> {
-    let cursor = PageCursor {
-        order: Order::OldestFirst,
-        after: None,
-        limit: SCAN_PAGE,
-    };
-    Ok(queries::query_records(db, filter, &cursor, Some(from)).await?)
+    to: u64,
+) -> Result<ScanPage, AuditError> {
+    Ok(scan(db, filter, Order::OldestFirst, from, to, SCAN_PAGE).await?)
 }

@@ -7,15 +7,17 @@ use agentsec_proto::audit::v1::Event;
 use agentsec_proto::common::v1::Outcome;
 use chrono::{DateTime, Utc};
 
+use crate::domain::block::EventKeys;
 use crate::domain::canonical::{format_time, CanonicalActor, CanonicalEvent};
-use crate::domain::verify::IndexedColumns;
 use crate::error::AuditError;
 
 /// An event ready for the chain: validated, time truncated to microseconds,
 /// canonical bytes computed once.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
-    pub columns: IndexedColumns,
+    pub event_id: String,
+    /// The keys the block summary records.
+    pub keys: EventKeys<'static>,
     pub body: String,
 }
 
@@ -83,10 +85,23 @@ pub fn prepare(index: usize, event: Event) -> Result<PreparedEvent, AuditError> 
             ),
         });
     }
-    let columns = IndexedColumns::of(&canonical, time);
+    let keys = EventKeys {
+        time,
+        tenant: canonical.tenant.into(),
+        agent_id: canonical.agent_id.into(),
+        person_subject: canonical.person_subject.into(),
+        trace_id: canonical.trace_id.into(),
+        decision_id: canonical.decision_id.into(),
+        kind: canonical.kind.into(),
+        outcome: canonical.outcome.into(),
+    };
     // serde_json writes valid UTF-8.
     let body = String::from_utf8(bytes).unwrap_or_default();
-    Ok(PreparedEvent { columns, body })
+    Ok(PreparedEvent {
+        event_id: canonical.id,
+        keys,
+        body,
+    })
 }
 
 /// The canonical name of an outcome (validation has ruled out the others).

@@ -1,16 +1,21 @@
-//! Verification of a stored range of the chain: reads exact sequence
-//! ranges ahead of the check, checks records on every core, links them in
-//! order, and reports the first breakage.
+//! Verification of a stored range of the chain: reads the blocks of
+//! sequence spans ahead of the check, checks blocks on every core, links
+//! them in order, and reports the first breakage.
 
 use sea_orm::DatabaseConnection;
 
-use crate::domain::verify::{check_record, Broken, ChainRecord, ChainVerifier, Failure, Verified};
+use crate::domain::block::{Block, BlockSummary, MAX_BLOCK_EVENTS};
+use crate::domain::verify::{check_block, Broken, ChainVerifier, Failure, Verified};
 use crate::domain::GENESIS_HASH;
 use crate::error::AuditError;
-use crate::store::queries::{self, SCAN_PAGE};
+use crate::store::queries;
 
-/// Pages read ahead of the one being checked.
+/// Pages read and checked ahead of the one being linked.
 const PAGES_AHEAD: usize = 2;
+/// Sequences per page: one full block (~2.7 MB at ~650 bytes an event). At
+/// most `PAGES_AHEAD + 1` pages are in memory: ~8 MB for such events, and
+/// at most 3 x 4,096 x 32 KiB = 384 MB for events at the size limit.
+const PAGE_SEQUENCES: u64 = MAX_BLOCK_EVENTS as u64;
 
 /// The resolved range and what verifying it found.
 #[derive(Debug)]
@@ -65,8 +70,8 @@ pub async fn verify_range(
     let expected_prev = if start == 1 {
         GENESIS_HASH
     } else {
-        match queries::record_at(db, start - 1).await? {
-            Some(record) => record.hash.as_slice().try_into().unwrap_or(GENESIS_HASH),
+        match queries::hash_at(db, start - 1).await? {
+            Some(hash) => hash,
             None => {
                 return Ok(broken_response(Broken {
                     sequence: start - 1,
@@ -77,27 +82,35 @@ pub async fn verify_range(
         }
     };
     let mut verifier = ChainVerifier::new(start, end, expected_prev, checkpoints, &keys);
-    // Pages are exact sequence ranges (no LIMIT: the planner then always
-    // walks the primary key). Reads run ahead of the check on their own
-    // connections, so the database and the hashing overlap.
-    let read_page = |from: u64| {
+    // Pages are sequence spans: the first holds the blocks overlapping it,
+    // each later one the blocks that start in it, so every block is read
+    // once. Each page is read and checked in its own task, ahead of the
+    // linking, so the database, the hashing of several pages and the
+    // linking overlap.
+    let check_page = |from: u64| {
         let db = db.clone();
-        let to = end.min(from.saturating_add(SCAN_PAGE - 1));
-        tokio::spawn(async move { queries::records_in_range(&db, from, to).await })
+        let to = end.min(from.saturating_add(PAGE_SEQUENCES - 1));
+        tokio::spawn(async move {
+            let blocks = if from == start {
+                queries::blocks_in_range(&db, from, to).await?
+            } else {
+                queries::blocks_starting_in(&db, from, to).await?
+            };
+            check_in_parallel(blocks, start, end).await
+        })
     };
     let mut next_page = start;
-    let mut reading = std::collections::VecDeque::new();
+    let mut checking = std::collections::VecDeque::new();
     loop {
-        while reading.len() < PAGES_AHEAD && next_page <= end {
-            reading.push_back(read_page(next_page));
-            next_page = next_page.saturating_add(SCAN_PAGE);
+        while checking.len() <= PAGES_AHEAD && next_page <= end {
+            checking.push_back(check_page(next_page));
+            next_page = next_page.saturating_add(PAGE_SEQUENCES);
         }
-        let Some(page) = reading.pop_front() else {
+        let Some(page) = checking.pop_front() else {
             break;
         };
-        let records = page.await??;
-        for (record, result) in check_in_parallel(records).await {
-            if let Err(broken) = verifier.link(&record, result) {
+        for (block, result) in page.await?? {
+            if let Err(broken) = verifier.link(&block, result) {
                 return Ok(broken_response(broken));
             }
         }
@@ -109,43 +122,28 @@ pub async fn verify_range(
     })
 }
 
-type Checked = Vec<(ChainRecord, Result<(), Broken>)>;
+type Checked = Vec<(Block, Result<(), Broken>)>;
 
-/// Runs [`check_record`] (hashing and parsing) on every core; linking stays
-/// sequential.
-async fn check_in_parallel(records: Vec<ChainRecord>) -> Checked {
-    let workers = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .max(1);
-    let chunk_len = records.len().div_ceil(workers).max(1);
-    let mut chunks = Vec::new();
-    let mut rest = records;
-    while !rest.is_empty() {
-        let tail = rest.split_off(chunk_len.min(rest.len()));
-        chunks.push(std::mem::replace(&mut rest, tail));
-    }
-    let handles: Vec<_> = chunks
+/// Runs [`check_block`] (hashing and key checks) on every core, one task
+/// per block; linking stays sequential.
+async fn check_in_parallel(
+    blocks: Vec<(Block, BlockSummary)>,
+    from: u64,
+    to: u64,
+) -> Result<Checked, AuditError> {
+    let handles: Vec<_> = blocks
         .into_iter()
-        .map(|chunk| {
+        .map(|(block, summary)| {
             tokio::task::spawn_blocking(move || {
-                chunk
-                    .into_iter()
-                    .map(|record| {
-                        let result = check_record(&record);
-                        (record, result)
-                    })
-                    .collect::<Checked>()
+                let result = check_block(&block, &summary, from, to);
+                (block, result)
             })
         })
         .collect();
-    let mut checked = Vec::new();
+    let mut checked = Vec::with_capacity(handles.len());
     for handle in handles {
-        match handle.await {
-            Ok(part) => checked.extend(part),
-            // A panicking check is a bug; fail verification rather than pass.
-            Err(err) => tracing::error!(error = %err, "verification worker failed"),
-        }
+        // A panicking check is a bug; fail verification rather than pass.
+        checked.push(handle.await?);
     }
-    checked
+    Ok(checked)
 }

@@ -10,7 +10,8 @@
 //! transaction at every `checkpoint_every_events`-th event, and by a timer
 //! every `checkpoint_every_secs` seconds when events arrived since the last.
 //! A group holds at most `max_group_events` events (a single request larger
-//! than that, at most 1,000 events, forms a group of its own).
+//! than that, at most 1,000 events, forms a group of its own) and is stored
+//! as one or a few blocks (`domain::block`) plus one id row per new event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +24,9 @@ use tokio::task::JoinHandle;
 
 use super::prepare::PreparedEvent;
 use crate::config::ChainConfig;
+use crate::domain::block::BlockBuilder;
 use crate::domain::canonical::chain_hash;
 use crate::domain::checkpoint::{signed_message, Checkpoint};
-use crate::domain::verify::ChainRecord;
 use crate::domain::{Hash, GENESIS_HASH};
 use crate::store::queries;
 
@@ -221,25 +222,24 @@ async fn commit_group_once(
     queries::lock_chain(&tx).await?;
     let ids: Vec<&str> = group
         .iter()
-        .flat_map(|job| {
-            job.events
-                .iter()
-                .map(|event| event.columns.event_id.as_str())
-        })
+        .flat_map(|job| job.events.iter().map(|event| event.event_id.as_str()))
         .collect();
     let mut known = match id_check {
         IdCheck::LookUp => queries::existing_ids(&tx, &ids).await?,
         IdCheck::OnConflict => std::collections::HashMap::with_capacity(ids.len()),
     };
-    let (mut sequence, mut prev) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
+    let (head, head_hash) = queries::head(&tx).await?.unwrap_or((0, GENESIS_HASH));
+    let (mut sequence, mut prev) = (head, head_hash);
     let mut last_checkpoint = queries::last_checkpoint_sequence(&tx).await?;
+    let head_read = started.elapsed();
     let mut checkpoints = Vec::new();
-    let mut records = Vec::with_capacity(ids.len());
+    let mut blocks = BlockBuilder::after(head, head_hash);
+    let mut new_ids: Vec<(&str, u64)> = Vec::with_capacity(ids.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
         let mut job_outcomes = Vec::with_capacity(job.events.len());
         for event in &job.events {
-            let id = &event.columns.event_id;
+            let id = &event.event_id;
             if let Some(existing) = known.get(id) {
                 job_outcomes.push(AppendOutcome {
                     event_id: id.clone(),
@@ -250,13 +250,8 @@ async fn commit_group_once(
             }
             sequence += 1;
             let hash = chain_hash(&prev, event.body.as_bytes());
-            records.push(ChainRecord {
-                sequence,
-                columns: event.columns.clone(),
-                body: event.body.clone(),
-                prev_hash: prev.to_vec(),
-                hash: hash.to_vec(),
-            });
+            blocks.push(&event.body, &event.keys, hash);
+            new_ids.push((id.as_str(), sequence));
             known.insert(id.clone(), sequence);
             job_outcomes.push(AppendOutcome {
                 event_id: id.clone(),
@@ -274,8 +269,13 @@ async fn commit_group_once(
         }
         outcomes.push(job_outcomes);
     }
-    let appended = records.len();
-    queries::insert_records(&tx, records).await?;
+    let appended = new_ids.len();
+    let chained = started.elapsed();
+    // Ids first: a stored id fails the group before its blocks are sent.
+    queries::insert_event_ids(&tx, &new_ids).await?;
+    let ids_written = started.elapsed();
+    queries::insert_blocks(&tx, blocks.finish()).await?;
+    let blocks_written = started.elapsed();
     for (checkpoint_sequence, head_hash) in checkpoints {
         write_checkpoint(&tx, signer, checkpoint_sequence, head_hash).await?;
     }
@@ -284,6 +284,10 @@ async fn commit_group_once(
         events = ids.len(),
         appended,
         head = sequence,
+        ?head_read,
+        ?chained,
+        ?ids_written,
+        ?blocks_written,
         elapsed = ?started.elapsed(),
         "group committed"
     );

@@ -55,7 +55,12 @@ impl CanonicalEvent {
     /// otherwise) and writes everything else as UTF-8, as JCS requires.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain strings, vectors and a string map cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Most events fit the initial capacity, so the buffer never grows.
+        let mut bytes = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut bytes, self) {
+            Ok(()) => bytes,
+            Err(_) => Vec::new(),
+        }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {

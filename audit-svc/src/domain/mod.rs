@@ -1,6 +1,7 @@
 //! audit-svc's rules, free of gRPC and database types: the canonical encoding
 //! and hash chain of events, checkpoints, and chain verification.
 
+pub mod block;
 pub mod canonical;
 pub mod checkpoint;
 pub mod filter;

@@ -1,78 +1,17 @@
-//! Chain verification: recompute every hash from the stored canonical bytes,
-//! check every link and sequence number, check that the queryable columns
-//! agree with the hashed content, and check checkpoints (head hash and
+//! Chain verification over stored blocks: recompute every event's hash
+//! from the stored canonical bytes, check that each block covers its
+//! sequence range exactly and links to the block before, that its key
+//! summary lists its events' keys, and check checkpoints (head hash and
 //! signature). Reports the first broken sequence and why.
 
 use std::collections::BTreeMap;
 
 use agentsec_common::keys::Jwks;
-use chrono::{DateTime, Utc};
 
-use super::canonical::{chain_hash, CanonicalEvent};
+use super::block::{Block, BlockSummary, EventKeys};
+use super::canonical::chain_hash;
 use super::checkpoint::Checkpoint;
 use super::{to_hex, Hash};
-
-/// One stored event as read back for verification or answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainRecord {
-    pub sequence: u64,
-    /// The columns queries filter on; they must agree with `body`.
-    pub columns: IndexedColumns,
-    /// The canonical bytes the hash covers.
-    pub body: String,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
-}
-
-/// The copies of event fields kept in their own columns for queries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IndexedColumns {
-    pub event_id: String,
-    pub time: DateTime<Utc>,
-    pub tenant: String,
-    pub agent_id: String,
-    pub person_subject: String,
-    pub trace_id: String,
-    pub decision_id: String,
-    pub kind: String,
-    pub outcome: String,
-}
-
-impl IndexedColumns {
-    /// The columns an event is stored with.
-    pub fn of(event: &CanonicalEvent, time: DateTime<Utc>) -> Self {
-        Self {
-            event_id: event.id.clone(),
-            time,
-            tenant: event.tenant.clone(),
-            agent_id: event.agent_id.clone(),
-            person_subject: event.person_subject.clone(),
-            trace_id: event.trace_id.clone(),
-            decision_id: event.decision_id.clone(),
-            kind: event.kind.clone(),
-            outcome: event.outcome.clone(),
-        }
-    }
-
-    /// The name of the first column that differs from `other`.
-    fn first_difference(&self, other: &Self) -> Option<&'static str> {
-        let pairs: [(&'static str, bool); 9] = [
-            ("event_id", self.event_id == other.event_id),
-            ("time", self.time == other.time),
-            ("tenant", self.tenant == other.tenant),
-            ("agent_id", self.agent_id == other.agent_id),
-            (
-                "person_subject",
-                self.person_subject == other.person_subject,
-            ),
-            ("trace_id", self.trace_id == other.trace_id),
-            ("decision_id", self.decision_id == other.decision_id),
-            ("kind", self.kind == other.kind),
-            ("outcome", self.outcome == other.outcome),
-        ];
-        pairs.iter().find(|(_, same)| !same).map(|(name, _)| *name)
-    }
-}
 
 /// Kinds of breakage, as in `VerifyFailure` of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,57 +38,113 @@ pub struct Verified {
     pub checkpoints: u64,
 }
 
-/// Checks one record on its own: its hash over its stored bytes and the
-/// agreement of its columns with those bytes. Independent of other records,
-/// so callers may run it in parallel.
-pub fn check_record(record: &ChainRecord) -> Result<(), Broken> {
-    let broken = |failure, reason: String| Broken {
-        sequence: record.sequence,
+/// Checks one block on its own, for the events in `from..=to`: each
+/// event's hash over its stored bytes (with the stored hash before it), that
+/// the block holds an event and a hash for every sequence of its range and
+/// no more, and that its summary lists every event's keys (exactly, when
+/// the whole block is in the range). Independent of other blocks, so
+/// callers may run it in parallel.
+pub fn check_block(
+    block: &Block,
+    summary: &BlockSummary,
+    from: u64,
+    to: u64,
+) -> Result<(), Broken> {
+    let first = block.first_sequence;
+    let last = block.last_sequence;
+    let first_checked = first.max(from);
+    let broken = |sequence, failure, reason: String| Broken {
+        sequence,
         failure,
         reason,
     };
-    let prev: Hash = record.prev_hash.as_slice().try_into().map_err(|_| {
-        broken(
-            Failure::PrevHashMismatch,
-            format!("prev_hash has {} bytes, not 32", record.prev_hash.len()),
-        )
-    })?;
-    let recomputed = chain_hash(&prev, record.body.as_bytes());
-    if recomputed.as_slice() != record.hash.as_slice() {
+    if first >= from && block.prev_hash.len() != 32 {
         return Err(broken(
+            first,
+            Failure::PrevHashMismatch,
+            format!("prev_hash has {} bytes, not 32", block.prev_hash.len()),
+        ));
+    }
+    let count = last.checked_sub(first).map(|n| n + 1).unwrap_or(0);
+    if block.hashes.len() as u64 != count.saturating_mul(32) || count == 0 {
+        return Err(broken(
+            first_checked,
             Failure::HashMismatch,
             format!(
-                "stored hash {} but the stored event hashes to {}: the event was changed after it was written",
-                to_hex(&record.hash),
-                to_hex(&recomputed)
+                "the block of sequences {first}..={last} holds {} bytes of hashes, not 32 per event: the block was changed after it was written",
+                block.hashes.len()
             ),
         ));
     }
-    let event = CanonicalEvent::from_bytes(record.body.as_bytes()).map_err(|err| {
-        broken(
-            Failure::HashMismatch,
-            format!("the hashed event is not canonical JSON: {err}"),
-        )
-    })?;
-    let time = event.parsed_time().ok_or_else(|| {
-        broken(
-            Failure::HashMismatch,
-            "the hashed event has no valid time".to_owned(),
-        )
-    })?;
-    if let Some(column) = record
-        .columns
-        .first_difference(&IndexedColumns::of(&event, time))
-    {
-        return Err(broken(
-            Failure::HashMismatch,
-            format!("column `{column}` differs from the hashed event: the row was changed after it was written"),
-        ));
+    let whole = from <= first && last <= to;
+    let mut lines = block.lines();
+    let mut listed = summary.check();
+    for sequence in first..=last.min(to) {
+        let Some(body) = lines.next() else {
+            return Err(broken(
+                sequence,
+                Failure::SequenceGap,
+                format!(
+                    "the block of sequences {first}..={last} holds no event for sequence {sequence}: an event was deleted"
+                ),
+            ));
+        };
+        if sequence < from {
+            continue;
+        }
+        let (Some(prev), Some(stored)) = (block.prev_hash_of(sequence), block.hash_at(sequence))
+        else {
+            // Lengths were checked above.
+            continue;
+        };
+        let prev: Hash = prev.try_into().unwrap_or_default();
+        let recomputed = chain_hash(&prev, body.as_bytes());
+        if recomputed.as_slice() != stored {
+            return Err(broken(
+                sequence,
+                Failure::HashMismatch,
+                format!(
+                    "stored hash {} but the stored event hashes to {}: the event was changed after it was written",
+                    to_hex(stored),
+                    to_hex(&recomputed)
+                ),
+            ));
+        }
+        let keys = EventKeys::parse(body).ok_or_else(|| {
+            broken(
+                sequence,
+                Failure::HashMismatch,
+                "the hashed event is not a canonical event with a valid time".to_owned(),
+            )
+        })?;
+        if let Some(column) = listed.missing(&keys) {
+            return Err(broken(
+                sequence,
+                Failure::HashMismatch,
+                format!("the block summary `{column}` does not cover this event: the block was changed after it was written"),
+            ));
+        }
+    }
+    if whole {
+        if lines.next().is_some() {
+            return Err(broken(
+                last,
+                Failure::HashMismatch,
+                format!("the block of sequences {first}..={last} holds more events than its range: the block was changed after it was written"),
+            ));
+        }
+        if let Some(column) = listed.unused() {
+            return Err(broken(
+                first,
+                Failure::HashMismatch,
+                format!("the block summary `{column}` lists values that no event of the block has: the block was changed after it was written"),
+            ));
+        }
     }
     Ok(())
 }
 
-/// Walks records in sequence order and checks what links them.
+/// Walks blocks in sequence order and checks what links them.
 pub struct ChainVerifier<'a> {
     next_sequence: u64,
     end_sequence: u64,
@@ -160,7 +155,7 @@ pub struct ChainVerifier<'a> {
 }
 
 impl<'a> ChainVerifier<'a> {
-    /// Verifies `start..=end`; `expected_prev` is the hash of record
+    /// Verifies `start..=end`; `expected_prev` is the stored hash of event
     /// `start - 1` (the genesis hash when `start` is 1); `checkpoints` are
     /// those with a sequence in the range.
     pub fn new(
@@ -180,43 +175,77 @@ impl<'a> ChainVerifier<'a> {
         }
     }
 
-    /// Checks the next record, given the result of [`check_record`] on it
-    /// (computed apart, possibly in parallel). A gap before the record is
-    /// reported first: it is the earlier breakage.
-    pub fn link(
-        &mut self,
-        record: &ChainRecord,
-        checked: Result<(), Broken>,
-    ) -> Result<(), Broken> {
-        if record.sequence != self.next_sequence {
+    /// Checks the next block, given the result of [`check_block`] on it
+    /// (computed apart, possibly in parallel). Of several breakages the one
+    /// at the lowest sequence is reported; a gap before the block first.
+    pub fn link(&mut self, block: &Block, checked: Result<(), Broken>) -> Result<(), Broken> {
+        let expected = self.next_sequence;
+        // Only the first block of a range may start before it.
+        let first_of_range = self.verified.events == 0;
+        if block.first_sequence > expected || block.last_sequence < expected {
             return Err(Broken {
-                sequence: self.next_sequence,
+                sequence: expected,
                 failure: Failure::SequenceGap,
                 reason: format!(
-                    "sequence {} is missing (next stored is {}): an event was deleted",
-                    self.next_sequence, record.sequence
+                    "sequence {expected} is missing (the next stored block holds {}..={}): events were deleted",
+                    block.first_sequence, block.last_sequence
                 ),
             });
         }
-        checked?;
-        if record.prev_hash.as_slice() != self.expected_prev.as_slice() {
+        if block.first_sequence < expected && !first_of_range {
             return Err(Broken {
-                sequence: record.sequence,
+                sequence: block.first_sequence,
+                failure: Failure::HashMismatch,
+                reason: format!(
+                    "the block of sequences {}..={} overlaps the block before it: the blocks were changed after they were written",
+                    block.first_sequence, block.last_sequence
+                ),
+            });
+        }
+        let block_error = checked.err();
+        if let Some(broken) = block_error.as_ref().filter(|b| b.sequence <= expected) {
+            return Err(broken.clone());
+        }
+        if block.first_sequence == expected && block.prev_hash.as_slice() != self.expected_prev {
+            return Err(Broken {
+                sequence: expected,
                 failure: Failure::PrevHashMismatch,
                 reason: format!(
                     "prev_hash is {} but the previous event's hash is {}",
-                    to_hex(&record.prev_hash),
+                    to_hex(&block.prev_hash),
                     to_hex(&self.expected_prev)
                 ),
             });
         }
-        // check_record has established that the hash is 32 bytes.
-        self.expected_prev.copy_from_slice(&record.hash);
-        if let Some(checkpoint) = self.checkpoints.remove(&record.sequence) {
-            self.check_checkpoint(&checkpoint, &self.expected_prev.clone())?;
+        let through = block.last_sequence.min(self.end_sequence);
+        let due: Vec<u64> = self
+            .checkpoints
+            .range(expected..=through)
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        for sequence in due {
+            if let Some(broken) = block_error.as_ref().filter(|b| b.sequence <= sequence) {
+                return Err(broken.clone());
+            }
+            if let Some(checkpoint) = self.checkpoints.remove(&sequence) {
+                let stored: Hash = block
+                    .hash_at(sequence)
+                    .and_then(|hash| hash.try_into().ok())
+                    .unwrap_or_default();
+                self.check_checkpoint(&checkpoint, &stored)?;
+            }
         }
-        self.verified.events += 1;
-        self.next_sequence += 1;
+        if let Some(broken) = block_error {
+            return Err(broken);
+        }
+        if let Some(hash) = block
+            .hash_at(through)
+            .and_then(|h| <Hash>::try_from(h).ok())
+        {
+            self.expected_prev = hash;
+        }
+        self.verified.events += through - expected + 1;
+        self.next_sequence = through + 1;
         Ok(())
     }
 
@@ -273,10 +302,12 @@ impl<'a> ChainVerifier<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::block::{BlockBuilder, NewBlock};
     use crate::domain::canonical::{format_time, CanonicalEvent};
     use crate::domain::checkpoint::signed_message;
     use crate::domain::GENESIS_HASH;
     use agentsec_common::keys::{SigningAlgorithm, SigningKey};
+    use chrono::DateTime;
 
     fn event(n: u64) -> CanonicalEvent {
         let time = DateTime::from_timestamp(1_790_000_000 + n as i64, 0).unwrap_or_default();
@@ -303,47 +334,72 @@ mod tests {
         }
     }
 
-    fn chain(len: u64) -> Vec<ChainRecord> {
+    /// A chain of `len` events in blocks of `per_block`.
+    fn chain(len: u64, per_block: u64) -> Vec<NewBlock> {
+        let bodies: Vec<String> = (1..=len)
+            .map(|sequence| String::from_utf8(event(sequence).to_bytes()).unwrap())
+            .collect();
+        let keys: Vec<EventKeys> = bodies
+            .iter()
+            .map(|b| EventKeys::parse(b).unwrap())
+            .collect();
+        let mut blocks = Vec::new();
         let mut prev = GENESIS_HASH;
-        (1..=len)
-            .map(|sequence| {
-                let canonical = event(sequence);
-                let body = String::from_utf8(canonical.to_bytes()).unwrap();
+        for (index, chunk) in bodies.chunks(per_block as usize).enumerate() {
+            let first = index * per_block as usize;
+            let mut builder = BlockBuilder::after(first as u64, prev);
+            for (offset, body) in chunk.iter().enumerate() {
                 let hash = chain_hash(&prev, body.as_bytes());
-                let record = ChainRecord {
-                    sequence,
-                    columns: IndexedColumns::of(&canonical, canonical.parsed_time().unwrap()),
-                    body,
-                    prev_hash: prev.to_vec(),
-                    hash: hash.to_vec(),
-                };
+                builder.push(body, &keys[first + offset], hash);
                 prev = hash;
-                record
-            })
-            .collect()
+            }
+            blocks.extend(builder.finish());
+        }
+        blocks
     }
 
-    fn verify(
-        records: &[ChainRecord],
+    fn verify_range(
+        blocks: &[NewBlock],
+        start: u64,
         end: u64,
         checkpoints: Vec<Checkpoint>,
         keys: &Jwks,
     ) -> Result<Verified, Broken> {
-        let mut verifier = ChainVerifier::new(1, end, GENESIS_HASH, checkpoints, keys);
-        for record in records {
-            verifier.link(record, check_record(record))?;
+        let expected_prev = blocks
+            .iter()
+            .find_map(|b| b.block.hash_at(start - 1))
+            .map(|h| h.try_into().unwrap())
+            .unwrap_or(GENESIS_HASH);
+        let mut verifier = ChainVerifier::new(start, end, expected_prev, checkpoints, keys);
+        for new in blocks
+            .iter()
+            .filter(|b| b.block.last_sequence >= start && b.block.first_sequence <= end)
+        {
+            verifier.link(
+                &new.block,
+                check_block(&new.block, &new.summary, start, end),
+            )?;
         }
         verifier.finish()
     }
 
-    fn checkpoint(key: &SigningKey, record: &ChainRecord) -> Checkpoint {
-        let head: Hash = record.hash.as_slice().try_into().unwrap();
+    fn verify(blocks: &[NewBlock], end: u64) -> Result<Verified, Broken> {
+        verify_range(blocks, 1, end, Vec::new(), &Jwks::default())
+    }
+
+    fn checkpoint(key: &SigningKey, blocks: &[NewBlock], sequence: u64) -> Checkpoint {
+        let head: Hash = blocks
+            .iter()
+            .find_map(|b| b.block.hash_at(sequence))
+            .unwrap()
+            .try_into()
+            .unwrap();
         let time = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let signature = key
-            .sign_bytes(&signed_message(record.sequence, &head, time, key.kid()))
+            .sign_bytes(&signed_message(sequence, &head, time, key.kid()))
             .unwrap();
         Checkpoint {
-            sequence: record.sequence,
+            sequence,
             head_hash: head,
             time,
             key_id: key.kid().to_owned(),
@@ -351,78 +407,127 @@ mod tests {
         }
     }
 
+    fn failure(result: Result<Verified, Broken>) -> (u64, Failure) {
+        let broken = result.unwrap_err();
+        (broken.sequence, broken.failure)
+    }
+
     #[test]
-    fn an_intact_chain_verifies() {
+    fn an_intact_chain_verifies_whole_and_in_part() {
         let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
         let keys = Jwks {
             keys: vec![key.public_jwk().clone()],
         };
-        let records = chain(5);
-        let checkpoints = vec![checkpoint(&key, &records[2])];
+        let blocks = chain(10, 4);
+        let checkpoints = vec![checkpoint(&key, &blocks, 3), checkpoint(&key, &blocks, 9)];
         assert_eq!(
-            verify(&records, 5, checkpoints, &keys),
+            verify_range(&blocks, 1, 10, checkpoints.clone(), &keys),
             Ok(Verified {
-                events: 5,
+                events: 10,
+                checkpoints: 2
+            })
+        );
+        assert_eq!(
+            verify_range(&blocks, 3, 6, checkpoints[..1].to_vec(), &keys),
+            Ok(Verified {
+                events: 4,
                 checkpoints: 1
             })
         );
     }
 
     #[test]
-    fn an_edited_body_is_a_hash_mismatch() {
-        let mut records = chain(4);
-        records[2].body = records[2].body.replace("agt_3", "agt_X");
-        let broken = verify(&records, 4, Vec::new(), &Jwks::default()).unwrap_err();
+    fn an_edited_event_is_a_hash_mismatch_at_its_sequence() {
+        let mut blocks = chain(8, 4);
+        blocks[1].block.events = blocks[1].block.events.replace("agt_6", "agt_X");
+        assert_eq!(failure(verify(&blocks, 8)), (6, Failure::HashMismatch));
+    }
+
+    #[test]
+    fn an_edited_summary_is_named() {
+        let mut blocks = chain(8, 4);
+        blocks[0].summary.agent_ids.retain(|a| a != "agt_3");
+        let broken = verify(&blocks, 8).unwrap_err();
         assert_eq!(
             (broken.sequence, broken.failure),
             (3, Failure::HashMismatch)
         );
-    }
-
-    #[test]
-    fn an_edited_column_is_named() {
-        let mut records = chain(4);
-        records[1].columns.agent_id = "agt_other".into();
-        let broken = verify(&records, 4, Vec::new(), &Jwks::default()).unwrap_err();
+        assert!(broken.reason.contains("agent_ids"), "{}", broken.reason);
+        let mut blocks = chain(8, 4);
+        blocks[1].summary.tenants.push("zzz".into());
+        let broken = verify(&blocks, 8).unwrap_err();
         assert_eq!(
             (broken.sequence, broken.failure),
-            (2, Failure::HashMismatch)
+            (5, Failure::HashMismatch)
         );
-        assert!(broken.reason.contains("agent_id"), "{}", broken.reason);
+        assert!(broken.reason.contains("tenants"), "{}", broken.reason);
     }
 
     #[test]
-    fn a_rehashed_edit_breaks_the_next_link() {
-        let mut records = chain(4);
-        records[1].body = records[1].body.replace("agt_2", "agt_X");
-        let prev: Hash = records[1].prev_hash.as_slice().try_into().unwrap();
-        records[1].hash = chain_hash(&prev, records[1].body.as_bytes()).to_vec();
-        records[1].columns.agent_id = "agt_X".into();
-        let broken = verify(&records, 4, Vec::new(), &Jwks::default()).unwrap_err();
+    fn a_rehashed_edit_breaks_the_next_event_or_block() {
+        // Inside a block the next event's hash no longer follows.
+        let mut blocks = chain(8, 4);
+        let block = &mut blocks[0].block;
+        let lines: Vec<String> = block.lines().map(str::to_owned).collect();
+        let edited = lines[1].replace("agt_2", "agt_X");
+        let new_hash = chain_hash(
+            &block.hash_at(1).unwrap().try_into().unwrap(),
+            edited.as_bytes(),
+        );
+        block.hashes[32..64].copy_from_slice(&new_hash);
+        block.events = [lines[0].clone(), edited, lines[2].clone(), lines[3].clone()].join("\n");
+        blocks[0].summary.agent_ids.push("agt_X".into());
+        blocks[0].summary.agent_ids.sort();
+        assert_eq!(failure(verify(&blocks, 8)), (3, Failure::HashMismatch));
+        // A whole block rewritten: the next block's link breaks.
+        let mut blocks = chain(8, 4);
+        let forged = chain(4, 4);
+        let mut first = forged[0].clone();
+        first.block.events = first.block.events.replace("acme", "evil");
+        let mut prev = GENESIS_HASH;
+        let mut hashes = Vec::new();
+        for line in first.block.lines() {
+            prev = chain_hash(&prev, line.as_bytes());
+            hashes.extend_from_slice(&prev);
+        }
+        first.block.hashes = hashes;
+        first.summary.tenants = vec!["evil".into()];
+        blocks[0] = first;
+        assert_eq!(failure(verify(&blocks, 8)), (5, Failure::PrevHashMismatch));
+    }
+
+    #[test]
+    fn deleted_events_and_blocks_are_gaps() {
+        let blocks = chain(12, 4);
+        let mut without_block = blocks.clone();
+        without_block.remove(1);
         assert_eq!(
-            (broken.sequence, broken.failure),
-            (3, Failure::PrevHashMismatch)
+            failure(verify(&without_block, 12)),
+            (5, Failure::SequenceGap)
         );
-    }
+        assert_eq!(failure(verify(&blocks[..2], 12)), (9, Failure::SequenceGap));
 
-    #[test]
-    fn deleted_events_are_gaps_in_the_middle_and_at_the_end() {
-        let mut records = chain(5);
-        records.remove(2);
-        let broken = verify(&records, 5, Vec::new(), &Jwks::default()).unwrap_err();
-        assert_eq!((broken.sequence, broken.failure), (3, Failure::SequenceGap));
-        let records = chain(5);
-        let broken = verify(&records[..4], 5, Vec::new(), &Jwks::default()).unwrap_err();
-        assert_eq!((broken.sequence, broken.failure), (5, Failure::SequenceGap));
+        // One event's line and hash removed from inside a block.
+        let mut blocks = chain(8, 4);
+        let block = &mut blocks[1].block;
+        let lines: Vec<&str> = block.lines().collect();
+        block.events = [lines[0], lines[2], lines[3]].join("\n");
+        block.hashes.drain(32..64);
+        assert_eq!(failure(verify(&blocks, 8)), (5, Failure::HashMismatch));
+        // Only the line removed: the next event no longer hashes.
+        let mut blocks = chain(8, 4);
+        let block = &mut blocks[1].block;
+        let lines: Vec<&str> = block.lines().collect();
+        block.events = [lines[0], lines[2], lines[3]].join("\n");
+        assert_eq!(failure(verify(&blocks, 8)), (6, Failure::HashMismatch));
     }
 
     #[test]
     fn a_gap_is_reported_before_a_later_edit() {
-        let mut records = chain(5);
-        records[3].body = records[3].body.replace("agt_4", "agt_X");
-        records.remove(2);
-        let broken = verify(&records, 5, Vec::new(), &Jwks::default()).unwrap_err();
-        assert_eq!((broken.sequence, broken.failure), (3, Failure::SequenceGap));
+        let mut blocks = chain(12, 4);
+        blocks[2].block.events = blocks[2].block.events.replace("agt_10", "agt_X");
+        blocks.remove(1);
+        assert_eq!(failure(verify(&blocks, 12)), (5, Failure::SequenceGap));
     }
 
     #[test]
@@ -431,30 +536,30 @@ mod tests {
         let keys = Jwks {
             keys: vec![key.public_jwk().clone()],
         };
-        let original = chain(3);
-        let signed = checkpoint(&key, &original[2]);
-        // Rebuild the whole chain with different content: every link holds.
-        let mut forged = chain(3);
+        let original = chain(6, 3);
+        let signed = checkpoint(&key, &original, 5);
+        let mut forged = chain(6, 3);
         let mut prev = GENESIS_HASH;
-        for record in &mut forged {
-            record.body = record.body.replace("acme", "evil");
-            record.columns.tenant = "evil".into();
-            record.prev_hash = prev.to_vec();
-            record.hash = chain_hash(&prev, record.body.as_bytes()).to_vec();
-            prev = record.hash.as_slice().try_into().unwrap();
+        for new in &mut forged {
+            new.block.events = new.block.events.replace("acme", "evil");
+            new.summary.tenants = vec!["evil".into()];
+            new.block.prev_hash = prev.to_vec();
+            let mut hashes = Vec::new();
+            for line in new.block.lines() {
+                prev = chain_hash(&prev, line.as_bytes());
+                hashes.extend_from_slice(&prev);
+            }
+            new.block.hashes = hashes;
         }
-        let broken = verify(&forged, 3, vec![signed.clone()], &keys).unwrap_err();
         assert_eq!(
-            (broken.sequence, broken.failure),
-            (3, Failure::CheckpointMismatch)
+            failure(verify_range(&forged, 1, 6, vec![signed.clone()], &keys)),
+            (5, Failure::CheckpointMismatch)
         );
-
         let mut bad_signature = signed;
         bad_signature.signature[0] ^= 1;
-        let broken = verify(&original, 3, vec![bad_signature], &keys).unwrap_err();
         assert_eq!(
-            (broken.sequence, broken.failure),
-            (3, Failure::CheckpointSignatureInvalid)
+            failure(verify_range(&original, 1, 6, vec![bad_signature], &keys)),
+            (5, Failure::CheckpointSignatureInvalid)
         );
     }
 }

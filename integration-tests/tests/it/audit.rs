@@ -428,20 +428,107 @@ async fn a_timer_checkpoints_a_quiet_chain() -> anyhow::Result<()> {
     cluster.shutdown().await
 }
 
+/// Runs `sql` with bound text values, in the backend's placeholder style
+/// (`{}` in `sql` marks each).
+async fn tamper(
+    db: &sea_orm::DatabaseConnection,
+    sql: &str,
+    values: &[&str],
+) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let mut text = String::new();
+    for (index, part) in sql.split("{}").enumerate() {
+        if index > 0 {
+            text.push_str(&match backend {
+                sea_orm::DbBackend::Postgres => format!("${index}"),
+                _ => "?".to_owned(),
+            });
+        }
+        text.push_str(part);
+    }
+    let values: Vec<sea_orm::Value> = values.iter().map(|v| (*v).into()).collect();
+    db.execute(sea_orm::Statement::from_sql_and_values(
+        backend, text, values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The stored canonical bytes of event `sequence`, from an export.
+async fn stored_line(
+    client: &mut AuditServiceClient<Channel>,
+    sequence: u64,
+) -> anyhow::Result<String> {
+    let mut export = client
+        .export_events(ExportEventsRequest {
+            start_sequence: sequence,
+            end_sequence: sequence,
+            ..ExportEventsRequest::default()
+        })
+        .await?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = export.next().await {
+        bytes.extend(chunk?.data);
+    }
+    let line = String::from_utf8(bytes)?;
+    let body = line
+        .strip_prefix("{\"event\":")
+        .and_then(|rest| rest.split(",\"hash\":\"").next())
+        .ok_or_else(|| anyhow::anyhow!("unexpected export line {line}"))?;
+    Ok(body.to_owned())
+}
+
+/// Appends `blocks` requests of `per_block` events one after the other:
+/// each request is its own group commit, so its own block.
+async fn append_blocks(
+    client: &mut AuditServiceClient<Channel>,
+    prefix: &str,
+    blocks: i64,
+    per_block: i64,
+) -> anyhow::Result<()> {
+    for block in 0..blocks {
+        let events = (0..per_block)
+            .map(|n| {
+                event(
+                    &format!("{prefix}{}", block * per_block + n),
+                    block * per_block + n,
+                )
+            })
+            .collect();
+        append(client, events).await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
-async fn verification_finds_an_edited_and_a_deleted_row() -> anyhow::Result<()> {
+async fn verification_finds_edited_and_deleted_events_and_blocks() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let mut audit = client(&cluster).await?;
-    append(
-        &mut audit,
-        (0..50).map(|n| event(&format!("evt_v{n}"), n)).collect(),
+    // Blocks 1-10, 11-20, 21-30, 31-40, 41-50.
+    append_blocks(&mut audit, "evt_v", 5, 10).await?;
+    assert!(verify(&mut audit).await?.ok);
+    let part = audit
+        .verify_chain(VerifyChainRequest {
+            start_sequence: 15,
+            end_sequence: 35,
+        })
+        .await?
+        .into_inner();
+    assert!(part.ok, "{part:?}");
+    assert_eq!(part.events_verified, 21, "a range across three blocks");
+    let db = cluster.database(Service::Audit).await?;
+
+    // One event's bytes edited inside its block.
+    let original = stored_line(&mut audit, 17).await?;
+    let edited = original.replace("allowed by p1", "denied by p1");
+    assert_ne!(original, edited);
+    tamper(
+        &db,
+        "UPDATE audit_blocks SET events = REPLACE(events, {}, {}) WHERE first_sequence = 11",
+        &[&original, &edited],
     )
     .await?;
-    assert!(verify(&mut audit).await?.ok);
-
-    let db = cluster.database(Service::Audit).await?;
-    db.execute_unprepared("UPDATE audit_events SET body = REPLACE(body, 'allowed by p1', 'denied by p1') WHERE sequence = 17")
-        .await?;
     let report = verify(&mut audit).await?;
     assert!(!report.ok);
     assert_eq!(
@@ -449,28 +536,61 @@ async fn verification_finds_an_edited_and_a_deleted_row() -> anyhow::Result<()> 
         (17, VerifyFailure::HashMismatch as i32),
         "{report:?}"
     );
+    tamper(
+        &db,
+        "UPDATE audit_blocks SET events = REPLACE(events, {}, {}) WHERE first_sequence = 11",
+        &[&edited, &original],
+    )
+    .await?;
+    assert!(verify(&mut audit).await?.ok, "restored bytes verify again");
 
-    db.execute_unprepared("UPDATE audit_events SET body = REPLACE(body, 'denied by p1', 'allowed by p1') WHERE sequence = 17")
-        .await?;
-    db.execute_unprepared("UPDATE audit_events SET agent_id = 'agt_hidden' WHERE sequence = 9")
-        .await?;
+    // A block's key summary edited: queries by agent would miss its events.
+    let hidden = if cluster.backend.is_postgres() {
+        "UPDATE audit_blocks SET agent_ids = ARRAY['agt_hidden'] WHERE first_sequence = 21"
+    } else {
+        "UPDATE audit_blocks SET agent_ids = '[\"agt_hidden\"]' WHERE first_sequence = 21"
+    };
+    db.execute_unprepared(hidden).await?;
     let report = verify(&mut audit).await?;
     assert_eq!(
         (report.first_broken_sequence, report.failure),
-        (9, VerifyFailure::HashMismatch as i32),
+        (21, VerifyFailure::HashMismatch as i32),
         "{report:?}"
     );
-    assert!(report.reason.contains("agent_id"), "{}", report.reason);
+    assert!(report.reason.contains("agent_ids"), "{}", report.reason);
+    let restore = if cluster.backend.is_postgres() {
+        "UPDATE audit_blocks SET agent_ids = ARRAY['agt_1'] WHERE first_sequence = 21"
+    } else {
+        "UPDATE audit_blocks SET agent_ids = '[\"agt_1\"]' WHERE first_sequence = 21"
+    };
+    db.execute_unprepared(restore).await?;
+    assert!(
+        verify(&mut audit).await?.ok,
+        "restored summary verifies again"
+    );
 
-    db.execute_unprepared("UPDATE audit_events SET agent_id = 'agt_1' WHERE sequence = 9")
-        .await?;
-    assert!(verify(&mut audit).await?.ok, "restored rows verify again");
-    db.execute_unprepared("DELETE FROM audit_events WHERE sequence = 33")
+    // One event removed from inside its block.
+    let line = stored_line(&mut audit, 33).await?;
+    tamper(
+        &db,
+        "UPDATE audit_blocks SET events = REPLACE(events, {}, '') WHERE first_sequence = 31",
+        &[&format!("{line}\n")],
+    )
+    .await?;
+    let report = verify(&mut audit).await?;
+    assert_eq!(
+        (report.first_broken_sequence, report.failure),
+        (33, VerifyFailure::HashMismatch as i32),
+        "{report:?}"
+    );
+
+    // A whole block deleted: a gap, reported before the later breakage.
+    db.execute_unprepared("DELETE FROM audit_blocks WHERE first_sequence = 21")
         .await?;
     let report = verify(&mut audit).await?;
     assert_eq!(
         (report.first_broken_sequence, report.failure),
-        (33, VerifyFailure::SequenceGap as i32),
+        (21, VerifyFailure::SequenceGap as i32),
         "{report:?}"
     );
     db.close().await?;
@@ -579,12 +699,9 @@ fn run_verifier(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
 async fn deleting_the_newest_events_is_caught_by_a_later_checkpoint() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let mut audit = client(&cluster).await?;
-    append(
-        &mut audit,
-        (0..250).map(|n| event(&format!("evt_n{n}"), n)).collect(),
-    )
-    .await?;
-    // Checkpoints at 100 and 200 (every 100 events in tests).
+    // Blocks of 50 events; checkpoints at 100 and 200 (every 100 events in
+    // tests).
+    append_blocks(&mut audit, "evt_n", 5, 50).await?;
     let at_200 = audit
         .get_checkpoint(GetCheckpointRequest { sequence: 200 })
         .await?
@@ -592,12 +709,12 @@ async fn deleting_the_newest_events_is_caught_by_a_later_checkpoint() -> anyhow:
     assert!(at_200.checkpoint.is_some());
 
     let db = cluster.database(Service::Audit).await?;
-    db.execute_unprepared("DELETE FROM audit_events WHERE sequence >= 150")
+    db.execute_unprepared("DELETE FROM audit_blocks WHERE first_sequence >= 151")
         .await?;
     let report = verify(&mut audit).await?;
     assert_eq!(
         (report.first_broken_sequence, report.failure),
-        (150, VerifyFailure::SequenceGap as i32),
+        (151, VerifyFailure::SequenceGap as i32),
         "{report:?}"
     );
 
