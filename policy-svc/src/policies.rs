@@ -157,20 +157,34 @@ impl Policies {
             .await
             .map_err(db_error("loading the policy sets"))?
         {
-            let set = Arc::new(decode(&stored)?);
+            // Stored sets were valid when stored; a newer engine may refuse
+            // one, or the row may be damaged. The tenant then has no policy
+            // loaded: its decisions are DENY (evaluation error, version 0).
+            let set = match decode(&stored) {
+                Ok(set) => Arc::new(set),
+                Err(err) => {
+                    tracing::error!(
+                        tenant = %stored.tenant,
+                        version = stored.version,
+                        error = %err,
+                        "stored policy set does not decode; the tenant has no policy loaded"
+                    );
+                    engine.mark_unloaded(&stored.tenant);
+                    continue;
+                }
+            };
             match compile(&stored.tenant, stored.version, set).await? {
                 Ok(compiled) => {
                     engine.install(Arc::new(compiled));
                 }
                 Err(report) => {
-                    // Stored sets were valid when stored; a newer engine may
-                    // refuse one. The tenant then has no policy (deny).
                     tracing::error!(
                         tenant = %stored.tenant,
                         version = stored.version,
                         error = %report.to_api_error(LISTED_ISSUES),
                         "stored policy set no longer compiles; the tenant has no policy loaded"
                     );
+                    engine.mark_unloaded(&stored.tenant);
                 }
             }
         }

@@ -9,6 +9,7 @@ use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 use agentsec_proto::common::v1::{Decision, Effect, Outcome};
 use agentsec_proto::policy::v1::{BatchCheckRequest, ConditionResult, ExplainRequest};
 use anyhow::bail;
+use sea_orm::ConnectionTrait as _;
 use tonic::Code;
 
 use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
@@ -319,5 +320,54 @@ async fn explain_shows_the_rules_considered_and_matched() -> anyhow::Result<()> 
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn a_stored_set_that_no_longer_loads_denies_its_tenant_only() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut client = policy(&cluster).await?;
+    put(&mut client, &admin, "acme", github_set()).await?;
+    put(&mut client, &admin, "globex", github_set()).await?;
+
+    // Someone with database access damages acme's stored set; policy-svc
+    // restarts on it.
+    let db = cluster.database(Service::Policy).await?;
+    let backend = db.get_database_backend();
+    let placeholders = match backend {
+        sea_orm::DbBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    db.execute(sea_orm::Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE policy_versions SET content = {} WHERE tenant = {}",
+            placeholders.0, placeholders.1
+        ),
+        [vec![0xffu8, 0xff, 0xff].into(), "acme".into()],
+    ))
+    .await?;
+    cluster.kill(Service::Policy).await?;
+    cluster.restart(Service::Policy).await?;
+    let mut client = policy(&cluster).await?;
+
+    // acme: DENY with an evaluation error and version 0, never an allow.
+    let damaged = decide(&mut client, "acme", AGENT, "mcp:github/create_issue").await?;
+    assert_eq!(damaged.effect, Effect::Deny as i32);
+    assert!(damaged.evaluation_error);
+    assert_eq!(damaged.policy_version, 0);
+    assert!(
+        damaged.reason.contains("no policy is loaded"),
+        "{}",
+        damaged.reason
+    );
+    // globex is untouched.
+    let intact = decide(&mut client, "globex", AGENT, "mcp:github/create_issue").await?;
+    assert_eq!(intact.effect, Effect::Allow as i32);
+    // A new version for acme loads again.
+    put(&mut client, &admin, "acme", github_set()).await?;
+    let repaired = decide(&mut client, "acme", AGENT, "mcp:github/create_issue").await?;
+    assert_eq!(repaired.effect, Effect::Allow as i32);
     cluster.shutdown().await
 }

@@ -83,8 +83,11 @@ impl PolicyApi {
         prefix: &str,
         now: chrono::DateTime<Utc>,
     ) -> Result<(Decision, bool), RequestError> {
-        let (set, prepared) =
-            engine.prepare(DecisionRequest::from_check(request, prefix, now)?, prefix)?;
+        let request = DecisionRequest::from_check(request, prefix, now)?;
+        if engine.is_unloaded(&request.tenant) {
+            return Ok((Decision::no_policy_loaded(&request.tenant), false));
+        }
+        let (set, prepared) = engine.prepare(request, prefix)?;
         if !self.cache.is_enabled() {
             return Ok((engine::decide(set, &prepared), false));
         }

@@ -28,7 +28,7 @@ pub mod model;
 pub mod request;
 pub mod value;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use agentsec_proto::policy::v1 as pb;
@@ -45,6 +45,10 @@ pub use request::{AgentAttributeOrigin, DecisionRequest};
 #[derive(Debug, Clone, Default)]
 pub struct PolicyEngine {
     tenants: HashMap<String, Arc<CompiledPolicySet>>,
+    /// Tenants whose stored set could not be loaded (it no longer decodes
+    /// or compiles): their decisions are DENY with an evaluation error,
+    /// policy version 0, until a new version is installed.
+    unloaded: HashSet<String>,
 }
 
 impl PolicyEngine {
@@ -54,7 +58,18 @@ impl PolicyEngine {
 
     /// Makes `set` its tenant's current policy; returns the one it replaces.
     pub fn install(&mut self, set: Arc<CompiledPolicySet>) -> Option<Arc<CompiledPolicySet>> {
+        self.unloaded.remove(set.tenant());
         self.tenants.insert(set.tenant().to_owned(), set)
+    }
+
+    /// Records that `tenant` has a stored set that could not be loaded.
+    pub fn mark_unloaded(&mut self, tenant: &str) {
+        self.tenants.remove(tenant);
+        self.unloaded.insert(tenant.to_owned());
+    }
+
+    pub fn is_unloaded(&self, tenant: &str) -> bool {
+        self.unloaded.contains(tenant)
     }
 
     pub fn remove(&mut self, tenant: &str) -> Option<Arc<CompiledPolicySet>> {
@@ -88,8 +103,11 @@ impl PolicyEngine {
         prefix: &str,
         now: DateTime<Utc>,
     ) -> Result<Decision, RequestError> {
-        let (set, request) =
-            self.prepare(DecisionRequest::from_check(request, prefix, now)?, prefix)?;
+        let request = DecisionRequest::from_check(request, prefix, now)?;
+        if self.is_unloaded(&request.tenant) {
+            return Ok(Decision::no_policy_loaded(&request.tenant));
+        }
+        let (set, request) = self.prepare(request, prefix)?;
         Ok(decide(set, &request))
     }
 
