@@ -119,6 +119,82 @@ pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// The bootstrap admin the load generators configure identity-svc with.
+pub const BENCH_ADMIN_ID: &str = "bench-admin";
+pub const BENCH_ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
+
+/// A client-credentials request for `audience`.
+pub fn client_credentials(
+    client_id: &str,
+    secret: &str,
+    audience: &str,
+) -> agentsec_proto::identity::v1::IssueTokenRequest {
+    use agentsec_proto::identity::v1::{issue_token_request::ClientAuthentication, GrantType};
+    agentsec_proto::identity::v1::IssueTokenRequest {
+        grant_type: GrantType::ClientCredentials as i32,
+        client_id: client_id.into(),
+        client_authentication: Some(ClientAuthentication::ClientSecret(secret.into())),
+        audience: audience.into(),
+        ..Default::default()
+    }
+}
+
+/// Registers an agent of tenant `bench` with `audiences` and `scopes` as
+/// its ceiling and gives it a client secret, as the bench admin; returns
+/// (admin token, client id, secret).
+pub async fn bench_agent(
+    identity: tonic::transport::Channel,
+    name: &str,
+    audiences: &[&str],
+    scopes: &[&str],
+) -> anyhow::Result<(String, String, String)> {
+    use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
+    use agentsec_proto::identity::v1::{
+        Agent, Ceiling, CreateClientSecretRequest, RegisterAgentRequest,
+    };
+    let mut client = IdentityServiceClient::new(identity);
+    let admin = client
+        .issue_token(client_credentials(
+            BENCH_ADMIN_ID,
+            BENCH_ADMIN_SECRET,
+            "agentsec",
+        ))
+        .await?
+        .into_inner()
+        .access_token;
+    let agent = client
+        .register_agent(bearer(
+            &admin,
+            RegisterAgentRequest {
+                agent: Some(Agent {
+                    tenant: "bench".into(),
+                    owner: "alice".into(),
+                    name: name.into(),
+                    ceiling: Some(Ceiling {
+                        audiences: audiences.iter().map(|a| a.to_string()).collect(),
+                        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    }),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await?
+        .into_inner()
+        .agent
+        .context("no agent")?;
+    let secret = client
+        .create_client_secret(bearer(
+            &admin,
+            CreateClientSecretRequest {
+                agent_id: agent.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok((admin, secret.client_id, secret.client_secret))
+}
+
 /// Throughput and latency of one load phase.
 pub struct Phase {
     pub per_sec: f64,

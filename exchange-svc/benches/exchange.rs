@@ -15,7 +15,10 @@
 
 use std::net::SocketAddr;
 
-use agentsec_bench_support::{bearer, channel, hammer, knob, BenchDatabase, Phase};
+use agentsec_bench_support::{
+    bearer, bench_agent, channel, client_credentials, hammer, knob, BenchDatabase, Phase,
+    BENCH_ADMIN_ID, BENCH_ADMIN_SECRET,
+};
 use agentsec_common::config::RedisConfig;
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 use agentsec_common::server::StartError;
@@ -23,19 +26,12 @@ use agentsec_proto::common::v1::Effect;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::{CreateGrantRequest, Grant};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use agentsec_proto::identity::v1::{
-    issue_token_request::ClientAuthentication, Agent, Ceiling, CreateClientSecretRequest,
-    GrantType, IssueTokenRequest, RegisterAgentRequest,
-};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{PolicyRule, PolicySet, PutPolicySetRequest};
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const ADMIN_ID: &str = "bench-admin";
-const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
 const USER_ISSUER: &str = "https://users.bench";
 const USER_AUDIENCE: &str = "agentsec-bench";
 const TARGET: &str = "https://api.bench";
@@ -94,8 +90,8 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
         agentsec_identity::Config::for_test(databases[0].config.clone(), redis(run));
     identity_config.issuer = identity_url.clone();
     identity_config.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
-    identity_config.bootstrap_admin.client_id = Some(ADMIN_ID.into());
-    identity_config.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
+    identity_config.bootstrap_admin.client_id = Some(BENCH_ADMIN_ID.into());
+    identity_config.bootstrap_admin.client_secret = Some(BENCH_ADMIN_SECRET.into());
     identity_config.audit.endpoint = audit_url.clone();
 
     let mut policy_config =
@@ -111,8 +107,8 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     exchange_config.admin.jwks_uri = Some(identity_jwks);
     exchange_config.admin.issuer = Some(identity_url.clone());
     exchange_config.identity.endpoint = Some(identity_url);
-    exchange_config.identity.client_id = ADMIN_ID.into();
-    exchange_config.identity.client_secret = ADMIN_SECRET.into();
+    exchange_config.identity.client_id = BENCH_ADMIN_ID.into();
+    exchange_config.identity.client_secret = BENCH_ADMIN_SECRET.into();
     exchange_config.policy.endpoint = Some(format!("http://{policy}"));
     exchange_config.targets = vec![agentsec_exchange::TargetConfig {
         audience: TARGET.into(),
@@ -160,16 +156,6 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     })
 }
 
-fn client_credentials(client_id: &str, secret: &str, audience: &str) -> IssueTokenRequest {
-    IssueTokenRequest {
-        grant_type: GrantType::ClientCredentials as i32,
-        client_id: client_id.into(),
-        client_authentication: Some(ClientAuthentication::ClientSecret(secret.into())),
-        audience: audience.into(),
-        ..Default::default()
-    }
-}
-
 fn allow(id: &str, resource: &str) -> PolicyRule {
     PolicyRule {
         id: id.into(),
@@ -186,46 +172,18 @@ fn allow(id: &str, resource: &str) -> PolicyRule {
 /// the exchange request body.
 async fn prepare(cluster: &Cluster, user_key: &SigningKey) -> anyhow::Result<String> {
     let exchange_issuer = format!("http://{}", cluster.exchange);
+    let (admin, client_id, client_secret) = bench_agent(
+        channel(cluster.identity).await?,
+        "exchange-load",
+        &[&exchange_issuer],
+        &["repo:read", "issues:write"],
+    )
+    .await?;
     let mut identity = IdentityServiceClient::new(channel(cluster.identity).await?);
-    let admin = identity
-        .issue_token(client_credentials(ADMIN_ID, ADMIN_SECRET, "agentsec"))
-        .await?
-        .into_inner()
-        .access_token;
-    let agent = identity
-        .register_agent(bearer(
-            &admin,
-            RegisterAgentRequest {
-                agent: Some(Agent {
-                    tenant: TENANT.into(),
-                    owner: "alice".into(),
-                    name: "exchange-load".into(),
-                    ceiling: Some(Ceiling {
-                        audiences: vec![exchange_issuer.clone()],
-                        scopes: vec!["repo:read".into(), "issues:write".into()],
-                    }),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await?
-        .into_inner()
-        .agent
-        .context("no agent")?;
-    let secret = identity
-        .create_client_secret(bearer(
-            &admin,
-            CreateClientSecretRequest {
-                agent_id: agent.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner();
     let actor = identity
         .issue_token(client_credentials(
-            &secret.client_id,
-            &secret.client_secret,
+            &client_id,
+            &client_secret,
             &exchange_issuer,
         ))
         .await?
@@ -262,7 +220,7 @@ async fn prepare(cluster: &Cluster, user_key: &SigningKey) -> anyhow::Result<Str
             &person,
             CreateGrantRequest {
                 grant: Some(Grant {
-                    agent_id: agent.id,
+                    agent_id: client_id,
                     audiences: vec![TARGET.into()],
                     scopes: vec!["repo:read".into(), "issues:write".into()],
                     expire_time: Some(prost_types::Timestamp {

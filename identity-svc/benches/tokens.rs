@@ -15,19 +15,16 @@
 
 use std::net::SocketAddr;
 
-use agentsec_bench_support::{bearer, channel, hammer, knob, BenchDatabase, Phase};
+use agentsec_bench_support::{
+    bench_agent, channel, hammer, knob, BenchDatabase, Phase, BENCH_ADMIN_ID, BENCH_ADMIN_SECRET,
+};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
-    issue_token_request::ClientAuthentication, Agent, Ceiling, CreateClientSecretRequest,
-    GrantType, IssueTokenRequest, RegisterAgentRequest,
+    issue_token_request::ClientAuthentication, GrantType, IssueTokenRequest,
 };
-use anyhow::Context as _;
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
-
-const ADMIN_ID: &str = "bench-admin";
-const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
 
 struct Cluster {
     identity: SocketAddr,
@@ -58,8 +55,8 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
     let mut config = agentsec_identity::Config::for_test(identity_db.config.clone(), redis);
     config.issuer = format!("http://{identity}");
     config.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
-    config.bootstrap_admin.client_id = Some(ADMIN_ID.into());
-    config.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
+    config.bootstrap_admin.client_id = Some(BENCH_ADMIN_ID.into());
+    config.bootstrap_admin.client_secret = Some(BENCH_ADMIN_SECRET.into());
     config.audit.endpoint = format!("http://{audit_addr}");
     let audit_config = agentsec_audit::Config::for_test(audit_db.config.clone());
     let tasks = vec![
@@ -85,52 +82,6 @@ async fn grpc(addr: SocketAddr) -> anyhow::Result<IdentityServiceClient<Channel>
     Ok(IdentityServiceClient::new(channel(addr).await?))
 }
 
-/// Registers an agent with a client secret; returns (client id, secret).
-async fn agent(client: &mut IdentityServiceClient<Channel>) -> anyhow::Result<(String, String)> {
-    let admin = client
-        .issue_token(IssueTokenRequest {
-            grant_type: GrantType::ClientCredentials as i32,
-            client_id: ADMIN_ID.into(),
-            client_authentication: Some(ClientAuthentication::ClientSecret(ADMIN_SECRET.into())),
-            audience: "agentsec".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .access_token;
-    let agent = client
-        .register_agent(bearer(
-            &admin,
-            RegisterAgentRequest {
-                agent: Some(Agent {
-                    tenant: "bench".into(),
-                    owner: "alice".into(),
-                    name: "load-generator".into(),
-                    ceiling: Some(Ceiling {
-                        audiences: vec!["github-mcp".into()],
-                        scopes: vec!["repo:read".into(), "issues:write".into()],
-                    }),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await?
-        .into_inner()
-        .agent
-        .context("no agent")?;
-    let secret = client
-        .create_client_secret(bearer(
-            &admin,
-            CreateClientSecretRequest {
-                agent_id: agent.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner();
-    Ok((secret.client_id, secret.client_secret))
-}
-
 async fn one_run(
     run: u64,
     seconds: u64,
@@ -141,7 +92,13 @@ async fn one_run(
     let backend = identity_db.backend;
     let cluster = start(&identity_db, &audit_db).await?;
     let mut client = grpc(cluster.identity).await?;
-    let (client_id, secret) = agent(&mut client).await?;
+    let (_, client_id, secret) = bench_agent(
+        channel(cluster.identity).await?,
+        "load-generator",
+        &["github-mcp"],
+        &["repo:read", "issues:write"],
+    )
+    .await?;
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
