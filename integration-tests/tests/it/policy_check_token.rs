@@ -8,18 +8,16 @@
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 use agentsec_integration_tests::cluster::{extra_token_issuer_key, EXTRA_TOKEN_ISSUER};
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
-use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 use agentsec_proto::common::v1::{Effect, Resource};
 use agentsec_proto::policy::v1::{
     CheckTokenRequest, CheckTokenResponse, PolicyRule, PolicySet, RequestContext,
 };
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde_json::json;
 use tonic::Code;
 
-use crate::identity_registry::{get_token, test_client, ASYNC_DEADLINE, SCOPES};
-use crate::policy_sets::{assert_code, policy, put, rule, Policy, AGENT, STRANGER};
+use crate::identity_registry::{get_token, test_client, SCOPES};
+use crate::policy_sets::{assert_code, decision_event, policy, put, rule, Policy, AGENT, STRANGER};
 
 const GITHUB: &str = "mcp:github";
 const JIRA: &str = "mcp:jira";
@@ -219,30 +217,7 @@ async fn policy_check_token_allows_per_policy_and_denies_another_audience() -> a
     assert!(status.message().contains("token"), "{}", status.message());
 
     // The allowed decision is audited under its id, with the derived agent.
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    let event = loop {
-        let found = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    decision_id: decision.decision_id.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .find_map(|stored| stored.event);
-        if let Some(event) = found {
-            break event;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no audit event for decision {}", decision.decision_id);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let event = decision_event(&cluster, &decision.decision_id).await?;
     assert_eq!(event.kind, "decision");
     assert_eq!(event.tenant, "acme");
     assert_eq!(event.agent_id, agent_id);

@@ -4,19 +4,17 @@
 //! and the `decision` audit event.
 
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
-use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 use agentsec_proto::common::v1::{Decision, Effect, Outcome};
 use agentsec_proto::policy::v1::{BatchCheckRequest, ConditionResult, ExplainRequest};
-use anyhow::bail;
 use sea_orm::ConnectionTrait as _;
 use tonic::Code;
 
 use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
 
-use crate::identity_registry::{agentsec_token, test_client, ADMIN_SCOPE, ASYNC_DEADLINE};
+use crate::identity_registry::{agentsec_token, test_client, ADMIN_SCOPE};
 use crate::policy_sets::{
-    assert_code, check_request, github_set, policy, put, rule, Policy, AGENT, STRANGER,
+    assert_code, check_request, decision_event, github_set, policy, put, rule, Policy, AGENT,
+    STRANGER,
 };
 
 async fn decide(
@@ -127,30 +125,7 @@ async fn checks_allow_deny_by_default_and_let_deny_override() -> anyhow::Result<
     assert_eq!(now_allowed.policy_version, 2);
 
     // The decision is audited with its id, principal, action and outcome.
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    let event = loop {
-        let found = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    decision_id: denied.decision_id.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .find_map(|stored| stored.event);
-        if let Some(event) = found {
-            break event;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the decision event did not reach audit-svc");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let event = decision_event(&cluster, &denied.decision_id).await?;
     assert_eq!(event.kind, "decision");
     assert_eq!(event.service, "policy-svc");
     assert_eq!(event.tenant, "acme");
@@ -294,32 +269,9 @@ async fn explain_shows_the_rules_considered_and_matched() -> anyhow::Result<()> 
         .all(|evaluation| evaluation.condition_result == ConditionResult::None as i32));
 
     // An explained decision is audited like a checked one.
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let found = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    decision_id: decision.decision_id.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .find_map(|stored| stored.event);
-        if let Some(event) = found {
-            assert_eq!(event.kind, "decision");
-            assert_eq!(event.outcome, Outcome::Deny as i32);
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the explained decision's event did not reach audit-svc");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let event = decision_event(&cluster, &decision.decision_id).await?;
+    assert_eq!(event.kind, "decision");
+    assert_eq!(event.outcome, Outcome::Deny as i32);
     cluster.shutdown().await
 }
 

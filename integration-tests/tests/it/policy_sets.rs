@@ -953,3 +953,36 @@ async fn policy_sets_larger_than_4_mib_are_accepted() -> anyhow::Result<()> {
     assert_eq!(decision.policy_ids, ["tool-4321"]);
     cluster.shutdown().await
 }
+
+/// The audit event of decision `decision_id`, once audit-svc has it.
+pub(crate) async fn decision_event(
+    cluster: &TestCluster,
+    decision_id: &str,
+) -> anyhow::Result<agentsec_proto::audit::v1::Event> {
+    use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
+    use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
+    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
+    loop {
+        let found = audit
+            .query_events(QueryEventsRequest {
+                filter: Some(EventFilter {
+                    decision_id: decision_id.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .events
+            .into_iter()
+            .find_map(|stored| stored.event);
+        if let Some(event) = found {
+            return Ok(event);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("no audit event for decision {decision_id}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
