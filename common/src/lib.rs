@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod invalidation;
 pub mod issuer_config;

@@ -137,7 +137,7 @@ pub async fn serve(
     );
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
-    let events = events::Events::new(audit, redis.clone(), config.issuer.clone());
+    let events = events::Events::new(events::SERVICE, audit, redis.clone(), config.issuer.clone());
     let standing = standing::Standing::new(db.clone());
     let follower = follow_invalidations(&config, &standing).await?;
 
