@@ -265,6 +265,13 @@ impl AdminVerifier {
     /// audience with scope `agentsec:admin`.
     pub async fn verify(&self, token: &str) -> Result<AdminToken, ApiError> {
         let verified = self.verify_identity_token(token).await?;
+        self.admin(verified)
+    }
+
+    /// The admin a verified token of identity-svc stands for;
+    /// PERMISSION_DENIED unless it is for the admin audience with scope
+    /// `agentsec:admin`.
+    pub fn admin(&self, verified: IdentityToken) -> Result<AdminToken, ApiError> {
         if !verified.audiences.contains(&self.audience)
             || !verified.scope.split(' ').any(|s| s == ADMIN_SCOPE)
         {

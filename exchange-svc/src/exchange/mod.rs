@@ -256,7 +256,7 @@ impl Exchanger {
 
         let mut chain = vec![Actor {
             agent_id: agent.id.clone(),
-            issuer: self.identity_issuer(),
+            issuer: self.identity_issuer().to_owned(),
         }];
         let earlier = subject.chain();
         if earlier.iter().any(|actor| actor.agent_id == agent.id) {
@@ -376,11 +376,10 @@ impl Exchanger {
         })
     }
 
-    fn identity_issuer(&self) -> String {
+    fn identity_issuer(&self) -> &str {
         self.identity_tokens
             .as_ref()
-            .map(|verifier| verifier.issuer().to_owned())
-            .unwrap_or_default()
+            .map_or("", |verifier| verifier.issuer())
     }
 
     /// The actor token: identity-svc's signature and issuer, this service
@@ -599,7 +598,7 @@ impl Exchanger {
         let sub = may_act.get("sub").and_then(serde_json::Value::as_str);
         let iss_matches = match may_act.get("iss") {
             None => true,
-            Some(iss) => iss.as_str() == Some(self.identity_issuer().as_str()),
+            Some(iss) => iss.as_str() == Some(self.identity_issuer()),
         };
         sub == Some(agent_id) && iss_matches
     }

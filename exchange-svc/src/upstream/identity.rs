@@ -3,6 +3,7 @@
 //! service identity (an admin token obtained with client credentials and
 //! renewed before it expires).
 
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use agentsec_common::admin_token::ADMIN_SCOPE;
@@ -29,7 +30,10 @@ pub struct IdentityClient {
     client_id: String,
     client_secret: String,
     admin_audience: String,
-    service_token: Mutex<Option<(String, Instant)>>,
+    /// The current service token and when to renew it; read on every call.
+    service_token: RwLock<Option<(String, Instant)>>,
+    /// Held while a new token is obtained, so that one request does it.
+    renewal: Mutex<()>,
 }
 
 impl IdentityClient {
@@ -48,7 +52,8 @@ impl IdentityClient {
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             admin_audience: admin_audience.to_owned(),
-            service_token: Mutex::new(None),
+            service_token: RwLock::new(None),
+            renewal: Mutex::new(()),
         }))
     }
 
@@ -56,11 +61,13 @@ impl IdentityClient {
     /// towards policy-svc), obtained again when it is close to expiry or
     /// `stale` names the one just refused.
     pub async fn service_token(&self, stale: Option<&str>) -> Result<String, ApiError> {
-        let mut cached = self.service_token.lock().await;
-        if let Some((token, renew_at)) = cached.as_ref() {
-            if Instant::now() < *renew_at && stale != Some(token.as_str()) {
-                return Ok(token.clone());
-            }
+        if let Some(token) = self.usable_token(stale) {
+            return Ok(token);
+        }
+        let _renewing = self.renewal.lock().await;
+        // Another request may have renewed it while this one waited.
+        if let Some(token) = self.usable_token(stale) {
+            return Ok(token);
         }
         let response = self
             .client
@@ -92,8 +99,24 @@ impl IdentityClient {
             .into_inner();
         let lifetime = Duration::from_secs(response.expires_in.max(0) as u64);
         let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE);
-        *cached = Some((response.access_token.clone(), renew_at));
+        *self
+            .service_token
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((response.access_token.clone(), renew_at));
         Ok(response.access_token)
+    }
+
+    /// The cached service token, unless it is due for renewal or `stale`.
+    fn usable_token(&self, stale: Option<&str>) -> Option<String> {
+        let cached = self
+            .service_token
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cached
+            .as_ref()
+            .filter(|(token, renew_at)| Instant::now() < *renew_at && stale != Some(token.as_str()))
+            .map(|(token, _)| token.clone())
     }
 
     /// Runs `call` with the service token, once more with a new token if
