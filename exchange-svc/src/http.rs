@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::oauth_http::{authorization, json_no_store, no_store, Form, Introspection};
+use agentsec_common::oauth_http::{authorization, json_no_store, Form, Introspection};
 use agentsec_proto::exchange::v1::ExchangeRequest;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -90,16 +90,13 @@ async fn token(
     }
     .await;
     match result {
-        Ok(issued) => no_store(
-            Json(TokenResponse {
-                access_token: issued.access_token,
-                issued_token_type: issued.issued_token_type,
-                token_type: "Bearer",
-                expires_in: issued.expires_in,
-                scope: issued.scope,
-            })
-            .into_response(),
-        ),
+        Ok(issued) => json_no_store(&TokenResponse {
+            access_token: issued.access_token,
+            issued_token_type: issued.issued_token_type,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+        }),
         Err(err) => err.into_response(),
     }
 }

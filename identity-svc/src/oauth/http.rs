@@ -153,15 +153,12 @@ async fn token(
     }
     .await;
     match result {
-        Ok(issued) => no_store(
-            Json(TokenResponse {
-                access_token: issued.access_token,
-                token_type: "Bearer",
-                expires_in: issued.expires_in,
-                scope: issued.scope,
-            })
-            .into_response(),
-        ),
+        Ok(issued) => json_no_store(&TokenResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+        }),
         Err(err) => err.into_response(),
     }
 }
