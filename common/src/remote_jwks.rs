@@ -533,12 +533,14 @@ impl HttpFetcher {
             .map_err(http)?;
         let target = &self.uri[url::Position::BeforePath..url::Position::AfterQuery];
         let authority = &self.uri[url::Position::BeforeHost..url::Position::AfterPort];
-        let request = hyper::Request::get(target)
+        let mut request = hyper::Request::get(target)
             .header(hyper::header::HOST, authority)
             .header(hyper::header::ACCEPT, "application/json")
             .header(hyper::header::USER_AGENT, "agentsec")
             .body(Empty::<Bytes>::new())
             .map_err(|err| FetchError::Http(err.to_string()))?;
+        // A fetch is a hop of the request that needed the key.
+        crate::telemetry::inject_current_context(request.headers_mut());
         let answer = async {
             let response = sender.send_request(request).await.map_err(http)?;
             if response.status() != hyper::StatusCode::OK {

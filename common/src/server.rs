@@ -1,23 +1,32 @@
 //! The server bootstrap: one port serves a service's gRPC API, its HTTP
-//! endpoints, `grpc.health.v1.Health` and gRPC server reflection. Shutdown
-//! flips health to NOT_SERVING first, then drains in-flight requests within
-//! the configured grace period.
+//! endpoints, `grpc.health.v1.Health` and gRPC server reflection. Every
+//! request to a known route but health runs in a span of the service (see
+//! `telemetry`). Shutdown flips health to NOT_SERVING first, then drains
+//! in-flight requests within the configured grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tracing::Instrument as _;
 
 use crate::db::DbError;
 use crate::keys::store::KeyStoreError;
 use crate::redis::RedisError;
+use crate::telemetry;
+
+/// The path prefix of `grpc.health.v1.Health`'s methods.
+const HEALTH_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +133,11 @@ pub async fn serve(
         .add_service(reflection)
         .into_axum_router()
         .merge(endpoints.http)
+        // Only matched routes get a span: an unknown path names no operation.
+        .route_layer(axum::middleware::from_fn_with_state(
+            telemetry::service_context(endpoints.name),
+            trace_request,
+        ))
         .fallback(unknown_route);
 
     let local_addr = listener.local_addr().ok();
@@ -134,7 +148,6 @@ pub async fn serve(
     // responses back for tens of milliseconds.
     let server = Server::builder()
         .accept_http1(true)
-        .trace_fn(crate::telemetry::server_request_span)
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -177,14 +190,68 @@ pub async fn serve(
     }
 }
 
-/// Unknown gRPC methods answer UNIMPLEMENTED as gRPC; anything else 404.
-async fn unknown_route(request: axum::extract::Request) -> Response {
-    let is_grpc = request
-        .headers()
+/// Runs a request in its span, a child of the caller's (W3C
+/// `traceparent`) in the trace context of the service (`service`), and
+/// records its status there. Health checks get none: probes every few
+/// seconds would bury the traces of what agents do.
+async fn trace_request(
+    State(service): State<opentelemetry::Context>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path.starts_with(HEALTH_PATH_PREFIX) {
+        return next.run(request).await;
+    }
+    if is_grpc(request.headers()) {
+        let span = telemetry::grpc_server_span(path, request.headers(), &service);
+        let response = next.run(request).instrument(span.clone()).await;
+        return with_grpc_status_recorded(span, response);
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(path, MatchedPath::as_str);
+    let span = telemetry::http_server_span(request.method(), route, request.headers(), &service);
+    let response = next.run(request).instrument(span.clone()).await;
+    telemetry::record_http_status(&span, response.status());
+    response
+}
+
+/// Records the call's gRPC status on `span`: from the headers of a
+/// trailers-only answer (how tonic answers an error), else from the
+/// trailers at the end of the body, which keeps the span open until then.
+fn with_grpc_status_recorded(span: tracing::Span, response: Response) -> Response {
+    if let Some(code) = grpc_status(response.headers()) {
+        telemetry::record_grpc_status(&span, code, true);
+        return response;
+    }
+    response.map(|body| {
+        axum::body::Body::new(body.map_frame(move |frame| {
+            if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                telemetry::record_grpc_status(&span, code, true);
+            }
+            frame
+        }))
+    })
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get("grpc-status")
+        .map(|value| tonic::Code::from_bytes(value.as_bytes()))
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    if is_grpc {
+        .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
+/// Unknown gRPC methods answer UNIMPLEMENTED as gRPC; anything else 404.
+async fn unknown_route(request: axum::extract::Request) -> Response {
+    if is_grpc(request.headers()) {
         let path = request.uri().path().to_owned();
         return tonic::Status::unimplemented(format!("unknown method `{path}`"))
             .into_http::<axum::body::Body>()

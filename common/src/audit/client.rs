@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, Event};
+use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
@@ -49,10 +50,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{validate_event, EventError, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::config::{check_http_url, ConfigError};
-use crate::telemetry::TraceContextInterceptor;
+use crate::telemetry::{self, TraceContextInterceptor};
 
 /// `audit.proto`: an `AppendEventsRequest` is at most 4 MiB, which is also
 /// tonic's default decoding limit on the server.
@@ -697,16 +699,13 @@ impl<T: AppendTransport> Worker<T> {
             {
                 return Sent::Stopped;
             }
-            // A root span per call: the interceptor propagates its context,
-            // so each append is its own short trace, not part of whichever
-            // request happened to record the first event.
-            let span = tracing::info_span!(parent: None, "audit_append", batch_size = events.len());
+            let span = append_span(events);
             let call = self
                 .transport
                 .append(AppendEventsRequest {
                     events: events.to_vec(),
                 })
-                .instrument(span);
+                .instrument(span.clone());
             tokio::pin!(call);
             let result = loop {
                 tokio::select! {
@@ -717,6 +716,11 @@ impl<T: AppendTransport> Worker<T> {
                     },
                 }
             };
+            telemetry::record_grpc_status(
+                &span,
+                result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+                false,
+            );
             let status = match result {
                 Ok(response) => {
                     self.note_recovery();
@@ -813,6 +817,56 @@ impl<T: AppendTransport> Worker<T> {
         self.shared.pending.fetch_sub(count, Ordering::SeqCst);
         AuditClientError::Unflushed { count }
     }
+}
+
+/// The full name of the method that appends events.
+const APPEND_METHOD: &str = "agentsec.audit.v1.AuditService/AppendEvents";
+/// OpenTelemetry's default limit of links per span.
+const MAX_LINKS: usize = 128;
+
+/// The client span of one AppendEvents call, in the trace context of the
+/// service that sent the events. A batch whose events all come from one
+/// trace continues it, as a child of its first event's span, so the append
+/// and audit-svc's handling of it show up in the trace of the action they
+/// record; a batch mixing traces starts a trace of its own and links to
+/// each event's span rather than join whichever came first.
+fn append_span(events: &[Event]) -> tracing::Span {
+    let span = telemetry::grpc_client_span(APPEND_METHOD);
+    if span.is_disabled() {
+        return span;
+    }
+    let service = events
+        .first()
+        .map(|event| event.service.clone())
+        .unwrap_or_default();
+    let causes: Vec<_> = events
+        .iter()
+        .filter_map(|event| telemetry::remote_span_context(&event.trace_id, &event.span_id))
+        .collect();
+    let one_trace = causes.len() == events.len()
+        && causes
+            .windows(2)
+            .all(|pair| pair[0].trace_id() == pair[1].trace_id());
+    let mut parent = telemetry::service_context(service);
+    match causes.first() {
+        Some(first) if one_trace => parent = parent.with_remote_span_context(first.clone()),
+        _ => {
+            let mut linked: Vec<&opentelemetry::trace::SpanContext> = Vec::new();
+            for cause in &causes {
+                if linked.len() == MAX_LINKS {
+                    break;
+                }
+                if !linked.contains(&cause) {
+                    linked.push(cause);
+                    span.add_link(cause.clone());
+                }
+            }
+        }
+    }
+    // Fails only when no OpenTelemetry layer is installed.
+    let _ = span.set_parent(parent);
+    span.set_attribute("agentsec.audit.batch_size", events.len() as i64);
+    span
 }
 
 fn first_id(events: &[Event]) -> &str {

@@ -95,10 +95,11 @@ impl AuditRecord {
         self
     }
 
-    /// The event as `service` sends it: `evt_` id, time now, trace id of
-    /// the current span.
+    /// The event as `service` sends it: `evt_` id, time now, trace and
+    /// span id of the current span.
     pub fn into_event(self, service: &str) -> Result<Event, ApiError> {
         let now = Utc::now();
+        let cause = crate::telemetry::current_trace_ids();
         Ok(Event {
             id: crate::ids::new_id("evt_")
                 .map_err(|err| ApiError::internal("audit event id", err))?,
@@ -120,9 +121,9 @@ impl AuditRecord {
             actor_chain: self.actor_chain,
             decision_id: self.decision_id,
             policy_ids: self.policy_ids,
-            trace_id: crate::telemetry::current_trace_id().unwrap_or_default(),
+            trace_id: cause.trace_id,
+            span_id: cause.span_id,
             attributes: self.attributes,
-            ..Event::default()
         })
     }
 }

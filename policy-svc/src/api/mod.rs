@@ -3,3 +3,4 @@
 
 pub mod authzen;
 pub mod grpc;
+mod trace;
