@@ -27,8 +27,13 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let _telemetry = agentsec_common::telemetry::init(&TelemetryConfig::default(), "agentctl-dev")
-        .context("starting telemetry")?;
+    // Each service reports its spans under its own name, as it would alone.
+    let _telemetry = agentsec_common::telemetry::init_services(
+        &TelemetryConfig::default(),
+        "agentctl-dev",
+        &["identity-svc", "policy-svc", "exchange-svc", "audit-svc"],
+    )
+    .context("starting telemetry")?;
 
     let mut identity = agentsec_identity::Config::in_data_dir(&args.data_dir);
     let mut policy = agentsec_policy::Config::in_data_dir(&args.data_dir);
@@ -43,6 +48,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     exchange.server.listen.set_ip(args.host);
     audit.server.listen.set_ip(args.host);
     identity.audit.endpoint = format!("http://{}", audit.server.listen);
+    // No Redis: the services hear each other's invalidation events in
+    // process.
+    let bus = agentsec_common::invalidation::LocalBus::new();
+    for redis in [&mut identity.redis, &mut policy.redis, &mut exchange.redis] {
+        redis.local_bus = Some(bus.clone());
+    }
     policy.audit.endpoint = identity.audit.endpoint.clone();
     // policy-svc accepts identity-svc's admin tokens.
     let identity_jwks = format!("{}/.well-known/jwks.json", identity.issuer);
@@ -175,6 +186,12 @@ fn configure_exchange(
             jwks: None,
             algorithms: vec!["EdDSA".to_owned()],
         });
+    // CheckToken and ext_authz refuse what identity-svc and exchange-svc
+    // revoked.
+    policy.revocations.identity_endpoint = Some(identity.issuer.clone());
+    policy.revocations.exchange_endpoint = Some(exchange.issuer.clone());
+    policy.revocations.client_id = DEV_ADMIN_CLIENT_ID.to_owned();
+    policy.revocations.client_secret = exchange.identity.client_secret.clone();
     Ok(())
 }
 

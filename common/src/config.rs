@@ -203,6 +203,10 @@ pub struct RedisConfig {
     pub url: Option<String>,
     /// Prepended to every key and channel, so deployments can share a Redis.
     pub key_prefix: String,
+    /// Not configurable: the invalidation bus of services composed in one
+    /// process without Redis (`agentctl dev`, the test harness).
+    #[serde(skip)]
+    pub local_bus: Option<crate::invalidation::LocalBus>,
 }
 
 impl RedisConfig {

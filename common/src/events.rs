@@ -1,35 +1,26 @@
 //! What a service tells the rest of the system: audit events through its
-//! audit client, and invalidation events on Redis pub/sub.
+//! audit client, and invalidation events (Redis pub/sub or in process).
 
 use crate::audit::client::AuditClient;
 use crate::audit::record::AuditRecord;
 use crate::error::ApiError;
-use crate::invalidation::Invalidation;
-use crate::redis::RedisHandle;
+use crate::invalidation::{Invalidation, Publisher};
 
 /// Sends a service's audit and invalidation events.
 #[derive(Clone)]
 pub struct Events {
     service: &'static str,
     audit: AuditClient,
-    redis: Option<RedisHandle>,
-    issuer: String,
+    invalidations: Publisher,
 }
 
 impl Events {
-    /// `service` names the sender in audit events; `issuer` in
-    /// invalidation events.
-    pub fn new(
-        service: &'static str,
-        audit: AuditClient,
-        redis: Option<RedisHandle>,
-        issuer: String,
-    ) -> Self {
+    /// `service` names the sender in audit events.
+    pub fn new(service: &'static str, audit: AuditClient, invalidations: Publisher) -> Self {
         Self {
             service,
             audit,
-            redis,
-            issuer,
+            invalidations,
         }
     }
 
@@ -39,12 +30,8 @@ impl Events {
         crate::audit::record::record(&self.audit, self.service, record).await
     }
 
-    /// Publishes an invalidation event. The database already holds the
-    /// change, so a Redis failure is logged, not returned: subscribers
-    /// re-read the database when they reconnect.
+    /// Publishes an invalidation event (see [`Publisher::publish`]).
     pub async fn invalidate(&self, invalidation: Invalidation) {
-        if let Some(redis) = &self.redis {
-            invalidation.publish(redis, &self.issuer).await;
-        }
+        self.invalidations.publish(&invalidation).await;
     }
 }

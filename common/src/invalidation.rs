@@ -3,11 +3,18 @@
 //! as canonical proto3 JSON on `<key_prefix>agentsec:invalidation`.
 //! Publishing is best effort next to the database, which stays the source
 //! of truth.
+//!
+//! Services that share one process without Redis (`agentctl dev`, the test
+//! harness) share a [`LocalBus`] instead: the same JSON payloads, delivered
+//! in process.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::redis::RedisHandle;
 
@@ -31,6 +38,21 @@ pub enum InvalidationKind {
 }
 
 impl InvalidationKind {
+    const ALL: [Self; 8] = [
+        Self::AgentSuspended,
+        Self::AgentRevoked,
+        Self::AgentReactivated,
+        Self::AgentUpdated,
+        Self::CredentialDeleted,
+        Self::TokenRevoked,
+        Self::GrantRevoked,
+        Self::PolicyChanged,
+    ];
+
+    fn from_proto_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.proto_name() == name)
+    }
+
     fn proto_name(self) -> &'static str {
         match self {
             Self::AgentSuspended => "INVALIDATION_KIND_AGENT_SUSPENDED",
@@ -56,6 +78,8 @@ pub struct Invalidation {
     pub credential_id: String,
     pub policy_version: u64,
     pub token_expire_time: Option<DateTime<Utc>>,
+    /// The agent's token generation after an agent status change.
+    pub token_generation: i64,
 }
 
 impl Invalidation {
@@ -69,6 +93,7 @@ impl Invalidation {
             credential_id: String::new(),
             policy_version: 0,
             token_expire_time: None,
+            token_generation: 0,
         }
     }
 }
@@ -97,6 +122,9 @@ struct InvalidationJson<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     issuer: &'a str,
     time: String,
+    /// int64 is a decimal string in proto3 JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_generation: Option<String>,
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -116,15 +144,46 @@ impl Invalidation {
             token_expire_time: self.token_expire_time.map(rfc3339),
             issuer,
             time: rfc3339(time),
+            token_generation: (self.token_generation != 0)
+                .then(|| self.token_generation.to_string()),
         };
         serde_json::to_string(&json).unwrap_or_default()
     }
+}
 
-    /// Publishes this event as `issuer`. A failure is logged, not returned:
-    /// the change is already committed, and subscribers re-read the
-    /// database when they reconnect.
-    pub async fn publish(&self, redis: &RedisHandle, issuer: &str) {
-        let payload = self.to_json(issuer, Utc::now());
+/// Where a service's invalidation events go: Redis when it has one, and
+/// the in-process bus when it shares a process with its subscribers.
+#[derive(Clone, Default)]
+pub struct Publisher {
+    redis: Option<RedisHandle>,
+    local: Option<LocalBus>,
+    /// The `iss` of the publishing service ("" when it issues no tokens).
+    issuer: String,
+}
+
+impl Publisher {
+    pub fn new(redis: Option<RedisHandle>, local: Option<LocalBus>, issuer: String) -> Self {
+        Self {
+            redis,
+            local,
+            issuer,
+        }
+    }
+
+    /// Publishes `event`. A failure is logged, not returned: the change is
+    /// already committed, and subscribers re-read the owners' state when
+    /// they reconnect.
+    pub async fn publish(&self, event: &Invalidation) {
+        if self.redis.is_none() && self.local.is_none() {
+            return;
+        }
+        let payload = event.to_json(&self.issuer, Utc::now());
+        if let Some(local) = &self.local {
+            local.publish(&payload);
+        }
+        let Some(redis) = &self.redis else {
+            return;
+        };
         let channel = redis.key(INVALIDATION_CHANNEL);
         let mut connection = redis.connection.clone();
         let mut command = redis::cmd("PUBLISH");
@@ -137,6 +196,123 @@ impl Invalidation {
             }
             Err(_) => tracing::warn!(%channel, "invalidation event not published: Redis timed out"),
         }
+    }
+}
+
+/// An invalidation event as a subscriber reads it (unknown fields are
+/// ignored; an unknown kind is no event).
+#[derive(Debug, Clone)]
+pub struct ReceivedInvalidation {
+    pub event: Invalidation,
+    /// The `iss` of the service that published it ("" when it issues no
+    /// tokens).
+    pub issuer: String,
+    /// When the change was committed.
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceivedJson {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    agent_id: String,
+    #[serde(default)]
+    token_jti: String,
+    #[serde(default)]
+    grant_id: String,
+    #[serde(default)]
+    credential_id: String,
+    #[serde(default)]
+    policy_version: Option<String>,
+    #[serde(default)]
+    token_expire_time: Option<String>,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    token_generation: Option<String>,
+}
+
+fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text?)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+impl ReceivedInvalidation {
+    /// Reads the proto3 JSON of an `InvalidationEvent`; `None` when it is
+    /// not one, or of a kind this build does not know.
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        let json: ReceivedJson = serde_json::from_slice(payload).ok()?;
+        let kind = InvalidationKind::from_proto_name(&json.kind)?;
+        Some(Self {
+            event: Invalidation {
+                kind,
+                tenant: json.tenant,
+                agent_id: json.agent_id,
+                token_jti: json.token_jti,
+                grant_id: json.grant_id,
+                credential_id: json.credential_id,
+                policy_version: json
+                    .policy_version
+                    .and_then(|version| version.parse().ok())
+                    .unwrap_or(0),
+                token_expire_time: parse_time(json.token_expire_time.as_deref()),
+                token_generation: json
+                    .token_generation
+                    .and_then(|generation| generation.parse().ok())
+                    .unwrap_or(0),
+            },
+            issuer: json.issuer,
+            time: parse_time(json.time.as_deref()),
+        })
+    }
+}
+
+/// How many events a slow in-process subscriber may fall behind before it
+/// is told it lagged (and reloads).
+const LOCAL_BUS_CAPACITY: usize = 4096;
+
+/// The invalidation channel of services sharing one process without Redis.
+#[derive(Clone)]
+pub struct LocalBus {
+    sender: broadcast::Sender<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for LocalBus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LocalBus")
+            .field("subscribers", &self.sender.receiver_count())
+            .finish()
+    }
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalBus {
+    pub fn new() -> Self {
+        let (sender, _) = broadcast::channel(LOCAL_BUS_CAPACITY);
+        Self { sender }
+    }
+
+    /// Delivers `payload` to every current subscriber.
+    pub fn publish(&self, payload: &str) {
+        // No subscriber is not an error: nobody needs to hear it.
+        let _ = self.sender.send(Arc::from(payload.as_bytes()));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.sender.subscribe()
     }
 }
 
@@ -158,6 +334,26 @@ mod tests {
             json,
             r#"{"kind":"INVALIDATION_KIND_AGENT_SUSPENDED","tenant":"acme","agentId":"agt_1","issuer":"http://id","time":"2025-01-02T03:04:05Z"}"#
         );
+    }
+
+    #[test]
+    fn a_published_event_reads_back() {
+        let mut event = Invalidation::new(InvalidationKind::TokenRevoked, "acme", "agt_1");
+        event.token_jti = "jti-1".to_owned();
+        event.token_expire_time = Some(time());
+        event.token_generation = 3;
+        let received =
+            ReceivedInvalidation::parse(event.to_json("http://id", time()).as_bytes()).unwrap();
+        assert_eq!(received.event.kind, InvalidationKind::TokenRevoked);
+        assert_eq!(received.event.token_jti, "jti-1");
+        assert_eq!(received.event.token_expire_time, Some(time()));
+        assert_eq!(received.event.token_generation, 3);
+        assert_eq!(received.issuer, "http://id");
+        assert_eq!(received.time, Some(time()));
+        assert!(
+            ReceivedInvalidation::parse(br#"{"kind":"INVALIDATION_KIND_NEW_THING"}"#).is_none()
+        );
+        assert!(ReceivedInvalidation::parse(b"not json").is_none());
     }
 
     #[test]

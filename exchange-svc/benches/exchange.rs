@@ -52,6 +52,7 @@ fn redis(run: u64) -> RedisConfig {
             .ok()
             .filter(|url| !url.is_empty()),
         key_prefix: format!("bench{}-{run}:", std::process::id()),
+        local_bus: None,
     }
 }
 

@@ -170,6 +170,11 @@ impl Caller {
     }
 }
 
+/// No delegated token outlives its actor token, and none of those lives
+/// longer than a day: a grant revoked earlier than this affects no
+/// unexpired token.
+const LONGEST_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
 pub struct Grants {
     pub db: DatabaseConnection,
     pub events: Events,
@@ -179,6 +184,27 @@ pub struct Grants {
 impl Grants {
     async fn begin(&self) -> Result<DatabaseTransaction, ApiError> {
         self.db.begin().await.map_err(db_error)
+    }
+
+    /// The grants revoked at or after `since` (never earlier than the
+    /// longest token lifetime before `now`), for enforcement points. Only a
+    /// global admin may list them: they span every tenant.
+    pub async fn revoked(
+        &self,
+        caller: &Caller,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<grants::RevokedGrant>, ApiError> {
+        if !matches!(caller, Caller::Admin(admin) if admin.tenant.is_none()) {
+            return Err(ApiError::PermissionDenied {
+                reason: "listing revoked grants needs a global admin token".to_owned(),
+            });
+        }
+        let horizon = now - LONGEST_TOKEN_LIFETIME;
+        let since = since.map_or(horizon, |since| since.max(horizon));
+        grants::revoked_since(&self.db, since)
+            .await
+            .map_err(store_error)
     }
 
     /// A new grant from `person`, validated.

@@ -68,7 +68,12 @@ pub async fn serve(
         .map(Arc::new);
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
-    let events = events::Events::new(events::SERVICE, audit, redis, config.issuer.clone());
+    let publisher = agentsec_common::invalidation::Publisher::new(
+        redis,
+        config.redis.local_bus.clone(),
+        config.issuer.clone(),
+    );
+    let events = events::Events::new(events::SERVICE, audit, publisher);
     let exchanger = Arc::new(
         exchange::Exchanger::new(
             &config,

@@ -51,6 +51,7 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
             .ok()
             .filter(|url| !url.is_empty()),
         key_prefix: format!("bench{}:", std::process::id()),
+        local_bus: None,
     };
     let mut config = agentsec_identity::Config::for_test(identity_db.config.clone(), redis);
     config.issuer = format!("http://{identity}");

@@ -72,6 +72,10 @@ async fn load_pepper(
     Ok(pepper)
 }
 
+/// Without a subscription the standing answers from the database, so
+/// there is nothing to catch up on; this only paces resubscribing.
+const STANDING_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Lets introspection answer from memory where that stays exact: at once
 /// on SQLite (this process owns the database); on PostgreSQL only while
 /// following the other replicas' invalidation events on Redis.
@@ -88,19 +92,18 @@ async fn follow_invalidations(
             .map_err(|err| setup("loading the revocation list", err))?;
         return Ok(None);
     }
-    let Some(url) = config.redis.url.clone() else {
+    if config.redis.url.is_none() {
         tracing::info!("no Redis: introspection reads the database on every call");
         return Ok(None);
+    }
+    let follower = standing::StandingFollower {
+        standing: standing.clone(),
+        issuer: config.issuer.clone(),
     };
-    let channel = format!(
-        "{}{}",
-        config.redis.key_prefix,
-        events::INVALIDATION_CHANNEL
-    );
-    Ok(Some(tokio::spawn(standing.clone().follow(
-        url,
-        channel,
-        config.issuer.clone(),
+    Ok(Some(tokio::spawn(agentsec_common::follower::follow(
+        Arc::new(follower),
+        agentsec_common::follower::Bus::of(&config.redis),
+        STANDING_POLL_INTERVAL,
     ))))
 }
 
@@ -137,7 +140,12 @@ pub async fn serve(
     );
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
-    let events = events::Events::new(events::SERVICE, audit, redis.clone(), config.issuer.clone());
+    let publisher = agentsec_common::invalidation::Publisher::new(
+        redis.clone(),
+        config.redis.local_bus.clone(),
+        config.issuer.clone(),
+    );
+    let events = events::Events::new(events::SERVICE, audit, publisher);
     let standing = standing::Standing::new(db.clone());
     let follower = follow_invalidations(&config, &standing).await?;
 

@@ -70,6 +70,27 @@ fn db_error(err: sea_orm::DbErr) -> ApiError {
     ApiError::internal("identity database", err)
 }
 
+impl Registry {
+    /// What enforcement points need to know about revocations (see
+    /// `store::revocations`). Only a global admin may list it: it spans
+    /// every tenant.
+    pub async fn revocations(
+        &self,
+        admin: &AdminScope,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::revocations::Revocations, ApiError> {
+        if *admin != AdminScope::Global {
+            return Err(ApiError::PermissionDenied {
+                reason: "listing revocations needs a global admin".to_owned(),
+            });
+        }
+        crate::store::revocations::list(&self.db, since, now)
+            .await
+            .map_err(db_error)
+    }
+}
+
 /// A federated credential's match rules from the request, validated.
 fn federated_from_proto(info: &pb::FederatedCredentialInfo) -> Result<Federated, ApiError> {
     use pb::federated_credential_info::SubjectMatch as Proto;
@@ -173,6 +194,7 @@ impl Registry {
             status: Status::Active,
             status_reason: String::new(),
             token_generation: 0,
+            generation_time: None,
             create_time: now,
             update_time: now,
         };
@@ -347,6 +369,7 @@ impl Registry {
             // issued so far stops being active, and a later reactivation
             // does not bring them back.
             agent.token_generation += 1;
+            agent.generation_time = Some(now);
         }
         agent.status = target;
         agent.status_reason = reason.to_owned();
@@ -357,9 +380,9 @@ impl Registry {
             .await?;
         txn.commit().await.map_err(db_error)?;
         self.standing.forget_agent(&agent.id);
-        self.events
-            .invalidate(Invalidation::new(invalidation, &agent.tenant, &agent.id))
-            .await;
+        let mut invalidation = Invalidation::new(invalidation, &agent.tenant, &agent.id);
+        invalidation.token_generation = agent.token_generation;
+        self.events.invalidate(invalidation).await;
         Ok(agent)
     }
 
@@ -535,7 +558,7 @@ impl Registry {
         validate::required("credential_id", credential_id, 64)?;
         let txn = self.begin().await?;
         let agent = self.visible(&txn, admin, agent_id, true).await?;
-        if !credentials::delete(&txn, &agent.id, credential_id)
+        if !credentials::delete(&txn, &agent.id, credential_id, Utc::now())
             .await
             .map_err(db_error)?
         {

@@ -16,12 +16,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
+use agentsec_common::follower::{BoxError, Follow};
+use agentsec_common::invalidation::{InvalidationKind, ReceivedInvalidation};
 use chrono::Utc;
-use futures::StreamExt as _;
 use sea_orm::{DatabaseConnection, DbErr};
-use serde::Deserialize;
 
 use crate::domain::agent::Agent;
 use crate::store::credentials::Credential;
@@ -38,7 +37,6 @@ pub struct ClientRecord {
 const MAX_ENTRIES: usize = 100_000;
 /// Stands for "no active agent" in the generation map.
 const INACTIVE: i64 = -1;
-const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 pub struct Standing {
     db: DatabaseConnection,
@@ -197,41 +195,21 @@ impl Standing {
         revoked.insert(jti.to_owned(), exp);
     }
 
-    /// Applies an invalidation event published by a replica (identity.proto
-    /// `InvalidationEvent`, proto3 JSON). Unknown kinds are ignored.
-    fn apply(&self, payload: &[u8], issuer: &str) {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Event {
-            #[serde(default)]
-            kind: String,
-            #[serde(default)]
-            agent_id: String,
-            #[serde(default)]
-            credential_id: String,
-            #[serde(default)]
-            token_jti: String,
-            #[serde(default)]
-            token_expire_time: Option<String>,
-            #[serde(default)]
-            issuer: String,
-        }
-        let Ok(event) = serde_json::from_slice::<Event>(payload) else {
-            tracing::warn!("ignoring an invalidation event that is not JSON");
-            return;
-        };
-        match event.kind.as_str() {
-            "INVALIDATION_KIND_AGENT_SUSPENDED"
-            | "INVALIDATION_KIND_AGENT_REVOKED"
-            | "INVALIDATION_KIND_AGENT_REACTIVATED"
-            | "INVALIDATION_KIND_AGENT_UPDATED" => self.forget_agent(&event.agent_id),
-            "INVALIDATION_KIND_CREDENTIAL_DELETED" => {
+    /// Applies an invalidation event published by a replica; `issuer` is
+    /// this service's own (token revocations of other issuers are theirs).
+    fn apply(&self, received: &ReceivedInvalidation, issuer: &str) {
+        let event = &received.event;
+        match event.kind {
+            InvalidationKind::AgentSuspended
+            | InvalidationKind::AgentRevoked
+            | InvalidationKind::AgentReactivated
+            | InvalidationKind::AgentUpdated => self.forget_agent(&event.agent_id),
+            InvalidationKind::CredentialDeleted => {
                 self.forget_credential(&event.agent_id, &event.credential_id)
             }
-            "INVALIDATION_KIND_TOKEN_REVOKED" if event.issuer == issuer => {
+            InvalidationKind::TokenRevoked if received.issuer == issuer => {
                 let exp = event
                     .token_expire_time
-                    .and_then(|time| chrono::DateTime::parse_from_rfc3339(&time).ok())
                     .map(|time| time.timestamp())
                     // Without an expiry, keep it for the longest lifetime.
                     .unwrap_or_else(|| Utc::now().timestamp() + 24 * 3600);
@@ -240,41 +218,28 @@ impl Standing {
             _ => {}
         }
     }
+}
 
-    /// Keeps memory in step with other replicas through Redis: subscribes,
-    /// reloads, goes live; on any loss, goes dark and starts over.
-    pub async fn follow(self: Arc<Self>, redis_url: String, channel: String, issuer: String) {
-        loop {
-            match self.follow_once(&redis_url, &channel, &issuer).await {
-                Ok(()) => {
-                    tracing::warn!(%channel, "invalidation subscription ended; resubscribing")
-                }
-                Err(err) => {
-                    tracing::warn!(%channel, error = %err, "invalidation subscription failed; answering from the database")
-                }
-            }
-            self.go_dark();
-            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
-        }
+/// Keeps a [`Standing`] in step with other replicas (see `common::follower`):
+/// reloaded and live while subscribed, dark (answering from the database)
+/// while not.
+pub struct StandingFollower {
+    pub standing: Arc<Standing>,
+    /// This service's `iss`.
+    pub issuer: String,
+}
+
+impl Follow for StandingFollower {
+    async fn reload(&self) -> Result<(), BoxError> {
+        self.standing.go_live().await?;
+        Ok(())
     }
 
-    async fn follow_once(
-        &self,
-        redis_url: &str,
-        channel: &str,
-        issuer: &str,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let client = redis::Client::open(redis_url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        // Subscribed first, then reloaded: nothing published in between
-        // is missed.
-        self.go_live().await?;
-        tracing::info!(%channel, "following invalidation events");
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            self.apply(message.get_payload_bytes(), issuer);
-        }
-        Ok(())
+    async fn apply(&self, event: ReceivedInvalidation) {
+        self.standing.apply(&event, &self.issuer);
+    }
+
+    fn lost(&self) {
+        self.standing.go_dark();
     }
 }

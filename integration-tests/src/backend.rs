@@ -21,6 +21,9 @@ pub struct TestBackend {
     postgres_url: Option<String>,
     redis_url: Option<String>,
     sqlite_dir: Option<tempfile::TempDir>,
+    /// Without Redis, the cluster's services share invalidation events in
+    /// process, as in `agentctl dev`.
+    local_bus: agentsec_common::invalidation::LocalBus,
 }
 
 impl TestBackend {
@@ -58,6 +61,7 @@ impl TestBackend {
             postgres_url,
             redis_url,
             sqlite_dir,
+            local_bus: agentsec_common::invalidation::LocalBus::new(),
         })
     }
 
@@ -90,6 +94,7 @@ impl TestBackend {
         RedisConfig {
             url: self.redis_url.clone(),
             key_prefix: format!("agentsec-test:{}:", self.run_id),
+            local_bus: self.redis_url.is_none().then(|| self.local_bus.clone()),
         }
     }
 

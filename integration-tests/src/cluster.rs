@@ -139,24 +139,33 @@ impl TestCluster {
         customize: impl Fn(&mut agentsec_identity::Config) + Send + Sync + 'static,
     ) -> anyhow::Result<Self> {
         let backend = TestBackend::from_env().await?;
-        Self::launch(backend, Some(Arc::new(customize))).await
+        Self::launch(backend, Some(Arc::new(customize)), &Service::ALL).await
     }
 
     /// Starts the services on `backend` (e.g. to restart on the same data).
     pub async fn start_on(backend: TestBackend) -> anyhow::Result<Self> {
-        Self::launch(backend, None).await
+        Self::launch(backend, None, &Service::ALL).await
+    }
+
+    /// Starts only `services` on a fresh backend: for tests that need a
+    /// service's own behaviour without the others' traffic (e.g. an audit
+    /// trail holding exactly the events a test appended).
+    pub async fn start_only(services: &[Service]) -> anyhow::Result<Self> {
+        let backend = TestBackend::from_env().await?;
+        Self::launch(backend, None, services).await
     }
 
     async fn launch(
         backend: TestBackend,
         identity_customizer: Option<IdentityCustomizer>,
+        services: &[Service],
     ) -> anyhow::Result<Self> {
         let (stop, _) = watch::channel(false);
         let (stop_audit, _) = watch::channel(false);
         // Every port is bound before any service starts, so that each can be
         // configured with the others' addresses.
         let mut listeners = Vec::new();
-        for service in Service::ALL {
+        for &service in services {
             listeners.push((service, bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?));
         }
         let first_addrs = listeners
@@ -336,6 +345,11 @@ impl TestCluster {
                 });
         }
         config.audit = self.audit_client_config();
+        // Revocations from this cluster's identity-svc and exchange-svc.
+        config.revocations.identity_endpoint = Some(identity);
+        config.revocations.exchange_endpoint = Some(exchange);
+        config.revocations.client_id = ADMIN_CLIENT_ID.to_owned();
+        config.revocations.client_secret = ADMIN_CLIENT_SECRET.to_owned();
         config
     }
 

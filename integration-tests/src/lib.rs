@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod http;
+pub mod relay;
 
 pub use backend::TestBackend;
 pub use cluster::{Service, TestCluster};

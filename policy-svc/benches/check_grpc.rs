@@ -89,20 +89,27 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     ];
     let [identity_listener, policy_listener, audit_listener] = listeners;
     let issuer = format!("http://{identity_addr}");
+    let redis_url = std::env::var("BENCH_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    // Without Redis the two services share invalidation events in process,
+    // as in `agentctl dev`.
+    let local_bus = redis_url
+        .is_none()
+        .then(agentsec_common::invalidation::LocalBus::new);
+    let redis = agentsec_common::config::RedisConfig {
+        url: redis_url,
+        key_prefix: format!("bench-{}-{run}:", std::process::id()),
+        local_bus,
+    };
     let mut identity =
-        agentsec_identity::Config::for_test(databases[0].config.clone(), Default::default());
+        agentsec_identity::Config::for_test(databases[0].config.clone(), redis.clone());
     identity.issuer = issuer.clone();
     identity.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
     identity.bootstrap_admin.client_id = Some(ADMIN_ID.into());
     identity.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
     identity.audit.endpoint = format!("http://{audit_addr}");
     let cache = knob("BENCH_CACHE", 1) == 1;
-    let redis = agentsec_common::config::RedisConfig {
-        url: std::env::var("BENCH_REDIS_URL")
-            .ok()
-            .filter(|url| !url.is_empty()),
-        key_prefix: format!("bench-{}-{run}:", std::process::id()),
-    };
     let mut policy = agentsec_policy::Config::for_test(databases[1].config.clone(), redis);
     policy.cache.enabled = cache;
     policy.admin.jwks_uri = Some(format!("{issuer}/.well-known/jwks.json"));

@@ -40,6 +40,95 @@ pub struct Config {
     /// and `admin.leeway_secs`.
     #[serde(default)]
     pub token_issuers: Vec<TokenIssuerConfig>,
+    /// Where CheckToken and ext_authz learn which tokens are no longer
+    /// honoured (`[revocations]`, see `revocations`).
+    #[serde(default)]
+    pub revocations: RevocationConfig,
+}
+
+/// The owners of the revocation state policy-svc follows: identity-svc
+/// (revoked tokens, deleted credentials, suspended and revoked agents) and
+/// exchange-svc (revoked grants). With neither set, token decisions check
+/// signatures and times only (a warning at start says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// identity-svc's gRPC base URL.
+    pub identity_endpoint: Option<String>,
+    /// exchange-svc's gRPC base URL (needs identity_endpoint: the service
+    /// identity comes from identity-svc).
+    pub exchange_endpoint: Option<String>,
+    /// policy-svc's client id at identity-svc; its token must be a global
+    /// admin's (the listings span every tenant).
+    pub client_id: String,
+    /// Its client secret (prefer AGENTSEC_REVOCATIONS__CLIENT_SECRET).
+    pub client_secret: String,
+    /// The longest a token decision relies on revocation state not
+    /// confirmed current (by a live event stream or a listing from the
+    /// owners); past it, token decisions fail closed. The event stream is
+    /// asked PING, and the owners are polled while it is not live, every
+    /// quarter of it.
+    pub max_staleness_ms: u64,
+    /// Deadline of each listing call.
+    pub timeout_ms: u64,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            identity_endpoint: None,
+            exchange_endpoint: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            max_staleness_ms: 2_000,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl RevocationConfig {
+    /// Whether any owner is followed.
+    pub fn is_enabled(&self) -> bool {
+        self.identity_endpoint.is_some() || self.exchange_endpoint.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, endpoint) in [
+            ("revocations.identity_endpoint", &self.identity_endpoint),
+            ("revocations.exchange_endpoint", &self.exchange_endpoint),
+        ] {
+            if let Some(url) = endpoint {
+                check_http_url(key, url)?;
+            }
+        }
+        if self.exchange_endpoint.is_some() && self.identity_endpoint.is_none() {
+            return Err(ConfigError::invalid(
+                "revocations.exchange_endpoint",
+                "needs revocations.identity_endpoint (policy-svc's service identity comes from \
+                 identity-svc)",
+            ));
+        }
+        if self.is_enabled() && (self.client_id.is_empty() || self.client_secret.is_empty()) {
+            return Err(ConfigError::invalid(
+                "revocations.client_id",
+                "revocations.client_id and revocations.client_secret are required with an \
+                 endpoint",
+            ));
+        }
+        if !(500..=60_000).contains(&self.max_staleness_ms) {
+            return Err(ConfigError::invalid(
+                "revocations.max_staleness_ms",
+                "must be between 500 and 60000",
+            ));
+        }
+        if !(10..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::invalid(
+                "revocations.timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Algorithms a trusted issuer may use unless its entry says otherwise.
@@ -256,6 +345,7 @@ impl Config {
             cache: CacheConfig::default(),
             audit: AuditClientConfig::default(),
             token_issuers: Vec::new(),
+            revocations: RevocationConfig::default(),
         }
     }
 
@@ -295,6 +385,7 @@ impl ServiceConfig for Config {
         for (index, issuer) in self.token_issuers.iter().enumerate() {
             issuer.validate(index)?;
         }
+        self.revocations.validate()?;
         self.audit.validate()
     }
 }

@@ -1,6 +1,6 @@
 //! What policy-svc tells the rest of the system: audit events through the
 //! audit client (`policy.changed` for every new version, `decision` for
-//! every decision) and `POLICY_CHANGED` invalidation events on Redis.
+//! every decision) and `POLICY_CHANGED` invalidation events (Redis or in process).
 //!
 //! Policy changes are audited like identity-svc's changes: the event is
 //! queued before the new version commits, and a refused event (queue full
@@ -22,8 +22,7 @@ use std::sync::Arc;
 use agentsec_common::audit::client::{AuditClient, AuditClientError};
 use agentsec_common::error::ApiError;
 use agentsec_common::ids::new_id;
-use agentsec_common::invalidation::{Invalidation, InvalidationKind};
-use agentsec_common::redis::RedisHandle;
+use agentsec_common::invalidation::{Invalidation, InvalidationKind, Publisher};
 use agentsec_proto::audit::v1::Event;
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome};
 use agentsec_proto::policy::v1::CheckRequest;
@@ -56,12 +55,15 @@ pub struct PolicyChange<'a> {
 #[derive(Clone)]
 pub struct Events {
     audit: AuditClient,
-    redis: Option<RedisHandle>,
+    invalidations: Publisher,
 }
 
 impl Events {
-    pub fn new(audit: AuditClient, redis: Option<RedisHandle>) -> Self {
-        Self { audit, redis }
+    pub fn new(audit: AuditClient, invalidations: Publisher) -> Self {
+        Self {
+            audit,
+            invalidations,
+        }
     }
 
     /// Queues the `policy.changed` event; an error means the change must not
@@ -82,6 +84,7 @@ impl Events {
                 change.rolled_back_from.to_string(),
             );
         }
+        let cause = agentsec_common::telemetry::current_trace_ids();
         let event = Event {
             id,
             time: Some(timestamp(Utc::now())),
@@ -97,7 +100,8 @@ impl Events {
             resource_id: format!("{}@{}", change.tenant, change.version),
             outcome: Outcome::Allow as i32,
             reason: change.description.chars().take(1024).collect(),
-            trace_id: agentsec_common::telemetry::current_trace_id().unwrap_or_default(),
+            trace_id: cause.trace_id,
+            span_id: cause.span_id,
             attributes,
             ..Event::default()
         };
@@ -114,11 +118,9 @@ impl Events {
     /// Publishes POLICY_CHANGED; the database already holds the change, so
     /// a Redis failure is logged, not returned.
     pub async fn invalidate(&self, tenant: &str, version: u64) {
-        if let Some(redis) = &self.redis {
-            let mut event = Invalidation::new(InvalidationKind::PolicyChanged, tenant, "");
-            event.policy_version = version;
-            event.publish(redis, "").await;
-        }
+        let mut event = Invalidation::new(InvalidationKind::PolicyChanged, tenant, "");
+        event.policy_version = version;
+        self.invalidations.publish(&event).await;
     }
 }
 
@@ -193,6 +195,7 @@ pub fn decision_event(
     cached: bool,
 ) -> Option<Event> {
     let id = new_id("evt_").ok()?;
+    let cause = agentsec_common::telemetry::current_trace_ids();
     let principal = request.principal.clone().unwrap_or_default();
     let resource = request.resource.clone().unwrap_or_default();
     let outcome = if decision.evaluation_error {
@@ -230,7 +233,8 @@ pub fn decision_event(
         reason: decision.reason.chars().take(2048).collect(),
         policy_ids: decision.policy_ids.iter().take(64).cloned().collect(),
         decision_id: decision_id.to_owned(),
-        trace_id: agentsec_common::telemetry::current_trace_id().unwrap_or_default(),
+        trace_id: cause.trace_id,
+        span_id: cause.span_id,
         attributes: if cached {
             HashMap::from([
                 (
@@ -245,7 +249,6 @@ pub fn decision_event(
                 decision.policy_version.to_string(),
             )])
         },
-        ..Event::default()
     })
 }
 

@@ -21,7 +21,9 @@ mod config;
 pub mod engine;
 mod events;
 mod ext_authz;
+mod follower;
 mod policies;
+mod revocations;
 mod store;
 mod tokens;
 
@@ -37,7 +39,8 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
 pub use config::{
-    AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, TokenIssuerConfig,
+    AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, RevocationConfig,
+    TokenIssuerConfig,
 };
 
 /// The gRPC service this crate serves.
@@ -87,13 +90,26 @@ pub async fn serve(
     let (audit, audit_sender) =
         AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
     let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
-    let events = events::Events::new(audit.clone(), redis);
-    let redis_url = config.redis.url.clone();
-    let channel = format!(
-        "{}{}",
-        config.redis.key_prefix,
-        agentsec_common::invalidation::INVALIDATION_CHANNEL
+    let publisher = agentsec_common::invalidation::Publisher::new(
+        redis,
+        config.redis.local_bus.clone(),
+        String::new(),
     );
+    let events = events::Events::new(audit.clone(), publisher);
+    let owners = revocations::owners::Owners::new(&config.revocations, &config.admin.audience)
+        .map_err(|err| setup("revocations", err))?
+        .map(Arc::new);
+    if owners.is_none() {
+        tracing::warn!(
+            "revocations.identity_endpoint is not set: CheckToken and ext_authz accept revoked \
+             tokens, tokens of suspended agents and of revoked grants until they expire"
+        );
+    }
+    let max_staleness = Duration::from_millis(config.revocations.max_staleness_ms);
+    let view = Arc::new(revocations::RevocationView::new(
+        owners.is_some(),
+        max_staleness,
+    ));
     let (decision_audit, decision_forwarder) =
         events::DecisionAudit::start(audit, config.decisions.audit_backlog);
     let policies = Arc::new(
@@ -101,13 +117,24 @@ pub async fn serve(
             .await
             .map_err(|err| setup("loading the policy sets", err))?,
     );
-    // Other replicas' changes, when there is a Redis to hear them on.
-    let follower =
-        redis_url.map(|url| tokio::spawn(policies.clone().follow(url, channel, cache.clone())));
+    let bus = agentsec_common::follower::Bus::of(&config.redis);
+    let follower = follower::PolicyFollower {
+        policies: policies.clone(),
+        cache: cache.clone(),
+        view: view.clone(),
+        owners,
+        in_process: matches!(bus, agentsec_common::follower::Bus::Local(_)),
+    };
+    let follower = tokio::spawn(agentsec_common::follower::follow(
+        Arc::new(follower),
+        bus,
+        max_staleness / 4,
+    ));
     let api = Arc::new(api::grpc::PolicyApi::new(
         policies,
         auth,
         tokens,
+        view.clone(),
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
         cache.clone(),
@@ -126,13 +153,14 @@ pub async fn serve(
             "/metrics",
             axum::routing::get(move || {
                 let cache = cache.clone();
+                let view = view.clone();
                 async move {
                     (
                         [(
                             axum::http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4",
                         )],
-                        cache.render_metrics(),
+                        cache.render_metrics() + view.render_metrics(chrono::Utc::now()).as_str(),
                     )
                 }
             }),
@@ -140,9 +168,7 @@ pub async fn serve(
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
-    if let Some(follower) = follower {
-        follower.abort();
-    }
+    follower.abort();
     // The handlers are gone with the server: once this last handle is
     // dropped the forwarder drains the backlog into the audit client.
     let unaudited = decision_audit.unaudited_counter();

@@ -4,14 +4,15 @@
 //! POLICY_CHANGED.
 //!
 //! Replicas: a replica installs the versions it stores itself, loads every
-//! tenant's current version at start and, with Redis configured, follows the
-//! POLICY_CHANGED events of the other replicas ([`Policies::follow`]): it
-//! reloads a tenant whose published version is newer than the one it has,
-//! and reloads every tenant after (re)subscribing. This is prompt but not
-//! synchronous: a replica may answer from the previous version for the
-//! moment between another replica's commit and the event's arrival and
-//! reload (measured in BENCHMARKS.md, "Cross-replica invalidation"), and
-//! longer while Redis is unreachable. PutPolicySet does not wait for the
+//! tenant's current version at start and follows the POLICY_CHANGED events
+//! of the other replicas (see `follower`): it reloads a tenant whose
+//! published version is newer than the one it has, and reloads every
+//! tenant after (re)subscribing and, while Redis is unreachable, every poll
+//! interval. This is prompt but not synchronous: a replica may answer from
+//! the previous version for the moment between another replica's commit
+//! and the event's arrival and reload (measured in BENCHMARKS.md,
+//! "Cross-replica invalidation"), and up to the poll interval while Redis
+//! is unreachable. PutPolicySet does not wait for the
 //! other replicas. Cached decisions follow the installed version: their
 //! keys carry it (see `cache`).
 
@@ -27,7 +28,6 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::Admin;
-use crate::cache::DecisionCache;
 use crate::engine::{self, CompiledPolicySet, PolicyEngine};
 use crate::events::{timestamp, Events, PolicyChange};
 use crate::store::versions::{self, InsertError, StoredVersion};
@@ -38,44 +38,6 @@ const MAX_DESCRIPTION: usize = 1024;
 const LISTED_ISSUES: usize = 20;
 /// How often a change is retried when another writer took its version.
 const MAX_ATTEMPTS: usize = 5;
-/// Wait before subscribing again after the subscription failed.
-const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-/// Longest wait for the subscription to be set up.
-const SUBSCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-/// How often the subscription is asked whether it is alive, and how long
-/// it may take to answer.
-const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The tenant and agent of an event about one agent (suspended, revoked,
-/// reactivated, updated, a credential or token of it...), if it is one:
-/// whatever changed, its cached decisions go.
-fn agent_changed(payload: &[u8]) -> Option<(String, String)> {
-    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    if event.get("kind")?.as_str()? == "INVALIDATION_KIND_POLICY_CHANGED" {
-        return None;
-    }
-    let tenant = event.get("tenant")?.as_str()?;
-    let agent = event.get("agentId")?.as_str()?;
-    if tenant.is_empty() || agent.is_empty() {
-        return None;
-    }
-    Some((tenant.to_owned(), agent.to_owned()))
-}
-
-/// The tenant and version of a POLICY_CHANGED event, if it is one.
-fn policy_changed(payload: &[u8]) -> Option<(String, u64)> {
-    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    if event.get("kind")?.as_str()? != "INVALIDATION_KIND_POLICY_CHANGED" {
-        return None;
-    }
-    let tenant = event.get("tenant")?.as_str()?.to_owned();
-    let version = event.get("policyVersion")?.as_str()?.parse().ok()?;
-    Some((tenant, version))
-}
-
 fn db_error(context: &'static str) -> impl Fn(sea_orm::DbErr) -> ApiError {
     move |err| ApiError::internal(context, err)
 }
@@ -236,7 +198,7 @@ impl Policies {
     }
 
     /// Loads every tenant's current version that is newer than the one here.
-    async fn reload_all(&self) -> Result<(), ApiError> {
+    pub async fn reload_all(&self) -> Result<(), ApiError> {
         for stored in versions::all_current(&self.db)
             .await
             .map_err(db_error("loading the policy sets"))?
@@ -248,95 +210,13 @@ impl Policies {
         Ok(())
     }
 
-    /// Follows the invalidation events on `channel` for ever (see the
-    /// module doc): POLICY_CHANGED reloads the tenant, an agent's event
-    /// evicts its cached decisions. The decision cache is on only while
-    /// the subscription is live (see `cache`).
-    pub async fn follow(
-        self: Arc<Self>,
-        redis_url: String,
-        channel: String,
-        cache: Arc<DecisionCache>,
-    ) {
-        loop {
-            match self.follow_once(&redis_url, &channel, &cache).await {
-                Ok(()) => {
-                    tracing::warn!(%channel, "invalidation subscription ended; resubscribing")
-                }
-                Err(err) => tracing::warn!(
-                    %channel,
-                    error = %err,
-                    "invalidation subscription failed; other replicas' policy changes arrive \
-                     once it is back"
-                ),
+    /// A replica stored `version` of `tenant`: loads it unless this one
+    /// already has it or a newer one.
+    pub async fn policy_changed(&self, tenant: &str, version: u64) {
+        if version > self.installed_version(tenant) {
+            if let Err(err) = self.reload(tenant).await {
+                tracing::error!(%tenant, error = %err, "policy set not reloaded");
             }
-            cache.subscription_lost();
-            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
-        }
-    }
-
-    async fn follow_once(
-        &self,
-        redis_url: &str,
-        channel: &str,
-        cache: &DecisionCache,
-    ) -> Result<(), BoxError> {
-        use futures::StreamExt as _;
-        let client = redis::Client::open(redis_url)?;
-        let subscribe = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe)
-            .await
-            .map_err(|_| "subscribing timed out")??;
-        // Subscribed first, then reloaded: nothing published in between is
-        // missed.
-        self.reload_all().await?;
-        tracing::info!(%channel, "following policy changes");
-        let (mut sink, mut messages) = pubsub.split();
-        cache.subscription_live().await;
-        let mut health = tokio::time::interval(HEALTH_INTERVAL);
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        health.tick().await;
-        loop {
-            tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        return Ok(());
-                    };
-                    self.on_invalidation(message.get_payload_bytes(), cache).await;
-                }
-                _ = health.tick() => {
-                    // A connection that went silent (no reset) is only
-                    // noticed by asking.
-                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => {
-                            if !cache.is_on() {
-                                cache.subscription_live().await;
-                            }
-                        }
-                        Ok(Err(err)) => return Err(err.into()),
-                        Err(_) => return Err("the subscription did not answer PING in time".into()),
-                    }
-                }
-                () = cache.switched_off() => {
-                    return Err("a Redis command of the decision cache failed".into());
-                }
-            }
-        }
-    }
-
-    async fn on_invalidation(&self, payload: &[u8], cache: &DecisionCache) {
-        if let Some((tenant, version)) = policy_changed(payload) {
-            if version > self.installed_version(&tenant) {
-                if let Err(err) = self.reload(&tenant).await {
-                    tracing::error!(%tenant, error = %err, "policy set not reloaded");
-                }
-            }
-        } else if let Some((tenant, agent)) = agent_changed(payload) {
-            cache.agent_changed(&tenant, &agent).await;
         }
     }
 
@@ -663,31 +543,5 @@ pub fn diff(
             .filter(|a| !new_attributes.contains(&attribute(a)))
             .cloned()
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_events_are_told_from_policy_changes() {
-        let suspended = br#"{"kind":"INVALIDATION_KIND_AGENT_SUSPENDED","tenant":"acme","agentId":"agt_1","time":"2025-01-02T03:04:05Z"}"#;
-        assert_eq!(
-            agent_changed(suspended),
-            Some(("acme".to_owned(), "agt_1".to_owned()))
-        );
-        assert_eq!(policy_changed(suspended), None);
-        let changed =
-            br#"{"kind":"INVALIDATION_KIND_POLICY_CHANGED","tenant":"acme","policyVersion":"7"}"#;
-        assert_eq!(agent_changed(changed), None);
-        assert_eq!(policy_changed(changed), Some(("acme".to_owned(), 7)));
-        // A grant event names no agent: nothing to evict.
-        assert_eq!(
-            agent_changed(
-                br#"{"kind":"INVALIDATION_KIND_GRANT_REVOKED","tenant":"acme","grantId":"g"}"#
-            ),
-            None
-        );
     }
 }

@@ -3,12 +3,12 @@
 //! `config`), verified offline against the issuer's key set, from which the
 //! principal is derived.
 //!
-//! Limit of this slice: verification is offline (signature, issuer, time
-//! claims). A token its issuer has revoked, or one of a suspended agent,
-//! is accepted here until it expires. The derived principal carries no
-//! agent attributes yet (policy.proto wants identity-svc's registry
-//! attributes; fetching them is a later slice), and the token's `scope` is
-//! not exposed to conditions.
+//! Verification here is offline (signature, issuer, time claims); whether
+//! the token's owners still honour it (revocation, suspended agents,
+//! deleted credentials, revoked grants) is the revocation view's answer
+//! (see `revocations`), asked by every token decision. The token's scope
+//! reaches conditions as `context.token_scope`; the derived principal
+//! carries no registry attributes of the agent.
 
 use std::time::Duration;
 
@@ -35,11 +35,29 @@ pub struct VerifiedToken {
     pub audiences: Vec<String>,
     /// Seconds since the epoch at which the token expires.
     pub expires_at: i64,
+    /// `iat` (or `nbf`, else 0 when neither is present).
+    pub issued_at: i64,
+    pub jti: Option<String>,
+    /// identity-svc's `cred`: the credential the token was obtained with.
+    pub credential: Option<String>,
+    /// identity-svc's `gen`: the agent's token generation at issuance.
+    pub generation: Option<i64>,
+    /// exchange-svc's `grant_id`: the grant behind a delegated token.
+    pub grant_id: Option<String>,
+    /// The `scope` values (RFC 9068 §2.2.3: space-delimited).
+    pub scopes: Vec<String>,
 }
 
 impl VerifiedToken {
     pub fn is_for(&self, audience: &str) -> bool {
         self.audiences.iter().any(|aud| aud == audience)
+    }
+
+    /// The token generation of `agent_id` the token was issued in, when
+    /// it says (an agent's own token carries its `gen`).
+    pub fn generation_of(&self, agent_id: &str) -> Option<i64> {
+        let own = self.principal.person_subject.is_empty() && self.principal.agent_id == agent_id;
+        self.generation.filter(|_| own)
     }
 }
 
@@ -74,6 +92,20 @@ struct Claims {
     sub: String,
     aud: serde_json::Value,
     exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    cred: Option<String>,
+    #[serde(default)]
+    gen: Option<i64>,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
     #[serde(default)]
@@ -298,6 +330,19 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
         },
         audiences,
         expires_at: claims.exp,
+        issued_at: claims.iat.or(claims.nbf).unwrap_or(0),
+        jti: claims.jti.filter(|jti| !jti.is_empty()),
+        credential: claims.cred.filter(|cred| !cred.is_empty()),
+        generation: claims.gen,
+        grant_id: claims.grant_id.filter(|grant| !grant.is_empty()),
+        scopes: claims
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|scope| !scope.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -347,6 +392,12 @@ mod tests {
         assert_eq!(own.principal.tenant, "acme");
         assert!(own.principal.person_subject.is_empty());
         assert_eq!(own.principal.actor_chain.clone().unwrap().actors.len(), 1);
+        assert!(own.scopes.is_empty());
+        let scoped = verifier
+            .verify(&token(&key, json!({"scope": "repo:read  repo:write"})))
+            .await
+            .unwrap();
+        assert_eq!(scoped.scopes, ["repo:read", "repo:write"]);
         assert!(own.is_for("mcp:github"));
         assert!(!own.is_for("mcp:jira"));
 

@@ -71,8 +71,58 @@ impl ExchangeApi {
     }
 }
 
+/// policy.proto-style batches: at most this many entries per message.
+const REVOCATION_BATCH: usize = 1_000;
+
+type RevokedGrantsStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<ListRevokedGrantsResponse, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl ExchangeService for ExchangeApi {
+    type ListRevokedGrantsStream = RevokedGrantsStream;
+
+    async fn list_revoked_grants(
+        &self,
+        request: Request<ListRevokedGrantsRequest>,
+    ) -> Result<Response<Self::ListRevokedGrantsStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let since = request
+            .get_ref()
+            .since
+            .as_ref()
+            .map(|since| {
+                agentsec_common::time::datetime(since)
+                    .ok_or_else(|| ApiError::invalid("since", "is not a valid timestamp"))
+            })
+            .transpose()?;
+        let now = chrono::Utc::now();
+        let revoked = self.grants.revoked(&caller, since, now).await?;
+        let mut batches: Vec<ListRevokedGrantsResponse> = revoked
+            .chunks(REVOCATION_BATCH)
+            .map(|chunk| ListRevokedGrantsResponse {
+                grants: chunk
+                    .iter()
+                    .map(|grant| RevokedGrantEntry {
+                        grant_id: grant.id.clone(),
+                        tenant: grant.tenant.clone(),
+                        agent_id: grant.agent_id.clone(),
+                        revoke_time: Some(crate::grants::timestamp(grant.revoke_time)),
+                    })
+                    .collect(),
+                as_of: None,
+            })
+            .collect();
+        if batches.is_empty() {
+            batches.push(ListRevokedGrantsResponse::default());
+        }
+        if let Some(last) = batches.last_mut() {
+            last.as_of = Some(crate::grants::timestamp(now));
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            batches.into_iter().map(Ok),
+        ))))
+    }
     async fn get_jwks(
         &self,
         _request: Request<GetJwksRequest>,

@@ -165,3 +165,40 @@ pub async fn list(
     }
     query.all(db).await?.into_iter().map(from_row).collect()
 }
+
+/// A revoked grant as enforcement points need it.
+pub struct RevokedGrant {
+    pub id: String,
+    pub tenant: String,
+    pub agent_id: String,
+    pub revoke_time: DateTime<Utc>,
+}
+
+/// Every grant revoked at or after `since`, by id.
+pub async fn revoked_since(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+) -> Result<Vec<RevokedGrant>, GrantStoreError> {
+    let rows: Vec<(String, String, String, Option<DateTime<Utc>>)> = Grants::find()
+        .select_only()
+        .column(grant::Column::Id)
+        .column(grant::Column::Tenant)
+        .column(grant::Column::AgentId)
+        .column(grant::Column::RevokeTime)
+        .filter(grant::Column::RevokeTime.gte(since))
+        .order_by_asc(grant::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, tenant, agent_id, revoke_time)| {
+            Some(RevokedGrant {
+                id,
+                tenant,
+                agent_id,
+                revoke_time: revoke_time?,
+            })
+        })
+        .collect())
+}

@@ -105,3 +105,39 @@ impl MigrationTrait for CreateGrants {
             .await
     }
 }
+
+/// Enforcement points list revoked grants by revocation time.
+pub struct IndexGrantRevocations;
+
+impl MigrationName for IndexGrantRevocations {
+    fn name(&self) -> &str {
+        "m20261206_000030_index_grant_revocations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexGrantRevocations {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("grants_revoke_time")
+                    .table(Grants::Table)
+                    .col(Grants::RevokeTime)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("grants_revoke_time")
+                    .table(Grants::Table)
+                    .to_owned(),
+            )
+            .await
+    }
+}

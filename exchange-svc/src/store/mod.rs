@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(agentsec_common::keys::store::CreateSigningKeys),
             Box::new(migrations::CreateGrants),
+            Box::new(migrations::IndexGrantRevocations),
         ]
     }
 }

@@ -19,6 +19,70 @@ use crate::oauth::{
 use crate::registry::{Registry, Transition};
 use crate::store::credentials::{Credential as StoredCredential, Kind, SubjectMatch};
 
+/// At most this many entries of each list per streamed message.
+const REVOCATION_BATCH: usize = 1_000;
+
+type RevocationsStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ListRevocationsResponse, Status>> + Send>>;
+
+/// The listing in messages of at most [`REVOCATION_BATCH`] entries per
+/// list, the last one (at least one) carrying `as_of`.
+fn revocation_batches(
+    listed: crate::store::revocations::Revocations,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<ListRevocationsResponse> {
+    use agentsec_common::time::timestamp as ts;
+    let mut tokens = listed.tokens.into_iter().map(|token| RevokedTokenEntry {
+        jti: token.jti,
+        agent_id: token.agent_id,
+        expire_time: Some(prost_types::Timestamp {
+            seconds: token.expire_time,
+            nanos: 0,
+        }),
+        revoke_time: Some(ts(token.revoke_time)),
+    });
+    let mut credentials = listed
+        .credentials
+        .into_iter()
+        .map(|credential| DeletedCredentialEntry {
+            credential_id: credential.id,
+            agent_id: credential.agent_id,
+            delete_time: Some(ts(credential.delete_time)),
+        });
+    let mut agents = listed.agents.into_iter().map(|agent| AgentStandingEntry {
+        agent_id: agent.agent_id,
+        tenant: agent.tenant,
+        status: agent
+            .status
+            .map_or(AgentStatus::Unspecified, |status| status.to_proto()) as i32,
+        token_generation: agent.token_generation,
+        generation_time: agent.generation_time.map(ts),
+    });
+    let mut batches = Vec::new();
+    loop {
+        let batch = ListRevocationsResponse {
+            revoked_tokens: tokens.by_ref().take(REVOCATION_BATCH).collect(),
+            deleted_credentials: credentials.by_ref().take(REVOCATION_BATCH).collect(),
+            agents: agents.by_ref().take(REVOCATION_BATCH).collect(),
+            as_of: None,
+        };
+        let empty = batch.revoked_tokens.is_empty()
+            && batch.deleted_credentials.is_empty()
+            && batch.agents.is_empty();
+        if empty && !batches.is_empty() {
+            break;
+        }
+        batches.push(batch);
+        if empty {
+            break;
+        }
+    }
+    if let Some(last) = batches.last_mut() {
+        last.as_of = Some(ts(now));
+    }
+    batches
+}
+
 pub struct IdentityApi {
     tokens: Arc<TokenService>,
     registry: Arc<Registry>,
@@ -414,6 +478,29 @@ impl IdentityService for IdentityApi {
             .revoke(&caller, &request.get_ref().token)
             .await?;
         Ok(Response::new(RevokeTokenResponse {}))
+    }
+
+    type ListRevocationsStream = RevocationsStream;
+
+    async fn list_revocations(
+        &self,
+        request: Request<ListRevocationsRequest>,
+    ) -> Result<Response<Self::ListRevocationsStream>, Status> {
+        let admin = self.admin(&request).await?;
+        let since = request
+            .get_ref()
+            .since
+            .as_ref()
+            .map(|since| {
+                agentsec_common::time::datetime(since)
+                    .ok_or_else(|| ApiError::invalid("since", "is not a valid timestamp"))
+            })
+            .transpose()?;
+        let now = chrono::Utc::now();
+        let listed = self.registry.revocations(&admin, since, now).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            revocation_batches(listed, now).into_iter().map(Ok),
+        ))))
     }
 
     async fn rotate_signing_key(

@@ -75,6 +75,8 @@ pub struct Agent {
     pub status: Status,
     pub status_reason: String,
     pub token_generation: i64,
+    /// When the current token generation started (`None`: generation 0).
+    pub generation_time: Option<DateTime<Utc>>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }

@@ -41,6 +41,7 @@ fn to_row(agent: &Agent) -> Result<agent::ActiveModel, AgentStoreError> {
         ceiling_audiences: Set(json(&agent.fields.ceiling_audiences)),
         ceiling_scopes: Set(json(&agent.fields.ceiling_scopes)),
         token_generation: Set(agent.token_generation),
+        token_generation_time: Set(agent.generation_time),
         create_time: Set(agent.create_time),
         update_time: Set(agent.update_time),
     })
@@ -79,6 +80,7 @@ fn from_row(row: agent::Model) -> Result<Agent, AgentStoreError> {
         status,
         status_reason: row.status_reason,
         token_generation: row.token_generation,
+        generation_time: row.token_generation_time,
         create_time: row.create_time,
         update_time: row.update_time,
     })

@@ -184,14 +184,24 @@ pub async fn list(
         .collect())
 }
 
-/// Deletes the credential if it belongs to `agent_id`; whether it did.
-pub async fn delete(db: &impl ConnectionTrait, agent_id: &str, id: &str) -> Result<bool, DbErr> {
+/// Deletes the credential if it belongs to `agent_id`, leaving a tombstone
+/// for enforcement points (see `revocations`); whether it did.
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    agent_id: &str,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
     let result = Credentials::delete_many()
         .filter(credential::Column::Id.eq(id))
         .filter(credential::Column::AgentId.eq(agent_id))
         .exec(db)
         .await?;
-    Ok(result.rows_affected > 0)
+    if result.rows_affected == 0 {
+        return Ok(false);
+    }
+    super::revocations::credential_deleted(db, id, agent_id, now).await?;
+    Ok(true)
 }
 
 pub async fn exists(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {

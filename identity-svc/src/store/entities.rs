@@ -28,6 +28,8 @@ pub mod agent {
         /// Bumped when the agent is suspended or revoked; only tokens of the
         /// current generation (`gen` claim) are active.
         pub token_generation: i64,
+        /// When the current generation started (NULL: generation 0).
+        pub token_generation_time: Option<DateTimeUtc>,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
     }
@@ -89,6 +91,26 @@ pub mod revoked_token {
         /// The token's `exp`: the row may go once this has passed.
         pub expire_time: i64,
         pub revoke_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod deleted_credential {
+    use sea_orm::entity::prelude::*;
+
+    /// A deleted credential, kept while tokens obtained with it may still
+    /// be unexpired, for enforcement points that list revocations.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deleted_credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub agent_id: String,
+        pub delete_time: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

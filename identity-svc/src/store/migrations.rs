@@ -270,3 +270,126 @@ impl MigrationTrait for CreateIdentityTables {
         Ok(())
     }
 }
+
+#[derive(DeriveIden)]
+enum AgentsRevocationColumns {
+    #[sea_orm(iden = "agents")]
+    Table,
+    TokenGenerationTime,
+    UpdateTime,
+    TokenGeneration,
+}
+
+#[derive(DeriveIden)]
+enum DeletedCredentials {
+    Table,
+    Id,
+    AgentId,
+    DeleteTime,
+}
+
+/// What enforcement points need to list revocations since a point: when
+/// each agent's token generation last changed, deleted credentials kept as
+/// tombstones for the longest token lifetime, and the indexes the listing
+/// reads by.
+pub struct AddRevocationState;
+
+impl MigrationName for AddRevocationState {
+    fn name(&self) -> &str {
+        "m20261206_000020_add_revocation_state"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRevocationState {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(AgentsRevocationColumns::Table)
+                    .add_column(
+                        ColumnDef::new(AgentsRevocationColumns::TokenGenerationTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Agents suspended or revoked before this column existed: their
+        // last change is the best bound there is.
+        manager
+            .exec_stmt(
+                Query::update()
+                    .table(AgentsRevocationColumns::Table)
+                    .value(
+                        AgentsRevocationColumns::TokenGenerationTime,
+                        Expr::col(AgentsRevocationColumns::UpdateTime),
+                    )
+                    .and_where(Expr::col(AgentsRevocationColumns::TokenGeneration).gt(0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "agents_update_time",
+                AgentsRevocationColumns::Table,
+                [AgentsRevocationColumns::UpdateTime.into_iden()],
+                false,
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "agents_generation_time",
+                AgentsRevocationColumns::Table,
+                [AgentsRevocationColumns::TokenGenerationTime.into_iden()],
+                false,
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "revoked_tokens_revoke_time",
+                RevokedTokens::Table,
+                [RevokedTokens::RevokeTime.into_iden()],
+                false,
+            ))
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(DeletedCredentials::Table)
+                    .if_not_exists()
+                    .col(string(DeletedCredentials::Id, 64).primary_key().to_owned())
+                    .col(string(DeletedCredentials::AgentId, 64))
+                    .col(time(DeletedCredentials::DeleteTime))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "deleted_credentials_delete_time",
+                DeletedCredentials::Table,
+                [DeletedCredentials::DeleteTime.into_iden()],
+                false,
+            ))
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(DeletedCredentials::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(AgentsRevocationColumns::Table)
+                    .drop_column(AgentsRevocationColumns::TokenGenerationTime)
+                    .to_owned(),
+            )
+            .await
+    }
+}

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod credentials;
 mod entities;
 mod migrations;
+pub mod revocations;
 pub mod settings;
 pub mod tokens;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(agentsec_common::keys::store::CreateSigningKeys),
             Box::new(migrations::CreateIdentityTables),
+            Box::new(migrations::AddRevocationState),
         ]
     }
 }

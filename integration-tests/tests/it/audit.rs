@@ -98,7 +98,7 @@ async fn verify(client: &mut AuditServiceClient<Channel>) -> anyhow::Result<Veri
 
 #[tokio::test]
 async fn appends_are_durable_ordered_and_idempotent() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     let batch: Vec<Event> = (0..5).map(|n| event(&format!("evt_a{n}"), n)).collect();
     let first = append(&mut audit, batch.clone()).await?;
@@ -140,7 +140,7 @@ async fn appends_are_durable_ordered_and_idempotent() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     let mut bad = event("evt_b1", 1);
     bad.kind = String::new();
@@ -206,7 +206,7 @@ async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn queries_filter_order_and_page() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     let events: Vec<Event> = (0..30)
         .map(|n| {
@@ -325,7 +325,7 @@ async fn queries_filter_order_and_page() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn streaming_append_checkpoints_and_verification() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     let messages: Vec<AppendEventStreamRequest> = (0..25)
         .map(|m| AppendEventStreamRequest {
@@ -405,7 +405,7 @@ async fn streaming_append_checkpoints_and_verification() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_timer_checkpoints_a_quiet_chain() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     append(&mut audit, vec![event("evt_t0", 0), event("evt_t1", 1)]).await?;
     // Two events are far below the 100-event cadence; the 1-second timer
@@ -503,7 +503,7 @@ async fn append_blocks(
 
 #[tokio::test]
 async fn verification_finds_edited_and_deleted_events_and_blocks() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     // Blocks 1-10, 11-20, 21-30, 31-40, 41-50.
     append_blocks(&mut audit, "evt_v", 5, 10).await?;
@@ -599,7 +599,7 @@ async fn verification_finds_edited_and_deleted_events_and_blocks() -> anyhow::Re
 
 #[tokio::test]
 async fn tail_delivers_backlog_then_live_events_and_resumes() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     append(
         &mut audit,
@@ -651,7 +651,7 @@ async fn tail_delivers_backlog_then_live_events_and_resumes() -> anyhow::Result<
 
 #[tokio::test]
 async fn export_verifies_with_the_standalone_script() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     append(
         &mut audit,
@@ -697,7 +697,7 @@ fn run_verifier(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
 
 #[tokio::test]
 async fn deleting_the_newest_events_is_caught_by_a_later_checkpoint() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let mut audit = client(&cluster).await?;
     // Blocks of 50 events; checkpoints at 100 and 200 (every 100 events in
     // tests).

@@ -16,7 +16,7 @@ const EVENTS: usize = 3_000;
 
 #[tokio::test]
 async fn every_event_is_stored_exactly_once_across_a_crash() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start().await?;
+    let mut cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let config = AuditClientConfig {
         endpoint: format!("http://{}", cluster.addr(Service::Audit)),
         max_batch: 100,
@@ -89,7 +89,7 @@ async fn every_event_is_stored_exactly_once_across_a_crash() -> anyhow::Result<(
 
 #[tokio::test]
 async fn shutdown_reports_what_it_could_not_deliver() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start().await?;
+    let mut cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let endpoint = format!("http://{}", cluster.addr(Service::Audit));
     cluster.kill(Service::Audit).await?;
     let (client, sender) = AuditClient::start(AuditClientConfig {

@@ -13,7 +13,7 @@ use crate::audit::event;
 
 #[tokio::test]
 async fn two_replicas_extend_one_chain() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
     if !cluster.backend.is_postgres() {
         // SQLite is single-process by design; this runs in the PostgreSQL
         // pass of the suite (AGENTSEC_TEST_DATABASE_URL).

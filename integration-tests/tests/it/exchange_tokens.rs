@@ -38,12 +38,12 @@ const SCOPES: &[&str] = &["repo:read", "repo:write", "repo:admin"];
 
 /// A cluster with a `token:exchange` policy for tenant `acme` and two
 /// agents able to present actor tokens to exchange-svc.
-struct Fixture {
-    cluster: TestCluster,
-    admin: String,
-    exchange: Client,
-    a: TestClient,
-    b: TestClient,
+pub(crate) struct Fixture {
+    pub(crate) cluster: TestCluster,
+    pub(crate) admin: String,
+    pub(crate) exchange: Client,
+    pub(crate) a: TestClient,
+    pub(crate) b: TestClient,
 }
 
 /// Exchanges are allowed for any audience except [`TEST_OTHER_TARGET`], and
@@ -89,7 +89,7 @@ fn exchange_policy() -> PolicySet {
 }
 
 impl Fixture {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let cluster = TestCluster::start().await?;
         let admin = cluster.admin_token().await?;
         let exchange_issuer = cluster.issuer(Service::Exchange);
@@ -123,12 +123,12 @@ impl Fixture {
         })
     }
 
-    fn exchange_issuer(&self) -> String {
+    pub(crate) fn exchange_issuer(&self) -> String {
         self.cluster.issuer(Service::Exchange)
     }
 
     /// An actor token of `agent` for exchange-svc (all its ceiling scopes).
-    async fn actor_token(&self, agent: &TestClient) -> anyhow::Result<String> {
+    pub(crate) async fn actor_token(&self, agent: &TestClient) -> anyhow::Result<String> {
         get_token(
             &self.cluster,
             agent,
@@ -139,7 +139,7 @@ impl Fixture {
 
     /// alice's grant to `agent` for [`TEST_TARGET`], [`TEST_OTHER_TARGET`],
     /// the impersonation target and further delegation.
-    async fn grant(
+    pub(crate) async fn grant(
         &mut self,
         person: &str,
         agent: &str,
@@ -168,7 +168,7 @@ impl Fixture {
         .await?)
     }
 
-    async fn exchange(
+    pub(crate) async fn exchange(
         &mut self,
         request: ExchangeRequest,
     ) -> Result<ExchangeResponse, tonic::Status> {
@@ -211,7 +211,7 @@ impl Fixture {
     }
 }
 
-fn request(subject: &str, actor: &str, audience: &str, scope: &str) -> ExchangeRequest {
+pub(crate) fn request(subject: &str, actor: &str, audience: &str, scope: &str) -> ExchangeRequest {
     ExchangeRequest {
         subject_token: subject.to_owned(),
         subject_token_type: JWT.to_owned(),
@@ -826,15 +826,13 @@ async fn exchange_over_http_refuses_every_bad_input_and_honours_may_act() -> any
 }
 
 /// Gives every span of this test process an OpenTelemetry context (no
-/// exporter), as a deployment with tracing on has; installed once.
+/// exporter), as a service's telemetry does; installed once.
 fn spans_with_trace_ids() {
-    use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("agentsec-test")));
+        let tracers = agentsec_common::telemetry::Tracers::local();
+        let subscriber = tracing_subscriber::registry().with(tracers.layer());
         // Another test may have installed one first; the test then fails
         // below rather than here.
         let _ = tracing::subscriber::set_global_default(subscriber);

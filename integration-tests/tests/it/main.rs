@@ -20,5 +20,6 @@ mod policy_check_token;
 mod policy_decisions;
 mod policy_ext_authz;
 mod policy_sets;
+mod revocation;
 mod signing_keys;
 mod telemetry;

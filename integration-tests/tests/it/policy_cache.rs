@@ -7,10 +7,9 @@
 //! while Redis is unreachable.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agentsec_integration_tests::relay::RedisRelay;
 use agentsec_integration_tests::{http, with_bearer, Service, TestCluster};
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
@@ -19,9 +18,6 @@ use agentsec_proto::identity::v1::SuspendAgentRequest;
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, PolicySet};
 use anyhow::{bail, Context as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::identity_registry::{default_client, identity, ASYNC_DEADLINE};
 use crate::policy_sets::{check_request, github_set, policy, put, rule, Policy, AGENT, STRANGER};
@@ -399,95 +395,6 @@ async fn an_agent_suspension_evicts_that_agents_decisions() -> anyhow::Result<()
         assert!(check(replica, other.clone()).await?.cached);
     }
     cluster.shutdown().await
-}
-
-/// A TCP relay to Redis that can stop answering without closing anything
-/// (a black hole), as a hung server or a partitioned network does.
-struct RedisRelay {
-    addr: SocketAddr,
-    black_hole: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl RedisRelay {
-    async fn start(upstream: String) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let black_hole = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (hole, tasks) = (black_hole.clone(), connections.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let hole = hole.clone();
-                let upstream = upstream.clone();
-                let task = tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream.as_str()).await else {
-                        return;
-                    };
-                    let (client_read, client_write) = client.into_split();
-                    let (server_read, server_write) = server.into_split();
-                    tokio::join!(
-                        pump(client_read, server_write, hole.clone()),
-                        pump(server_read, client_write, hole),
-                    );
-                });
-                if let Ok(mut tasks) = tasks.lock() {
-                    tasks.push(task);
-                }
-            }
-        });
-        Ok(Self {
-            addr,
-            black_hole,
-            connections,
-            accept,
-        })
-    }
-
-    /// Bytes are read and dropped from now on; connections stay open.
-    fn black_hole(&self) {
-        self.black_hole.store(true, Ordering::SeqCst);
-    }
-
-    /// Closes every connection (their streams lost bytes) and relays again.
-    fn restore(&self) {
-        if let Ok(mut tasks) = self.connections.lock() {
-            for task in tasks.drain(..) {
-                task.abort();
-            }
-        }
-        self.black_hole.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for RedisRelay {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.restore();
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    black_hole: Arc<AtomicBool>,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let Ok(read) = from.read(&mut buffer).await else {
-            return;
-        };
-        if read == 0 {
-            return;
-        }
-        if black_hole.load(Ordering::SeqCst) {
-            continue;
-        }
-        if to.write_all(&buffer[..read]).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[tokio::test]

@@ -337,3 +337,66 @@ fn policy_check_token_issuer_example_is_valid_when_uncommented() -> anyhow::Resu
     assert_eq!(issuer.algorithms, ["EdDSA", "ES256"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn policy_check_token_lets_conditions_read_the_tokens_scope() -> anyhow::Result<()> {
+    use agentsec_proto::common::v1::{attribute_value, AttributeValue, StringList};
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut client = policy(&cluster).await?;
+    let mut writers = rule(
+        "writers",
+        Effect::Allow,
+        &format!("agent:{AGENT}"),
+        "mcp:github/*",
+        "tools/call",
+    );
+    writers.condition =
+        "has(context.token_scope) && \"repo:write\" in context.token_scope".to_owned();
+    put(
+        &mut client,
+        &admin,
+        "acme",
+        PolicySet {
+            rules: vec![writers],
+            ..PolicySet::default()
+        },
+    )
+    .await?;
+    let key = extra_token_issuer_key().context("no test issuer key")?;
+    let effect = |response: CheckTokenResponse| response.decision.unwrap_or_default().effect;
+    for (scope, expected) in [
+        (Some("repo:read repo:write"), Effect::Allow),
+        (Some("repo:read"), Effect::Deny),
+        (None, Effect::Deny),
+    ] {
+        let claims = scope.map_or_else(|| json!({}), |scope| json!({ "scope": scope }));
+        let token = sign(key, EXTRA_TOKEN_ISSUER, claims)?;
+        let answer = decide(
+            &mut client,
+            check_token(&token, GITHUB, "mcp:github/create_issue"),
+        )
+        .await?;
+        assert_eq!(effect(answer), expected as i32, "scope {scope:?}");
+    }
+    // A caller cannot lend a token scopes it does not carry.
+    let token = sign(key, EXTRA_TOKEN_ISSUER, json!({"scope": "repo:read"}))?;
+    let mut request = check_token(&token, GITHUB, "mcp:github/create_issue");
+    request.context = Some(RequestContext {
+        attributes: [(
+            "token_scope".to_owned(),
+            AttributeValue {
+                kind: Some(attribute_value::Kind::StringListValue(StringList {
+                    values: vec!["repo:write".to_owned()],
+                })),
+            },
+        )]
+        .into(),
+        ..RequestContext::default()
+    });
+    assert_eq!(
+        effect(decide(&mut client, request).await?),
+        Effect::Deny as i32
+    );
+    cluster.shutdown().await
+}

@@ -73,7 +73,7 @@ fn gateway_set() -> PolicySet {
     set
 }
 
-fn http_check(
+pub(crate) fn http_check(
     method: &str,
     path: &str,
     authorization: Option<String>,
@@ -106,7 +106,7 @@ fn http_check(
     }
 }
 
-async fn ask(
+pub(crate) async fn ask(
     client: &mut AuthorizationClient<Channel>,
     request: CheckRequest,
 ) -> anyhow::Result<CheckResponse> {
@@ -114,7 +114,7 @@ async fn ask(
 }
 
 /// The status code of a denial, its headers and JSON body.
-fn denial(
+pub(crate) fn denial(
     response: &CheckResponse,
 ) -> anyhow::Result<(i32, HashMap<String, String>, serde_json::Value)> {
     let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
@@ -150,7 +150,7 @@ fn allowed_decision_id(response: &CheckResponse) -> anyhow::Result<String> {
         .context("no x-agentsec-decision-id")
 }
 
-fn mcp_call(tool: &str) -> String {
+pub(crate) fn mcp_call(tool: &str) -> String {
     json!({
         "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": tool, "arguments": {"title": "x"}},

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::ids::new_id;
-use agentsec_proto::common::v1::PageResponse;
+use agentsec_proto::common::v1::{attribute_value, AttributeValue, PageResponse, StringList};
 use agentsec_proto::policy::v1::policy_service_server::PolicyService;
 use agentsec_proto::policy::v1::*;
 use chrono::Utc;
@@ -25,7 +25,16 @@ use crate::cache::{CacheKey, DecisionCache, Lookup};
 use crate::engine::{self, Decision, DecisionRequest, PolicyEngine, RequestError};
 use crate::events::{decision_event, DecisionAudit};
 use crate::policies::{check_tenant, version_to_proto, Policies};
+use crate::revocations::RevocationView;
 use crate::tokens::{TokenVerifier, MAX_TOKEN_BYTES};
+
+/// The context attribute that carries a token's `scope` values in
+/// token-based decisions (`context.token_scope` in conditions).
+pub const TOKEN_SCOPE_ATTRIBUTE: &str = "token_scope";
+
+/// How long a token decision waits for the revocation state right after
+/// start, before failing closed.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// policy.proto: BatchCheck takes 1-1,000 items.
 pub const MAX_BATCH: usize = 1_000;
@@ -36,6 +45,7 @@ pub struct PolicyApi {
     policies: Arc<Policies>,
     auth: AdminAuth,
     tokens: TokenVerifier,
+    revocations: Arc<RevocationView>,
     audit: DecisionAudit,
     cache_ttl: Duration,
     cache: Arc<DecisionCache>,
@@ -46,6 +56,7 @@ impl PolicyApi {
         policies: Arc<Policies>,
         auth: AdminAuth,
         tokens: TokenVerifier,
+        revocations: Arc<RevocationView>,
         audit: DecisionAudit,
         cache_ttl: Duration,
         cache: Arc<DecisionCache>,
@@ -54,6 +65,7 @@ impl PolicyApi {
             policies,
             auth,
             tokens,
+            revocations,
             audit,
             cache_ttl,
             cache,
@@ -135,11 +147,25 @@ impl PolicyApi {
             .into());
         }
         let verified = self.tokens.verify(&request.token).await?;
-        // delegation_depth is always derived from the token's actor chain.
-        let context = request.context.map(|context| RequestContext {
-            delegation_depth: 0,
-            ..context
-        });
+        self.revocations.wait_loaded(FIRST_LOAD_WAIT).await;
+        self.revocations.check(&verified, Utc::now())?;
+        // delegation_depth is always derived from the token's actor chain,
+        // and `token_scope` is the token's, whatever the caller sent.
+        let mut context = request.context.unwrap_or_default();
+        context.delegation_depth = 0;
+        if verified.scopes.is_empty() {
+            context.attributes.remove(TOKEN_SCOPE_ATTRIBUTE);
+        } else {
+            context.attributes.insert(
+                TOKEN_SCOPE_ATTRIBUTE.to_owned(),
+                AttributeValue {
+                    kind: Some(attribute_value::Kind::StringListValue(StringList {
+                        values: verified.scopes.clone(),
+                    })),
+                },
+            );
+        }
+        let context = Some(context);
         let as_check = CheckRequest {
             principal: Some(verified.principal.clone()),
             audience: request.audience,
@@ -188,6 +214,9 @@ impl PolicyApi {
             cached = false;
         }
         let mut answer = self.answer(&as_check, &decision, cached)?;
+        if let Some(decided) = &answer.decision {
+            super::trace::record_decision(decided);
+        }
         // Never cacheable past the token's expiry.
         if let Some(answered) = answer.decision.as_mut() {
             let left = (verified.expires_at - Utc::now().timestamp()).max(0);
@@ -240,7 +269,11 @@ impl PolicyService for PolicyApi {
             .decide(&engine, &request, "", Utc::now())
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(self.answer(&request, &decision, cached)?))
+        let answer = self.answer(&request, &decision, cached)?;
+        if let Some(decided) = &answer.decision {
+            super::trace::record_decision(decided);
+        }
+        Ok(Response::new(answer))
     }
 
     async fn batch_check(
@@ -278,6 +311,9 @@ impl PolicyService for PolicyApi {
             .zip(&decisions)
             .map(|(item, (decision, cached))| self.answer(item, decision, *cached))
             .collect::<Result<Vec<_>, _>>()?;
+        super::trace::record_decisions(
+            results.iter().filter_map(|result| result.decision.as_ref()),
+        );
         Ok(Response::new(BatchCheckResponse { results }))
     }
 
@@ -313,7 +349,11 @@ impl PolicyService for PolicyApi {
         if let Some(event) = decision_event(&as_check, &explanation.decision, &decision_id, false) {
             self.audit.record(event);
         }
-        Ok(Response::new(explanation.to_proto(decision_id)))
+        let explained = explanation.to_proto(decision_id);
+        if let Some(decided) = &explained.decision {
+            super::trace::record_decision(decided);
+        }
+        Ok(Response::new(explained))
     }
 
     async fn check_token(

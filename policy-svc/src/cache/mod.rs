@@ -21,8 +21,11 @@
 //!   the local tier emptied. Meanwhile every decision is made by the
 //!   engine without touching Redis. Failures are counted
 //!   (`/metrics`) and logged at most every [`LOG_EVERY`].
-//! * Without Redis configured the local tier works alone: this replica
-//!   installs its own policy changes, and no agent events can reach it.
+//! * Without Redis the local tier works alone while agent events arrive in
+//!   process (services composed in one process: `agentctl dev`); a
+//!   replica that hears no events at all (neither Redis nor in process)
+//!   keeps the cache off, since it could not evict a suspended agent's
+//!   decisions.
 
 pub mod key;
 pub mod local;
@@ -253,12 +256,11 @@ impl DecisionCache {
     /// answers in time. Nothing cached before is served (events were
     /// missed meanwhile).
     pub async fn subscription_live(&self) -> bool {
-        let Some(shared) = &self.shared else {
-            return true;
-        };
-        if let Err(failure) = shared.ping().await {
-            self.health.count(failure);
-            return false;
+        if let Some(shared) = &self.shared {
+            if let Err(failure) = shared.ping().await {
+                self.health.count(failure);
+                return false;
+            }
         }
         self.forget();
         if self.health.state.swap(USABLE, Ordering::AcqRel) == OFF && self.enabled {

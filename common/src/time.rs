@@ -1,0 +1,37 @@
+//! Conversions between protobuf `Timestamp`s and chrono times.
+
+use chrono::{DateTime, Utc};
+
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// `None` for a timestamp outside chrono's range or with invalid nanos.
+pub fn datetime(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    DateTime::from_timestamp(timestamp.seconds, nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_invalid_ones_are_refused() {
+        let now = Utc::now();
+        assert_eq!(datetime(&timestamp(now)), Some(now));
+        let negative_nanos = prost_types::Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        assert_eq!(datetime(&negative_nanos), None);
+        let too_far = prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(datetime(&too_far), None);
+    }
+}

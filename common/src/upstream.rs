@@ -1,0 +1,179 @@
+//! Calling another AgentSec service: lazily connected channels that carry
+//! the caller's trace context, bearer metadata, and a service identity (an
+//! admin token obtained from identity-svc with client credentials and
+//! renewed before it expires).
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use agentsec_proto::identity::v1::issue_token_request::ClientAuthentication;
+use agentsec_proto::identity::v1::{GrantType, IssueTokenRequest};
+use tokio::sync::Mutex;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::admin_token::ADMIN_SCOPE;
+use crate::error::ApiError;
+use crate::telemetry::TraceContextInterceptor;
+
+pub type TracedChannel = InterceptedService<Channel, TraceContextInterceptor>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A service token is renewed this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(30);
+
+/// A lazily connected channel to `url` (validated with the config; `key`
+/// names the setting in errors), each call bounded by `timeout`.
+pub fn channel(key: &str, url: &str, timeout: Duration) -> Result<Channel, String> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|err| format!("{key}: {err}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>, ApiError> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ApiError::internal("service token", "not a header value"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// What a failed call to `service` means for the caller: the answer is
+/// unknown, so whatever depended on it fails closed.
+pub fn unavailable(service: &str, status: &tonic::Status) -> ApiError {
+    tracing::warn!(service, code = ?status.code(), message = status.message(), "upstream call failed");
+    ApiError::Unavailable {
+        what: service.to_owned(),
+    }
+}
+
+/// A service's own identity at identity-svc: its admin token, obtained
+/// with client credentials and renewed shortly before it expires.
+pub struct ServiceIdentity {
+    /// Names the holder in logs ("exchange-svc").
+    holder: &'static str,
+    client: IdentityServiceClient<TracedChannel>,
+    client_id: String,
+    client_secret: String,
+    admin_audience: String,
+    /// The current token and when to renew it; read on every call.
+    token: RwLock<Option<(String, Instant)>>,
+    /// Held while a new token is obtained, so that one request does it.
+    renewal: Mutex<()>,
+}
+
+impl ServiceIdentity {
+    pub fn new(
+        holder: &'static str,
+        client: IdentityServiceClient<TracedChannel>,
+        client_id: String,
+        client_secret: String,
+        admin_audience: String,
+    ) -> Self {
+        Self {
+            holder,
+            client,
+            client_id,
+            client_secret,
+            admin_audience,
+            token: RwLock::new(None),
+            renewal: Mutex::new(()),
+        }
+    }
+
+    /// The identity-svc client the token comes from.
+    pub fn identity_client(&self) -> IdentityServiceClient<TracedChannel> {
+        self.client.clone()
+    }
+
+    /// The service token, obtained again when it is close to expiry or
+    /// `stale` names the one just refused.
+    pub async fn token(&self, stale: Option<&str>) -> Result<String, ApiError> {
+        if let Some(token) = self.usable_token(stale) {
+            return Ok(token);
+        }
+        let _renewing = self.renewal.lock().await;
+        // Another request may have renewed it while this one waited.
+        if let Some(token) = self.usable_token(stale) {
+            return Ok(token);
+        }
+        let response = self
+            .client
+            .clone()
+            .issue_token(IssueTokenRequest {
+                grant_type: GrantType::ClientCredentials as i32,
+                client_id: self.client_id.clone(),
+                client_authentication: Some(ClientAuthentication::ClientSecret(
+                    self.client_secret.clone(),
+                )),
+                scope: ADMIN_SCOPE.to_owned(),
+                audience: self.admin_audience.clone(),
+                ..IssueTokenRequest::default()
+            })
+            .await
+            .map_err(|status| match status.code() {
+                Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
+                    tracing::error!(
+                        holder = self.holder,
+                        message = status.message(),
+                        "identity-svc refused this service's identity (its client_id)"
+                    );
+                    ApiError::Unavailable {
+                        what: format!(
+                            "identity-svc ({}'s service identity was refused)",
+                            self.holder
+                        ),
+                    }
+                }
+                _ => unavailable("identity-svc", &status),
+            })?
+            .into_inner();
+        let lifetime = Duration::from_secs(response.expires_in.max(0) as u64);
+        let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE);
+        *self
+            .token
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((response.access_token.clone(), renew_at));
+        Ok(response.access_token)
+    }
+
+    /// The cached token, unless it is due for renewal or `stale`.
+    fn usable_token(&self, stale: Option<&str>) -> Option<String> {
+        let cached = self
+            .token
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cached
+            .as_ref()
+            .filter(|(token, renew_at)| Instant::now() < *renew_at && stale != Some(token.as_str()))
+            .map(|(token, _)| token.clone())
+    }
+
+    /// Runs `call` with the service token, once more with a new token if
+    /// the callee no longer accepts the cached one.
+    pub async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let token = self.token(None).await.map_err(tonic::Status::from)?;
+        match call(token.clone()).await {
+            Err(status) if status.code() == Code::Unauthenticated => {
+                let token = self
+                    .token(Some(&token))
+                    .await
+                    .map_err(tonic::Status::from)?;
+                call(token).await
+            }
+            other => other,
+        }
+    }
+}

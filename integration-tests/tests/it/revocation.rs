@@ -1,0 +1,581 @@
+//! Revocation reaches every enforcement point: after a token is revoked, a
+//! credential deleted, an agent suspended or revoked (first or middle of
+//! an actor chain) or a grant revoked, policy-svc's CheckToken and Envoy
+//! ext_authz refuse the affected tokens on every policy-svc replica
+//! (decisions cached before and tokens never seen alike), leave the others
+//! alone, and a reactivated agent does not revive its old tokens.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agentsec_integration_tests::cluster::TEST_TARGET;
+use agentsec_integration_tests::{with_bearer, Service};
+use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use agentsec_proto::identity::v1::{
+    DeleteCredentialRequest, ReactivateAgentRequest, RevokeAgentRequest, RevokeTokenRequest,
+};
+use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
+use agentsec_proto::policy::v1::{CheckTokenRequest, PolicySet};
+use anyhow::bail;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::exchange_grants::{person_token, revoke};
+use crate::exchange_tokens::{request, Fixture};
+use crate::identity_http::suspend;
+use crate::identity_registry::{identity, test_client, TestClient};
+use crate::policy_ext_authz::{ask, denial, http_check, mcp_call};
+use crate::policy_sets::{policy, put, rule};
+use agentsec_integration_tests::relay::RedisRelay;
+
+/// How long a revocation may take to reach a replica in these tests; the
+/// measured delay is in BENCHMARKS.md.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One policy-svc replica, asked both ways.
+struct Point {
+    check: PolicyServiceClient<Channel>,
+    envoy: AuthorizationClient<Channel>,
+}
+
+/// What an enforcement point answered for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// ALLOW; for CheckToken, whether it came from the decision cache.
+    Allowed { cached: bool },
+    /// Refused as inactive (UNAUTHENTICATED / HTTP 401).
+    Refused,
+}
+
+struct Enforcement {
+    points: Vec<Point>,
+}
+
+impl Enforcement {
+    /// The policy-svc replicas at `addrs`.
+    async fn at(addrs: &[SocketAddr]) -> anyhow::Result<Self> {
+        let mut points = Vec::new();
+        for addr in addrs {
+            let channel = agentsec_integration_tests::cluster::channel(*addr).await?;
+            points.push(Point {
+                check: PolicyServiceClient::new(channel.clone()),
+                envoy: AuthorizationClient::new(channel),
+            });
+        }
+        Ok(Self { points })
+    }
+
+    /// Each replica's CheckToken and ext_authz verdicts for `token` at
+    /// `audience`.
+    async fn verdicts(&mut self, token: &str, audience: &str) -> anyhow::Result<Vec<Verdict>> {
+        let mut verdicts = Vec::new();
+        for point in &mut self.points {
+            let checked = point
+                .check
+                .check_token(CheckTokenRequest {
+                    token: token.to_owned(),
+                    audience: audience.to_owned(),
+                    action: "tools/call".to_owned(),
+                    resource: Some(Resource {
+                        r#type: "mcp.tool".to_owned(),
+                        id: "mcp:github/list_issues".to_owned(),
+                        ..Resource::default()
+                    }),
+                    context: None,
+                })
+                .await;
+            verdicts.push(match checked {
+                Ok(response) => {
+                    let decision = response.into_inner().decision.unwrap_or_default();
+                    if decision.effect != Effect::Allow as i32 {
+                        bail!("CheckToken denied by policy: {}", decision.reason);
+                    }
+                    Verdict::Allowed {
+                        cached: decision.cached,
+                    }
+                }
+                Err(status) if status.code() == Code::Unauthenticated => Verdict::Refused,
+                Err(status) => bail!("CheckToken failed: {status:?}"),
+            });
+            let envoy = ask(
+                &mut point.envoy,
+                http_check(
+                    "POST",
+                    "/mcp",
+                    Some(format!("Bearer {token}")),
+                    &mcp_call("list_issues"),
+                    &[
+                        ("agentsec_audience", audience),
+                        ("agentsec_mcp_server", "github"),
+                    ],
+                ),
+            )
+            .await?;
+            verdicts.push(
+                if envoy.status.as_ref().map(|status| status.code) == Some(0) {
+                    Verdict::Allowed { cached: false }
+                } else {
+                    let (code, _, body) = denial(&envoy)?;
+                    if code != 401 {
+                        bail!("ext_authz refused with {code}, not as inactive: {body}");
+                    }
+                    Verdict::Refused
+                },
+            );
+        }
+        Ok(verdicts)
+    }
+
+    /// Every point allows `token`.
+    async fn allowed(&mut self, token: &str, audience: &str, what: &str) -> anyhow::Result<()> {
+        let verdicts = self.verdicts(token, audience).await?;
+        if verdicts.contains(&Verdict::Refused) {
+            bail!("{what}: refused somewhere: {verdicts:?}");
+        }
+        Ok(())
+    }
+
+    /// Every point refuses `token`, within [`DEADLINE`] of the revoking
+    /// RPC's return.
+    async fn refused(&mut self, token: &str, audience: &str, what: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let verdicts = self.verdicts(token, audience).await?;
+            if verdicts.iter().all(|verdict| *verdict == Verdict::Refused) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{what}: still allowed after {DEADLINE:?}: {verdicts:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asks until CheckToken answers from the decision cache on every
+    /// replica that has one on (so a later refusal is not a cache miss).
+    async fn cached(&mut self, token: &str, audience: &str) -> anyhow::Result<()> {
+        for _ in 0..3 {
+            self.verdicts(token, audience).await?;
+        }
+        let verdicts = self.verdicts(token, audience).await?;
+        if !verdicts.contains(&Verdict::Allowed { cached: true }) {
+            bail!("no replica served the decision from its cache: {verdicts:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Any agent may call the github tools at any audience, and exchange for
+/// any audience and `repo:` scope: every refusal below is the view's.
+fn tools_policy() -> PolicySet {
+    let mut any_audience = rule(
+        "exchange",
+        Effect::Allow,
+        "*",
+        "audience:*",
+        "token:exchange",
+    );
+    any_audience.description = "@match-all: any audience the grant covers".to_owned();
+    PolicySet {
+        rules: vec![
+            rule(
+                "github-tools",
+                Effect::Allow,
+                "*",
+                "mcp:github/*",
+                "tools/call",
+            ),
+            any_audience,
+            rule(
+                "repo-scopes",
+                Effect::Allow,
+                "*",
+                "scope:repo:*",
+                "token:exchange",
+            ),
+        ],
+        ..PolicySet::default()
+    }
+}
+
+async fn setup() -> anyhow::Result<(Fixture, Enforcement)> {
+    let mut fx = Fixture::start().await?;
+    let mut policies = policy(&fx.cluster).await?;
+    put(&mut policies, &fx.admin, "acme", tools_policy()).await?;
+    // A second replica on the same database, Redis or in-process bus.
+    let replica = fx.cluster.start_replica(Service::Policy).await?;
+    let enforcement = Enforcement::at(&[fx.cluster.addr(Service::Policy), replica]).await?;
+    Ok((fx, enforcement))
+}
+
+async fn agent(fx: &Fixture, name: &str) -> anyhow::Result<TestClient> {
+    let issuer = fx.exchange_issuer();
+    test_client(
+        &fx.cluster,
+        &fx.admin,
+        "acme",
+        name,
+        &[&issuer],
+        &["repo:read"],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn revocation_of_tokens_credentials_and_agents_reaches_every_replica() -> anyhow::Result<()> {
+    let (fx, mut points) = setup().await?;
+    let audience = fx.exchange_issuer();
+    let mut identity = identity(&fx.cluster).await?;
+
+    // RFC 7009 revocation: that token is refused, a fresh one is not.
+    let holder = agent(&fx, "token-holder").await?;
+    let revoked = fx.actor_token(&holder).await?;
+    points
+        .allowed(&revoked, &audience, "before revocation")
+        .await?;
+    points.cached(&revoked, &audience).await?;
+    identity
+        .revoke_token(with_bearer(
+            RevokeTokenRequest {
+                token: revoked.clone(),
+                token_type_hint: String::new(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    points.refused(&revoked, &audience, "revoked token").await?;
+    let fresh = fx.actor_token(&holder).await?;
+    points
+        .allowed(&fresh, &audience, "a token not revoked")
+        .await?;
+
+    // A deleted credential: every token obtained with it, seen or not.
+    let deleted = agent(&fx, "deleted-credential").await?;
+    let seen = fx.actor_token(&deleted).await?;
+    let unseen = fx.actor_token(&deleted).await?;
+    points.allowed(&seen, &audience, "before deletion").await?;
+    identity
+        .delete_credential(with_bearer(
+            DeleteCredentialRequest {
+                agent_id: deleted.agent.id.clone(),
+                credential_id: deleted.credential_id.clone(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    points
+        .refused(&seen, &audience, "credential deleted")
+        .await?;
+    points
+        .refused(&unseen, &audience, "credential deleted, token unseen")
+        .await?;
+
+    // A revoked agent.
+    let revoked_agent = agent(&fx, "revoked-agent").await?;
+    let token = fx.actor_token(&revoked_agent).await?;
+    points
+        .allowed(&token, &audience, "before revoking the agent")
+        .await?;
+    points.cached(&token, &audience).await?;
+    identity
+        .revoke_agent(with_bearer(
+            RevokeAgentRequest {
+                agent_id: revoked_agent.agent.id.clone(),
+                reason: "retired".to_owned(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    points.refused(&token, &audience, "agent revoked").await?;
+
+    // A suspended agent, reactivated: its old tokens stay refused, new ones
+    // are allowed.
+    let suspended = agent(&fx, "suspended-agent").await?;
+    let old = fx.actor_token(&suspended).await?;
+    points.allowed(&old, &audience, "before suspension").await?;
+    suspend(&fx.cluster, &fx.admin, &suspended.agent.id).await?;
+    points.refused(&old, &audience, "agent suspended").await?;
+    identity
+        .reactivate_agent(with_bearer(
+            ReactivateAgentRequest {
+                agent_id: suspended.agent.id.clone(),
+                reason: "cleared".to_owned(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    let renewed = fx.actor_token(&suspended).await?;
+    points
+        .allowed(&renewed, &audience, "a token after reactivation")
+        .await?;
+    points
+        .refused(&old, &audience, "an old token after reactivation")
+        .await?;
+    fx.cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn revocation_of_grants_and_chain_agents_reaches_every_replica() -> anyhow::Result<()> {
+    let (mut fx, mut points) = setup().await?;
+    let hop = fx.exchange_issuer();
+    let person = person_token("alice")?;
+    let (first, middle) = (fx.a.clone(), fx.b.clone());
+    let last = agent(&fx, "chain-last").await?;
+
+    // alice -> first -> middle -> last, each hop a delegated token.
+    fx.grant("alice", &first.agent.id, &["repo:read"], 3)
+        .await?;
+    let actor_first = fx.actor_token(&first).await?;
+    let actor_middle = fx.actor_token(&middle).await?;
+    let actor_last = fx.actor_token(&last).await?;
+    let one = fx
+        .exchange(request(&person, &actor_first, &hop, ""))
+        .await?
+        .access_token;
+    let two = fx
+        .exchange(request(&one, &actor_middle, &hop, ""))
+        .await?
+        .access_token;
+    let three = fx
+        .exchange(request(&two, &actor_last, TEST_TARGET, ""))
+        .await?
+        .access_token;
+    let direct = fx
+        .exchange(request(&person, &actor_first, TEST_TARGET, ""))
+        .await?
+        .access_token;
+    points.allowed(&one, &hop, "first hop").await?;
+    points.allowed(&two, &hop, "second hop").await?;
+    points.allowed(&three, TEST_TARGET, "third hop").await?;
+    points.cached(&three, TEST_TARGET).await?;
+
+    // The middle agent suspended: the tokens it is in go, the first hop's
+    // stays; reactivated, its old tokens stay refused.
+    suspend(&fx.cluster, &fx.admin, &middle.agent.id).await?;
+    points
+        .refused(&three, TEST_TARGET, "middle agent suspended")
+        .await?;
+    points.refused(&two, &hop, "middle agent suspended").await?;
+    points
+        .allowed(&one, &hop, "a hop before the middle agent")
+        .await?;
+    identity(&fx.cluster)
+        .await?
+        .reactivate_agent(with_bearer(
+            ReactivateAgentRequest {
+                agent_id: middle.agent.id.clone(),
+                reason: "cleared".to_owned(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    points
+        .refused(&three, TEST_TARGET, "middle agent reactivated")
+        .await?;
+
+    // The first agent suspended: every token of the chain goes.
+    suspend(&fx.cluster, &fx.admin, &first.agent.id).await?;
+    points.refused(&one, &hop, "first agent suspended").await?;
+    points
+        .refused(&direct, TEST_TARGET, "first agent suspended, token unseen")
+        .await?;
+
+    // A revoked grant, with a fresh chain of other agents under it.
+    let other = agent(&fx, "grant-holder").await?;
+    let grant_of_other = fx
+        .grant("alice", &other.agent.id, &["repo:read"], 1)
+        .await?;
+    let actor_other = fx.actor_token(&other).await?;
+    let under_grant = fx
+        .exchange(request(&person, &actor_other, TEST_TARGET, ""))
+        .await?
+        .access_token;
+    let unseen = fx
+        .exchange(request(&person, &actor_other, TEST_TARGET, ""))
+        .await?
+        .access_token;
+    points
+        .allowed(&under_grant, TEST_TARGET, "before the grant is revoked")
+        .await?;
+    points.cached(&under_grant, TEST_TARGET).await?;
+    revoke(&mut fx.exchange, &person, &grant_of_other.id, "done").await?;
+    points
+        .refused(&under_grant, TEST_TARGET, "grant revoked")
+        .await?;
+    points
+        .refused(&unseen, TEST_TARGET, "grant revoked, token unseen")
+        .await?;
+    fx.cluster.shutdown().await
+}
+
+/// A CheckToken answer: the decision's effect, or the refusal's code.
+async fn check_tool(
+    point: &mut Point,
+    token: &str,
+    audience: &str,
+    tool: &str,
+) -> Result<Effect, Code> {
+    point
+        .check
+        .check_token(CheckTokenRequest {
+            token: token.to_owned(),
+            audience: audience.to_owned(),
+            action: "tools/call".to_owned(),
+            resource: Some(Resource {
+                r#type: "mcp.tool".to_owned(),
+                id: tool.to_owned(),
+                ..Resource::default()
+            }),
+            context: None,
+        })
+        .await
+        .map(|response| {
+            let effect = response.into_inner().decision.unwrap_or_default().effect;
+            Effect::try_from(effect).unwrap_or(Effect::Unspecified)
+        })
+        .map_err(|status| status.code())
+}
+
+/// Polls `point` until `tool` is answered `expected`, within [`DEADLINE`].
+async fn until_answer(
+    point: &mut Point,
+    token: &str,
+    audience: &str,
+    tool: &str,
+    expected: Result<Effect, Code>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let answer = check_tool(point, token, audience, tool).await;
+        if answer == expected {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what}: answered {answer:?}, expected {expected:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_them(
+) -> anyhow::Result<()> {
+    let mut fx = Fixture::start().await?;
+    let Some(redis_url) = fx.cluster.backend.redis().url else {
+        // The outage is of Redis: this runs in the PostgreSQL + Redis pass.
+        return fx.cluster.shutdown().await;
+    };
+    let mut policies = policy(&fx.cluster).await?;
+    put(&mut policies, &fx.admin, "acme", tools_policy()).await?;
+    let upstream = redis::Client::open(redis_url.as_str())?
+        .get_connection_info()
+        .addr()
+        .to_string();
+    let relay = RedisRelay::start(upstream).await?;
+    let relayed_url = format!("redis://{}", relay.addr);
+    let replica = fx
+        .cluster
+        .start_policy_replica_with(|config| config.redis.url = Some(relayed_url))
+        .await?;
+    let mut cut_off = Enforcement::at(&[replica]).await?;
+    let audience = fx.exchange_issuer();
+    let holder = agent(&fx, "outage-holder").await?;
+    let revoked = fx.actor_token(&holder).await?;
+    let kept = fx.actor_token(&holder).await?;
+    cut_off
+        .allowed(&revoked, &audience, "before the outage")
+        .await?;
+    until_answer(
+        &mut cut_off.points[0],
+        &kept,
+        &audience,
+        "mcp:github/delete_repo",
+        Ok(Effect::Allow),
+        "before the policy change",
+    )
+    .await?;
+
+    // Redis stops answering the replica; a revocation and a policy change
+    // published meanwhile never reach it on Redis, yet it follows them.
+    relay.black_hole();
+    identity(&fx.cluster)
+        .await?
+        .revoke_token(with_bearer(
+            RevokeTokenRequest {
+                token: revoked.clone(),
+                token_type_hint: String::new(),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    cut_off
+        .refused(&revoked, &audience, "revoked while Redis is cut off")
+        .await?;
+    let mut set = tools_policy();
+    set.rules.push(rule(
+        "no-delete",
+        Effect::Deny,
+        "*",
+        "mcp:github/delete_repo",
+        "tools/call",
+    ));
+    put(&mut policies, &fx.admin, "acme", set).await?;
+    let point = &mut cut_off.points[0];
+    until_answer(
+        point,
+        &kept,
+        &audience,
+        "mcp:github/delete_repo",
+        Ok(Effect::Deny),
+        "policy changed while Redis is cut off",
+    )
+    .await?;
+
+    // identity-svc unreachable as well: token decisions fail closed once
+    // the view is older than the bound.
+    fx.cluster.kill(Service::Identity).await?;
+    until_answer(
+        point,
+        &kept,
+        &audience,
+        "mcp:github/list_issues",
+        Err(Code::Unavailable),
+        "neither Redis nor identity-svc",
+    )
+    .await?;
+    let envoy = ask(
+        &mut point.envoy,
+        http_check(
+            "POST",
+            "/mcp",
+            Some(format!("Bearer {kept}")),
+            &mcp_call("list_issues"),
+            &[
+                ("agentsec_audience", audience.as_str()),
+                ("agentsec_mcp_server", "github"),
+            ],
+        ),
+    )
+    .await?;
+    assert_eq!(denial(&envoy)?.0, 503, "ext_authz fails closed too");
+
+    // Both back: decisions resume.
+    fx.cluster.restart(Service::Identity).await?;
+    relay.restore();
+    until_answer(
+        point,
+        &kept,
+        &audience,
+        "mcp:github/list_issues",
+        Ok(Effect::Allow),
+        "Redis and identity-svc back",
+    )
+    .await?;
+    cut_off
+        .refused(&revoked, &audience, "still revoked after the outage")
+        .await?;
+    drop(relay);
+    fx.cluster.shutdown().await
+}

@@ -1,0 +1,373 @@
+//! What policy-svc knows about revocations, so that CheckToken and Envoy
+//! ext_authz refuse a token its owners no longer honour, without a network
+//! call per decision.
+//!
+//! identity-svc and exchange-svc stay the sources of truth. The view holds
+//! only what is revoked or changed, each entry until the latest expiry it
+//! can affect (no token lives longer than [`LONGEST_TOKEN_LIFETIME`]):
+//!
+//! | entry | from | refuses |
+//! |---|---|---|
+//! | revoked token (`jti`) | identity-svc RFC 7009 revocation | that token, until its `exp` |
+//! | deleted credential | identity-svc DeleteCredential | tokens whose `cred` names it |
+//! | agent status and token generation | identity-svc Suspend/Revoke/Reactivate | every token naming the agent (`sub` or any `act`) while it is not ACTIVE; after a reactivation, its own tokens of an older generation (`gen`), and delegated tokens issued (`iat`) no later than the second the generation changed |
+//! | revoked grant | exchange-svc RevokeGrant | delegated tokens whose `grant_id` names it |
+//!
+//! It is loaded from the owners' listing RPCs (`ListRevocations`,
+//! `ListRevokedGrants`) and kept current by their invalidation events (see
+//! `follower`); while no event stream is live it catches up from the same
+//! listings every poll interval. A decision trusts the view only while it
+//! was confirmed current within `revocations.max_staleness_ms`; past that
+//! (owners unreachable, no events) token decisions fail closed
+//! (UNAVAILABLE), as they do before the first load.
+
+pub mod owners;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use agentsec_common::error::ApiError;
+use agentsec_common::invalidation::{InvalidationKind, ReceivedInvalidation};
+use chrono::{DateTime, Utc};
+
+use crate::tokens::VerifiedToken;
+
+/// No token of identity-svc or exchange-svc lives longer.
+pub const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Entries whose time has passed are dropped at most this often.
+const PRUNE_EVERY_MS: i64 = 60_000;
+
+/// An agent whose status or token generation changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStanding {
+    pub active: bool,
+    pub generation: i64,
+    /// Unix seconds at which the current generation started.
+    pub generation_time: i64,
+}
+
+/// One listing (or event) of revocations, in the owners' terms.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    /// jti -> the token's `exp`.
+    pub tokens: Vec<(String, i64)>,
+    /// credential id -> unix seconds of the deletion.
+    pub credentials: Vec<(String, i64)>,
+    pub agents: Vec<(String, AgentStanding)>,
+    /// grant id -> unix seconds of the revocation.
+    pub grants: Vec<(String, i64)>,
+}
+
+#[derive(Default)]
+struct State {
+    /// jti -> exp.
+    tokens: HashMap<String, i64>,
+    /// credential id -> when it can be forgotten.
+    credentials: HashMap<String, i64>,
+    agents: HashMap<String, AgentStanding>,
+    /// grant id -> when it can be forgotten.
+    grants: HashMap<String, i64>,
+    last_prune_ms: i64,
+}
+
+impl State {
+    fn merge(&mut self, revocations: Revocations) {
+        let lifetime = LONGEST_TOKEN_LIFETIME.as_secs() as i64;
+        self.tokens.extend(revocations.tokens);
+        for (id, deleted) in revocations.credentials {
+            self.credentials.insert(id, deleted + lifetime);
+        }
+        for (id, standing) in revocations.agents {
+            if standing.active && standing.generation == 0 {
+                // Never suspended or revoked (a listing names every agent
+                // row changed since a time): it refuses nothing.
+                continue;
+            }
+            // Events may arrive out of order with a listing: never go back
+            // to an older generation.
+            let keep_current = self
+                .agents
+                .get(&id)
+                .is_some_and(|known| known.generation > standing.generation);
+            if !keep_current {
+                self.agents.insert(id, standing);
+            }
+        }
+        for (id, revoked) in revocations.grants {
+            self.grants.insert(id, revoked + lifetime);
+        }
+    }
+
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let now_ms = now.timestamp_millis();
+        if now_ms - self.last_prune_ms < PRUNE_EVERY_MS {
+            return;
+        }
+        self.last_prune_ms = now_ms;
+        let now = now.timestamp();
+        let lifetime = LONGEST_TOKEN_LIFETIME.as_secs() as i64;
+        self.tokens.retain(|_, exp| *exp >= now);
+        self.credentials.retain(|_, until| *until >= now);
+        self.grants.retain(|_, until| *until >= now);
+        self.agents
+            .retain(|_, standing| standing.generation_time + lifetime >= now);
+    }
+
+    fn entries(&self) -> usize {
+        self.tokens.len() + self.credentials.len() + self.agents.len() + self.grants.len()
+    }
+}
+
+/// The view (see the module doc).
+pub struct RevocationView {
+    state: RwLock<State>,
+    /// Whether anything is followed at all (an owner endpoint is set).
+    enabled: bool,
+    /// Whether the first full load has completed.
+    loaded: AtomicBool,
+    loaded_notify: tokio::sync::Notify,
+    /// Events reach the view in process (one process, no Redis): it is
+    /// current whenever it is subscribed.
+    in_process: AtomicBool,
+    /// Unix ms of the last moment the view was known to be current.
+    confirmed_ms: AtomicI64,
+    max_staleness: Duration,
+}
+
+fn read(lock: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write(lock: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn inactive(why: String) -> ApiError {
+    ApiError::Unauthenticated {
+        reason: format!("the token is not active: {why}"),
+    }
+}
+
+impl RevocationView {
+    /// `enabled` = false: no owner is followed and nothing is refused here
+    /// (policy-svc warns about it at start).
+    pub fn new(enabled: bool, max_staleness: Duration) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            enabled,
+            loaded: AtomicBool::new(false),
+            loaded_notify: tokio::sync::Notify::new(),
+            in_process: AtomicBool::new(false),
+            confirmed_ms: AtomicI64::new(0),
+            max_staleness,
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Replaces everything with a full listing read at `as_of`.
+    pub fn replace(&self, revocations: Revocations, as_of: DateTime<Utc>) {
+        let mut fresh = State::default();
+        fresh.merge(revocations);
+        fresh.prune(as_of);
+        *write(&self.state) = fresh;
+        self.confirm(as_of);
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            self.loaded_notify.notify_waiters();
+        }
+    }
+
+    /// Adds what changed since the last listing, read at `as_of`.
+    pub fn merge(&self, revocations: Revocations, as_of: DateTime<Utc>) {
+        let mut state = write(&self.state);
+        state.merge(revocations);
+        state.prune(as_of);
+        drop(state);
+        self.confirm(as_of);
+    }
+
+    /// The view matched the owners at `at`.
+    pub fn confirm(&self, at: DateTime<Utc>) {
+        self.confirmed_ms
+            .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
+    }
+
+    /// Events now arrive in process (true) or no longer (false).
+    pub fn set_in_process(&self, in_process: bool) {
+        self.in_process.store(in_process, Ordering::Release);
+    }
+
+    /// Applies an invalidation event.
+    pub fn apply(&self, received: &ReceivedInvalidation) {
+        let event = &received.event;
+        let time = received.time.unwrap_or_else(Utc::now).timestamp();
+        let mut revocations = Revocations::default();
+        match event.kind {
+            InvalidationKind::TokenRevoked => {
+                let exp = event.token_expire_time.map_or_else(
+                    || time + LONGEST_TOKEN_LIFETIME.as_secs() as i64,
+                    |exp| exp.timestamp(),
+                );
+                revocations.tokens.push((event.token_jti.clone(), exp));
+            }
+            InvalidationKind::CredentialDeleted => {
+                revocations
+                    .credentials
+                    .push((event.credential_id.clone(), time));
+            }
+            InvalidationKind::AgentSuspended | InvalidationKind::AgentRevoked => {
+                revocations.agents.push((
+                    event.agent_id.clone(),
+                    AgentStanding {
+                        active: false,
+                        generation: event.token_generation,
+                        generation_time: time,
+                    },
+                ));
+            }
+            InvalidationKind::AgentReactivated => {
+                // The generation started at the suspension; keep its time
+                // when it is known.
+                let generation_time = read(&self.state)
+                    .agents
+                    .get(&event.agent_id)
+                    .map_or(time, |known| known.generation_time);
+                revocations.agents.push((
+                    event.agent_id.clone(),
+                    AgentStanding {
+                        active: true,
+                        generation: event.token_generation,
+                        generation_time,
+                    },
+                ));
+            }
+            InvalidationKind::GrantRevoked => {
+                revocations.grants.push((event.grant_id.clone(), time));
+            }
+            InvalidationKind::AgentUpdated | InvalidationKind::PolicyChanged => return,
+        }
+        let mut state = write(&self.state);
+        state.merge(revocations);
+        state.prune(Utc::now());
+    }
+
+    /// Prometheus text exposition of the view's size and freshness.
+    pub fn render_metrics(&self, now: DateTime<Utc>) -> String {
+        let entries = read(&self.state).entries();
+        let current = u8::from(self.is_loaded() && self.is_current(now));
+        format!(
+            "# HELP agentsec_policy_revocation_entries Entries in the revocation view.\n\
+             # TYPE agentsec_policy_revocation_entries gauge\n\
+             agentsec_policy_revocation_entries {entries}\n\
+             # HELP agentsec_policy_revocation_current 1 while token decisions may rely on the revocation view.\n\
+             # TYPE agentsec_policy_revocation_current gauge\n\
+             agentsec_policy_revocation_current {current}\n"
+        )
+    }
+
+    /// Waits (at most `limit`) for the first load; policy-svc may be asked
+    /// before its owners answered.
+    pub async fn wait_loaded(&self, limit: Duration) {
+        if !self.enabled || self.is_loaded() {
+            return;
+        }
+        let notified = self.loaded_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_loaded() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+    }
+
+    /// Whether decisions may rely on the view at `now`.
+    fn is_current(&self, now: DateTime<Utc>) -> bool {
+        if self.in_process.load(Ordering::Acquire) {
+            return true;
+        }
+        let age_ms = now.timestamp_millis() - self.confirmed_ms.load(Ordering::Acquire);
+        age_ms <= self.max_staleness.as_millis() as i64
+    }
+
+    /// Refuses a token its owners no longer honour: UNAUTHENTICATED naming
+    /// why; UNAVAILABLE when the view cannot be trusted (fail closed).
+    pub fn check(&self, token: &VerifiedToken, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !self.is_loaded() {
+            return Err(ApiError::Unavailable {
+                what: "the revocation state (not loaded from identity-svc and exchange-svc yet; \
+                       tokens are refused until it is)"
+                    .to_owned(),
+            });
+        }
+        if !self.is_current(now) {
+            return Err(ApiError::Unavailable {
+                what: format!(
+                    "current revocation state (neither the invalidation events nor the owners \
+                     have answered within {} ms; tokens are refused until they do)",
+                    self.max_staleness.as_millis()
+                ),
+            });
+        }
+        let state = read(&self.state);
+        if let Some(jti) = token.jti.as_deref() {
+            if state.tokens.contains_key(jti) {
+                return Err(inactive("it was revoked".to_owned()));
+            }
+        }
+        if let Some(credential) = token.credential.as_deref() {
+            if state.credentials.contains_key(credential) {
+                return Err(inactive(format!(
+                    "its credential `{credential}` was deleted"
+                )));
+            }
+        }
+        if let Some(grant) = token.grant_id.as_deref() {
+            if state.grants.contains_key(grant) {
+                return Err(inactive(format!("its grant `{grant}` was revoked")));
+            }
+        }
+        let actors = token
+            .principal
+            .actor_chain
+            .as_ref()
+            .map(|chain| chain.actors.as_slice())
+            .unwrap_or_default();
+        for actor in actors {
+            let Some(standing) = state.agents.get(&actor.agent_id) else {
+                continue;
+            };
+            if !standing.active {
+                return Err(inactive(format!(
+                    "agent `{}` is suspended or revoked",
+                    actor.agent_id
+                )));
+            }
+            let older = match token.generation_of(&actor.agent_id) {
+                Some(generation) => generation < standing.generation,
+                // A token that carries no generation for this agent was
+                // issued in an older one if it is not younger than the
+                // change (iat has whole seconds: the same second counts
+                // as older, failing closed).
+                None => token.issued_at <= standing.generation_time,
+            };
+            if older {
+                return Err(inactive(format!(
+                    "it was issued before agent `{}` was suspended or revoked",
+                    actor.agent_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Reading the revocation state from its owners: identity-svc's
+//! `ListRevocations` and exchange-svc's `ListRevokedGrants`, called with
+//! policy-svc's service identity (`revocations.client_id`).
+
+use std::time::Duration;
+
+use agentsec_common::follower::BoxError;
+use agentsec_common::telemetry::TraceContextInterceptor;
+use agentsec_common::time::{datetime, timestamp};
+use agentsec_common::upstream::{authorized, channel, ServiceIdentity, TracedChannel};
+use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
+use agentsec_proto::exchange::v1::ListRevokedGrantsRequest;
+use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use agentsec_proto::identity::v1::{AgentStatus, ListRevocationsRequest};
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use super::{AgentStanding, Revocations};
+use crate::config::RevocationConfig;
+
+/// A catch-up asks for what changed since the previous listing's `as_of`
+/// less this much: a change stamped before `as_of` may become visible
+/// (commit) after it was read.
+const COMMIT_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+
+pub struct Owners {
+    identity: Option<ServiceIdentity>,
+    exchange: Option<ExchangeServiceClient<TracedChannel>>,
+    /// Where the previous listing of each owner ended.
+    identity_as_of: Mutex<Option<DateTime<Utc>>>,
+    exchange_as_of: Mutex<Option<DateTime<Utc>>>,
+}
+
+fn missing(what: &str) -> BoxError {
+    format!("{what} is missing in a revocation listing").into()
+}
+
+impl Owners {
+    /// `None` when no owner is configured.
+    pub fn new(config: &RevocationConfig, admin_audience: &str) -> Result<Option<Self>, String> {
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let identity = match &config.identity_endpoint {
+            Some(url) => Some(ServiceIdentity::new(
+                "policy-svc",
+                IdentityServiceClient::with_interceptor(
+                    channel("revocations.identity_endpoint", url, timeout)?,
+                    TraceContextInterceptor,
+                ),
+                config.client_id.clone(),
+                config.client_secret.clone(),
+                admin_audience.to_owned(),
+            )),
+            None => None,
+        };
+        let exchange = match &config.exchange_endpoint {
+            Some(url) => Some(ExchangeServiceClient::with_interceptor(
+                channel("revocations.exchange_endpoint", url, timeout)?,
+                TraceContextInterceptor,
+            )),
+            None => None,
+        };
+        if identity.is_none() && exchange.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            identity,
+            exchange,
+            identity_as_of: Mutex::new(None),
+            exchange_as_of: Mutex::new(None),
+        }))
+    }
+
+    /// Everything in force (`full`), or what changed since the previous
+    /// listing of each owner.
+    pub async fn list(&self, full: bool) -> Result<Revocations, BoxError> {
+        let mut revocations = Revocations::default();
+        let Some(identity) = &self.identity else {
+            return Err(
+                "revocations.exchange_endpoint needs revocations.identity_endpoint \
+                        (policy-svc's service identity comes from identity-svc)"
+                    .into(),
+            );
+        };
+        {
+            let mut as_of = self.identity_as_of.lock().await;
+            let since = if full { None } else { *as_of };
+            *as_of = Some(
+                self.list_identity(identity, since, &mut revocations)
+                    .await?,
+            );
+        }
+        if let Some(exchange) = &self.exchange {
+            let mut as_of = self.exchange_as_of.lock().await;
+            let since = if full { None } else { *as_of };
+            *as_of = Some(
+                self.list_exchange(identity, exchange, since, &mut revocations)
+                    .await?,
+            );
+        }
+        Ok(revocations)
+    }
+
+    async fn list_identity(
+        &self,
+        identity: &ServiceIdentity,
+        since: Option<DateTime<Utc>>,
+        into: &mut Revocations,
+    ) -> Result<DateTime<Utc>, BoxError> {
+        let request = ListRevocationsRequest {
+            since: since.map(|since| timestamp(since - COMMIT_MARGIN)),
+        };
+        let mut stream = identity
+            .with_token(|token| {
+                let mut client = identity.identity_client();
+                async move { client.list_revocations(authorized(request, &token)?).await }
+            })
+            .await?
+            .into_inner();
+        let mut as_of = None;
+        while let Some(batch) = stream.message().await? {
+            for token in batch.revoked_tokens {
+                let exp = token
+                    .expire_time
+                    .ok_or_else(|| missing("a token's expire_time"))?;
+                into.tokens.push((token.jti, exp.seconds));
+            }
+            for credential in batch.deleted_credentials {
+                let deleted = credential
+                    .delete_time
+                    .ok_or_else(|| missing("a credential's delete_time"))?;
+                into.credentials
+                    .push((credential.credential_id, deleted.seconds));
+            }
+            for agent in batch.agents {
+                into.agents.push((
+                    agent.agent_id,
+                    AgentStanding {
+                        active: agent.status == AgentStatus::Active as i32,
+                        generation: agent.token_generation,
+                        generation_time: agent.generation_time.map_or(0, |time| time.seconds),
+                    },
+                ));
+            }
+            as_of = batch.as_of.as_ref().and_then(datetime).or(as_of);
+        }
+        as_of.ok_or_else(|| missing("as_of"))
+    }
+
+    async fn list_exchange(
+        &self,
+        identity: &ServiceIdentity,
+        exchange: &ExchangeServiceClient<TracedChannel>,
+        since: Option<DateTime<Utc>>,
+        into: &mut Revocations,
+    ) -> Result<DateTime<Utc>, BoxError> {
+        let request = ListRevokedGrantsRequest {
+            since: since.map(|since| timestamp(since - COMMIT_MARGIN)),
+        };
+        let mut stream = identity
+            .with_token(|token| {
+                let mut client = exchange.clone();
+                async move {
+                    client
+                        .list_revoked_grants(authorized(request, &token)?)
+                        .await
+                }
+            })
+            .await?
+            .into_inner();
+        let mut as_of = None;
+        while let Some(batch) = stream.message().await? {
+            for grant in batch.grants {
+                let revoked = grant
+                    .revoke_time
+                    .ok_or_else(|| missing("a grant's revoke_time"))?;
+                into.grants.push((grant.grant_id, revoked.seconds));
+            }
+            as_of = batch.as_of.as_ref().and_then(datetime).or(as_of);
+        }
+        as_of.ok_or_else(|| missing("as_of"))
+    }
+}
