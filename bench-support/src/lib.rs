@@ -205,6 +205,17 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// The phase of `latencies` measured over `elapsed` seconds.
+    pub fn of(latencies: &Latencies, elapsed: f64) -> Phase {
+        Phase {
+            per_sec: latencies.len() as f64 / elapsed,
+            p50_ms: latencies.percentile_ms(0.50),
+            p99_ms: latencies.percentile_ms(0.99),
+            p999_ms: latencies.percentile_ms(0.999),
+            count: latencies.len(),
+        }
+    }
+
     /// `name 1234/s (p50 .., p99 .., p999 .., N requests)`.
     pub fn show(&self, name: &str) -> String {
         format!(
@@ -273,14 +284,27 @@ pub async fn hammer(
         all.append(&mut worker.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let latencies = Latencies::new(all);
-    Ok(Phase {
-        per_sec: latencies.len() as f64 / elapsed,
-        p50_ms: latencies.percentile_ms(0.50),
-        p99_ms: latencies.percentile_ms(0.99),
-        p999_ms: latencies.percentile_ms(0.999),
-        count: latencies.len(),
-    })
+    Ok(Phase::of(&Latencies::new(all), elapsed))
+}
+
+/// This process's resident set (VmRSS), in MiB; 0 where /proc is missing.
+pub fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// One persistent HTTP/1.1 connection: requests go out one after another

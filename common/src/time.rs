@@ -15,6 +15,20 @@ pub fn datetime(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(timestamp.seconds, nanos)
 }
 
+/// An optional request timestamp: INVALID_ARGUMENT naming `field` when it
+/// is set but not a valid time.
+pub fn optional_datetime(
+    field: &str,
+    timestamp: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, crate::error::ApiError> {
+    timestamp
+        .map(|timestamp| {
+            datetime(timestamp)
+                .ok_or_else(|| crate::error::ApiError::invalid(field, "is not a valid timestamp"))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

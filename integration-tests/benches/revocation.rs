@@ -25,7 +25,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentsec_bench_support::{knob, Latencies, Phase};
+use agentsec_bench_support::{knob, rss_mib, Latencies, Phase};
 use agentsec_integration_tests::cluster::{channel, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET};
 use agentsec_integration_tests::{http, with_bearer, Service, TestCluster};
 use agentsec_proto::common::v1::{Effect, Resource};
@@ -42,6 +42,8 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 const AUDIENCE: &str = "mcp:github";
+/// Concurrent clients that fill the view for the memory figure.
+const REVOKERS: u64 = 8;
 
 type Identity = IdentityServiceClient<Channel>;
 
@@ -230,34 +232,7 @@ async fn load(
         all.append(&mut worker.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let latencies = Latencies::new(all);
-    Ok(Phase {
-        per_sec: latencies.len() as f64 / elapsed,
-        p50_ms: latencies.percentile_ms(0.50),
-        p99_ms: latencies.percentile_ms(0.99),
-        p999_ms: latencies.percentile_ms(0.999),
-        count: latencies.len(),
-    })
-}
-
-/// This process's resident set (VmRSS), in MiB.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    Ok(Phase::of(&Latencies::new(all), elapsed))
 }
 
 async fn view_entries(addr: SocketAddr) -> anyhow::Result<f64> {
@@ -277,7 +252,10 @@ async fn main() -> anyhow::Result<()> {
     let runs = knob("BENCH_RUNS", 3);
     let revoked = knob("BENCH_REVOKED", 0);
 
-    let mut cluster = TestCluster::start().await?;
+    // Tokens live an hour, so that every revoked one stays in the view
+    // while it is measured.
+    let mut cluster =
+        TestCluster::start_with_identity(|config| config.tokens.lifetime_secs = 3600).await?;
     let backend = if cluster.backend.is_postgres() {
         "PostgreSQL + Redis"
     } else {
@@ -313,11 +291,23 @@ async fn main() -> anyhow::Result<()> {
     let policy_addr = cluster.addr(Service::Policy);
     let rss_before = rss_mib();
     if revoked > 0 {
-        let client = register(&mut identity, &admin, "bench-revoked").await?;
         let began = Instant::now();
-        for _ in 0..revoked {
-            let token = token(&mut identity, &client).await?;
-            revoke(&mut identity, &admin, &token).await?;
+        let mut workers = Vec::new();
+        for worker in 0..REVOKERS {
+            let mut identity = identity.clone();
+            let client =
+                register(&mut identity, &admin, &format!("bench-revoked-{worker}")).await?;
+            let admin = admin.clone();
+            workers.push(tokio::spawn(async move {
+                for _ in 0..revoked / REVOKERS {
+                    let token = token(&mut identity, &client).await?;
+                    revoke(&mut identity, &admin, &token).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for worker in workers {
+            worker.await??;
         }
         println!(
             "memory: {revoked} tokens issued and revoked in {:.1} s",
@@ -334,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 1. Delay from the revoking RPC's return to the other replica's refusal.
+    let admin = admin_token(&mut identity).await?;
     let client = register(&mut identity, &admin, "bench-delay").await?;
     let delays = delay_trials(&mut identity, &admin, &client, &mut replica, trials).await?;
     println!(

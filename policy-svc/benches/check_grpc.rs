@@ -15,14 +15,22 @@
 //! `BENCH_FILL` (1: first fill the in-process tier to its capacity with
 //! distinct decisions through BatchCheck, and report the process's RSS
 //! before and after), `BENCH_REDIS_URL` (the Redis tier too; unset: the
-//! in-process tier alone).
+//! in-process tier alone), `BENCH_TOKEN` (1: CheckToken instead of Check,
+//! with 64 tokens of one registered agent in tenant `bench`, whose policy
+//! set is tenant 0's; the revocation view follows identity-svc unless
+//! `BENCH_VIEW=0`).
+//!
+//! ```sh
+//! BENCH_TOKEN=1 cargo bench -p agentsec-policy --bench check_grpc            # view on
+//! BENCH_TOKEN=1 BENCH_VIEW=0 cargo bench -p agentsec-policy --bench check_grpc
+//! ```
 
 mod workload;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentsec_bench_support::{knob, median, BenchDatabase, Latencies};
+use agentsec_bench_support::{knob, median, rss_mib, BenchDatabase, Latencies};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     issue_token_request::ClientAuthentication, GrantType, IssueTokenRequest,
@@ -33,8 +41,78 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use workload::{check_request, policy_set, Lcg};
 
-const ADMIN_ID: &str = "bench-admin";
-const ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
+/// The audience of the tokens CheckToken is asked about.
+const TOKEN_AUDIENCE: &str = "mcp:bench";
+
+/// One decision request of the load.
+enum Call {
+    Check(pb::CheckRequest),
+    Token(pb::CheckTokenRequest),
+}
+
+impl Call {
+    async fn send(
+        &self,
+        client: &mut PolicyServiceClient<Channel>,
+    ) -> anyhow::Result<Option<agentsec_proto::common::v1::Decision>> {
+        Ok(match self {
+            Self::Check(request) => client.check(request.clone()).await?.into_inner().decision,
+            Self::Token(request) => {
+                client
+                    .check_token(request.clone())
+                    .await?
+                    .into_inner()
+                    .decision
+            }
+        })
+    }
+}
+
+/// Registers an agent of tenant `bench` (whose policy set is tenant 0's)
+/// and returns 64 of its tokens for [`TOKEN_AUDIENCE`].
+async fn bench_tokens(
+    identity: SocketAddr,
+    policies: &mut PolicyServiceClient<Channel>,
+    admin: &str,
+    rules_per_tenant: usize,
+) -> anyhow::Result<Vec<String>> {
+    let channel = connect(identity).await?;
+    let (_, client_id, secret) = agentsec_bench_support::bench_agent(
+        channel.clone(),
+        "bench-token-agent",
+        &[TOKEN_AUDIENCE],
+        &["repo:read"],
+    )
+    .await?;
+    policies
+        .put_policy_set(agentsec_bench_support::bearer(
+            admin,
+            pb::PutPolicySetRequest {
+                tenant: "bench".to_owned(),
+                policy_set: Some(policy_set(0, rules_per_tenant)),
+                ..Default::default()
+            },
+        ))
+        .await?;
+    let mut identity = IdentityServiceClient::new(channel);
+    let mut tokens = Vec::new();
+    for _ in 0..64 {
+        tokens.push(
+            identity
+                .issue_token(agentsec_bench_support::client_credentials(
+                    &client_id,
+                    &secret,
+                    TOKEN_AUDIENCE,
+                ))
+                .await?
+                .into_inner()
+                .access_token,
+        );
+    }
+    Ok(tokens)
+}
+
+use agentsec_bench_support::{BENCH_ADMIN_ID as ADMIN_ID, BENCH_ADMIN_SECRET as ADMIN_SECRET};
 
 struct Run {
     rss_loaded_mib: f64,
@@ -115,6 +193,22 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     policy.admin.jwks_uri = Some(format!("{issuer}/.well-known/jwks.json"));
     policy.admin.issuer = Some(issuer);
     policy.audit.endpoint = format!("http://{audit_addr}");
+    let by_token = knob("BENCH_TOKEN", 0) == 1;
+    if by_token {
+        policy
+            .token_issuers
+            .push(agentsec_policy::TokenIssuerConfig {
+                issuer: format!("http://{identity_addr}"),
+                jwks_uri: Some(format!("http://{identity_addr}/.well-known/jwks.json")),
+                jwks: None,
+                algorithms: vec!["EdDSA".to_owned()],
+            });
+        if knob("BENCH_VIEW", 1) == 1 {
+            policy.revocations.identity_endpoint = Some(format!("http://{identity_addr}"));
+            policy.revocations.client_id = ADMIN_ID.to_owned();
+            policy.revocations.client_secret = ADMIN_SECRET.to_owned();
+        }
+    }
     let tasks = vec![
         tokio::spawn(agentsec_audit::serve(
             agentsec_audit::Config::for_test(databases[2].config.clone()),
@@ -165,11 +259,27 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     let rss_filled_mib = rss_mib();
 
     let mut random = Lcg(7);
-    let requests: std::sync::Arc<Vec<pb::CheckRequest>> = std::sync::Arc::new(
-        (0..4096)
-            .map(|_| check_request(&mut random, tenants, rules / tenants))
-            .collect(),
-    );
+    let checks: Vec<pb::CheckRequest> = (0..4096)
+        .map(|_| check_request(&mut random, tenants, rules / tenants))
+        .collect();
+    let requests: std::sync::Arc<Vec<Call>> = std::sync::Arc::new(if by_token {
+        let tokens = bench_tokens(identity_addr, &mut client, &admin, rules / tenants).await?;
+        checks
+            .into_iter()
+            .enumerate()
+            .map(|(n, check)| {
+                Call::Token(pb::CheckTokenRequest {
+                    token: tokens[n % tokens.len()].clone(),
+                    audience: TOKEN_AUDIENCE.to_owned(),
+                    action: check.action,
+                    resource: check.resource,
+                    context: check.context,
+                })
+            })
+            .collect()
+    } else {
+        checks.into_iter().map(Call::Check).collect()
+    });
     if cache {
         // Warm: every request decided once (with Redis, the cache is on
         // once policy-svc follows the invalidation events).
@@ -177,7 +287,7 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
         loop {
             let mut cached = 0;
             for request in requests.iter() {
-                let decision = client.check(request.clone()).await?.into_inner().decision;
+                let decision = request.send(&mut client).await?;
                 cached += usize::from(decision.is_some_and(|d| d.cached));
             }
             if cached > 0 || Instant::now() > warm_until {
@@ -204,10 +314,10 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
             let mut cached = 0u64;
             let mut next = worker as usize * 97;
             while Instant::now() < deadline {
-                let request = requests[next % requests.len()].clone();
+                let request = &requests[next % requests.len()];
                 next += 1;
                 let began = Instant::now();
-                let decision = client.check(request).await?.into_inner().decision;
+                let decision = request.send(&mut client).await?;
                 latencies.push(began.elapsed());
                 if let Some(decision) = decision {
                     if decision.effect == agentsec_proto::common::v1::Effect::Allow as i32 {
@@ -254,26 +364,6 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
 /// The in-process tier's default capacity (policy-svc.toml `[cache]`).
 fn policy_capacity() -> usize {
     agentsec_policy::CacheConfig::default().local_capacity
-}
-
-/// This process's resident set (VmRSS), in MiB; 0 where /proc is missing.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Fills the in-process tier: `entries` distinct cacheable decisions
@@ -329,7 +419,12 @@ async fn main() -> anyhow::Result<()> {
         results.push(result);
     }
     println!(
-        "median of {runs} runs ({} rules, {} clients, cache: {}): {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+        "median of {runs} runs ({}, {} rules, {} clients, cache: {}): {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+        match (knob("BENCH_TOKEN", 0), knob("BENCH_VIEW", 1)) {
+            (0, _) => "Check",
+            (_, 0) => "CheckToken, revocation view off",
+            _ => "CheckToken, revocation view on",
+        },
         knob("BENCH_RULES", 1000),
         knob("BENCH_CLIENTS", 32),
         if knob("BENCH_CACHE", 1) == 1 { "warm" } else { "off" },

@@ -12,8 +12,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use agentsec_common::error::ApiError;
 use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
+use agentsec_common::verified::{self, VerifiedTokens};
 use agentsec_proto::common::v1::{Actor, ActorChain, Principal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -37,6 +40,8 @@ pub struct VerifiedToken {
     pub expires_at: i64,
     /// `iat` (or `nbf`, else 0 when neither is present).
     pub issued_at: i64,
+    /// `nbf`, when present.
+    pub not_before: Option<i64>,
     pub jti: Option<String>,
     /// identity-svc's `cred`: the credential the token was obtained with.
     pub credential: Option<String>,
@@ -71,6 +76,9 @@ struct TrustedIssuer {
 pub struct TokenVerifier {
     issuers: Vec<TrustedIssuer>,
     leeway_secs: u64,
+    /// Tokens whose signature already held, by digest: a token presented
+    /// again (a gateway asks per request) is only checked for time.
+    verified: VerifiedTokens<VerifiedToken>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +162,9 @@ impl TokenVerifier {
         Ok(Self {
             issuers,
             leeway_secs: config.admin.leeway_secs,
+            // A remembered signature vouches no longer than the key set it
+            // was checked against is kept.
+            verified: VerifiedTokens::new(ttl),
         })
     }
 
@@ -189,6 +200,33 @@ impl TokenVerifier {
     /// its principal. Every failure is UNAUTHENTICATED, except an
     /// unreachable key set (UNAVAILABLE).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, ApiError> {
+        let digest = verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            self.check_times(&known, chrono::Utc::now().timestamp())?;
+            return Ok(VerifiedToken::clone(&known));
+        }
+        let verified = self.verify_signed(token).await?;
+        self.verified.insert(digest, Arc::new(verified.clone()));
+        Ok(verified)
+    }
+
+    /// `exp` and `nbf` of a token verified earlier, with the same leeway.
+    fn check_times(&self, token: &VerifiedToken, now: i64) -> Result<(), ApiError> {
+        let leeway = i64::try_from(self.leeway_secs).unwrap_or(i64::MAX);
+        let invalid = |why: &str| unauthenticated(format!("the token is not valid: {why}"));
+        if now > token.expires_at.saturating_add(leeway) {
+            return Err(invalid("expired"));
+        }
+        if token
+            .not_before
+            .is_some_and(|nbf| now < nbf.saturating_sub(leeway))
+        {
+            return Err(invalid("not yet valid"));
+        }
+        Ok(())
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<VerifiedToken, ApiError> {
         let invalid = |why: &str| unauthenticated(format!("the token is not valid: {why}"));
         let parts: Vec<&str> = token.split('.').collect();
         let [header, payload, _signature] = parts.as_slice() else {
@@ -331,6 +369,7 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
         audiences,
         expires_at: claims.exp,
         issued_at: claims.iat.or(claims.nbf).unwrap_or(0),
+        not_before: claims.nbf,
         jti: claims.jti.filter(|jti| !jti.is_empty()),
         credential: claims.cred.filter(|cred| !cred.is_empty()),
         generation: claims.gen,
@@ -447,6 +486,28 @@ mod tests {
                 tonic::Status::from(err).code(),
                 tonic::Code::Unauthenticated,
                 "{token}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_still_checked_for_time() {
+        let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+        let verifier = verifier(&key);
+        let now = chrono::Utc::now().timestamp();
+        let token = token(&key, json!({"nbf": now, "exp": now + 60}));
+        let first = verifier.verify(&token).await.unwrap();
+        assert_eq!(verifier.verify(&token).await.unwrap(), first);
+        let remembered = verifier
+            .verified
+            .get(&verified::digest(&token))
+            .expect("remembered after its first verification");
+        assert!(verifier.check_times(&remembered, now + 60).is_ok());
+        for moment in [now + 61, now - 1] {
+            let err = verifier.check_times(&remembered, moment).unwrap_err();
+            assert_eq!(
+                tonic::Status::from(err).code(),
+                tonic::Code::Unauthenticated
             );
         }
     }

@@ -87,15 +87,8 @@ impl ExchangeService for ExchangeApi {
         request: Request<ListRevokedGrantsRequest>,
     ) -> Result<Response<Self::ListRevokedGrantsStream>, Status> {
         let caller = self.caller(&request).await?;
-        let since = request
-            .get_ref()
-            .since
-            .as_ref()
-            .map(|since| {
-                agentsec_common::time::datetime(since)
-                    .ok_or_else(|| ApiError::invalid("since", "is not a valid timestamp"))
-            })
-            .transpose()?;
+        let since =
+            agentsec_common::time::optional_datetime("since", request.get_ref().since.as_ref())?;
         let now = chrono::Utc::now();
         let revoked = self.grants.revoked(&caller, since, now).await?;
         let mut batches: Vec<ListRevokedGrantsResponse> = revoked

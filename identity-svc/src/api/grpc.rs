@@ -487,15 +487,8 @@ impl IdentityService for IdentityApi {
         request: Request<ListRevocationsRequest>,
     ) -> Result<Response<Self::ListRevocationsStream>, Status> {
         let admin = self.admin(&request).await?;
-        let since = request
-            .get_ref()
-            .since
-            .as_ref()
-            .map(|since| {
-                agentsec_common::time::datetime(since)
-                    .ok_or_else(|| ApiError::invalid("since", "is not a valid timestamp"))
-            })
-            .transpose()?;
+        let since =
+            agentsec_common::time::optional_datetime("since", request.get_ref().since.as_ref())?;
         let now = chrono::Utc::now();
         let listed = self.registry.revocations(&admin, since, now).await?;
         Ok(Response::new(Box::pin(futures::stream::iter(
