@@ -46,13 +46,18 @@ struct Cluster {
     databases: Vec<BenchDatabase>,
 }
 
+/// The services' Redis, or without one the in-process bus they share (as
+/// in `agentctl dev`).
 fn redis(run: u64) -> RedisConfig {
+    let url = std::env::var("AGENTSEC_BENCH_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
     RedisConfig {
-        url: std::env::var("AGENTSEC_BENCH_REDIS_URL")
-            .ok()
-            .filter(|url| !url.is_empty()),
+        local_bus: url
+            .is_none()
+            .then(agentsec_common::invalidation::LocalBus::new),
+        url,
         key_prefix: format!("bench{}-{run}:", std::process::id()),
-        local_bus: None,
     }
 }
 
@@ -87,8 +92,9 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     let identity_jwks = format!("{identity_url}/.well-known/jwks.json");
     let audit_url = format!("http://{audit}");
 
+    let redis_config = redis(run);
     let mut identity_config =
-        agentsec_identity::Config::for_test(databases[0].config.clone(), redis(run));
+        agentsec_identity::Config::for_test(databases[0].config.clone(), redis_config.clone());
     identity_config.issuer = identity_url.clone();
     identity_config.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
     identity_config.bootstrap_admin.client_id = Some(BENCH_ADMIN_ID.into());
@@ -96,13 +102,13 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     identity_config.audit.endpoint = audit_url.clone();
 
     let mut policy_config =
-        agentsec_policy::Config::for_test(databases[1].config.clone(), redis(run));
+        agentsec_policy::Config::for_test(databases[1].config.clone(), redis_config.clone());
     policy_config.admin.jwks_uri = Some(identity_jwks.clone());
     policy_config.admin.issuer = Some(identity_url.clone());
     policy_config.audit.endpoint = audit_url.clone();
 
     let mut exchange_config =
-        agentsec_exchange::Config::for_test(databases[2].config.clone(), redis(run));
+        agentsec_exchange::Config::for_test(databases[2].config.clone(), redis_config);
     exchange_config.issuer = format!("http://{exchange}");
     exchange_config.audit.endpoint = audit_url;
     exchange_config.admin.jwks_uri = Some(identity_jwks);
