@@ -63,6 +63,43 @@ pub(crate) async fn suspend(
     Ok(())
 }
 
+pub(crate) async fn reactivate(
+    cluster: &TestCluster,
+    admin: &str,
+    agent_id: &str,
+) -> anyhow::Result<()> {
+    identity(cluster)
+        .await?
+        .reactivate_agent(with_bearer(
+            ReactivateAgentRequest {
+                agent_id: agent_id.to_owned(),
+                reason: "cleared".into(),
+            },
+            admin,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// RFC 7009 revocation of `token` over gRPC, as `admin`.
+pub(crate) async fn revoke_token(
+    cluster: &TestCluster,
+    admin: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    identity(cluster)
+        .await?
+        .revoke_token(with_bearer(
+            RevokeTokenRequest {
+                token: token.to_owned(),
+                token_type_hint: String::new(),
+            },
+            admin,
+        ))
+        .await?;
+    Ok(())
+}
+
 /// A token with our claims signed by a key identity-svc never published,
 /// once under a fresh kid and once under identity-svc's own kid.
 fn forged_tokens(like: &str) -> anyhow::Result<Vec<String>> {

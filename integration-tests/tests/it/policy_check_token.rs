@@ -25,7 +25,7 @@ const PERSON: &str = "alice@example.com";
 /// A third agent, for three-deep actor chains.
 const THIRD: &str = "agt_01JTESTAGENT0000000000000C";
 
-fn check_token(token: &str, audience: &str, tool: &str) -> CheckTokenRequest {
+pub(crate) fn check_token(token: &str, audience: &str, tool: &str) -> CheckTokenRequest {
     CheckTokenRequest {
         token: token.to_owned(),
         audience: audience.to_owned(),

@@ -10,21 +10,20 @@ use std::time::Duration;
 
 use agentsec_integration_tests::cluster::TEST_TARGET;
 use agentsec_integration_tests::{with_bearer, Service};
-use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::common::v1::Effect;
 use agentsec_proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use agentsec_proto::identity::v1::{
-    DeleteCredentialRequest, ReactivateAgentRequest, RevokeAgentRequest, RevokeTokenRequest,
-};
+use agentsec_proto::identity::v1::{DeleteCredentialRequest, RevokeAgentRequest};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
-use agentsec_proto::policy::v1::{CheckTokenRequest, PolicySet};
+use agentsec_proto::policy::v1::PolicySet;
 use anyhow::bail;
 use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::exchange_grants::{person_token, revoke};
 use crate::exchange_tokens::{request, Fixture};
-use crate::identity_http::suspend;
+use crate::identity_http::{reactivate, revoke_token, suspend};
 use crate::identity_registry::{identity, test_client, TestClient};
+use crate::policy_check_token::check_token;
 use crate::policy_ext_authz::{ask, denial, http_check, mcp_call};
 use crate::policy_sets::{policy, put, rule};
 use agentsec_integration_tests::relay::RedisRelay;
@@ -73,17 +72,7 @@ impl Enforcement {
         for point in &mut self.points {
             let checked = point
                 .check
-                .check_token(CheckTokenRequest {
-                    token: token.to_owned(),
-                    audience: audience.to_owned(),
-                    action: "tools/call".to_owned(),
-                    resource: Some(Resource {
-                        r#type: "mcp.tool".to_owned(),
-                        id: "mcp:github/list_issues".to_owned(),
-                        ..Resource::default()
-                    }),
-                    context: None,
-                })
+                .check_token(check_token(token, audience, "mcp:github/list_issues"))
                 .await;
             verdicts.push(match checked {
                 Ok(response) => {
@@ -235,15 +224,7 @@ async fn revocation_of_tokens_credentials_and_agents_reaches_every_replica() -> 
         .allowed(&revoked, &audience, "before revocation")
         .await?;
     points.cached(&revoked, &audience).await?;
-    identity
-        .revoke_token(with_bearer(
-            RevokeTokenRequest {
-                token: revoked.clone(),
-                token_type_hint: String::new(),
-            },
-            &fx.admin,
-        ))
-        .await?;
+    revoke_token(&fx.cluster, &fx.admin, &revoked).await?;
     points.refused(&revoked, &audience, "revoked token").await?;
     let fresh = fx.actor_token(&holder).await?;
     points
@@ -296,15 +277,7 @@ async fn revocation_of_tokens_credentials_and_agents_reaches_every_replica() -> 
     points.allowed(&old, &audience, "before suspension").await?;
     suspend(&fx.cluster, &fx.admin, &suspended.agent.id).await?;
     points.refused(&old, &audience, "agent suspended").await?;
-    identity
-        .reactivate_agent(with_bearer(
-            ReactivateAgentRequest {
-                agent_id: suspended.agent.id.clone(),
-                reason: "cleared".to_owned(),
-            },
-            &fx.admin,
-        ))
-        .await?;
+    reactivate(&fx.cluster, &fx.admin, &suspended.agent.id).await?;
     let renewed = fx.actor_token(&suspended).await?;
     points
         .allowed(&renewed, &audience, "a token after reactivation")
@@ -360,16 +333,7 @@ async fn revocation_of_grants_and_chain_agents_reaches_every_replica() -> anyhow
     points
         .allowed(&one, &hop, "a hop before the middle agent")
         .await?;
-    identity(&fx.cluster)
-        .await?
-        .reactivate_agent(with_bearer(
-            ReactivateAgentRequest {
-                agent_id: middle.agent.id.clone(),
-                reason: "cleared".to_owned(),
-            },
-            &fx.admin,
-        ))
-        .await?;
+    reactivate(&fx.cluster, &fx.admin, &middle.agent.id).await?;
     points
         .refused(&three, TEST_TARGET, "middle agent reactivated")
         .await?;
@@ -418,17 +382,7 @@ async fn check_tool(
 ) -> Result<Effect, Code> {
     point
         .check
-        .check_token(CheckTokenRequest {
-            token: token.to_owned(),
-            audience: audience.to_owned(),
-            action: "tools/call".to_owned(),
-            resource: Some(Resource {
-                r#type: "mcp.tool".to_owned(),
-                id: tool.to_owned(),
-                ..Resource::default()
-            }),
-            context: None,
-        })
+        .check_token(check_token(token, audience, tool))
         .await
         .map(|response| {
             let effect = response.into_inner().decision.unwrap_or_default().effect;
@@ -500,16 +454,7 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
     // Redis stops answering the replica; a revocation and a policy change
     // published meanwhile never reach it on Redis, yet it follows them.
     relay.black_hole();
-    identity(&fx.cluster)
-        .await?
-        .revoke_token(with_bearer(
-            RevokeTokenRequest {
-                token: revoked.clone(),
-                token_type_hint: String::new(),
-            },
-            &fx.admin,
-        ))
-        .await?;
+    revoke_token(&fx.cluster, &fx.admin, &revoked).await?;
     cut_off
         .refused(&revoked, &audience, "revoked while Redis is cut off")
         .await?;
