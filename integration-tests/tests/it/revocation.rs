@@ -524,3 +524,121 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
     drop(relay);
     fx.cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
+    use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
+    use agentsec_proto::exchange::v1::ListRevokedGrantsRequest;
+    use agentsec_proto::identity::v1::ListRevocationsRequest;
+
+    let mut fx = Fixture::start().await?;
+    let mut identity = identity(&fx.cluster).await?;
+    // A revoked token, to be listed.
+    let holder = agent(&fx, "listed").await?;
+    let revoked = fx.actor_token(&holder).await?;
+    revoke_token(&fx.cluster, &fx.admin, &revoked).await?;
+    let jti = crate::identity_registry::unverified_claims(&revoked)?["jti"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut stream = identity
+        .list_revocations(with_bearer(ListRevocationsRequest::default(), &fx.admin))
+        .await?
+        .into_inner();
+    let mut jtis = Vec::new();
+    let mut as_of = None;
+    while let Some(batch) = stream.message().await? {
+        jtis.extend(batch.revoked_tokens.into_iter().map(|token| token.jti));
+        as_of = batch.as_of.or(as_of);
+    }
+    assert!(jtis.contains(&jti), "{jtis:?}");
+    assert!(as_of.is_some(), "the last message says when it was read");
+
+    let tenant_admin = test_client(
+        &fx.cluster,
+        &fx.admin,
+        "acme",
+        "acme-admin",
+        &[ADMIN_AUDIENCE],
+        &[crate::identity_registry::ADMIN_SCOPE],
+    )
+    .await?;
+    let tenant_admin =
+        crate::identity_registry::agentsec_token(&fx.cluster, &tenant_admin, "agentsec:admin")
+            .await?;
+    let agent_token = fx.actor_token(&holder).await?;
+    for (who, token, code) in [
+        ("an agent", agent_token.as_str(), Code::PermissionDenied),
+        (
+            "a tenant admin",
+            tenant_admin.as_str(),
+            Code::PermissionDenied,
+        ),
+        ("nobody", "", Code::Unauthenticated),
+    ] {
+        let request = if token.is_empty() {
+            tonic::Request::new(ListRevocationsRequest::default())
+        } else {
+            with_bearer(ListRevocationsRequest::default(), token)
+        };
+        let status = identity
+            .list_revocations(request)
+            .await
+            .err()
+            .map(|status| status.code());
+        assert_eq!(status, Some(code), "identity-svc listing for {who}");
+    }
+    let bad_since = ListRevocationsRequest {
+        since: Some(prost_types::Timestamp {
+            seconds: 1,
+            nanos: -1,
+        }),
+    };
+    let status = identity
+        .list_revocations(with_bearer(bad_since, &fx.admin))
+        .await
+        .err()
+        .map(|status| status.code());
+    assert_eq!(status, Some(Code::InvalidArgument));
+
+    // exchange-svc: a revoked grant is listed for the global admin only.
+    let grant = fx
+        .grant("alice", &fx.a.agent.id.clone(), &["repo:read"], 1)
+        .await?;
+    let person = person_token("alice")?;
+    revoke(&mut fx.exchange, &person, &grant.id, "done").await?;
+    let mut stream = fx
+        .exchange
+        .list_revoked_grants(with_bearer(ListRevokedGrantsRequest::default(), &fx.admin))
+        .await?
+        .into_inner();
+    let mut grants = Vec::new();
+    while let Some(batch) = stream.message().await? {
+        grants.extend(batch.grants.into_iter().map(|grant| grant.grant_id));
+    }
+    assert_eq!(grants, vec![grant.id]);
+    for (who, token, code) in [
+        ("the person", person.as_str(), Code::PermissionDenied),
+        (
+            "a tenant admin",
+            tenant_admin.as_str(),
+            Code::PermissionDenied,
+        ),
+        ("nobody", "", Code::Unauthenticated),
+    ] {
+        let request = if token.is_empty() {
+            tonic::Request::new(ListRevokedGrantsRequest::default())
+        } else {
+            with_bearer(ListRevokedGrantsRequest::default(), token)
+        };
+        let status = fx
+            .exchange
+            .list_revoked_grants(request)
+            .await
+            .err()
+            .map(|status| status.code());
+        assert_eq!(status, Some(code), "exchange-svc listing for {who}");
+    }
+    fx.cluster.shutdown().await
+}

@@ -134,6 +134,7 @@ pub struct RevocationView {
     /// Unix ms of the last moment the view was known to be current.
     confirmed_ms: AtomicI64,
     max_staleness: Duration,
+    created: std::time::Instant,
 }
 
 fn read(lock: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
@@ -163,6 +164,7 @@ impl RevocationView {
             in_process: AtomicBool::new(false),
             confirmed_ms: AtomicI64::new(0),
             max_staleness,
+            created: std::time::Instant::now(),
         }
     }
 
@@ -270,10 +272,15 @@ impl RevocationView {
         )
     }
 
-    /// Waits (at most `limit`) for the first load; policy-svc may be asked
-    /// before its owners answered.
+    /// Waits for the first load, but only within `limit` of start:
+    /// policy-svc may be asked before its owners answered. Later, a view
+    /// still not loaded refuses at once rather than holding every request.
     pub async fn wait_loaded(&self, limit: Duration) {
         if !self.enabled || self.is_loaded() {
+            return;
+        }
+        let limit = limit.saturating_sub(self.created.elapsed());
+        if limit.is_zero() {
             return;
         }
         let notified = self.loaded_notify.notified();

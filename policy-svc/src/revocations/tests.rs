@@ -269,3 +269,18 @@ fn entries_go_once_no_token_they_affect_can_be_alive() {
     view.merge(Revocations::default(), at(1_000 + lifetime + 1));
     assert_eq!(read(&view.state).entries(), 0);
 }
+
+#[tokio::test]
+async fn only_requests_soon_after_start_wait_for_the_first_load() {
+    let view = RevocationView::new(true, STALENESS);
+    // Within the limit since start: the call waits (it is not ready at once).
+    let waiting = tokio::time::timeout(Duration::ZERO, view.wait_loaded(Duration::from_secs(60)));
+    assert!(waiting.await.is_err());
+    // Past the limit since start: it returns at once, and the check refuses.
+    let at_once = tokio::time::timeout(Duration::ZERO, view.wait_loaded(Duration::from_nanos(1)));
+    assert!(at_once.await.is_ok());
+    // Once loaded, nobody waits.
+    view.replace(Revocations::default(), Utc::now());
+    let loaded = tokio::time::timeout(Duration::ZERO, view.wait_loaded(Duration::from_secs(60)));
+    assert!(loaded.await.is_ok());
+}
