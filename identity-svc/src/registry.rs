@@ -214,6 +214,17 @@ impl Registry {
             )
             .await?;
         txn.commit().await.map_err(db_error)?;
+        if !stored.fields.attributes.is_empty() {
+            // Followers that keep agents' attributes (policy-svc) learn the
+            // new agent's.
+            self.events
+                .invalidate(Invalidation::new(
+                    InvalidationKind::AgentUpdated,
+                    &stored.tenant,
+                    &stored.id,
+                ))
+                .await;
+        }
         Ok(stored)
     }
 

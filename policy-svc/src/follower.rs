@@ -1,7 +1,8 @@
 //! How policy-svc follows the rest of the system (one loop, see
 //! `agentsec_common::follower`): POLICY_CHANGED reloads a tenant's policy
-//! set; every other event updates the revocation view and evicts the
-//! agent's cached decisions. After (re)subscribing everything is reloaded;
+//! set; every other event updates the revocation view (AGENT_UPDATED: the
+//! agent's registry attributes, read again from identity-svc) and evicts
+//! the agent's cached decisions. After (re)subscribing everything is reloaded;
 //! while no subscription is live, the policy sets and the revocation view
 //! catch up from their owners every poll interval, and the decision cache
 //! stays off.
@@ -35,6 +36,9 @@ impl PolicyFollower {
         let started = Utc::now();
         let revocations = owners.list(full).await?;
         if full {
+            // Attributes first: a view that counts as loaded has them too.
+            self.view
+                .replace_attributes(owners.agent_attributes().await?);
             self.view.replace(revocations, started);
         } else {
             self.view.merge(revocations, started);
@@ -62,6 +66,18 @@ impl Follow for PolicyFollower {
         }
         // The view first: token decisions consult it before the cache.
         self.view.apply(&received);
+        if event.kind == InvalidationKind::AgentUpdated {
+            if let Some(owners) = &self.owners {
+                match owners.attributes_of(&event.agent_id).await {
+                    Ok(attributes) => self.view.set_attributes(&event.agent_id, attributes),
+                    Err(err) => tracing::warn!(
+                        agent_id = %event.agent_id,
+                        error = %err,
+                        "agent attributes not refreshed; they are at the next reload"
+                    ),
+                }
+            }
+        }
         if !event.tenant.is_empty() && !event.agent_id.is_empty() {
             self.cache
                 .agent_changed(&event.tenant, &event.agent_id)

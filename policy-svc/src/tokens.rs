@@ -7,8 +7,8 @@
 //! the token's owners still honour it (revocation, suspended agents,
 //! deleted credentials, revoked grants) is the revocation view's answer
 //! (see `revocations`), asked by every token decision. The token's scope
-//! reaches conditions as `context.token_scope`; the derived principal
-//! carries no registry attributes of the agent.
+//! reaches conditions as `context.token_scope`; the agent's registry
+//! attributes come from the same view.
 
 use std::time::Duration;
 

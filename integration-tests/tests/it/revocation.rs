@@ -642,3 +642,60 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
     }
     fx.cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn token_principals_carry_the_agents_registry_attributes_on_every_replica(
+) -> anyhow::Result<()> {
+    use agentsec_proto::identity::v1::{Agent, UpdateAgentRequest};
+    let (fx, mut points) = setup().await?;
+    let mut set = tools_policy();
+    for rule in &mut set.rules {
+        if rule.id == "github-tools" {
+            rule.condition = "has(agent.project) && agent.project == \"apollo\"".to_owned();
+        }
+    }
+    put(&mut policy(&fx.cluster).await?, &fx.admin, "acme", set).await?;
+    let audience = fx.exchange_issuer();
+    // Registered with project = apollo (the test agents' attribute).
+    let member = agent(&fx, "apollo-member").await?;
+    let token = fx.actor_token(&member).await?;
+    for point in &mut points.points {
+        until_answer(
+            point,
+            &token,
+            &audience,
+            "mcp:github/list_issues",
+            Ok(Effect::Allow),
+            "a registered agent's attributes",
+        )
+        .await?;
+    }
+    identity(&fx.cluster)
+        .await?
+        .update_agent(with_bearer(
+            UpdateAgentRequest {
+                agent_id: member.agent.id.clone(),
+                agent: Some(Agent {
+                    attributes: [("project".to_owned(), "gemini".to_owned())].into(),
+                    ..Agent::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["attributes".to_owned()],
+                }),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    for point in &mut points.points {
+        until_answer(
+            point,
+            &token,
+            &audience,
+            "mcp:github/list_issues",
+            Ok(Effect::Deny),
+            "attributes updated",
+        )
+        .await?;
+    }
+    fx.cluster.shutdown().await
+}

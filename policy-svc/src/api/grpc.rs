@@ -166,8 +166,12 @@ impl PolicyApi {
             );
         }
         let context = Some(context);
+        let mut principal = verified.principal.clone();
+        // policy.proto: the principal carries the agent's registry
+        // attributes, from the view (a token cannot carry its own).
+        principal.agent_attributes = self.revocations.attributes_of(&principal.agent_id);
         let as_check = CheckRequest {
-            principal: Some(verified.principal.clone()),
+            principal: Some(principal),
             audience: request.audience,
             action: request.action,
             resource: request.resource,

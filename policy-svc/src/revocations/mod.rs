@@ -25,14 +25,18 @@ pub mod owners;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::invalidation::{InvalidationKind, ReceivedInvalidation};
+use agentsec_proto::common::v1::{attribute_value, AttributeValue};
 use chrono::{DateTime, Utc};
 
 use crate::tokens::VerifiedToken;
+
+/// An agent's registry attributes, as identity-svc holds them.
+pub type AgentAttributes = std::collections::HashMap<String, String>;
 
 /// No token of identity-svc or exchange-svc lives longer.
 pub const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -123,6 +127,9 @@ impl State {
 /// The view (see the module doc).
 pub struct RevocationView {
     state: RwLock<State>,
+    /// Registry attributes of every agent that has some (for the
+    /// principals of token decisions), as typed request values.
+    attributes: RwLock<HashMap<String, Arc<AttributeMap>>>,
     /// Whether anything is followed at all (an owner endpoint is set).
     enabled: bool,
     /// Whether the first full load has completed.
@@ -137,13 +144,30 @@ pub struct RevocationView {
     created: std::time::Instant,
 }
 
-fn read(lock: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn write(lock: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Registry attributes as a principal carries them (string values).
+type AttributeMap = HashMap<String, AttributeValue>;
+
+fn attribute_map(attributes: AgentAttributes) -> AttributeMap {
+    attributes
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name,
+                AttributeValue {
+                    kind: Some(attribute_value::Kind::StringValue(value)),
+                },
+            )
+        })
+        .collect()
 }
 
 fn inactive(why: String) -> ApiError {
@@ -158,6 +182,7 @@ impl RevocationView {
     pub fn new(enabled: bool, max_staleness: Duration) -> Self {
         Self {
             state: RwLock::new(State::default()),
+            attributes: RwLock::new(HashMap::new()),
             enabled,
             loaded: AtomicBool::new(false),
             loaded_notify: tokio::sync::Notify::new(),
@@ -256,6 +281,33 @@ impl RevocationView {
         let mut state = write(&self.state);
         state.merge(revocations);
         state.prune(Utc::now());
+    }
+
+    /// Replaces every agent's registry attributes.
+    pub fn replace_attributes(&self, all: Vec<(String, AgentAttributes)>) {
+        let fresh = all
+            .into_iter()
+            .map(|(agent, attributes)| (agent, Arc::new(attribute_map(attributes))))
+            .collect();
+        *write(&self.attributes) = fresh;
+    }
+
+    /// One agent's registry attributes changed (empty: it has none).
+    pub fn set_attributes(&self, agent_id: &str, attributes: AgentAttributes) {
+        let mut all = write(&self.attributes);
+        if attributes.is_empty() {
+            all.remove(agent_id);
+        } else {
+            all.insert(agent_id.to_owned(), Arc::new(attribute_map(attributes)));
+        }
+    }
+
+    /// The registry attributes of `agent_id` (empty when it has none).
+    pub fn attributes_of(&self, agent_id: &str) -> HashMap<String, AttributeValue> {
+        read(&self.attributes)
+            .get(agent_id)
+            .map(|attributes| AttributeMap::clone(attributes))
+            .unwrap_or_default()
     }
 
     /// Prometheus text exposition of the view's size and freshness.

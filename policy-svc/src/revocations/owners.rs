@@ -8,14 +8,17 @@ use agentsec_common::follower::BoxError;
 use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_common::time::{datetime, timestamp};
 use agentsec_common::upstream::{authorized, channel, ServiceIdentity, TracedChannel};
+use agentsec_proto::common::v1::PageRequest;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::ListRevokedGrantsRequest;
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use agentsec_proto::identity::v1::{AgentStatus, ListRevocationsRequest};
+use agentsec_proto::identity::v1::{
+    AgentStatus, GetAgentRequest, ListAgentsRequest, ListRevocationsRequest,
+};
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
-use super::{AgentStanding, Revocations};
+use super::{AgentAttributes, AgentStanding, Revocations};
 use crate::config::RevocationConfig;
 
 /// A catch-up asks for what changed since the previous listing's `as_of`
@@ -98,6 +101,73 @@ impl Owners {
             );
         }
         Ok(revocations)
+    }
+
+    /// Every agent's registry attributes (agents without any are left
+    /// out), read page by page with ListAgents.
+    pub async fn agent_attributes(&self) -> Result<Vec<(String, AgentAttributes)>, BoxError> {
+        let Some(identity) = &self.identity else {
+            return Ok(Vec::new());
+        };
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListAgentsRequest {
+                page: Some(PageRequest {
+                    page_size: 1_000,
+                    page_token: page_token.clone(),
+                }),
+                ..ListAgentsRequest::default()
+            };
+            let page = identity
+                .with_token(|token| {
+                    let mut client = identity.identity_client();
+                    let request = request.clone();
+                    async move { client.list_agents(authorized(request, &token)?).await }
+                })
+                .await?
+                .into_inner();
+            all.extend(
+                page.agents
+                    .into_iter()
+                    .filter(|agent| !agent.attributes.is_empty())
+                    .map(|agent| (agent.id, agent.attributes)),
+            );
+            page_token = page
+                .page
+                .map(|page| page.next_page_token)
+                .unwrap_or_default();
+            if page_token.is_empty() {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One agent's registry attributes now (empty when it has none or is
+    /// gone).
+    pub async fn attributes_of(&self, agent_id: &str) -> Result<AgentAttributes, BoxError> {
+        let Some(identity) = &self.identity else {
+            return Ok(AgentAttributes::new());
+        };
+        let request = GetAgentRequest {
+            agent_id: agent_id.to_owned(),
+        };
+        let answer = identity
+            .with_token(|token| {
+                let mut client = identity.identity_client();
+                let request = request.clone();
+                async move { client.get_agent(authorized(request, &token)?).await }
+            })
+            .await;
+        match answer {
+            Ok(response) => Ok(response
+                .into_inner()
+                .agent
+                .map(|agent| agent.attributes)
+                .unwrap_or_default()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(AgentAttributes::new()),
+            Err(status) => Err(status.into()),
+        }
     }
 
     async fn list_identity(
