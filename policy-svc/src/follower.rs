@@ -29,6 +29,27 @@ pub struct PolicyFollower {
 }
 
 impl PolicyFollower {
+    /// Reads the agent's attributes again beside the event loop, so that a
+    /// slow identity-svc never holds up the events behind this one.
+    fn refresh_attributes(&self, agent_id: &str) {
+        let Some(owners) = self.owners.clone() else {
+            return;
+        };
+        let view = self.view.clone();
+        let agent_id = agent_id.to_owned();
+        let number = view.refresh_started(&agent_id);
+        tokio::spawn(async move {
+            match owners.attributes_of(&agent_id).await {
+                Ok(attributes) => view.set_attributes(&agent_id, number, attributes),
+                Err(err) => tracing::warn!(
+                    %agent_id,
+                    error = %err,
+                    "agent attributes not refreshed; they are at the next reload"
+                ),
+            }
+        });
+    }
+
     async fn sync_view(&self, full: bool) -> Result<(), BoxError> {
         let Some(owners) = &self.owners else {
             return Ok(());
@@ -67,16 +88,7 @@ impl Follow for PolicyFollower {
         // The view first: token decisions consult it before the cache.
         self.view.apply(&received);
         if event.kind == InvalidationKind::AgentUpdated {
-            if let Some(owners) = &self.owners {
-                match owners.attributes_of(&event.agent_id).await {
-                    Ok(attributes) => self.view.set_attributes(&event.agent_id, attributes),
-                    Err(err) => tracing::warn!(
-                        agent_id = %event.agent_id,
-                        error = %err,
-                        "agent attributes not refreshed; they are at the next reload"
-                    ),
-                }
-            }
+            self.refresh_attributes(&event.agent_id);
         }
         if !event.tenant.is_empty() && !event.agent_id.is_empty() {
             self.cache

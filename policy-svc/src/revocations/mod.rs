@@ -130,6 +130,10 @@ pub struct RevocationView {
     /// Registry attributes of every agent that has some (for the
     /// principals of token decisions), as typed request values.
     attributes: RwLock<HashMap<String, Arc<AttributeMap>>>,
+    /// Per agent, the number of the latest attribute refresh asked for: a
+    /// refresh that completes after a later one started is dropped.
+    refreshes: std::sync::Mutex<HashMap<String, u64>>,
+    refresh_numbers: std::sync::atomic::AtomicU64,
     /// Whether anything is followed at all (an owner endpoint is set).
     enabled: bool,
     /// Whether the first full load has completed.
@@ -183,6 +187,8 @@ impl RevocationView {
         Self {
             state: RwLock::new(State::default()),
             attributes: RwLock::new(HashMap::new()),
+            refreshes: std::sync::Mutex::new(HashMap::new()),
+            refresh_numbers: std::sync::atomic::AtomicU64::new(0),
             enabled,
             loaded: AtomicBool::new(false),
             loaded_notify: tokio::sync::Notify::new(),
@@ -292,8 +298,30 @@ impl RevocationView {
         *write(&self.attributes) = fresh;
     }
 
-    /// One agent's registry attributes changed (empty: it has none).
-    pub fn set_attributes(&self, agent_id: &str, attributes: AgentAttributes) {
+    /// Starts a refresh of `agent_id`'s attributes; pass the number to
+    /// [`Self::set_attributes`].
+    pub fn refresh_started(&self, agent_id: &str) -> u64 {
+        let mut refreshes = self
+            .refreshes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Numbers are never reused, so an entry can go once answered.
+        let number = self.refresh_numbers.fetch_add(1, Ordering::AcqRel) + 1;
+        refreshes.insert(agent_id.to_owned(), number);
+        number
+    }
+
+    /// The attributes read by refresh `number` of `agent_id` (empty: it
+    /// has none); dropped when a later refresh was started meanwhile.
+    pub fn set_attributes(&self, agent_id: &str, number: u64, attributes: AgentAttributes) {
+        let mut refreshes = self
+            .refreshes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if refreshes.get(agent_id) != Some(&number) {
+            return;
+        }
+        refreshes.remove(agent_id);
         let mut all = write(&self.attributes);
         if attributes.is_empty() {
             all.remove(agent_id);

@@ -284,3 +284,27 @@ async fn only_requests_soon_after_start_wait_for_the_first_load() {
     let loaded = tokio::time::timeout(Duration::ZERO, view.wait_loaded(Duration::from_secs(60)));
     assert!(loaded.await.is_ok());
 }
+
+#[test]
+fn an_attribute_refresh_overtaken_by_a_later_one_is_dropped() {
+    let view = RevocationView::new(true, STALENESS);
+    let first = view.refresh_started(AGENT);
+    let second = view.refresh_started(AGENT);
+    view.set_attributes(
+        AGENT,
+        second,
+        [("project".to_owned(), "gemini".to_owned())].into(),
+    );
+    view.set_attributes(
+        AGENT,
+        first,
+        [("project".to_owned(), "apollo".to_owned())].into(),
+    );
+    let attributes = view.attributes_of(AGENT);
+    assert_eq!(
+        attributes
+            .get("project")
+            .and_then(|value| value.kind.clone()),
+        Some(attribute_value::Kind::StringValue("gemini".to_owned()))
+    );
+}
