@@ -460,13 +460,6 @@ pub fn current_trace_ids() -> TraceIds {
     }
 }
 
-/// The trace id of the current span, as 32 lowercase hex digits, when it is
-/// part of a trace.
-pub fn current_trace_id() -> Option<String> {
-    let TraceIds { trace_id, .. } = current_trace_ids();
-    (!trace_id.is_empty()).then_some(trace_id)
-}
-
 /// A tonic client interceptor that sends the current trace context along.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceContextInterceptor;
