@@ -21,6 +21,7 @@ use crate::secrets::{self, Pepper};
 use crate::store::agents::{self, AgentFilter, AgentStoreError};
 use crate::store::credentials::{self, Credential, Federated, Kind, SubjectMatch};
 use agentsec_common::page::Page;
+use agentsec_common::time::optional_datetime;
 
 /// Most client secrets per agent (rotation needs two; five leaves room).
 pub const MAX_SECRETS: u32 = 5;
@@ -265,6 +266,7 @@ impl Registry {
             tenant,
             owner: (!request.owner.is_empty()).then(|| request.owner.clone()),
             status: Status::from_proto(request.status)?,
+            updated_since: optional_datetime("updated_since", request.updated_since.as_ref())?,
         };
         let page = Page::parse(
             request.page.as_ref(),

@@ -4,8 +4,9 @@
 //! agent's registry attributes, read again from identity-svc) and evicts
 //! the agent's cached decisions. After (re)subscribing everything is reloaded;
 //! while no subscription is live, the policy sets and the revocation view
-//! catch up from their owners every poll interval, and the decision cache
-//! stays off.
+//! catch up from their owners every poll interval (agents' attributes
+//! included: those updated since the previous listing are read again), and
+//! the decision cache stays off.
 
 use std::sync::Arc;
 
@@ -44,7 +45,7 @@ impl PolicyFollower {
                 Err(err) => tracing::warn!(
                     %agent_id,
                     error = %err,
-                    "agent attributes not refreshed; they are at the next reload"
+                    "agent attributes not refreshed; they are read again at the next catch-up"
                 ),
             }
         });
@@ -59,7 +60,7 @@ impl PolicyFollower {
         if full {
             // Attributes first: a view that counts as loaded has them too.
             self.view
-                .replace_attributes(owners.agent_attributes().await?);
+                .replace_attributes(owners.agent_attributes(None).await?);
             self.view.replace(revocations, started);
         } else {
             self.view.merge(revocations, started);

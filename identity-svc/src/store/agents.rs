@@ -5,6 +5,8 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
+use chrono::{DateTime, Utc};
+
 use super::entities::agent::{self, Entity as Agents};
 use crate::domain::agent::{Agent, AgentFields, Status};
 
@@ -24,6 +26,7 @@ pub struct AgentFilter {
     pub tenant: Option<String>,
     pub owner: Option<String>,
     pub status: Option<Status>,
+    pub updated_since: Option<DateTime<Utc>>,
 }
 
 fn to_row(agent: &Agent) -> Result<agent::ActiveModel, AgentStoreError> {
@@ -139,6 +142,9 @@ pub async fn list(
     }
     if let Some(status) = filter.status {
         query = query.filter(agent::Column::Status.eq(status.as_str()));
+    }
+    if let Some(since) = filter.updated_since {
+        query = query.filter(agent::Column::UpdateTime.gte(since));
     }
     if let Some(after) = after {
         query = query.filter(agent::Column::Id.gt(after));

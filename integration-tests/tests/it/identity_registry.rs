@@ -965,7 +965,12 @@ async fn list_agents_applies_every_filter_together() -> anyhow::Result<()> {
         make("other", "o1", "alice", "apollo", "prod"),
     )
     .await?;
+    let before_suspension = prost_types::Timestamp::from(std::time::SystemTime::now());
     suspend(&mut client, &admin, &a3.id, "investigating").await?;
+    let later = prost_types::Timestamp {
+        seconds: before_suspension.seconds + 3600,
+        nanos: 0,
+    };
 
     let attrs = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
         pairs
@@ -1059,6 +1064,31 @@ async fn list_agents_applies_every_filter_together() -> anyhow::Result<()> {
             },
             Vec::new(),
         ),
+        (
+            "updated since the suspension",
+            ListAgentsRequest {
+                updated_since: Some(before_suspension),
+                ..Default::default()
+            },
+            ids(&[&a3]),
+        ),
+        (
+            "tenant and updated since the suspension",
+            ListAgentsRequest {
+                tenant: "other".into(),
+                updated_since: Some(before_suspension),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
+        (
+            "updated since an hour from now",
+            ListAgentsRequest {
+                updated_since: Some(later),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
     ];
     for (what, request, mut expected) in cases {
         expected.sort();
@@ -1068,6 +1098,19 @@ async fn list_agents_applies_every_filter_together() -> anyhow::Result<()> {
             "filter: {what}"
         );
     }
+    let not_a_time = ListAgentsRequest {
+        updated_since: Some(prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        }),
+        ..Default::default()
+    };
+    let status = client
+        .list_agents(with_bearer(not_a_time, &admin))
+        .await
+        .expect_err("an invalid updated_since is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("updated_since"), "{}", status.message());
     cluster.shutdown().await
 }
 

@@ -391,6 +391,28 @@ async fn check_tool(
         .map_err(|status| status.code())
 }
 
+/// Replaces `agent`'s registry attributes with `project = <project>`.
+async fn set_project(fx: &Fixture, agent: &TestClient, project: &str) -> anyhow::Result<()> {
+    use agentsec_proto::identity::v1::{Agent, UpdateAgentRequest};
+    identity(&fx.cluster)
+        .await?
+        .update_agent(with_bearer(
+            UpdateAgentRequest {
+                agent_id: agent.agent.id.clone(),
+                agent: Some(Agent {
+                    attributes: [("project".to_owned(), project.to_owned())].into(),
+                    ..Agent::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["attributes".to_owned()],
+                }),
+            },
+            &fx.admin,
+        ))
+        .await?;
+    Ok(())
+}
+
 /// Polls `point` until `tool` is answered `expected`, within [`DEADLINE`].
 async fn until_answer(
     point: &mut Point,
@@ -451,8 +473,9 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
     )
     .await?;
 
-    // Redis stops answering the replica; a revocation and a policy change
-    // published meanwhile never reach it on Redis, yet it follows them.
+    // Redis stops answering the replica; a revocation, a policy change and
+    // an attribute change published meanwhile never reach it on Redis, yet
+    // it follows them.
     relay.black_hole();
     revoke_token(&fx.cluster, &fx.admin, &revoked).await?;
     cut_off
@@ -466,6 +489,15 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
         "mcp:github/delete_repo",
         "tools/call",
     ));
+    let mut no_gemini = rule(
+        "no-gemini",
+        Effect::Deny,
+        "*",
+        "mcp:github/list_issues",
+        "tools/call",
+    );
+    no_gemini.condition = "has(agent.project) && agent.project == \"gemini\"".to_owned();
+    set.rules.push(no_gemini);
     put(&mut policies, &fx.admin, "acme", set).await?;
     let point = &mut cut_off.points[0];
     until_answer(
@@ -475,6 +507,21 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
         "mcp:github/delete_repo",
         Ok(Effect::Deny),
         "policy changed while Redis is cut off",
+    )
+    .await?;
+    assert_eq!(
+        check_tool(point, &kept, &audience, "mcp:github/list_issues").await,
+        Ok(Effect::Allow),
+        "the holder is not in project gemini yet"
+    );
+    set_project(&fx, &holder, "gemini").await?;
+    until_answer(
+        point,
+        &kept,
+        &audience,
+        "mcp:github/list_issues",
+        Ok(Effect::Deny),
+        "attributes changed while Redis is cut off",
     )
     .await?;
 
@@ -513,7 +560,7 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
         point,
         &kept,
         &audience,
-        "mcp:github/list_issues",
+        "mcp:github/search_code",
         Ok(Effect::Allow),
         "Redis and identity-svc back",
     )
@@ -646,7 +693,6 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
 #[tokio::test]
 async fn token_principals_carry_the_agents_registry_attributes_on_every_replica(
 ) -> anyhow::Result<()> {
-    use agentsec_proto::identity::v1::{Agent, UpdateAgentRequest};
     let (fx, mut points) = setup().await?;
     let mut set = tools_policy();
     for rule in &mut set.rules {
@@ -670,22 +716,7 @@ async fn token_principals_carry_the_agents_registry_attributes_on_every_replica(
         )
         .await?;
     }
-    identity(&fx.cluster)
-        .await?
-        .update_agent(with_bearer(
-            UpdateAgentRequest {
-                agent_id: member.agent.id.clone(),
-                agent: Some(Agent {
-                    attributes: [("project".to_owned(), "gemini".to_owned())].into(),
-                    ..Agent::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["attributes".to_owned()],
-                }),
-            },
-            &fx.admin,
-        ))
-        .await?;
+    set_project(&fx, &member, "gemini").await?;
     for point in &mut points.points {
         until_answer(
             point,

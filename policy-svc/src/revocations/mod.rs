@@ -62,6 +62,9 @@ pub struct Revocations {
     pub agents: Vec<(String, AgentStanding)>,
     /// grant id -> unix seconds of the revocation.
     pub grants: Vec<(String, i64)>,
+    /// Agents updated since the previous listing -> their registry
+    /// attributes now (empty: none).
+    pub attributes: Vec<(String, AgentAttributes)>,
 }
 
 #[derive(Default)]
@@ -216,7 +219,12 @@ impl RevocationView {
     }
 
     /// Adds what changed since the last listing, read at `as_of`.
-    pub fn merge(&self, revocations: Revocations, as_of: DateTime<Utc>) {
+    pub fn merge(&self, mut revocations: Revocations, as_of: DateTime<Utc>) {
+        for (agent_id, attributes) in std::mem::take(&mut revocations.attributes) {
+            // Read after any refresh still under way for the agent.
+            let number = self.refresh_started(&agent_id);
+            self.set_attributes(&agent_id, number, attributes);
+        }
         let mut state = write(&self.state);
         state.merge(revocations);
         state.prune(as_of);

@@ -87,10 +87,15 @@ impl Owners {
         {
             let mut as_of = self.identity_as_of.lock().await;
             let since = if full { None } else { *as_of };
-            *as_of = Some(
-                self.list_identity(identity, since, &mut revocations)
-                    .await?,
-            );
+            let listed = self
+                .list_identity(identity, since, &mut revocations)
+                .await?;
+            if let Some(since) = since {
+                // Attributes change without revoking anything; events
+                // carry them only while a stream is live.
+                revocations.attributes = self.agent_attributes(Some(since - COMMIT_MARGIN)).await?;
+            }
+            *as_of = Some(listed);
         }
         if let Some(exchange) = &self.exchange {
             let mut as_of = self.exchange_as_of.lock().await;
@@ -103,9 +108,13 @@ impl Owners {
         Ok(revocations)
     }
 
-    /// Every agent's registry attributes (agents without any are left
-    /// out), read page by page with ListAgents.
-    pub async fn agent_attributes(&self) -> Result<Vec<(String, AgentAttributes)>, BoxError> {
+    /// Registry attributes read page by page with ListAgents: of every
+    /// agent that has some, or (`updated_since`) of every agent updated
+    /// since then, with or without attributes.
+    pub async fn agent_attributes(
+        &self,
+        updated_since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(String, AgentAttributes)>, BoxError> {
         let Some(identity) = &self.identity else {
             return Ok(Vec::new());
         };
@@ -117,6 +126,7 @@ impl Owners {
                     page_size: 1_000,
                     page_token: page_token.clone(),
                 }),
+                updated_since: updated_since.map(timestamp),
                 ..ListAgentsRequest::default()
             };
             let page = identity
@@ -130,7 +140,7 @@ impl Owners {
             all.extend(
                 page.agents
                     .into_iter()
-                    .filter(|agent| !agent.attributes.is_empty())
+                    .filter(|agent| updated_since.is_some() || !agent.attributes.is_empty())
                     .map(|agent| (agent.id, agent.attributes)),
             );
             page_token = page

@@ -262,6 +262,7 @@ fn entries_go_once_no_token_they_affect_can_be_alive() {
                     generation_time: base() + 1_000,
                 },
             )],
+            attributes: Vec::new(),
         },
         1_000,
     );
@@ -307,4 +308,43 @@ fn an_attribute_refresh_overtaken_by_a_later_one_is_dropped() {
             .and_then(|value| value.kind.clone()),
         Some(attribute_value::Kind::StringValue("gemini".to_owned()))
     );
+}
+
+fn project_of(view: &RevocationView, agent_id: &str) -> Option<attribute_value::Kind> {
+    view.attributes_of(agent_id)
+        .get("project")
+        .and_then(|value| value.kind.clone())
+}
+
+#[test]
+fn a_catch_up_sets_and_clears_attributes_and_overtakes_refreshes_under_way() {
+    let view = RevocationView::new(true, STALENESS);
+    view.replace_attributes(vec![(
+        MIDDLE.to_owned(),
+        [("project".to_owned(), "apollo".to_owned())].into(),
+    )]);
+    let under_way = view.refresh_started(AGENT);
+    view.merge(
+        Revocations {
+            attributes: vec![
+                (
+                    AGENT.to_owned(),
+                    [("project".to_owned(), "gemini".to_owned())].into(),
+                ),
+                (MIDDLE.to_owned(), AgentAttributes::new()),
+            ],
+            ..Revocations::default()
+        },
+        Utc::now(),
+    );
+    view.set_attributes(
+        AGENT,
+        under_way,
+        [("project".to_owned(), "apollo".to_owned())].into(),
+    );
+    assert_eq!(
+        project_of(&view, AGENT),
+        Some(attribute_value::Kind::StringValue("gemini".to_owned()))
+    );
+    assert_eq!(project_of(&view, MIDDLE), None, "attributes removed");
 }
