@@ -4,6 +4,7 @@
 //! publishes a GRANT_REVOKED invalidation event.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::invalidation::{Invalidation, InvalidationKind};
@@ -18,6 +19,7 @@ use crate::config::GrantConfig;
 use crate::events::{AuditRecord, Events};
 use crate::person::Person;
 use crate::store::grants::{self, Grant, GrantFilter, GrantStoreError};
+use crate::upstream::identity::IdentityClient;
 
 const MAX_AUDIENCES: usize = 32;
 const MAX_AUDIENCE_CHARS: usize = 256;
@@ -179,6 +181,8 @@ pub struct Grants {
     pub db: DatabaseConnection,
     pub events: Events,
     pub config: GrantConfig,
+    /// Where a new grant's agent is checked (`identity.endpoint`).
+    pub identity: Option<Arc<IdentityClient>>,
 }
 
 impl Grants {
@@ -303,6 +307,7 @@ impl Grants {
     ) -> Result<pb::Grant, ApiError> {
         let now = stored_now();
         let grant = self.new_grant(person, request, now)?;
+        self.agent_may_receive(&grant).await?;
         let txn = self.begin().await?;
         grants::insert(&txn, &grant).await.map_err(store_error)?;
         self.events
@@ -324,6 +329,27 @@ impl Grants {
             .await?;
         txn.commit().await.map_err(db_error)?;
         Ok(to_proto(grant, now))
+    }
+
+    /// A grant goes only to an agent that exists and is ACTIVE in the
+    /// person's tenant (FAILED_PRECONDITION otherwise); without identity-svc
+    /// nothing can be granted.
+    async fn agent_may_receive(&self, grant: &Grant) -> Result<(), ApiError> {
+        let identity = self.identity.as_ref().ok_or_else(|| ApiError::Unavailable {
+            what: "identity-svc is not configured on this server (identity.endpoint)".to_owned(),
+        })?;
+        if identity
+            .agent_is_active(&grant.tenant, &grant.agent_id)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(ApiError::FailedPrecondition {
+            reason: format!(
+                "agent {} is not an ACTIVE agent of tenant {}",
+                grant.agent_id, grant.tenant
+            ),
+        })
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<pb::Grant, ApiError> {

@@ -95,6 +95,7 @@ pub async fn serve(
         db,
         events,
         config: config.grants.clone(),
+        identity: exchanger.identity.clone(),
     });
 
     let api =

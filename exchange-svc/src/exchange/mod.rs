@@ -143,7 +143,7 @@ pub struct Exchanger {
     pub user_issuers: Arc<UserIssuers>,
     /// identity-svc's tokens, verified offline (`admin.jwks_uri`).
     pub identity_tokens: Option<Arc<AdminVerifier>>,
-    pub identity: Option<IdentityClient>,
+    pub identity: Option<Arc<IdentityClient>>,
     pub policy: Option<PolicyClient>,
     pub targets: Vec<TargetConfig>,
     pub max_lifetime_secs: i64,
@@ -172,7 +172,7 @@ impl Exchanger {
             events,
             user_issuers,
             identity_tokens,
-            identity: IdentityClient::new(&config.identity, &config.admin.audience)?,
+            identity: IdentityClient::new(&config.identity, &config.admin.audience)?.map(Arc::new),
             policy: PolicyClient::new(&config.policy)?,
             targets: config.targets.clone(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,
@@ -182,7 +182,7 @@ impl Exchanger {
     }
 
     fn identity(&self) -> Result<&IdentityClient, OAuthError> {
-        self.identity.as_ref().ok_or_else(|| {
+        self.identity.as_deref().ok_or_else(|| {
             error(
                 OAuthErrorCode::TemporarilyUnavailable,
                 "identity-svc is not configured on this server (identity.endpoint)",

@@ -26,6 +26,9 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::identity_http::suspend;
+use crate::identity_registry::{new_agent, register};
+
 pub(crate) const ASYNC_DEADLINE: Duration = Duration::from_secs(10);
 
 pub(crate) type Client = ExchangeServiceClient<Channel>;
@@ -68,8 +71,20 @@ pub(crate) fn person_token(sub: &str) -> anyhow::Result<String> {
     Ok(key()?.sign("JWT", &claims(sub, json!({"tenant": "acme"})))?)
 }
 
-fn agent_id() -> anyhow::Result<String> {
-    Ok(agentsec_common::ids::new_id("agt_")?)
+/// A new ACTIVE agent of tenant acme (the person tokens' tenant).
+async fn agent_id(cluster: &TestCluster) -> anyhow::Result<String> {
+    agent_in(cluster, "acme").await
+}
+
+async fn agent_in(cluster: &TestCluster, tenant: &str) -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "grantee-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let admin = cluster.admin_token().await?;
+    let agent = new_agent(tenant, &name, &["github-mcp"], &["repo:read"]);
+    Ok(register(cluster, &admin, agent).await?.id)
 }
 
 pub(crate) fn timestamp(seconds: i64) -> prost_types::Timestamp {
@@ -216,8 +231,8 @@ async fn exchange_grants_create_get_list_revoke() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let mut client = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
     let alice = person_token("alice")?;
-    let planner = agent_id()?;
-    let coder = agent_id()?;
+    let planner = agent_id(&cluster).await?;
+    let coder = agent_id(&cluster).await?;
     let mut pubsub = subscribe(&cluster).await?;
 
     let created = create(&mut client, &alice, grant_for(&planner, &["github-mcp"])).await?;
@@ -407,7 +422,7 @@ async fn exchange_grants_of_another_person_are_invisible() -> anyhow::Result<()>
     let mut client = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
     let alice = person_token("alice")?;
     let bob = person_token("bob")?;
-    let agent = agent_id()?;
+    let agent = agent_id(&cluster).await?;
     let grant = create(&mut client, &alice, grant_for(&agent, &["github-mcp"])).await?;
 
     let status = client
@@ -469,7 +484,7 @@ async fn exchange_grants_bad_inputs_name_the_field() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let mut client = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
     let alice = person_token("alice")?;
-    let agent = agent_id()?;
+    let agent = agent_id(&cluster).await?;
     let base = || grant_for(&agent, &["github-mcp"]);
     let too_many = |n: usize| (0..n).map(|i| format!("a{i}")).collect::<Vec<_>>();
     let cases: Vec<(Option<Grant>, &str)> = vec![
@@ -631,10 +646,47 @@ fn unsigned(header: serde_json::Value, claims: &serde_json::Value) -> String {
 }
 
 #[tokio::test]
+async fn exchange_grants_go_only_to_active_agents_of_the_persons_tenant() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let mut client = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
+    let admin = cluster.admin_token().await?;
+    let alice = person_token("alice")?;
+    let suspended = agent_id(&cluster).await?;
+    suspend(&cluster, &admin, &suspended).await?;
+    let cases = [
+        ("unknown agent", agentsec_common::ids::new_id("agt_")?),
+        ("suspended agent", suspended),
+        ("agent of another tenant", agent_in(&cluster, "globex").await?),
+    ];
+    for (case, agent) in &cases {
+        let status = create(&mut client, &alice, grant_for(agent, &["github-mcp"]))
+            .await
+            .expect_err(case);
+        assert_eq!(status.code(), Code::FailedPrecondition, "{case}: {status:?}");
+        assert!(status.message().contains(agent.as_str()), "{case}: {status:?}");
+    }
+    let everything = ListGrantsRequest {
+        include_inactive: true,
+        ..ListGrantsRequest::default()
+    };
+    let (stored, _) = list(&mut client, &alice, everything).await?;
+    assert!(stored.is_empty(), "nothing was granted: {stored:?}");
+
+    // identity-svc unreachable: nothing is granted either.
+    let active = agent_id(&cluster).await?;
+    cluster.kill(Service::Identity).await?;
+    let status = create(&mut client, &alice, grant_for(&active, &["github-mcp"]))
+        .await
+        .expect_err("identity-svc is down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    cluster.shutdown().await
+}
+
+#[tokio::test]
 async fn exchange_grants_refuse_untrusted_person_tokens() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let mut client = ExchangeServiceClient::new(cluster.channel(Service::Exchange).await?);
-    let agent = agent_id()?;
+    let agent = agent_id(&cluster).await?;
     let stranger = SigningKey::generate(SigningAlgorithm::EdDsa)?;
     let kid = key()?.kid().to_owned();
     let tokens: Vec<(&str, Option<String>)> = vec![
@@ -728,7 +780,7 @@ async fn exchange_grants_admins_read_and_revoke_but_never_create() -> anyhow::Re
     let admin = cluster.admin_token().await?;
     let alice = person_token("alice")?;
     let bob = person_token("bob")?;
-    let agent = agent_id()?;
+    let agent = agent_id(&cluster).await?;
     let alices = create(&mut client, &alice, grant_for(&agent, &["github-mcp"])).await?;
     let bobs = create(&mut client, &bob, grant_for(&agent, &["jira"])).await?;
 
