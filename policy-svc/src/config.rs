@@ -58,8 +58,10 @@ pub struct RevocationConfig {
     /// exchange-svc's gRPC base URL (needs identity_endpoint: the service
     /// identity comes from identity-svc).
     pub exchange_endpoint: Option<String>,
-    /// policy-svc's client id at identity-svc; its token must be a global
-    /// admin's (the listings span every tenant).
+    /// policy-svc's client id at identity-svc: a service client
+    /// (identity-svc `service_clients`) holding `agentsec:agents:read` and
+    /// `agentsec:revocations:read` for `admin.audience` (the listings span
+    /// every tenant).
     pub client_id: String,
     /// Its client secret (prefer AGENTSEC_REVOCATIONS__CLIENT_SECRET).
     pub client_secret: String,
@@ -220,11 +222,12 @@ pub struct DecisionConfig {
     /// level and counted instead (decisions never wait for the audit trail).
     pub audit_backlog: usize,
     /// Who may ask for decisions (Check, BatchCheck, CheckToken, AuthZEN,
-    /// Envoy ext_authz): `any` (no authentication: only where the port is
-    /// reachable by trusted callers alone, e.g. loopback or a mesh that
-    /// authenticates them with mTLS) or `bearer` (`authorization: Bearer`
+    /// Envoy ext_authz): `bearer` (the default: `authorization: Bearer`
     /// with a token of identity-svc, verified against `admin.jwks_uri`,
-    /// whose `aud` is `caller_audience`).
+    /// whose `aud` is `caller_audience`) or `any` (no authentication: only
+    /// where the port is reachable by trusted callers alone, e.g. loopback
+    /// or a mesh that authenticates them with mTLS; logged as a warning at
+    /// start).
     pub callers: DecisionCallers,
     /// The audience callers' tokens must carry with `callers = "bearer"`.
     pub caller_audience: String,
@@ -243,7 +246,7 @@ impl Default for DecisionConfig {
         Self {
             cache_ttl_secs: 30,
             audit_backlog: 10_000,
-            callers: DecisionCallers::Any,
+            callers: DecisionCallers::Bearer,
             caller_audience: "agentsec-policy".to_owned(),
         }
     }
@@ -350,11 +353,16 @@ impl Config {
     }
 
     /// A config for tests: the given database and Redis, port chosen by the
-    /// caller's listener.
+    /// caller's listener, decision callers not authenticated (the tests'
+    /// loopback clients are the trusted callers).
     pub fn for_test(database: DatabaseConfig, redis: RedisConfig) -> Self {
         Self {
             database,
             redis,
+            decisions: DecisionConfig {
+                callers: DecisionCallers::Any,
+                ..DecisionConfig::default()
+            },
             ..Self::default()
         }
     }
@@ -378,7 +386,8 @@ impl ServiceConfig for Config {
         if self.decisions.callers == DecisionCallers::Bearer && self.admin.jwks_uri.is_none() {
             return Err(ConfigError::invalid(
                 "decisions.callers",
-                "`bearer` needs admin.jwks_uri (identity-svc's keys verify the callers' tokens)",
+                "`bearer` (the default) needs admin.jwks_uri: identity-svc's keys verify the \
+                 callers' tokens (set `any` only where trusted callers alone reach the port)",
             ));
         }
         self.cache.validate()?;
@@ -394,10 +403,24 @@ impl ServiceConfig for Config {
 mod tests {
     use super::*;
 
+    /// The defaults with unauthenticated decision callers, which need no
+    /// key set.
+    fn open() -> Config {
+        let mut config = Config::default();
+        config.decisions.callers = DecisionCallers::Any;
+        config
+    }
+
+    #[test]
+    fn bearer_callers_are_the_default_and_need_identity_svcs_keys() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("decisions.callers"), "{err}");
+        assert!(open().validate().is_ok());
+    }
+
     #[test]
     fn admin_jwks_uri_needs_an_issuer_and_an_http_url() {
         let mut config = Config::default();
-        assert!(config.validate().is_ok());
         config.admin.jwks_uri = Some("http://127.0.0.1:7401/.well-known/jwks.json".into());
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("admin.issuer"), "{err}");
@@ -410,7 +433,7 @@ mod tests {
 
     #[test]
     fn token_issuers_are_checked_and_errors_name_the_key() {
-        let mut config = Config::default();
+        let mut config = open();
         config.token_issuers.push(TokenIssuerConfig {
             issuer: "http://127.0.0.1:7403".into(),
             jwks_uri: Some("http://127.0.0.1:7403/.well-known/jwks.json".into()),
@@ -450,7 +473,7 @@ mod tests {
 
     #[test]
     fn decision_limits_are_checked() {
-        let mut config = Config::default();
+        let mut config = open();
         config.decisions.audit_backlog = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("decisions.audit_backlog"), "{err}");
@@ -469,7 +492,7 @@ mod tests {
             (|cache| cache.entry_ttl_secs = 0, "cache.entry_ttl_secs"),
         ];
         for (change, key) in cases {
-            let mut config = Config::default();
+            let mut config = open();
             change(&mut config.cache);
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");

@@ -22,11 +22,47 @@ fn example_and_default<C: ServiceConfig>(
     ))
 }
 
+/// identity-svc's key set, which policy-svc cannot start without (its
+/// decision callers authenticate by default).
+pub(crate) fn policy_admin_env() -> Vec<(String, String)> {
+    vec![
+        (
+            "AGENTSEC_ADMIN__JWKS_URI".to_owned(),
+            "http://127.0.0.1:7401/.well-known/jwks.json".to_owned(),
+        ),
+        (
+            "AGENTSEC_ADMIN__ISSUER".to_owned(),
+            "http://127.0.0.1:7401".to_owned(),
+        ),
+    ]
+}
+
+#[test]
+fn policy_svc_does_not_start_with_unauthenticated_decisions_unless_told() -> anyhow::Result<()> {
+    let err = load_from::<agentsec_policy::Config>(Some(&example("policy-svc.toml")), Vec::new())
+        .expect_err("bearer callers without identity-svc's keys");
+    assert!(err.to_string().contains("decisions.callers"), "{err}");
+    let any = vec![("AGENTSEC_DECISIONS__CALLERS".to_owned(), "any".to_owned())];
+    let open: agentsec_policy::Config = load_from(Some(&example("policy-svc.toml")), any)?;
+    assert_eq!(
+        open.decisions.callers,
+        agentsec_policy::DecisionCallers::Any
+    );
+    Ok(())
+}
+
 #[test]
 fn example_configs_load_and_match_the_defaults() -> anyhow::Result<()> {
+    let mut policy: agentsec_policy::Config =
+        load_from(Some(&example("policy-svc.toml")), policy_admin_env())?;
+    policy.admin.jwks_uri = None;
+    policy.admin.issuer = None;
     let pairs = [
         example_and_default::<agentsec_identity::Config>("identity-svc.toml")?,
-        example_and_default::<agentsec_policy::Config>("policy-svc.toml")?,
+        (
+            serde_json::to_value(&policy)?,
+            serde_json::to_value(agentsec_policy::Config::default())?,
+        ),
         example_and_default::<agentsec_exchange::Config>("exchange-svc.toml")?,
         example_and_default::<agentsec_audit::Config>("audit-svc.toml")?,
     ];

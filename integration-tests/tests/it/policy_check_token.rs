@@ -328,8 +328,10 @@ fn policy_check_token_issuer_example_is_valid_when_uncommented() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let example = dir.path().join("policy-svc.toml");
     std::fs::write(&example, format!("{text}\n{}\n", uncommented.join("\n")))?;
-    let loaded: agentsec_policy::Config =
-        agentsec_common::config::load_from(Some(&example), Vec::new())?;
+    let loaded: agentsec_policy::Config = agentsec_common::config::load_from(
+        Some(&example),
+        crate::example_configs::policy_admin_env(),
+    )?;
     assert_eq!(loaded.token_issuers.len(), 1);
     let issuer = &loaded.token_issuers[0];
     assert_eq!(issuer.issuer, "http://127.0.0.1:7401");
