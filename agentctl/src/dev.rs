@@ -42,7 +42,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     identity.server.listen.set_ip(args.host);
     let admin_secret_file = args.data_dir.join("admin-secret");
     identity.bootstrap_admin.client_id = Some(DEV_ADMIN_CLIENT_ID.to_owned());
-    identity.bootstrap_admin.client_secret = Some(dev_admin_secret(&admin_secret_file)?);
+    identity.bootstrap_admin.client_secret = Some(dev_secret(&admin_secret_file)?);
     identity.issuer = format!("http://{}", identity.server.listen);
     policy.server.listen.set_ip(args.host);
     exchange.server.listen.set_ip(args.host);
@@ -55,17 +55,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         redis.local_bus = Some(bus.clone());
     }
     policy.audit.endpoint = identity.audit.endpoint.clone();
+    // A laptop's loopback: decision callers need no token.
+    policy.decisions.callers = agentsec_policy::DecisionCallers::Any;
     // policy-svc accepts identity-svc's admin tokens.
     let identity_jwks = format!("{}/.well-known/jwks.json", identity.issuer);
     policy.admin.jwks_uri = Some(identity_jwks.clone());
     policy.admin.issuer = Some(identity.issuer.clone());
-    configure_exchange(
-        &mut exchange,
-        &mut policy,
-        &identity,
-        &args,
-        &admin_secret_file,
-    )?;
+    configure_service_clients(&mut identity, &mut exchange, &mut policy, &args.data_dir)?;
+    configure_exchange(&mut exchange, &mut policy, &identity, &args)?;
     for validation in [
         identity.validate(),
         policy.validate(),
@@ -143,8 +140,48 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 }
 
+/// exchange-svc and policy-svc call identity-svc (and each other) with
+/// their own service clients, holding only what they need; their secrets
+/// are generated into the data directory on first start.
+fn configure_service_clients(
+    identity: &mut agentsec_identity::Config,
+    exchange: &mut agentsec_exchange::Config,
+    policy: &mut agentsec_policy::Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use agentsec_identity::{ServiceClientConfig, EXCHANGE_SVC_CLIENT_ID, POLICY_SVC_CLIENT_ID};
+    let admin_audience = &identity.tokens.admin_audience;
+    exchange.identity.client_id = EXCHANGE_SVC_CLIENT_ID.to_owned();
+    exchange.identity.client_secret = dev_secret(&data_dir.join("exchange-svc-secret"))?;
+    policy.revocations.client_id = POLICY_SVC_CLIENT_ID.to_owned();
+    policy.revocations.client_secret = dev_secret(&data_dir.join("policy-svc-secret"))?;
+    let clients = [
+        (
+            EXCHANGE_SVC_CLIENT_ID,
+            ServiceClientConfig::exchange_svc(
+                exchange.identity.client_secret.clone(),
+                admin_audience,
+                &policy.decisions.caller_audience,
+            ),
+        ),
+        (
+            POLICY_SVC_CLIENT_ID,
+            ServiceClientConfig::policy_svc(
+                policy.revocations.client_secret.clone(),
+                admin_audience,
+            ),
+        ),
+    ];
+    identity.service_clients = clients
+        .into_iter()
+        .map(|(id, client)| (id.to_owned(), client))
+        .collect();
+    exchange.policy.audience = policy.decisions.caller_audience.clone();
+    Ok(())
+}
+
 /// exchange-svc in dev: trusts the development user issuer, verifies and
-/// introspects actor tokens at identity-svc as the dev admin, asks
+/// introspects actor tokens at identity-svc with its service client, asks
 /// policy-svc, audits to audit-svc; policy-svc trusts its tokens in
 /// CheckToken.
 fn configure_exchange(
@@ -152,15 +189,12 @@ fn configure_exchange(
     policy: &mut agentsec_policy::Config,
     identity: &agentsec_identity::Config,
     args: &DevArgs,
-    admin_secret_file: &std::path::Path,
 ) -> anyhow::Result<()> {
     exchange.issuer = format!("http://{}", exchange.server.listen);
     exchange.audit.endpoint = identity.audit.endpoint.clone();
     exchange.admin.jwks_uri = Some(format!("{}/.well-known/jwks.json", identity.issuer));
     exchange.admin.issuer = Some(identity.issuer.clone());
     exchange.identity.endpoint = Some(identity.issuer.clone());
-    exchange.identity.client_id = DEV_ADMIN_CLIENT_ID.to_owned();
-    exchange.identity.client_secret = dev_admin_secret(admin_secret_file)?;
     exchange.policy.endpoint = Some(format!("http://{}", policy.server.listen));
     let dev_users = crate::dev_users::load_or_create(&args.data_dir)?;
     exchange.user_issuers = vec![agentsec_exchange::UserIssuerConfig {
@@ -190,8 +224,6 @@ fn configure_exchange(
     // revoked.
     policy.revocations.identity_endpoint = Some(identity.issuer.clone());
     policy.revocations.exchange_endpoint = Some(exchange.issuer.clone());
-    policy.revocations.client_id = DEV_ADMIN_CLIENT_ID.to_owned();
-    policy.revocations.client_secret = exchange.identity.client_secret.clone();
     Ok(())
 }
 
@@ -205,9 +237,9 @@ fn describe(
     }
 }
 
-/// The dev admin secret: read from `path`, or generated there (owner-only)
-/// on first start.
-fn dev_admin_secret(path: &std::path::Path) -> anyhow::Result<String> {
+/// A dev secret (the admin's, a service client's): read from `path`, or
+/// generated there (owner-only) on first start.
+fn dev_secret(path: &std::path::Path) -> anyhow::Result<String> {
     if !path.exists() {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("random source: {err}"))?;

@@ -122,6 +122,10 @@ pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
 /// The bootstrap admin the load generators configure identity-svc with.
 pub const BENCH_ADMIN_ID: &str = "bench-admin";
 pub const BENCH_ADMIN_SECRET: &str = "bench-admin-secret-0123456789abcdef0123";
+/// The secrets of the service clients the load generators configure
+/// (`agentsec_identity::EXCHANGE_SVC_CLIENT_ID`, `POLICY_SVC_CLIENT_ID`).
+pub const BENCH_EXCHANGE_SECRET: &str = "bench-exchange-svc-secret-0123456789abcdef";
+pub const BENCH_POLICY_SECRET: &str = "bench-policy-svc-secret-0123456789abcdef";
 
 /// A client-credentials request for `audience`.
 pub fn client_credentials(

@@ -23,6 +23,15 @@ use crate::verified::{self, VerifiedTokens};
 
 /// The scope that makes a token an admin token.
 pub const ADMIN_SCOPE: &str = "agentsec:admin";
+/// A service client's scope to read every tenant's agents (GetAgent,
+/// ListAgents at identity-svc).
+pub const AGENTS_READ_SCOPE: &str = "agentsec:agents:read";
+/// A service client's scope to list what is revoked (identity-svc
+/// ListRevocations, exchange-svc ListRevokedGrants).
+pub const REVOCATIONS_READ_SCOPE: &str = "agentsec:revocations:read";
+/// The scopes identity-svc's service clients may hold; an agent's token
+/// never carries one (every agent belongs to a tenant).
+pub const SERVICE_SCOPES: [&str; 2] = [AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE];
 /// Largest token accepted.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The algorithms identity-svc signs with.
@@ -287,6 +296,31 @@ impl AdminVerifier {
             tenant: verified.tenant,
         })
     }
+
+    /// Whether a verified token of identity-svc may read across tenants
+    /// what `scope` covers: a global admin's token, or a service client's
+    /// (no `tenant` claim) holding `scope`, both for the admin audience.
+    /// PERMISSION_DENIED naming the scope otherwise.
+    pub fn cross_tenant_reader(
+        &self,
+        verified: &IdentityToken,
+        scope: &str,
+    ) -> Result<(), ApiError> {
+        let scopes = || verified.scope.split(' ');
+        let allowed = verified.audiences.contains(&self.audience)
+            && verified.tenant.is_none()
+            && scopes().any(|held| held == ADMIN_SCOPE || held == scope);
+        if allowed {
+            return Ok(());
+        }
+        Err(ApiError::PermissionDenied {
+            reason: format!(
+                "this call spans every tenant: it needs a global admin token or a service \
+                 token with scope `{scope}` (audience `{}`)",
+                self.audience
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +402,49 @@ mod tests {
                 "{}",
                 status.message()
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn cross_tenant_readers_are_global_admins_or_service_clients_holding_the_scope() {
+        let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+        let verifier = verifier(&key);
+        let cases = [
+            ("global admin", json!({}), true),
+            (
+                "service client with the scope",
+                json!({"sub": "policy_svc", "scope": "agentsec:agents:read agentsec:revocations:read"}),
+                true,
+            ),
+            ("tenant admin", json!({"tenant": "acme"}), false),
+            (
+                "tenant token with the scope",
+                json!({"tenant": "acme", "scope": REVOCATIONS_READ_SCOPE}),
+                false,
+            ),
+            (
+                "service client without the scope",
+                json!({"sub": "exchange_svc", "scope": AGENTS_READ_SCOPE}),
+                false,
+            ),
+            (
+                "the scope for another audience",
+                json!({"aud": "agentsec-policy", "scope": REVOCATIONS_READ_SCOPE}),
+                false,
+            ),
+        ];
+        for (case, claims, allowed) in cases {
+            let verified = verifier
+                .verify_identity_token(&token(&key, claims))
+                .await
+                .unwrap();
+            let answer = verifier.cross_tenant_reader(&verified, REVOCATIONS_READ_SCOPE);
+            assert_eq!(answer.is_ok(), allowed, "{case}");
+            if let Err(err) = answer {
+                let status = tonic::Status::from(err);
+                assert_eq!(status.code(), tonic::Code::PermissionDenied, "{case}");
+                assert!(status.message().contains(REVOCATIONS_READ_SCOPE), "{case}");
+            }
         }
     }
 

@@ -14,7 +14,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-use crate::admin_token::ADMIN_SCOPE;
 use crate::error::ApiError;
 use crate::telemetry::TraceContextInterceptor;
 
@@ -54,15 +53,18 @@ pub fn unavailable(service: &str, status: &tonic::Status) -> ApiError {
     }
 }
 
-/// A service's own identity at identity-svc: its admin token, obtained
-/// with client credentials and renewed shortly before it expires.
+/// A service's own identity at identity-svc: a token for one audience and
+/// the scopes it needs, obtained with the service's client credentials and
+/// renewed shortly before it expires.
 pub struct ServiceIdentity {
     /// Names the holder in logs ("exchange-svc").
     holder: &'static str,
     client: IdentityServiceClient<TracedChannel>,
     client_id: String,
     client_secret: String,
-    admin_audience: String,
+    audience: String,
+    /// Space-delimited; empty = every scope the client holds.
+    scope: String,
     /// The current token and when to renew it; read on every call.
     token: RwLock<Option<(String, Instant)>>,
     /// Held while a new token is obtained, so that one request does it.
@@ -75,14 +77,16 @@ impl ServiceIdentity {
         client: IdentityServiceClient<TracedChannel>,
         client_id: String,
         client_secret: String,
-        admin_audience: String,
+        audience: String,
+        scope: String,
     ) -> Self {
         Self {
             holder,
             client,
             client_id,
             client_secret,
-            admin_audience,
+            audience,
+            scope,
             token: RwLock::new(None),
             renewal: Mutex::new(()),
         }
@@ -113,8 +117,8 @@ impl ServiceIdentity {
                 client_authentication: Some(ClientAuthentication::ClientSecret(
                     self.client_secret.clone(),
                 )),
-                scope: ADMIN_SCOPE.to_owned(),
-                audience: self.admin_audience.clone(),
+                scope: self.scope.clone(),
+                audience: self.audience.clone(),
                 ..IssueTokenRequest::default()
             })
             .await

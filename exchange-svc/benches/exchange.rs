@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use agentsec_bench_support::{
     bearer, bench_agent, channel, client_credentials, hammer, knob, BenchDatabase, Phase,
-    BENCH_ADMIN_ID, BENCH_ADMIN_SECRET,
+    BENCH_ADMIN_ID, BENCH_ADMIN_SECRET, BENCH_EXCHANGE_SECRET as EXCHANGE_SECRET,
 };
 use agentsec_common::config::RedisConfig;
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
@@ -99,6 +99,14 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     identity_config.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
     identity_config.bootstrap_admin.client_id = Some(BENCH_ADMIN_ID.into());
     identity_config.bootstrap_admin.client_secret = Some(BENCH_ADMIN_SECRET.into());
+    identity_config.service_clients.insert(
+        agentsec_identity::EXCHANGE_SVC_CLIENT_ID.to_owned(),
+        agentsec_identity::ServiceClientConfig::exchange_svc(
+            EXCHANGE_SECRET.to_owned(),
+            "agentsec",
+            "agentsec-policy",
+        ),
+    );
     identity_config.audit.endpoint = audit_url.clone();
 
     let mut policy_config =
@@ -114,8 +122,8 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     exchange_config.admin.jwks_uri = Some(identity_jwks);
     exchange_config.admin.issuer = Some(identity_url.clone());
     exchange_config.identity.endpoint = Some(identity_url);
-    exchange_config.identity.client_id = BENCH_ADMIN_ID.into();
-    exchange_config.identity.client_secret = BENCH_ADMIN_SECRET.into();
+    exchange_config.identity.client_id = agentsec_identity::EXCHANGE_SVC_CLIENT_ID.into();
+    exchange_config.identity.client_secret = EXCHANGE_SECRET.into();
     exchange_config.policy.endpoint = Some(format!("http://{policy}"));
     exchange_config.targets = vec![agentsec_exchange::TargetConfig {
         audience: TARGET.into(),

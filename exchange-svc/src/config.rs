@@ -60,7 +60,9 @@ pub struct IdentityConfig {
     /// identity-svc's gRPC base URL. Unset = every exchange and
     /// introspection answers `temporarily_unavailable`.
     pub endpoint: Option<String>,
-    /// exchange-svc's own client id at identity-svc.
+    /// exchange-svc's own client id at identity-svc: a service client
+    /// (identity-svc `service_clients`) holding `agentsec:agents:read` for
+    /// `admin.audience` and allowed `policy.audience`.
     pub client_id: String,
     /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
     pub client_secret: String,
@@ -88,6 +90,9 @@ pub struct PolicyConfig {
     pub endpoint: Option<String>,
     /// Deadline of each decision call.
     pub timeout_ms: u64,
+    /// The audience of exchange-svc's token towards policy-svc (policy-svc's
+    /// `decisions.caller_audience`).
+    pub audience: String,
 }
 
 impl Default for PolicyConfig {
@@ -95,6 +100,7 @@ impl Default for PolicyConfig {
         Self {
             endpoint: None,
             timeout_ms: 2_000,
+            audience: "agentsec-policy".to_owned(),
         }
     }
 }
@@ -263,6 +269,12 @@ impl ServiceConfig for Config {
         self.identity.validate()?;
         check_endpoint("policy.endpoint", self.policy.endpoint.as_deref())?;
         check_timeout("policy.timeout_ms", self.policy.timeout_ms)?;
+        if self.policy.audience.is_empty() || self.policy.audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "policy.audience",
+                "must be 1-256 chars",
+            ));
+        }
         self.exchange.validate()?;
         validate_targets(&self.targets)?;
         validate_user_issuers(&self.user_issuers)

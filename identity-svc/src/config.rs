@@ -1,6 +1,7 @@
 //! identity-svc configuration (see `deploy/config/identity-svc.toml` for
 //! every key with its default).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +35,14 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub credentials: CredentialConfig,
     pub bootstrap_admin: BootstrapAdminConfig,
+    /// The other services' own identities, by client id: each obtains
+    /// tokens with client credentials for its audiences, holding only its
+    /// scopes (`agentsec:agents:read`, `agentsec:revocations:read`), never
+    /// admin rights. Set a secret from the environment with
+    /// AGENTSEC_SERVICE_CLIENTS__<CLIENT_ID>__CLIENT_SECRET (so ids use
+    /// lowercase letters, digits and `_`).
+    #[serde(default)]
+    pub service_clients: BTreeMap<String, ServiceClientConfig>,
     pub audit: AuditClientConfig,
     /// External issuers whose tokens the jwt-bearer grant accepts (workload
     /// identity federation). Empty = the grant is not offered.
@@ -121,6 +130,7 @@ impl Config {
             tokens: TokenConfig::default(),
             credentials: CredentialConfig::default(),
             bootstrap_admin: BootstrapAdminConfig::default(),
+            service_clients: BTreeMap::new(),
             audit: AuditClientConfig::default(),
             trusted_issuers: Vec::new(),
         }
@@ -175,6 +185,9 @@ impl ServiceConfig for Config {
         self.tokens.validate()?;
         self.credentials.validate()?;
         self.bootstrap_admin.validate()?;
+        for (client_id, client) in &self.service_clients {
+            client.validate(client_id, &self.bootstrap_admin)?;
+        }
         self.audit.validate()?;
         validate_trusted_issuers(&self.trusted_issuers)
     }
@@ -258,6 +271,119 @@ impl BootstrapAdminConfig {
                 "is required when bootstrap_admin.client_secret is set",
             )),
         }
+    }
+}
+
+/// A service's own client credential (`[service_clients.<client_id>]`).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceClientConfig {
+    /// At least 32 chars; prefer the environment variable.
+    pub client_secret: String,
+    /// The audiences its tokens may be for (one per token).
+    pub audiences: Vec<String>,
+    /// The scopes its tokens may carry, each one of
+    /// `agentsec_common::admin_token::SERVICE_SCOPES`.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for ServiceClientConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClientConfig")
+            .field("client_secret", &"***")
+            .field("audiences", &self.audiences)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// The client id `agentctl dev` and the test harness give exchange-svc.
+pub const EXCHANGE_SVC_CLIENT_ID: &str = "exchange_svc";
+/// The client id `agentctl dev` and the test harness give policy-svc.
+pub const POLICY_SVC_CLIENT_ID: &str = "policy_svc";
+
+impl ServiceClientConfig {
+    /// What exchange-svc needs: every tenant's agents (`admin_audience`)
+    /// and decisions at policy-svc (`policy_audience`).
+    pub fn exchange_svc(
+        client_secret: String,
+        admin_audience: &str,
+        policy_audience: &str,
+    ) -> Self {
+        Self {
+            client_secret,
+            audiences: vec![admin_audience.to_owned(), policy_audience.to_owned()],
+            scopes: vec![agentsec_common::admin_token::AGENTS_READ_SCOPE.to_owned()],
+        }
+    }
+
+    /// What policy-svc needs: every tenant's agents and the revocation
+    /// listings.
+    pub fn policy_svc(client_secret: String, admin_audience: &str) -> Self {
+        Self {
+            client_secret,
+            audiences: vec![admin_audience.to_owned()],
+            scopes: agentsec_common::admin_token::SERVICE_SCOPES
+                .iter()
+                .map(|scope| (*scope).to_owned())
+                .collect(),
+        }
+    }
+
+    fn validate(
+        &self,
+        client_id: &str,
+        bootstrap: &BootstrapAdminConfig,
+    ) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("service_clients.{client_id}.{name}");
+        let id_ok = (1..=64).contains(&client_id.len())
+            && client_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !client_id.starts_with("agt_");
+        if !id_ok || bootstrap.client_id.as_deref() == Some(client_id) {
+            return Err(ConfigError::invalid(
+                "service_clients",
+                format!(
+                    "client id `{}` must be 1-64 of a-z, 0-9 and `_`, not start with `agt_` \
+                     and not be the bootstrap admin's",
+                    client_id.escape_default()
+                ),
+            ));
+        }
+        if self.client_secret.chars().count() < MIN_SECRET_CHARS {
+            return Err(ConfigError::invalid(
+                key("client_secret"),
+                format!("must be at least {MIN_SECRET_CHARS} chars"),
+            ));
+        }
+        if self.audiences.is_empty()
+            || self
+                .audiences
+                .iter()
+                .any(|audience| audience.is_empty() || audience.len() > 256)
+        {
+            return Err(ConfigError::invalid(
+                key("audiences"),
+                "must list 1 or more audiences of 1-256 chars",
+            ));
+        }
+        if let Some(unknown) = self
+            .scopes
+            .iter()
+            .find(|scope| !agentsec_common::admin_token::SERVICE_SCOPES.contains(&scope.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                key("scopes"),
+                format!(
+                    "`{}` is not a service scope (one of: {})",
+                    unknown.escape_default(),
+                    agentsec_common::admin_token::SERVICE_SCOPES.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -490,5 +616,96 @@ mod tests {
         assert_eq!(parsed.algorithms, ["RS256", "ES256", "EdDSA"]);
         assert_eq!(parsed.jwks_cache_secs, 300);
         assert_eq!(parsed.jwks, None);
+    }
+}
+
+#[cfg(test)]
+mod service_client_tests {
+    use agentsec_common::config::load_from;
+
+    use super::*;
+
+    const SECRET: &str = "service-client-secret-0123456789abcdef";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn service_clients_are_set_from_the_environment() {
+        let config: Config = load_from(
+            None,
+            env(&[
+                (
+                    "AGENTSEC_SERVICE_CLIENTS__POLICY_SVC__CLIENT_SECRET",
+                    SECRET,
+                ),
+                (
+                    "AGENTSEC_SERVICE_CLIENTS__POLICY_SVC__AUDIENCES",
+                    r#"["agentsec"]"#,
+                ),
+                (
+                    "AGENTSEC_SERVICE_CLIENTS__POLICY_SVC__SCOPES",
+                    r#"["agentsec:agents:read", "agentsec:revocations:read"]"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        let client = &config.service_clients["policy_svc"];
+        assert_eq!(client.client_secret, SECRET);
+        assert_eq!(client.audiences, ["agentsec"]);
+        assert_eq!(client.scopes.len(), 2);
+        assert!(!format!("{config:?}").contains(SECRET), "Debug redacts it");
+    }
+
+    #[test]
+    fn service_clients_hold_service_scopes_only_and_name_the_key_at_fault() {
+        let valid = ServiceClientConfig::policy_svc(SECRET.to_owned(), "agentsec");
+        let bootstrap = BootstrapAdminConfig {
+            client_id: Some("root".to_owned()),
+            client_secret: Some(SECRET.to_owned()),
+        };
+        assert!(valid.validate("policy_svc", &bootstrap).is_ok());
+        let refused = |id: &str, client: ServiceClientConfig| match client.validate(id, &bootstrap)
+        {
+            Err(ConfigError::InvalidValue { key, .. }) => key,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            refused(
+                "policy_svc",
+                ServiceClientConfig {
+                    scopes: vec!["agentsec:admin".to_owned()],
+                    ..valid.clone()
+                }
+            ),
+            "service_clients.policy_svc.scopes"
+        );
+        assert_eq!(
+            refused(
+                "policy_svc",
+                ServiceClientConfig {
+                    client_secret: "short".to_owned(),
+                    ..valid.clone()
+                }
+            ),
+            "service_clients.policy_svc.client_secret"
+        );
+        assert_eq!(
+            refused(
+                "policy_svc",
+                ServiceClientConfig {
+                    audiences: Vec::new(),
+                    ..valid.clone()
+                }
+            ),
+            "service_clients.policy_svc.audiences"
+        );
+        for id in ["root", "agt_01JAAAAAAAAAAAAAAAAAAAAAAA", "Policy-Svc", ""] {
+            assert_eq!(refused(id, valid.clone()), "service_clients", "{id}");
+        }
     }
 }

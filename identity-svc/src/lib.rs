@@ -31,7 +31,9 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
-pub use config::{Config, TrustedIssuerConfig};
+pub use config::{
+    Config, ServiceClientConfig, TrustedIssuerConfig, EXCHANGE_SVC_CLIENT_ID, POLICY_SVC_CLIENT_ID,
+};
 pub use events::INVALIDATION_CHANNEL;
 
 /// The gRPC service this crate serves.
@@ -134,6 +136,19 @@ pub async fn serve(
         }),
         _ => None,
     };
+    let service_clients = config
+        .service_clients
+        .iter()
+        .map(|(client_id, client)| {
+            let hashed = oauth::ServiceClient {
+                client_id: client_id.clone(),
+                secret_hash: pepper.hash(&client.client_secret),
+                audiences: client.audiences.clone(),
+                scopes: client.scopes.clone(),
+            };
+            (client_id.clone(), hashed)
+        })
+        .collect();
     let federation = Arc::new(
         federation::Federation::new(&config.trusted_issuers, config.tokens.leeway_secs)
             .map_err(|err| setup("trusted_issuers", err))?,
@@ -157,6 +172,7 @@ pub async fn serve(
         config: config.tokens.clone(),
         pepper: pepper.clone(),
         bootstrap,
+        service_clients,
         events: events.clone(),
         federation: federation.clone(),
         standing: standing.clone(),

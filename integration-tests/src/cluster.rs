@@ -24,6 +24,12 @@ pub const ADMIN_CLIENT_ID: &str = "bootstrap-admin";
 pub const ADMIN_CLIENT_SECRET: &str = "test-bootstrap-admin-secret-0123456789abcdef";
 /// The audience of admin tokens (identity-svc's default).
 pub const ADMIN_AUDIENCE: &str = "agentsec";
+/// The service clients' secrets (client ids
+/// `agentsec_identity::EXCHANGE_SVC_CLIENT_ID` and `POLICY_SVC_CLIENT_ID`).
+pub const EXCHANGE_CLIENT_SECRET: &str = "test-exchange-svc-secret-0123456789abcdef";
+pub const POLICY_CLIENT_SECRET: &str = "test-policy-svc-secret-0123456789abcdef";
+/// policy-svc's `decisions.caller_audience` (its default).
+pub const POLICY_AUDIENCE: &str = "agentsec-policy";
 /// The pepper of test clusters' client secrets.
 const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
 
@@ -296,6 +302,24 @@ impl TestCluster {
         config.credentials.pepper = Some(TEST_PEPPER.to_owned());
         config.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
         config.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());
+        config.service_clients = [
+            (
+                agentsec_identity::EXCHANGE_SVC_CLIENT_ID.to_owned(),
+                agentsec_identity::ServiceClientConfig::exchange_svc(
+                    EXCHANGE_CLIENT_SECRET.to_owned(),
+                    ADMIN_AUDIENCE,
+                    POLICY_AUDIENCE,
+                ),
+            ),
+            (
+                agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned(),
+                agentsec_identity::ServiceClientConfig::policy_svc(
+                    POLICY_CLIENT_SECRET.to_owned(),
+                    ADMIN_AUDIENCE,
+                ),
+            ),
+        ]
+        .into();
         config.audit = self.audit_client_config();
         if let Some(customize) = &self.identity_customizer {
             customize(&mut config);
@@ -348,8 +372,8 @@ impl TestCluster {
         // Revocations from this cluster's identity-svc and exchange-svc.
         config.revocations.identity_endpoint = Some(identity);
         config.revocations.exchange_endpoint = Some(exchange);
-        config.revocations.client_id = ADMIN_CLIENT_ID.to_owned();
-        config.revocations.client_secret = ADMIN_CLIENT_SECRET.to_owned();
+        config.revocations.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
+        config.revocations.client_secret = POLICY_CLIENT_SECRET.to_owned();
         config
     }
 
@@ -366,14 +390,14 @@ impl TestCluster {
         config.issuer = self.first_issuer(Service::Exchange);
         config.audit = self.audit_client_config();
         // Admin and agent tokens of this cluster's identity-svc, which
-        // exchange-svc calls with the bootstrap admin as its service
-        // identity; decisions from this cluster's policy-svc.
+        // exchange-svc calls with its service client; decisions from this
+        // cluster's policy-svc.
         let identity = self.first_issuer(Service::Identity);
         config.admin.jwks_uri = Some(format!("{identity}/.well-known/jwks.json"));
         config.admin.issuer = Some(identity.clone());
         config.identity.endpoint = Some(identity);
-        config.identity.client_id = ADMIN_CLIENT_ID.to_owned();
-        config.identity.client_secret = ADMIN_CLIENT_SECRET.to_owned();
+        config.identity.client_id = agentsec_identity::EXCHANGE_SVC_CLIENT_ID.to_owned();
+        config.identity.client_secret = EXCHANGE_CLIENT_SECRET.to_owned();
         config.policy.endpoint = Some(self.first_issuer(Service::Policy));
         config.targets = vec![
             // Tokens for further delegation (an agent hands one to the next).
@@ -439,21 +463,34 @@ impl TestCluster {
     /// A global admin token from identity-svc, obtained over HTTP with the
     /// bootstrap admin credential.
     pub async fn admin_token(&self) -> anyhow::Result<String> {
-        let response = crate::http::post_form(
-            self.addr(Service::Identity),
-            "/oauth2/token",
-            &[],
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", ADMIN_CLIENT_ID),
-                ("client_secret", ADMIN_CLIENT_SECRET),
-                ("audience", ADMIN_AUDIENCE),
-            ],
-        )
-        .await?;
+        self.client_token(ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, ADMIN_AUDIENCE, "")
+            .await
+    }
+
+    /// A client-credentials token of identity-svc for `audience` (and
+    /// `scope`, when not empty); an error names the refusal.
+    pub async fn client_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        audience: &str,
+        scope: &str,
+    ) -> anyhow::Result<String> {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("audience", audience),
+        ];
+        if !scope.is_empty() {
+            form.push(("scope", scope));
+        }
+        let response =
+            crate::http::post_form(self.addr(Service::Identity), "/oauth2/token", &[], &form)
+                .await?;
         let body = response.json()?;
         if response.status != 200 {
-            bail!("admin token refused: {} {body}", response.status);
+            bail!("token for {client_id} refused: {} {body}", response.status);
         }
         body["access_token"]
             .as_str()

@@ -112,7 +112,10 @@ async fn bench_tokens(
     Ok(tokens)
 }
 
-use agentsec_bench_support::{BENCH_ADMIN_ID as ADMIN_ID, BENCH_ADMIN_SECRET as ADMIN_SECRET};
+use agentsec_bench_support::{
+    BENCH_ADMIN_ID as ADMIN_ID, BENCH_ADMIN_SECRET as ADMIN_SECRET,
+    BENCH_POLICY_SECRET as POLICY_SECRET,
+};
 
 struct Run {
     rss_loaded_mib: f64,
@@ -186,6 +189,10 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     identity.credentials.pepper = Some("bench-pepper-0123456789abcdef0123456789".into());
     identity.bootstrap_admin.client_id = Some(ADMIN_ID.into());
     identity.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
+    identity.service_clients.insert(
+        agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned(),
+        agentsec_identity::ServiceClientConfig::policy_svc(POLICY_SECRET.to_owned(), "agentsec"),
+    );
     identity.audit.endpoint = format!("http://{audit_addr}");
     let cache = knob("BENCH_CACHE", 1) == 1;
     let mut policy = agentsec_policy::Config::for_test(databases[1].config.clone(), redis);
@@ -205,8 +212,8 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
             });
         if knob("BENCH_VIEW", 1) == 1 {
             policy.revocations.identity_endpoint = Some(format!("http://{identity_addr}"));
-            policy.revocations.client_id = ADMIN_ID.to_owned();
-            policy.revocations.client_secret = ADMIN_SECRET.to_owned();
+            policy.revocations.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
+            policy.revocations.client_secret = POLICY_SECRET.to_owned();
         }
     }
     let tasks = vec![

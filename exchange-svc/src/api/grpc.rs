@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentsec_common::admin_token::AdminVerifier;
+use agentsec_common::admin_token::{AdminVerifier, REVOCATIONS_READ_SCOPE};
 use agentsec_common::bearer::bearer_token;
 use agentsec_common::error::ApiError;
 use agentsec_common::keys::Jwks;
@@ -58,6 +58,39 @@ impl ExchangeApi {
         ))
     }
 
+    /// A caller that may read what `scope` covers in every tenant: a global
+    /// admin, or a service client holding `scope`. A person or a tenant's
+    /// token is PERMISSION_DENIED.
+    async fn cross_tenant_reader<T>(
+        &self,
+        request: &Request<T>,
+        scope: &str,
+    ) -> Result<(), ApiError> {
+        let token = bearer_token(request.metadata())?;
+        let unchecked = crate::person::peek(token)?;
+        match self
+            .admin
+            .as_ref()
+            .filter(|admin| admin.issues(&unchecked.iss))
+        {
+            Some(admin) => {
+                let verified = admin.verify_identity_token(token).await?;
+                admin.cross_tenant_reader(&verified, scope)
+            }
+            None => {
+                self.user_issuers
+                    .verify(token, chrono::Utc::now().timestamp())
+                    .await?;
+                Err(ApiError::PermissionDenied {
+                    reason: format!(
+                        "this call spans every tenant: a person's token cannot make it \
+                         (it needs a global admin or a service token with scope `{scope}`)"
+                    ),
+                })
+            }
+        }
+    }
+
     /// The calling person (CreateGrant: a grant is the person's own
     /// consent, so admin tokens are refused).
     async fn person<T>(&self, request: &Request<T>) -> Result<crate::person::Person, ApiError> {
@@ -86,11 +119,12 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<ListRevokedGrantsRequest>,
     ) -> Result<Response<Self::ListRevokedGrantsStream>, Status> {
-        let caller = self.caller(&request).await?;
+        self.cross_tenant_reader(&request, REVOCATIONS_READ_SCOPE)
+            .await?;
         let since =
             agentsec_common::time::optional_datetime("since", request.get_ref().since.as_ref())?;
         let now = chrono::Utc::now();
-        let revoked = self.grants.revoked(&caller, since, now).await?;
+        let revoked = self.grants.revoked(since, now).await?;
         let mut batches: Vec<ListRevokedGrantsResponse> = revoked
             .chunks(REVOCATION_BATCH)
             .map(|chunk| ListRevokedGrantsResponse {

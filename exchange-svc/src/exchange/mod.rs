@@ -172,7 +172,12 @@ impl Exchanger {
             events,
             user_issuers,
             identity_tokens,
-            identity: IdentityClient::new(&config.identity, &config.admin.audience)?.map(Arc::new),
+            identity: IdentityClient::new(
+                &config.identity,
+                &config.admin.audience,
+                &config.policy.audience,
+            )?
+            .map(Arc::new),
             policy: PolicyClient::new(&config.policy)?,
             targets: config.targets.clone(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,
@@ -299,7 +304,7 @@ impl Exchanger {
         })?;
         let service_token = self
             .identity()?
-            .service_token(None)
+            .policy_token()
             .await
             .map_err(|err| OAuthError::server_side(err, "the service token"))?;
         let decision = policy

@@ -1,10 +1,12 @@
 //! identity-svc as exchange-svc uses it: introspection of actor tokens and
 //! the status of the agents in a chain, read with exchange-svc's own
-//! service identity (an admin token obtained with client credentials and
-//! renewed before it expires).
+//! service identity (a service client's token with `agentsec:agents:read`,
+//! renewed before it expires), which also provides exchange-svc's token
+//! towards policy-svc.
 
 use std::time::Duration;
 
+use agentsec_common::admin_token::AGENTS_READ_SCOPE;
 use agentsec_common::error::ApiError;
 use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_common::upstream::ServiceIdentity;
@@ -20,12 +22,19 @@ use crate::config::IdentityConfig;
 const SERVICE: &str = "identity-svc";
 
 pub struct IdentityClient {
+    /// For identity-svc itself (the admin audience).
     identity: ServiceIdentity,
+    /// For policy-svc (`policy.audience`).
+    policy_caller: ServiceIdentity,
 }
 
 impl IdentityClient {
     /// `None` when `identity.endpoint` is unset.
-    pub fn new(config: &IdentityConfig, admin_audience: &str) -> Result<Option<Self>, String> {
+    pub fn new(
+        config: &IdentityConfig,
+        admin_audience: &str,
+        policy_audience: &str,
+    ) -> Result<Option<Self>, String> {
         let Some(endpoint) = &config.endpoint else {
             return Ok(None);
         };
@@ -34,21 +43,27 @@ impl IdentityClient {
             endpoint,
             Duration::from_millis(config.timeout_ms),
         )?;
-        Ok(Some(Self {
-            identity: ServiceIdentity::new(
+        let client = IdentityServiceClient::with_interceptor(channel, TraceContextInterceptor);
+        let identity = |audience: &str, scope: &str| {
+            ServiceIdentity::new(
                 "exchange-svc",
-                IdentityServiceClient::with_interceptor(channel, TraceContextInterceptor),
+                client.clone(),
                 config.client_id.clone(),
                 config.client_secret.clone(),
-                admin_audience.to_owned(),
-            ),
+                audience.to_owned(),
+                scope.to_owned(),
+            )
+        };
+        Ok(Some(Self {
+            identity: identity(admin_audience, AGENTS_READ_SCOPE),
+            // policy-svc asks for the audience alone.
+            policy_caller: identity(policy_audience, ""),
         }))
     }
 
-    /// exchange-svc's admin token from identity-svc (also its credential
-    /// towards policy-svc).
-    pub async fn service_token(&self, stale: Option<&str>) -> Result<String, ApiError> {
-        self.identity.token(stale).await
+    /// exchange-svc's token towards policy-svc.
+    pub async fn policy_token(&self) -> Result<String, ApiError> {
+        self.policy_caller.token(None).await
     }
 
     /// Introspects an actor token; `None` when it is not active.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use agentsec_common::admin_token::{AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::error::ApiError;
 use agentsec_common::keys::{self, store::StoredKey};
 use agentsec_proto::common::v1::PageResponse;
@@ -102,10 +103,28 @@ impl IdentityApi {
     async fn admin<T>(&self, request: &Request<T>) -> Result<AdminScope, Status> {
         match self.caller(request).await? {
             Caller::Admin(scope) => Ok(scope),
-            Caller::Agent { .. } => Err(ApiError::PermissionDenied {
+            Caller::Agent { .. } | Caller::Service { .. } => Err(ApiError::PermissionDenied {
                 reason:
                     "this call needs an admin token (scope `agentsec:admin` for the admin audience)"
                         .to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    /// Who may read what `scope` covers: an admin within its scope, or a
+    /// service client holding `scope`, across every tenant.
+    async fn reader<T>(&self, request: &Request<T>, scope: &str) -> Result<AdminScope, Status> {
+        match self.caller(request).await? {
+            Caller::Admin(admin) => Ok(admin),
+            Caller::Service { scopes, .. } if scopes.iter().any(|held| held == scope) => {
+                Ok(AdminScope::Global)
+            }
+            Caller::Agent { .. } | Caller::Service { .. } => Err(ApiError::PermissionDenied {
+                reason: format!(
+                    "this call needs an admin token (scope `agentsec:admin`) or a service \
+                     token with scope `{scope}`, for the admin audience"
+                ),
             }
             .into()),
         }
@@ -248,7 +267,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<GetAgentRequest>,
     ) -> Result<Response<GetAgentResponse>, Status> {
-        let admin = self.admin(&request).await?;
+        let admin = self.reader(&request, AGENTS_READ_SCOPE).await?;
         let agent = self
             .registry
             .get(&admin, &request.get_ref().agent_id)
@@ -262,7 +281,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        let admin = self.admin(&request).await?;
+        let admin = self.reader(&request, AGENTS_READ_SCOPE).await?;
         let (agents, next) = self.registry.list(&admin, request.get_ref()).await?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.iter().map(|agent| agent.to_proto()).collect(),
@@ -486,7 +505,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<ListRevocationsRequest>,
     ) -> Result<Response<Self::ListRevocationsStream>, Status> {
-        let admin = self.admin(&request).await?;
+        let admin = self.reader(&request, REVOCATIONS_READ_SCOPE).await?;
         let since =
             agentsec_common::time::optional_datetime("since", request.get_ref().since.as_ref())?;
         let now = chrono::Utc::now();

@@ -151,7 +151,17 @@ impl AgentFields {
             &field("ceiling.scopes"),
             &ceiling.scopes,
             validate::MAX_SCOPES,
-            validate::scope_token,
+            |path, scope| {
+                validate::scope_token(path, scope)?;
+                if agentsec_common::admin_token::SERVICE_SCOPES.contains(&scope) {
+                    return Err(ApiError::invalid(
+                        path,
+                        "is a service client's scope (identity-svc `service_clients`), \
+                         never an agent's",
+                    ));
+                }
+                Ok(())
+            },
         )?;
         Ok(Self {
             owner: agent.owner.clone(),
@@ -291,6 +301,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent.ceiling"), "{err}");
+        for reserved in agentsec_common::admin_token::SERVICE_SCOPES {
+            let mut bad = agent();
+            bad.ceiling.as_mut().unwrap().scopes.push(reserved.into());
+            let err = AgentFields::from_proto(&bad, "agent")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("agent.ceiling.scopes[1]"), "{err}");
+            assert!(err.contains("service client"), "{err}");
+        }
     }
 
     #[test]

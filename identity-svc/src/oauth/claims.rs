@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The scope that makes a token (for the admin audience) an admin token.
-pub const ADMIN_SCOPE: &str = "agentsec:admin";
+pub use agentsec_common::admin_token::ADMIN_SCOPE;
 /// Largest token accepted anywhere (introspection, revocation, bearer).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 

@@ -61,6 +61,17 @@ impl TokenService {
                 };
             }
         }
+        if let Some(service) = self.service_clients.get(client_id) {
+            return if self
+                .pepper
+                .find_match(secret, &[service.secret_hash.as_slice()])
+                .is_some()
+            {
+                Ok(Client::Service(service.clone()))
+            } else {
+                Err(failed())
+            };
+        }
         if !agentsec_common::ids::is_id(client_id, "agt_") {
             let _ = self.pepper.find_match(secret, &[]);
             return Err(failed());

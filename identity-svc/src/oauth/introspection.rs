@@ -35,11 +35,12 @@ impl TokenService {
         {
             return Ok(None);
         }
-        let is_bootstrap = self
+        let is_configured_client = self
             .bootstrap
             .as_ref()
-            .is_some_and(|admin| admin.client_id == claims.sub);
-        if is_bootstrap {
+            .is_some_and(|admin| admin.client_id == claims.sub)
+            || self.service_clients.contains_key(&claims.sub);
+        if is_configured_client {
             return Ok(Some(claims.as_ref().clone()));
         }
         let (Some(credential), Some(generation)) = (&claims.cred, claims.gen) else {
@@ -115,11 +116,21 @@ impl TokenService {
             .ok_or_else(|| ApiError::Unauthenticated {
                 reason: "the bearer token is not an active token of this service".to_owned(),
             })?;
-        let caller = if claims.aud == self.config.admin_audience && claims.has_scope(ADMIN_SCOPE) {
+        let for_admin_audience = claims.aud == self.config.admin_audience;
+        let caller = if for_admin_audience && claims.has_scope(ADMIN_SCOPE) {
             Caller::Admin(match &claims.tenant {
                 Some(tenant) => AdminScope::Tenant(tenant.clone()),
                 None => AdminScope::Global,
             })
+        } else if claims.tenant.is_none() && self.service_clients.contains_key(&claims.sub) {
+            Caller::Service {
+                id: claims.sub.clone(),
+                scopes: if for_admin_audience {
+                    claims.scope.split(' ').map(str::to_owned).collect()
+                } else {
+                    Vec::new()
+                },
+            }
         } else {
             Caller::Agent {
                 id: claims.sub.clone(),
@@ -141,6 +152,10 @@ impl TokenService {
         })?;
         match client {
             Client::BootstrapAdmin => Ok(Caller::Admin(AdminScope::Global)),
+            Client::Service(service) => Ok(Caller::Service {
+                id: service.client_id,
+                scopes: service.scopes,
+            }),
             Client::Agent { agent, .. } if agent.status == Status::Active => {
                 Ok(Caller::Agent { id: agent.id })
             }
@@ -166,7 +181,7 @@ impl TokenService {
                 .tenant
                 .as_deref()
                 .map_or(*scope == AdminScope::Global, |tenant| scope.covers(tenant)),
-            Caller::Agent { id, .. } => *id == claims.sub,
+            Caller::Agent { id } | Caller::Service { id, .. } => *id == claims.sub,
         };
         if !allowed {
             return Err(oauth(

@@ -88,7 +88,24 @@ pub struct IssuedToken {
 #[derive(Debug, Clone)]
 pub enum Caller {
     Admin(AdminScope),
-    Agent { id: String },
+    Agent {
+        id: String,
+    },
+    /// A service client (`service_clients`); `scopes` are those its token
+    /// holds for the admin audience (none for any other audience).
+    Service {
+        id: String,
+        scopes: Vec<String>,
+    },
+}
+
+/// A service client's credential (`service_clients`), its secret hashed.
+#[derive(Clone)]
+pub struct ServiceClient {
+    pub client_id: String,
+    pub secret_hash: [u8; 32],
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 /// The bootstrap admin credential, hashed.
@@ -106,6 +123,8 @@ pub struct TokenService {
     pub config: TokenConfig,
     pub pepper: Pepper,
     pub bootstrap: Option<BootstrapAdmin>,
+    /// By client id.
+    pub service_clients: std::collections::HashMap<String, ServiceClient>,
     pub events: Events,
     pub federation: Arc<crate::federation::Federation>,
     pub standing: Arc<crate::standing::Standing>,
@@ -124,6 +143,7 @@ fn server_error(context: &'static str, err: impl std::fmt::Display) -> OAuthErro
 /// Who a client authenticated as.
 enum Client {
     BootstrapAdmin,
+    Service(ServiceClient),
     Agent {
         agent: Box<Agent>,
         credential_id: String,
@@ -226,10 +246,10 @@ impl TokenService {
                         err
                     })? {
                         Client::Agent { agent, .. } => client_id = Some(agent.id),
-                        Client::BootstrapAdmin => {
+                        Client::BootstrapAdmin | Client::Service(_) => {
                             return Err(oauth(
                                 OAuthErrorCode::UnauthorizedClient,
-                                "the bootstrap admin cannot use the jwt-bearer grant",
+                                "only agents can use the jwt-bearer grant",
                             ))
                         }
                     }
@@ -258,32 +278,42 @@ impl TokenService {
         let lifetime = self.config.lifetime_secs as i64;
         let jti =
             agentsec_common::ids::new_id("tok_").map_err(|err| server_error("token id", err))?;
+        // Configured clients belong to no tenant and have no credential row
+        // or generation: their tokens live as long as their configuration.
+        let configured = |client_id: String, audiences: &[String], scopes: &[String]| {
+            let audience = scope::audience(&request.audience, &request.resource, audiences)?;
+            let scopes = scope::grant(&request.scope, scopes)?;
+            Ok::<_, OAuthError>(AccessClaims {
+                iss: self.issuer.clone(),
+                sub: client_id.clone(),
+                aud: audience,
+                exp: now + lifetime,
+                iat: now,
+                nbf: now,
+                jti: jti.clone(),
+                scope: scopes.join(" "),
+                client_id,
+                tenant: None,
+                owner: None,
+                cred: None,
+                gen: None,
+            })
+        };
         let claims = match client {
             Client::BootstrapAdmin => {
-                let admin_ceiling = [self.config.admin_audience.clone()];
-                let audience =
-                    scope::audience(&request.audience, &request.resource, &admin_ceiling)?;
-                let scopes = scope::grant(&request.scope, &[ADMIN_SCOPE.to_owned()])?;
                 let client_id = self
                     .bootstrap
                     .as_ref()
                     .map(|admin| admin.client_id.clone())
                     .unwrap_or_default();
-                AccessClaims {
-                    iss: self.issuer.clone(),
-                    sub: client_id.clone(),
-                    aud: audience,
-                    exp: now + lifetime,
-                    iat: now,
-                    nbf: now,
-                    jti,
-                    scope: scopes.join(" "),
+                configured(
                     client_id,
-                    tenant: None,
-                    owner: None,
-                    cred: None,
-                    gen: None,
-                }
+                    std::slice::from_ref(&self.config.admin_audience),
+                    &[ADMIN_SCOPE.to_owned()],
+                )?
+            }
+            Client::Service(service) => {
+                configured(service.client_id, &service.audiences, &service.scopes)?
             }
             Client::Agent {
                 agent,

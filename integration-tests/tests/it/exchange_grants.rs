@@ -656,14 +656,24 @@ async fn exchange_grants_go_only_to_active_agents_of_the_persons_tenant() -> any
     let cases = [
         ("unknown agent", agentsec_common::ids::new_id("agt_")?),
         ("suspended agent", suspended),
-        ("agent of another tenant", agent_in(&cluster, "globex").await?),
+        (
+            "agent of another tenant",
+            agent_in(&cluster, "globex").await?,
+        ),
     ];
     for (case, agent) in &cases {
         let status = create(&mut client, &alice, grant_for(agent, &["github-mcp"]))
             .await
             .expect_err(case);
-        assert_eq!(status.code(), Code::FailedPrecondition, "{case}: {status:?}");
-        assert!(status.message().contains(agent.as_str()), "{case}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{case}: {status:?}"
+        );
+        assert!(
+            status.message().contains(agent.as_str()),
+            "{case}: {status:?}"
+        );
     }
     let everything = ListGrantsRequest {
         include_inactive: true,

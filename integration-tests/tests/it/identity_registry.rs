@@ -1110,7 +1110,11 @@ async fn list_agents_applies_every_filter_together() -> anyhow::Result<()> {
         .await
         .expect_err("an invalid updated_since is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("updated_since"), "{}", status.message());
+    assert!(
+        status.message().contains("updated_since"),
+        "{}",
+        status.message()
+    );
     cluster.shutdown().await
 }
 

@@ -21,5 +21,6 @@ mod policy_decisions;
 mod policy_ext_authz;
 mod policy_sets;
 mod revocation;
+mod service_clients;
 mod signing_keys;
 mod telemetry;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use agentsec_common::admin_token::{AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::follower::BoxError;
 use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_common::time::{datetime, timestamp};
@@ -52,6 +53,7 @@ impl Owners {
                 config.client_id.clone(),
                 config.client_secret.clone(),
                 admin_audience.to_owned(),
+                format!("{AGENTS_READ_SCOPE} {REVOCATIONS_READ_SCOPE}"),
             )),
             None => None,
         };
