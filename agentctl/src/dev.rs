@@ -61,7 +61,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let identity_jwks = format!("{}/.well-known/jwks.json", identity.issuer);
     policy.admin.jwks_uri = Some(identity_jwks.clone());
     policy.admin.issuer = Some(identity.issuer.clone());
-    configure_service_clients(&mut identity, &mut exchange, &mut policy, &args.data_dir)?;
+    // audit-svc authenticates every caller with identity-svc's keys.
+    audit.trust_identity(&identity.issuer);
+    configure_service_clients(
+        &mut identity,
+        &mut exchange,
+        &mut policy,
+        &audit.audience,
+        &args.data_dir,
+    )?;
     configure_exchange(&mut exchange, &mut policy, &identity, &args)?;
     for validation in [
         identity.validate(),
@@ -147,14 +155,15 @@ fn configure_service_clients(
     identity: &mut agentsec_identity::Config,
     exchange: &mut agentsec_exchange::Config,
     policy: &mut agentsec_policy::Config,
+    audit_audience: &str,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     use agentsec_identity::{ServiceClientConfig, EXCHANGE_SVC_CLIENT_ID, POLICY_SVC_CLIENT_ID};
     let admin_audience = &identity.tokens.admin_audience;
     exchange.identity.client_id = EXCHANGE_SVC_CLIENT_ID.to_owned();
     exchange.identity.client_secret = dev_secret(&data_dir.join("exchange-svc-secret"))?;
-    policy.revocations.client_id = POLICY_SVC_CLIENT_ID.to_owned();
-    policy.revocations.client_secret = dev_secret(&data_dir.join("policy-svc-secret"))?;
+    policy.identity.client_id = POLICY_SVC_CLIENT_ID.to_owned();
+    policy.identity.client_secret = dev_secret(&data_dir.join("policy-svc-secret"))?;
     let clients = [
         (
             EXCHANGE_SVC_CLIENT_ID,
@@ -162,13 +171,15 @@ fn configure_service_clients(
                 exchange.identity.client_secret.clone(),
                 admin_audience,
                 &policy.decisions.caller_audience,
+                audit_audience,
             ),
         ),
         (
             POLICY_SVC_CLIENT_ID,
             ServiceClientConfig::policy_svc(
-                policy.revocations.client_secret.clone(),
+                policy.identity.client_secret.clone(),
                 admin_audience,
+                audit_audience,
             ),
         ),
     ];
@@ -222,7 +233,7 @@ fn configure_exchange(
         });
     // CheckToken and ext_authz refuse what identity-svc and exchange-svc
     // revoked.
-    policy.revocations.identity_endpoint = Some(identity.issuer.clone());
+    policy.identity.endpoint = Some(identity.issuer.clone());
     policy.revocations.exchange_endpoint = Some(exchange.issuer.clone());
     Ok(())
 }

@@ -18,8 +18,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use agentsec_audit::Config;
-use agentsec_bench_support::{knob, median, BenchDatabase, Latencies};
+use agentsec_bench_support::{bearer, knob, median, BenchDatabase, Latencies};
+use agentsec_common::admin_token::{AUDIT_APPEND_SCOPE, AUDIT_READ_SCOPE};
 use agentsec_common::config::DatabaseConfig;
+use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{AppendEventsRequest, Event, VerifyChainRequest};
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome};
@@ -66,6 +68,9 @@ struct RunResult {
     events: u64,
 }
 
+/// The `iss` of the bench's own tokens.
+const BENCH_ISSUER: &str = "https://bench.test";
+
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
@@ -83,6 +88,20 @@ async fn one_run(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut config = Config::for_test(database);
     config.chain.checkpoint_every_events = 10_000;
+    // Callers are authenticated as in production: a key set trusted inline
+    // and one token that appends and reads.
+    let key = SigningKey::generate(SigningAlgorithm::EdDsa)?;
+    config.admin.jwks = Some(serde_json::json!({ "keys": [key.public_jwk()] }).to_string());
+    config.admin.issuer = Some(BENCH_ISSUER.to_owned());
+    let now = chrono::Utc::now().timestamp();
+    let token = key.sign(
+        "at+jwt",
+        &serde_json::json!({
+            "iss": BENCH_ISSUER, "sub": "bench", "aud": config.audience,
+            "scope": format!("{AUDIT_APPEND_SCOPE} {AUDIT_READ_SCOPE}"),
+            "iat": now, "nbf": now, "exp": now + 3_600,
+        }),
+    )?;
     let server = tokio::spawn(agentsec_audit::serve(config, listener, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
@@ -94,7 +113,7 @@ async fn one_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     });
     while probe
-        .verify_chain(VerifyChainRequest::default())
+        .verify_chain(bearer(&token, VerifyChainRequest::default()))
         .await
         .is_err()
     {
@@ -106,6 +125,7 @@ async fn one_run(
     let mut workers = Vec::new();
     for client_id in 0..clients {
         let channel = channel(addr).await?;
+        let token = token.clone();
         workers.push(tokio::spawn(async move {
             let mut client = AuditServiceClient::new(channel);
             let mut latencies = Vec::new();
@@ -114,7 +134,9 @@ async fn one_run(
                 let events: Vec<Event> =
                     (sent..sent + batch).map(|n| event(client_id, n)).collect();
                 let began = Instant::now();
-                client.append_events(AppendEventsRequest { events }).await?;
+                client
+                    .append_events(bearer(&token, AppendEventsRequest { events }))
+                    .await?;
                 latencies.push(began.elapsed());
                 sent += batch;
             }
@@ -137,7 +159,7 @@ async fn one_run(
     for _ in 0..2 {
         let verify_started = Instant::now();
         let report = probe
-            .verify_chain(VerifyChainRequest::default())
+            .verify_chain(bearer(&token, VerifyChainRequest::default()))
             .await?
             .into_inner();
         let verify_elapsed = verify_started.elapsed().as_secs_f64();

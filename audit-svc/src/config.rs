@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use agentsec_common::admin_token::AdminConfig;
 use agentsec_common::config::{
     ConfigError, DatabaseConfig, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
 };
@@ -20,6 +21,13 @@ pub struct Config {
     /// The key that signs chain checkpoints (Ed25519).
     pub signing: SigningConfig,
     pub chain: ChainConfig,
+    /// identity-svc's keys (required): every call but GetVerificationKeys
+    /// authenticates its caller with a token of identity-svc. Admin tokens
+    /// (`admin.audience`, scope `agentsec:admin`) may read.
+    pub admin: AdminConfig,
+    /// The `aud` of service tokens (scope `agentsec:audit:append`: append)
+    /// and auditor tokens (scope `agentsec:audit:read`: read).
+    pub audience: String,
 }
 
 /// Group commit and checkpoint cadence.
@@ -87,6 +95,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Callers' tokens are verified against the identity-svc at `issuer`
+    /// (its published key set).
+    pub fn trust_identity(&mut self, issuer: &str) {
+        self.admin.jwks_uri = Some(format!("{issuer}/.well-known/jwks.json"));
+        self.admin.jwks = None;
+        self.admin.issuer = Some(issuer.to_owned());
+    }
+
     /// The defaults, with the SQLite database under `data_dir`.
     pub fn in_data_dir(data_dir: &Path) -> Self {
         Self {
@@ -95,6 +111,8 @@ impl Config {
             telemetry: TelemetryConfig::default(),
             signing: SigningConfig::default(),
             chain: ChainConfig::default(),
+            admin: AdminConfig::default(),
+            audience: "agentsec-audit".to_owned(),
         }
     }
 
@@ -132,6 +150,17 @@ impl ServiceConfig for Config {
                 "signing.algorithm",
                 "must be EdDSA: checkpoints are Ed25519 signatures",
             ));
+        }
+        self.admin.validate()?;
+        if !self.admin.has_keys() {
+            return Err(ConfigError::invalid(
+                "admin.jwks_uri",
+                "is required: every audit-svc call but GetVerificationKeys authenticates its \
+                 caller with a token of identity-svc, verified with these keys",
+            ));
+        }
+        if self.audience.is_empty() || self.audience.len() > 256 {
+            return Err(ConfigError::invalid("audience", "must be 1-256 chars"));
         }
         self.chain.validate()
     }

@@ -53,7 +53,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping);
+    let callers = api::auth::Callers::new(&config.admin, &config.audience).map_err(|reason| {
+        StartError::Setup {
+            what: "admin".to_owned(),
+            reason,
+        }
+    })?;
+    let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping, callers);
     // tonic's default 4 MiB decoding limit is the contract's request limit.
     let service = AuditServiceServer::new(api);
     let endpoints = ServiceEndpoints {

@@ -29,9 +29,25 @@ pub const AGENTS_READ_SCOPE: &str = "agentsec:agents:read";
 /// A service client's scope to list what is revoked (identity-svc
 /// ListRevocations, exchange-svc ListRevokedGrants).
 pub const REVOCATIONS_READ_SCOPE: &str = "agentsec:revocations:read";
-/// The scopes identity-svc's service clients may hold; an agent's token
-/// never carries one (every agent belongs to a tenant).
-pub const SERVICE_SCOPES: [&str; 2] = [AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE];
+/// A service's scope to append events to audit-svc.
+pub const AUDIT_APPEND_SCOPE: &str = "agentsec:audit:append";
+/// An auditor's scope to read audit-svc (a tenant's agent: that tenant's
+/// events; a service client: every tenant's).
+pub const AUDIT_READ_SCOPE: &str = "agentsec:audit:read";
+/// Scopes only identity-svc's service clients may hold, never an agent:
+/// they read across tenants, or write the audit trail.
+pub const SERVICE_ONLY_SCOPES: [&str; 3] = [
+    AGENTS_READ_SCOPE,
+    REVOCATIONS_READ_SCOPE,
+    AUDIT_APPEND_SCOPE,
+];
+/// The scopes a service client may hold.
+pub const SERVICE_SCOPES: [&str; 4] = [
+    AGENTS_READ_SCOPE,
+    REVOCATIONS_READ_SCOPE,
+    AUDIT_APPEND_SCOPE,
+    AUDIT_READ_SCOPE,
+];
 /// Largest token accepted.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The algorithms identity-svc signs with.
@@ -42,11 +58,14 @@ const ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// identity-svc's `/.well-known/jwks.json` (http or https). Unset: no
-    /// admin token is accepted.
+    /// identity-svc's `/.well-known/jwks.json` (http or https). Unset (and
+    /// no `jwks`): no admin token is accepted.
     pub jwks_uri: Option<String>,
+    /// The key set inline (a JWKS document), instead of `jwks_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
     /// The `iss` of admin tokens (identity-svc's issuer). Required with
-    /// `jwks_uri`.
+    /// `jwks_uri` or `jwks`.
     pub issuer: Option<String>,
     /// The `aud` of admin tokens.
     pub audience: String,
@@ -60,6 +79,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             jwks_uri: None,
+            jwks: None,
             issuer: None,
             audience: "agentsec".to_owned(),
             jwks_cache_ttl_secs: 300,
@@ -69,16 +89,34 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
+    /// Whether a key set is configured (`jwks_uri` or `jwks`).
+    pub fn has_keys(&self) -> bool {
+        self.jwks_uri.is_some() || self.jwks.is_some()
+    }
+
     /// Checks the values; errors name the `admin.<key>` at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(uri) = &self.jwks_uri {
             check_http_url("admin.jwks_uri", uri)?;
-            if self.issuer.as_deref().is_none_or(str::is_empty) {
+        }
+        match (&self.jwks_uri, &self.jwks) {
+            (Some(_), Some(_)) => {
                 return Err(ConfigError::invalid(
-                    "admin.issuer",
-                    "is required when admin.jwks_uri is set",
-                ));
+                    "admin.jwks",
+                    "set either admin.jwks_uri or admin.jwks, not both",
+                ))
             }
+            (None, Some(jwks)) => {
+                RemoteJwks::inline(jwks)
+                    .map_err(|err| ConfigError::invalid("admin.jwks", err.to_string()))?;
+            }
+            _ => {}
+        }
+        if self.has_keys() && self.issuer.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "admin.issuer",
+                "is required when admin.jwks_uri or admin.jwks is set",
+            ));
         }
         if self.audience.is_empty() || self.audience.len() > 256 {
             return Err(ConfigError::invalid(
@@ -166,14 +204,20 @@ impl AdminVerifier {
     /// message for a token that is not an admin token: "this call needs
     /// {needs} (scope … for audience …)", e.g. "an admin token".
     pub fn new(config: &AdminConfig, needs: &str) -> Result<Option<Self>, String> {
-        match (&config.jwks_uri, &config.issuer) {
-            (Some(uri), Some(issuer)) => {
-                let keys = RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs))
-                    .map_err(|err| format!("admin.jwks_uri {err}"))?;
-                Ok(Some(Self::with_keys(keys, issuer, config, needs)))
+        let Some(issuer) = &config.issuer else {
+            return Ok(None);
+        };
+        let keys = match (&config.jwks_uri, &config.jwks) {
+            (Some(uri), _) => {
+                RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs))
+                    .map_err(|err| format!("admin.jwks_uri {err}"))?
             }
-            _ => Ok(None),
-        }
+            (None, Some(jwks)) => {
+                RemoteJwks::inline(jwks).map_err(|err| format!("admin.jwks: {err}"))?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Self::with_keys(keys, issuer, config, needs)))
     }
 
     fn with_keys(keys: RemoteJwks, issuer: &str, config: &AdminConfig, needs: &str) -> Self {

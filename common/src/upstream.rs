@@ -1,7 +1,7 @@
 //! Calling another AgentSec service: lazily connected channels that carry
-//! the caller's trace context, bearer metadata, and a service identity (an
-//! admin token obtained from identity-svc with client credentials and
-//! renewed before it expires).
+//! the caller's trace context, bearer metadata, and a service identity (a
+//! service client's token obtained from identity-svc with client
+//! credentials and renewed before it expires).
 
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -42,6 +42,26 @@ pub fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>, ApiEr
         .map_err(|_| ApiError::internal("service token", "not a header value"))?;
     request.metadata_mut().insert("authorization", value);
     Ok(request)
+}
+
+/// Where a service's bearer token for one callee comes from: a
+/// [`ServiceIdentity`], or identity-svc signing its own.
+pub trait TokenSource: Send + Sync + 'static {
+    /// The token; a new one when `stale` names the one just refused.
+    fn token<'a>(
+        &'a self,
+        stale: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, ApiError>> + Send + 'a>>;
+}
+
+impl TokenSource for ServiceIdentity {
+    fn token<'a>(
+        &'a self,
+        stale: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, ApiError>> + Send + 'a>>
+    {
+        Box::pin(ServiceIdentity::token(self, stale))
+    }
 }
 
 /// What a failed call to `service` means for the caller: the answer is

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use agentsec_bench_support::{
     bearer, bench_agent, channel, client_credentials, hammer, knob, BenchDatabase, Phase,
     BENCH_ADMIN_ID, BENCH_ADMIN_SECRET, BENCH_EXCHANGE_SECRET as EXCHANGE_SECRET,
+    BENCH_POLICY_SECRET,
 };
 use agentsec_common::config::RedisConfig;
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
@@ -105,6 +106,7 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
             EXCHANGE_SECRET.to_owned(),
             "agentsec",
             "agentsec-policy",
+            "agentsec-audit",
         ),
     );
     identity_config.audit.endpoint = audit_url.clone();
@@ -114,6 +116,17 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
     policy_config.admin.jwks_uri = Some(identity_jwks.clone());
     policy_config.admin.issuer = Some(identity_url.clone());
     policy_config.audit.endpoint = audit_url.clone();
+    policy_config.identity.endpoint = Some(identity_url.clone());
+    policy_config.identity.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.into();
+    policy_config.identity.client_secret = BENCH_POLICY_SECRET.into();
+    identity_config.service_clients.insert(
+        agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned(),
+        agentsec_identity::ServiceClientConfig::policy_svc(
+            BENCH_POLICY_SECRET.to_owned(),
+            "agentsec",
+            "agentsec-audit",
+        ),
+    );
 
     let mut exchange_config =
         agentsec_exchange::Config::for_test(databases[2].config.clone(), redis_config);
@@ -137,7 +150,8 @@ async fn start(run: u64, user_key: &SigningKey) -> anyhow::Result<Cluster> {
         algorithms: vec!["EdDSA".into()],
         jwks_cache_secs: 300,
     }];
-    let audit_config = agentsec_audit::Config::for_test(databases[3].config.clone());
+    let mut audit_config = agentsec_audit::Config::for_test(databases[3].config.clone());
+    audit_config.trust_identity(&identity_config.issuer);
 
     let tasks = vec![
         tokio::spawn(agentsec_audit::serve(

@@ -66,8 +66,24 @@ pub async fn serve(
     let admin = admin::admin_auth(&config.admin)
         .map_err(|err| setup("admin", err))?
         .map(Arc::new);
-    let (audit, audit_sender) =
-        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let identity = upstream::identity::IdentityClient::new(
+        &config.identity,
+        &config.admin.audience,
+        &config.policy.audience,
+        &config.audit.audience,
+    )
+    .map_err(|err| setup("identity", err))?
+    .map(Arc::new);
+    if identity.is_none() {
+        tracing::warn!(
+            "identity.endpoint is not set: audit events are sent without a service token, which audit-svc refuses"
+        );
+    }
+    let (audit, audit_sender) = AuditClient::start(
+        config.audit.clone(),
+        identity.as_ref().map(|identity| identity.audit_token()),
+    )
+    .map_err(|err| setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis,
         config.redis.local_bus.clone(),
@@ -82,7 +98,10 @@ pub async fn serve(
             db.clone(),
             events.clone(),
             user_issuers.clone(),
-            admin.clone(),
+            exchange::IdentityAccess {
+                tokens: admin.clone(),
+                client: identity,
+            },
         )
         .map_err(|err| setup("exchange", err))?,
     );

@@ -59,7 +59,8 @@ async fn start(identity_db: &BenchDatabase, audit_db: &BenchDatabase) -> anyhow:
     config.bootstrap_admin.client_id = Some(BENCH_ADMIN_ID.into());
     config.bootstrap_admin.client_secret = Some(BENCH_ADMIN_SECRET.into());
     config.audit.endpoint = format!("http://{audit_addr}");
-    let audit_config = agentsec_audit::Config::for_test(audit_db.config.clone());
+    let mut audit_config = agentsec_audit::Config::for_test(audit_db.config.clone());
+    audit_config.trust_identity(&config.issuer);
     let tasks = vec![
         tokio::spawn(agentsec_audit::serve(
             audit_config,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
@@ -37,8 +38,8 @@ pub struct Config {
     pub bootstrap_admin: BootstrapAdminConfig,
     /// The other services' own identities, by client id: each obtains
     /// tokens with client credentials for its audiences, holding only its
-    /// scopes (`agentsec:agents:read`, `agentsec:revocations:read`), never
-    /// admin rights. Set a secret from the environment with
+    /// scopes (`agentsec_common::admin_token::SERVICE_SCOPES`), never admin
+    /// rights. Set a secret from the environment with
     /// AGENTSEC_SERVICE_CLIENTS__<CLIENT_ID>__CLIENT_SECRET (so ids use
     /// lowercase letters, digits and `_`).
     #[serde(default)]
@@ -304,30 +305,38 @@ pub const EXCHANGE_SVC_CLIENT_ID: &str = "exchange_svc";
 pub const POLICY_SVC_CLIENT_ID: &str = "policy_svc";
 
 impl ServiceClientConfig {
-    /// What exchange-svc needs: every tenant's agents (`admin_audience`)
-    /// and decisions at policy-svc (`policy_audience`).
+    /// What exchange-svc needs: every tenant's agents (`admin_audience`),
+    /// decisions at policy-svc (`policy_audience`) and appending audit
+    /// events (`audit_audience`).
     pub fn exchange_svc(
         client_secret: String,
         admin_audience: &str,
         policy_audience: &str,
+        audit_audience: &str,
     ) -> Self {
         Self {
             client_secret,
-            audiences: vec![admin_audience.to_owned(), policy_audience.to_owned()],
-            scopes: vec![agentsec_common::admin_token::AGENTS_READ_SCOPE.to_owned()],
+            audiences: vec![
+                admin_audience.to_owned(),
+                policy_audience.to_owned(),
+                audit_audience.to_owned(),
+            ],
+            scopes: vec![AGENTS_READ_SCOPE.to_owned(), AUDIT_APPEND_SCOPE.to_owned()],
         }
     }
 
-    /// What policy-svc needs: every tenant's agents and the revocation
-    /// listings.
-    pub fn policy_svc(client_secret: String, admin_audience: &str) -> Self {
+    /// What policy-svc needs: every tenant's agents, the revocation
+    /// listings (`admin_audience`) and appending audit events
+    /// (`audit_audience`).
+    pub fn policy_svc(client_secret: String, admin_audience: &str, audit_audience: &str) -> Self {
         Self {
             client_secret,
-            audiences: vec![admin_audience.to_owned()],
-            scopes: agentsec_common::admin_token::SERVICE_SCOPES
-                .iter()
-                .map(|scope| (*scope).to_owned())
-                .collect(),
+            audiences: vec![admin_audience.to_owned(), audit_audience.to_owned()],
+            scopes: vec![
+                AGENTS_READ_SCOPE.to_owned(),
+                REVOCATIONS_READ_SCOPE.to_owned(),
+                AUDIT_APPEND_SCOPE.to_owned(),
+            ],
         }
     }
 
@@ -663,7 +672,8 @@ mod service_client_tests {
 
     #[test]
     fn service_clients_hold_service_scopes_only_and_name_the_key_at_fault() {
-        let valid = ServiceClientConfig::policy_svc(SECRET.to_owned(), "agentsec");
+        let valid =
+            ServiceClientConfig::policy_svc(SECRET.to_owned(), "agentsec", "agentsec-audit");
         let bootstrap = BootstrapAdminConfig {
             client_id: Some("root".to_owned()),
             client_secret: Some(SECRET.to_owned()),

@@ -153,8 +153,16 @@ pub async fn serve(
         federation::Federation::new(&config.trusted_issuers, config.tokens.leeway_secs)
             .map_err(|err| setup("trusted_issuers", err))?,
     );
-    let (audit, audit_sender) =
-        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let (audit, audit_sender) = AuditClient::start(
+        config.audit.clone(),
+        Some(Arc::new(oauth::own_token::OwnToken::new(
+            keys.clone(),
+            &config.issuer,
+            &config.audit.audience,
+            Duration::from_secs(config.tokens.lifetime_secs),
+        ))),
+    )
+    .map_err(|err| setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis.clone(),
         config.redis.local_bus.clone(),

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::server::{bind, StartError};
+use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use anyhow::{anyhow, bail, Context as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -30,6 +32,55 @@ pub const EXCHANGE_CLIENT_SECRET: &str = "test-exchange-svc-secret-0123456789abc
 pub const POLICY_CLIENT_SECRET: &str = "test-policy-svc-secret-0123456789abcdef";
 /// policy-svc's `decisions.caller_audience` (its default).
 pub const POLICY_AUDIENCE: &str = "agentsec-policy";
+/// audit-svc's `audience` (its default).
+pub const AUDIT_AUDIENCE: &str = "agentsec-audit";
+/// A service client the tests append to and read audit-svc with (every
+/// tenant).
+pub const AUDIT_CLIENT_ID: &str = "audit_tester";
+pub const AUDIT_CLIENT_SECRET: &str = "test-audit-tester-secret-0123456789abcdef";
+
+/// A client of audit-svc whose every call carries a bearer token.
+pub type AuditClient = AuditServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// One token, always the same (an audit client's in tests).
+pub struct FixedToken(pub String);
+
+impl agentsec_common::upstream::TokenSource for FixedToken {
+    fn token<'a>(
+        &'a self,
+        _stale: Option<&'a str>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<String, agentsec_common::error::ApiError>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(std::future::ready(Ok(self.0.clone())))
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        Ok(Self(format!("Bearer {token}").parse()?))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
 /// The pepper of test clusters' client secrets.
 const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
 
@@ -234,7 +285,7 @@ impl TestCluster {
                 shutdown,
             )),
             Service::Audit => tokio::spawn(agentsec_audit::serve(
-                agentsec_audit::Config::for_test(database),
+                self.audit_config(database)?,
                 listener,
                 shutdown,
             )),
@@ -309,6 +360,7 @@ impl TestCluster {
                     EXCHANGE_CLIENT_SECRET.to_owned(),
                     ADMIN_AUDIENCE,
                     POLICY_AUDIENCE,
+                    AUDIT_AUDIENCE,
                 ),
             ),
             (
@@ -316,7 +368,19 @@ impl TestCluster {
                 agentsec_identity::ServiceClientConfig::policy_svc(
                     POLICY_CLIENT_SECRET.to_owned(),
                     ADMIN_AUDIENCE,
+                    AUDIT_AUDIENCE,
                 ),
+            ),
+            (
+                AUDIT_CLIENT_ID.to_owned(),
+                agentsec_identity::ServiceClientConfig {
+                    client_secret: AUDIT_CLIENT_SECRET.to_owned(),
+                    audiences: vec![AUDIT_AUDIENCE.to_owned()],
+                    scopes: vec![
+                        agentsec_common::admin_token::AUDIT_APPEND_SCOPE.to_owned(),
+                        agentsec_common::admin_token::AUDIT_READ_SCOPE.to_owned(),
+                    ],
+                },
             ),
         ]
         .into();
@@ -325,6 +389,73 @@ impl TestCluster {
             customize(&mut config);
         }
         config
+    }
+
+    /// Whether this cluster runs identity-svc.
+    fn has_identity(&self) -> bool {
+        self.first_addrs
+            .iter()
+            .any(|(service, _)| *service == Service::Identity)
+    }
+
+    /// audit-svc's configuration: callers' tokens verified against this
+    /// cluster's identity-svc, or, in a cluster without one, against the
+    /// test process's [`extra_token_issuer_key`] (see [`Self::audit_token`]).
+    pub fn audit_config(
+        &self,
+        database: agentsec_common::config::DatabaseConfig,
+    ) -> anyhow::Result<agentsec_audit::Config> {
+        let mut config = agentsec_audit::Config::for_test(database);
+        if self.has_identity() {
+            config.trust_identity(&self.first_issuer(Service::Identity));
+        } else {
+            let key = extra_token_issuer_key().context("no test signing key")?;
+            config.admin.jwks = Some(serde_json::json!({ "keys": [key.public_jwk()] }).to_string());
+            config.admin.issuer = Some(EXTRA_TOKEN_ISSUER.to_owned());
+        }
+        Ok(config)
+    }
+
+    /// A token that appends to and reads audit-svc in every tenant: the
+    /// [`AUDIT_CLIENT_ID`] service client's, or, without identity-svc, one
+    /// signed with [`extra_token_issuer_key`].
+    pub async fn audit_token(&self) -> anyhow::Result<String> {
+        use agentsec_common::admin_token::{AUDIT_APPEND_SCOPE, AUDIT_READ_SCOPE};
+        if self.has_identity() {
+            return self
+                .client_token(AUDIT_CLIENT_ID, AUDIT_CLIENT_SECRET, AUDIT_AUDIENCE, "")
+                .await;
+        }
+        let key = extra_token_issuer_key().context("no test signing key")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        Ok(key.sign(
+            "at+jwt",
+            &serde_json::json!({
+                "iss": EXTRA_TOKEN_ISSUER,
+                "sub": AUDIT_CLIENT_ID,
+                "aud": AUDIT_AUDIENCE,
+                "scope": format!("{AUDIT_APPEND_SCOPE} {AUDIT_READ_SCOPE}"),
+                "iat": now,
+                "nbf": now,
+                "exp": now + 3_600,
+            }),
+        )?)
+    }
+
+    /// A client of this cluster's audit-svc carrying [`Self::audit_token`].
+    pub async fn audit_client(&self) -> anyhow::Result<AuditClient> {
+        self.audit_client_at(self.addr(Service::Audit)).await
+    }
+
+    /// A client of the audit-svc at `addr` (e.g. a replica) carrying
+    /// [`Self::audit_token`].
+    pub async fn audit_client_at(&self, addr: SocketAddr) -> anyhow::Result<AuditClient> {
+        Ok(AuditServiceClient::with_interceptor(
+            channel(addr).await?,
+            Bearer::new(&self.audit_token().await?)?,
+        ))
     }
 
     /// policy-svc's configuration: admin tokens verified against this
@@ -370,10 +501,10 @@ impl TestCluster {
         }
         config.audit = self.audit_client_config();
         // Revocations from this cluster's identity-svc and exchange-svc.
-        config.revocations.identity_endpoint = Some(identity);
+        config.identity.endpoint = Some(identity);
+        config.identity.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
+        config.identity.client_secret = POLICY_CLIENT_SECRET.to_owned();
         config.revocations.exchange_endpoint = Some(exchange);
-        config.revocations.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
-        config.revocations.client_secret = POLICY_CLIENT_SECRET.to_owned();
         config
     }
 

@@ -191,7 +191,11 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     identity.bootstrap_admin.client_secret = Some(ADMIN_SECRET.into());
     identity.service_clients.insert(
         agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned(),
-        agentsec_identity::ServiceClientConfig::policy_svc(POLICY_SECRET.to_owned(), "agentsec"),
+        agentsec_identity::ServiceClientConfig::policy_svc(
+            POLICY_SECRET.to_owned(),
+            "agentsec",
+            "agentsec-audit",
+        ),
     );
     identity.audit.endpoint = format!("http://{audit_addr}");
     let cache = knob("BENCH_CACHE", 1) == 1;
@@ -210,15 +214,24 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
                 jwks: None,
                 algorithms: vec!["EdDSA".to_owned()],
             });
+        // BENCH_VIEW=0: policy-svc without identity-svc, so without the
+        // revocation view (and without a token for its own audit events,
+        // which audit-svc then refuses).
         if knob("BENCH_VIEW", 1) == 1 {
-            policy.revocations.identity_endpoint = Some(format!("http://{identity_addr}"));
-            policy.revocations.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
-            policy.revocations.client_secret = POLICY_SECRET.to_owned();
+            policy.identity.endpoint = Some(format!("http://{identity_addr}"));
         }
     }
+    if policy.identity.endpoint.is_none() && !by_token {
+        // Its own audit events need policy-svc's service identity.
+        policy.identity.endpoint = Some(format!("http://{identity_addr}"));
+    }
+    policy.identity.client_id = agentsec_identity::POLICY_SVC_CLIENT_ID.to_owned();
+    policy.identity.client_secret = POLICY_SECRET.to_owned();
+    let mut audit_config = agentsec_audit::Config::for_test(databases[2].config.clone());
+    audit_config.trust_identity(&format!("http://{identity_addr}"));
     let tasks = vec![
         tokio::spawn(agentsec_audit::serve(
-            agentsec_audit::Config::for_test(databases[2].config.clone()),
+            audit_config,
             audit_listener,
             shutdown(&stop),
         )),

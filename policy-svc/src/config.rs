@@ -43,28 +43,87 @@ pub struct Config {
     /// Where CheckToken and ext_authz learn which tokens are no longer
     /// honoured (`[revocations]`, see `revocations`).
     #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
     pub revocations: RevocationConfig,
 }
 
-/// The owners of the revocation state policy-svc follows: identity-svc
-/// (revoked tokens, deleted credentials, suspended and revoked agents) and
-/// exchange-svc (revoked grants). With neither set, token decisions check
-/// signatures and times only (a warning at start says so).
+/// identity-svc as policy-svc calls it, with its own service identity: for
+/// the revocation state it follows (revoked tokens, deleted credentials,
+/// agents' standing and attributes) and for its tokens towards audit-svc.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// identity-svc's gRPC base URL. Unset: token decisions check
+    /// signatures and times only, and audit events carry no service token
+    /// (warnings at start say so).
+    pub endpoint: Option<String>,
+    /// policy-svc's client id at identity-svc: a service client
+    /// (identity-svc `service_clients`) holding `agentsec:agents:read` and
+    /// `agentsec:revocations:read` for `admin.audience`, and
+    /// `agentsec:audit:append` for `audit.audience`.
+    pub client_id: String,
+    /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
+    pub client_secret: String,
+    /// Deadline of each call to identity-svc.
+    pub timeout_ms: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for IdentityConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl IdentityConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.endpoint {
+            check_http_url("identity.endpoint", url)?;
+            if self.client_id.is_empty() || self.client_secret.is_empty() {
+                return Err(ConfigError::invalid(
+                    "identity.client_id",
+                    "identity.client_id and identity.client_secret are required with \
+                     identity.endpoint",
+                ));
+            }
+        }
+        if !(10..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::invalid(
+                "identity.timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The revocation state policy-svc follows from its owners: identity-svc
+/// (`[identity]`) and exchange-svc (revoked grants). Without
+/// `identity.endpoint`, token decisions check signatures and times only (a
+/// warning at start says so).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
-    /// identity-svc's gRPC base URL.
-    pub identity_endpoint: Option<String>,
-    /// exchange-svc's gRPC base URL (needs identity_endpoint: the service
+    /// exchange-svc's gRPC base URL (needs identity.endpoint: the service
     /// identity comes from identity-svc).
     pub exchange_endpoint: Option<String>,
-    /// policy-svc's client id at identity-svc: a service client
-    /// (identity-svc `service_clients`) holding `agentsec:agents:read` and
-    /// `agentsec:revocations:read` for `admin.audience` (the listings span
-    /// every tenant).
-    pub client_id: String,
-    /// Its client secret (prefer AGENTSEC_REVOCATIONS__CLIENT_SECRET).
-    pub client_secret: String,
     /// The longest a token decision relies on revocation state not
     /// confirmed current (by a live event stream or a listing from the
     /// owners); past it, token decisions fail closed. The event stream is
@@ -78,10 +137,7 @@ pub struct RevocationConfig {
 impl Default for RevocationConfig {
     fn default() -> Self {
         Self {
-            identity_endpoint: None,
             exchange_endpoint: None,
-            client_id: String::new(),
-            client_secret: String::new(),
             max_staleness_ms: 2_000,
             timeout_ms: 2_000,
         }
@@ -89,33 +145,16 @@ impl Default for RevocationConfig {
 }
 
 impl RevocationConfig {
-    /// Whether any owner is followed.
-    pub fn is_enabled(&self) -> bool {
-        self.identity_endpoint.is_some() || self.exchange_endpoint.is_some()
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (key, endpoint) in [
-            ("revocations.identity_endpoint", &self.identity_endpoint),
-            ("revocations.exchange_endpoint", &self.exchange_endpoint),
-        ] {
-            if let Some(url) = endpoint {
-                check_http_url(key, url)?;
+    fn validate(&self, identity: &IdentityConfig) -> Result<(), ConfigError> {
+        if let Some(url) = &self.exchange_endpoint {
+            check_http_url("revocations.exchange_endpoint", url)?;
+            if identity.endpoint.is_none() {
+                return Err(ConfigError::invalid(
+                    "revocations.exchange_endpoint",
+                    "needs identity.endpoint (policy-svc's service identity comes from \
+                     identity-svc)",
+                ));
             }
-        }
-        if self.exchange_endpoint.is_some() && self.identity_endpoint.is_none() {
-            return Err(ConfigError::invalid(
-                "revocations.exchange_endpoint",
-                "needs revocations.identity_endpoint (policy-svc's service identity comes from \
-                 identity-svc)",
-            ));
-        }
-        if self.is_enabled() && (self.client_id.is_empty() || self.client_secret.is_empty()) {
-            return Err(ConfigError::invalid(
-                "revocations.client_id",
-                "revocations.client_id and revocations.client_secret are required with an \
-                 endpoint",
-            ));
         }
         if !(500..=60_000).contains(&self.max_staleness_ms) {
             return Err(ConfigError::invalid(
@@ -348,6 +387,7 @@ impl Config {
             cache: CacheConfig::default(),
             audit: AuditClientConfig::default(),
             token_issuers: Vec::new(),
+            identity: IdentityConfig::default(),
             revocations: RevocationConfig::default(),
         }
     }
@@ -383,7 +423,7 @@ impl ServiceConfig for Config {
         self.redis.validate()?;
         self.admin.validate()?;
         self.decisions.validate()?;
-        if self.decisions.callers == DecisionCallers::Bearer && self.admin.jwks_uri.is_none() {
+        if self.decisions.callers == DecisionCallers::Bearer && !self.admin.has_keys() {
             return Err(ConfigError::invalid(
                 "decisions.callers",
                 "`bearer` (the default) needs admin.jwks_uri: identity-svc's keys verify the \
@@ -394,7 +434,8 @@ impl ServiceConfig for Config {
         for (index, issuer) in self.token_issuers.iter().enumerate() {
             issuer.validate(index)?;
         }
-        self.revocations.validate()?;
+        self.identity.validate()?;
+        self.revocations.validate(&self.identity)?;
         self.audit.validate()
     }
 }

@@ -39,8 +39,8 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
 pub use config::{
-    AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, RevocationConfig,
-    TokenIssuerConfig,
+    AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, IdentityConfig,
+    RevocationConfig, TokenIssuerConfig,
 };
 
 /// The gRPC service this crate serves.
@@ -78,7 +78,7 @@ pub async fn serve(
     if config.decisions.callers == config::DecisionCallers::Any {
         tracing::warn!("decisions.callers = \"any\": decision requests are not authenticated; only trusted callers may reach this port");
     }
-    if config.admin.jwks_uri.is_none() {
+    if !config.admin.has_keys() {
         tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
     }
     let tokens = tokens::TokenVerifier::new(&config).map_err(|err| setup("token_issuers", err))?;
@@ -87,8 +87,23 @@ pub async fn serve(
             "no token issuer is trusted (token_issuers, admin.jwks_uri): CheckToken answers FAILED_PRECONDITION"
         );
     }
-    let (audit, audit_sender) =
-        AuditClient::start(config.audit.clone()).map_err(|err| setup("audit", err))?;
+    let audit_token = revocations::owners::service_identity(
+        &config.identity,
+        &config.audit.audience,
+        agentsec_common::admin_token::AUDIT_APPEND_SCOPE,
+    )
+    .map_err(|err| setup("identity", err))?;
+    if audit_token.is_none() {
+        tracing::warn!(
+            "identity.endpoint is not set: audit events are sent without a service token, which audit-svc refuses"
+        );
+    }
+    let (audit, audit_sender) = AuditClient::start(
+        config.audit.clone(),
+        audit_token
+            .map(|identity| Arc::new(identity) as Arc<dyn agentsec_common::upstream::TokenSource>),
+    )
+    .map_err(|err| setup("audit", err))?;
     let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis,
@@ -96,12 +111,16 @@ pub async fn serve(
         String::new(),
     );
     let events = events::Events::new(audit.clone(), publisher);
-    let owners = revocations::owners::Owners::new(&config.revocations, &config.admin.audience)
-        .map_err(|err| setup("revocations", err))?
-        .map(Arc::new);
+    let owners = revocations::owners::Owners::new(
+        &config.identity,
+        &config.revocations,
+        &config.admin.audience,
+    )
+    .map_err(|err| setup("revocations", err))?
+    .map(Arc::new);
     if owners.is_none() {
         tracing::warn!(
-            "revocations.identity_endpoint is not set: CheckToken and ext_authz accept revoked \
+            "identity.endpoint is not set: CheckToken and ext_authz accept revoked \
              tokens, tokens of suspended agents and of revoked grants until they expire"
         );
     }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{Callers, Reader};
 use super::{convert, streams};
 use crate::chain::prepare::{prepare, PreparedEvent};
 use crate::chain::scan::scan;
@@ -32,6 +33,7 @@ pub struct AuditApi {
     writer: ChainWriter,
     active_key_id: String,
     stopping: watch::Receiver<bool>,
+    callers: Callers,
 }
 
 impl AuditApi {
@@ -40,13 +42,25 @@ impl AuditApi {
         writer: ChainWriter,
         active_key_id: String,
         stopping: watch::Receiver<bool>,
+        callers: Callers,
     ) -> Self {
         Self {
             db,
             writer,
             active_key_id,
             stopping,
+            callers,
         }
+    }
+
+    /// The request's filter, limited to what `reader` may see.
+    fn readable_filter(
+        reader: &Reader,
+        filter: Option<EventFilter>,
+    ) -> Result<crate::domain::filter::EventFilter, Status> {
+        let mut filter = convert::filter(filter)?;
+        filter.tenant = reader.limit(filter.tenant.take())?;
+        Ok(filter)
     }
 }
 
@@ -76,6 +90,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<AppendEventsRequest>,
     ) -> Result<Response<AppendEventsResponse>, Status> {
+        self.callers.appender(&request).await?;
         let events = prepare_batch(request.into_inner().events)?;
         let outcomes = self
             .writer
@@ -97,6 +112,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<Streaming<AppendEventStreamRequest>>,
     ) -> Result<Response<AppendEventStreamResponse>, Status> {
+        self.callers.appender(&request).await?;
         let mut stream = request.into_inner();
         let mut in_flight: FuturesOrdered<futures::future::BoxFuture<'static, AppendReply>> =
             FuturesOrdered::new();
@@ -139,8 +155,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<QueryEventsRequest>,
     ) -> Result<Response<QueryEventsResponse>, Status> {
+        let reader = self.callers.reader(&request).await?;
         let request = request.into_inner();
-        let filter = convert::filter(request.filter)?;
+        let filter = Self::readable_filter(&reader, request.filter)?;
         let cursor = convert::cursor(convert::order(request.order)?, request.page)?;
         let (from, to) = match (cursor.order, cursor.after) {
             (_, None) => (1, u64::MAX),
@@ -172,8 +189,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<TailEventsRequest>,
     ) -> Result<Response<Self::TailEventsStream>, Status> {
+        let reader = self.callers.reader(&request).await?;
         let request = request.into_inner();
-        let filter = convert::filter(request.filter)?;
+        let filter = Self::readable_filter(&reader, request.filter)?;
         let head = self.writer.head();
         let start = match request.start_sequence {
             0 => {
@@ -194,6 +212,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<VerifyChainRequest>,
     ) -> Result<Response<VerifyChainResponse>, Status> {
+        self.callers.reader(&request).await?;
         let request = request.into_inner();
         let report =
             verification::verify_range(&self.db, request.start_sequence, request.end_sequence)
@@ -205,6 +224,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ListCheckpointsRequest>,
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        self.callers.reader(&request).await?;
         let request = request.into_inner();
         let cursor = convert::cursor(convert::order(request.order)?, request.page)?;
         let checkpoints = queries::list_checkpoints(&self.db, &cursor)
@@ -225,6 +245,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
+        self.callers.reader(&request).await?;
         let sequence = request.into_inner().sequence;
         let wanted = (sequence != 0).then_some(sequence);
         let checkpoint = queries::checkpoint_at(&self.db, wanted)
@@ -258,8 +279,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ExportEventsRequest>,
     ) -> Result<Response<Self::ExportEventsStream>, Status> {
+        let reader = self.callers.reader(&request).await?;
         let request = request.into_inner();
-        let filter = convert::filter(request.filter)?;
+        let filter = Self::readable_filter(&reader, request.filter)?;
         let head = queries::head(&self.db)
             .await
             .map_err(AuditError::Read)?

@@ -55,6 +55,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use super::{validate_event, EventError, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::config::{check_http_url, ConfigError};
 use crate::telemetry::{self, TraceContextInterceptor};
+use crate::upstream::{authorized, TokenSource};
 
 /// `audit.proto`: an `AppendEventsRequest` is at most 4 MiB, which is also
 /// tonic's default decoding limit on the server.
@@ -85,6 +86,9 @@ pub struct AuditClientConfig {
     pub retry_max_backoff_ms: u64,
     /// How long shutdown keeps sending queued events before it gives up.
     pub shutdown_flush_timeout_secs: u64,
+    /// The audience of the service's token towards audit-svc (audit-svc's
+    /// `audience`); the token holds `agentsec:audit:append`.
+    pub audience: String,
 }
 
 impl Default for AuditClientConfig {
@@ -98,6 +102,7 @@ impl Default for AuditClientConfig {
             retry_initial_backoff_ms: 50,
             retry_max_backoff_ms: 5_000,
             shutdown_flush_timeout_secs: 30,
+            audience: "agentsec-audit".to_owned(),
         }
     }
 }
@@ -153,6 +158,12 @@ impl AuditClientConfig {
             return Err(ConfigError::invalid(
                 "audit.shutdown_flush_timeout_secs",
                 "must be between 1 and 3600",
+            ));
+        }
+        if self.audience.is_empty() || self.audience.len() > 256 {
+            return Err(ConfigError::invalid(
+                "audit.audience",
+                "must be 1-256 chars",
             ));
         }
         Ok(())
@@ -228,8 +239,13 @@ impl AuditClient {
     ///
     /// The connection is made lazily, so this succeeds while audit-svc is
     /// down; events wait in the queue until it is reachable.
+    ///
+    /// Every call carries a bearer token from `tokens` (renewed when
+    /// audit-svc refuses it); `None` sends none, which an authenticating
+    /// audit-svc refuses.
     pub fn start(
         config: AuditClientConfig,
+        tokens: Option<Arc<dyn TokenSource>>,
     ) -> Result<(AuditClient, AuditSender), AuditClientError> {
         config
             .validate()
@@ -241,8 +257,14 @@ impl AuditClient {
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
-        let transport: GrpcAuditClient =
-            AuditServiceClient::with_interceptor(endpoint.connect_lazy(), TraceContextInterceptor);
+        let transport = GrpcTransport {
+            client: AuditServiceClient::with_interceptor(
+                endpoint.connect_lazy(),
+                TraceContextInterceptor,
+            ),
+            tokens,
+            refused: Arc::new(std::sync::Mutex::new(None)),
+        };
         Ok(start_with_transport(&config, transport))
     }
 
@@ -361,18 +383,45 @@ trait AppendTransport: Send + 'static {
     ) -> impl Future<Output = Result<AppendEventsResponse, Status>> + Send + 'static;
 }
 
-impl AppendTransport for GrpcAuditClient {
+/// The tonic client, with the service's bearer token.
+struct GrpcTransport {
+    client: GrpcAuditClient,
+    tokens: Option<Arc<dyn TokenSource>>,
+    /// The token audit-svc last refused: the next call asks for a new one.
+    refused: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl AppendTransport for GrpcTransport {
     fn append(
         &self,
         request: AppendEventsRequest,
     ) -> impl Future<Output = Result<AppendEventsResponse, Status>> + Send + 'static {
         // Cloning shares the channel (and its connection).
-        let mut client = self.clone();
+        let mut client = self.client.clone();
+        let tokens = self.tokens.clone();
+        let refused = Arc::clone(&self.refused);
         async move {
-            client
-                .append_events(request)
+            let Some(tokens) = tokens else {
+                return client
+                    .append_events(request)
+                    .await
+                    .map(tonic::Response::into_inner);
+            };
+            let stale = refused
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            let token = tokens.token(stale.as_deref()).await?;
+            let result = client
+                .append_events(authorized(request, &token)?)
                 .await
-                .map(tonic::Response::into_inner)
+                .map(tonic::Response::into_inner);
+            if matches!(&result, Err(status) if status.code() == Code::Unauthenticated) {
+                *refused
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(token);
+            }
+            result
         }
     }
 }
@@ -1262,7 +1311,7 @@ mod tests {
             when_full: WhenFull::Fail,
             ..unreachable_config()
         };
-        let (client, sender) = AuditClient::start(config).unwrap();
+        let (client, sender) = AuditClient::start(config, None).unwrap();
         for id in ids("flight", 3) {
             client.record(event(&id)).await.unwrap();
         }
@@ -1290,7 +1339,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_with_audit_svc_down_reports_the_unflushed_count() {
-        let (client, sender) = AuditClient::start(unreachable_config()).unwrap();
+        let (client, sender) = AuditClient::start(unreachable_config(), None).unwrap();
         for id in ids("e", 25) {
             client.record(event(&id)).await.unwrap();
         }
@@ -1320,7 +1369,7 @@ mod tests {
             max_batch: 1,
             ..unreachable_config()
         };
-        let (client, sender) = AuditClient::start(config).unwrap();
+        let (client, sender) = AuditClient::start(config, None).unwrap();
         client.record(event("in-flight")).await.unwrap();
         wait_until("the batch is in flight", || client.queue.capacity() == 1).await;
         client.record(event("queued")).await.unwrap();
@@ -1353,7 +1402,7 @@ mod tests {
             ..AuditClientConfig::default()
         };
         assert!(matches!(
-            AuditClient::start(config),
+            AuditClient::start(config, None),
             Err(AuditClientError::InvalidConfig { .. })
         ));
     }

@@ -153,6 +153,13 @@ pub struct Exchanger {
     pub may_act_depth_limit: u32,
 }
 
+/// identity-svc as the exchange reaches it: its tokens verified offline,
+/// and its RPCs called with exchange-svc's service identity.
+pub struct IdentityAccess {
+    pub tokens: Option<Arc<AdminVerifier>>,
+    pub client: Option<Arc<IdentityClient>>,
+}
+
 impl Exchanger {
     pub fn new(
         config: &Config,
@@ -161,7 +168,7 @@ impl Exchanger {
         db: DatabaseConnection,
         events: Events,
         user_issuers: Arc<UserIssuers>,
-        identity_tokens: Option<Arc<AdminVerifier>>,
+        identity: IdentityAccess,
     ) -> Result<Self, String> {
         Ok(Self {
             issuer: config.issuer.clone(),
@@ -171,13 +178,8 @@ impl Exchanger {
             db,
             events,
             user_issuers,
-            identity_tokens,
-            identity: IdentityClient::new(
-                &config.identity,
-                &config.admin.audience,
-                &config.policy.audience,
-            )?
-            .map(Arc::new),
+            identity_tokens: identity.tokens,
+            identity: identity.client,
             policy: PolicyClient::new(&config.policy)?,
             targets: config.targets.clone(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,

@@ -1,15 +1,16 @@
 //! identity-svc as exchange-svc uses it: introspection of actor tokens and
 //! the status of the agents in a chain, read with exchange-svc's own
 //! service identity (a service client's token with `agentsec:agents:read`,
-//! renewed before it expires), which also provides exchange-svc's token
-//! towards policy-svc.
+//! renewed before it expires); the same service client provides
+//! exchange-svc's tokens towards policy-svc and audit-svc.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use agentsec_common::admin_token::AGENTS_READ_SCOPE;
+use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE};
 use agentsec_common::error::ApiError;
 use agentsec_common::telemetry::TraceContextInterceptor;
-use agentsec_common::upstream::ServiceIdentity;
+use agentsec_common::upstream::{ServiceIdentity, TokenSource};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     AgentStatus, GetAgentRequest, IntrospectTokenRequest, IntrospectTokenResponse,
@@ -26,6 +27,8 @@ pub struct IdentityClient {
     identity: ServiceIdentity,
     /// For policy-svc (`policy.audience`).
     policy_caller: ServiceIdentity,
+    /// For audit-svc (`audit.audience`).
+    auditor: Arc<ServiceIdentity>,
 }
 
 impl IdentityClient {
@@ -34,6 +37,7 @@ impl IdentityClient {
         config: &IdentityConfig,
         admin_audience: &str,
         policy_audience: &str,
+        audit_audience: &str,
     ) -> Result<Option<Self>, String> {
         let Some(endpoint) = &config.endpoint else {
             return Ok(None);
@@ -58,7 +62,13 @@ impl IdentityClient {
             identity: identity(admin_audience, AGENTS_READ_SCOPE),
             // policy-svc asks for the audience alone.
             policy_caller: identity(policy_audience, ""),
+            auditor: Arc::new(identity(audit_audience, AUDIT_APPEND_SCOPE)),
         }))
+    }
+
+    /// exchange-svc's token towards audit-svc.
+    pub fn audit_token(&self) -> Arc<dyn TokenSource> {
+        self.auditor.clone()
     }
 
     /// exchange-svc's token towards policy-svc.

@@ -153,7 +153,7 @@ impl AgentFields {
             validate::MAX_SCOPES,
             |path, scope| {
                 validate::scope_token(path, scope)?;
-                if agentsec_common::admin_token::SERVICE_SCOPES.contains(&scope) {
+                if agentsec_common::admin_token::SERVICE_ONLY_SCOPES.contains(&scope) {
                     return Err(ApiError::invalid(
                         path,
                         "is a service client's scope (identity-svc `service_clients`), \
@@ -301,7 +301,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent.ceiling"), "{err}");
-        for reserved in agentsec_common::admin_token::SERVICE_SCOPES {
+        for reserved in agentsec_common::admin_token::SERVICE_ONLY_SCOPES {
             let mut bad = agent();
             bad.ceiling.as_mut().unwrap().scopes.push(reserved.into());
             let err = AgentFields::from_proto(&bad, "agent")

@@ -7,6 +7,7 @@ pub mod claims;
 mod client_auth;
 pub mod http;
 mod introspection;
+pub mod own_token;
 
 use std::sync::Arc;
 

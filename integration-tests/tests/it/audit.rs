@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use agentsec_integration_tests::cluster::AuditClient;
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::*;
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome, PageRequest};
 use sea_orm::ConnectionTrait;
 use tokio_stream::StreamExt as _;
-use tonic::transport::Channel;
 
 pub fn event(id: &str, second: i64) -> Event {
     Event {
@@ -45,16 +44,11 @@ pub fn event(id: &str, second: i64) -> Event {
     }
 }
 
-async fn client(cluster: &TestCluster) -> anyhow::Result<AuditServiceClient<Channel>> {
-    Ok(AuditServiceClient::new(
-        cluster.channel(Service::Audit).await?,
-    ))
+async fn client(cluster: &TestCluster) -> anyhow::Result<AuditClient> {
+    cluster.audit_client().await
 }
 
-async fn append(
-    client: &mut AuditServiceClient<Channel>,
-    events: Vec<Event>,
-) -> anyhow::Result<Vec<AppendResult>> {
+async fn append(client: &mut AuditClient, events: Vec<Event>) -> anyhow::Result<Vec<AppendResult>> {
     Ok(client
         .append_events(AppendEventsRequest { events })
         .await?
@@ -63,7 +57,7 @@ async fn append(
 }
 
 async fn query(
-    client: &mut AuditServiceClient<Channel>,
+    client: &mut AuditClient,
     filter: EventFilter,
     order: Order,
 ) -> anyhow::Result<Vec<StoredEvent>> {
@@ -89,7 +83,7 @@ async fn query(
     }
 }
 
-async fn verify(client: &mut AuditServiceClient<Channel>) -> anyhow::Result<VerifyChainResponse> {
+async fn verify(client: &mut AuditClient) -> anyhow::Result<VerifyChainResponse> {
     Ok(client
         .verify_chain(VerifyChainRequest::default())
         .await?
@@ -455,10 +449,7 @@ async fn tamper(
 }
 
 /// The stored canonical bytes of event `sequence`, from an export.
-async fn stored_line(
-    client: &mut AuditServiceClient<Channel>,
-    sequence: u64,
-) -> anyhow::Result<String> {
+async fn stored_line(client: &mut AuditClient, sequence: u64) -> anyhow::Result<String> {
     let mut export = client
         .export_events(ExportEventsRequest {
             start_sequence: sequence,
@@ -482,7 +473,7 @@ async fn stored_line(
 /// Appends `blocks` requests of `per_block` events one after the other:
 /// each request is its own group commit, so its own block.
 async fn append_blocks(
-    client: &mut AuditServiceClient<Channel>,
+    client: &mut AuditClient,
     prefix: &str,
     blocks: i64,
     per_block: i64,

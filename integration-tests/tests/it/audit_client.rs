@@ -2,11 +2,12 @@
 //! while audit-svc is killed and restarted are all stored, each exactly once.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::audit::client::{AuditClient, AuditClientConfig};
+use agentsec_integration_tests::cluster::FixedToken;
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{QueryEventsRequest, VerifyChainRequest};
 use agentsec_proto::common::v1::PageRequest;
 
@@ -25,7 +26,8 @@ async fn every_event_is_stored_exactly_once_across_a_crash() -> anyhow::Result<(
         retry_max_backoff_ms: 200,
         ..AuditClientConfig::default()
     };
-    let (client, sender) = AuditClient::start(config)?;
+    let token = FixedToken(cluster.audit_token().await?);
+    let (client, sender) = AuditClient::start(config, Some(Arc::new(token)))?;
 
     let produce = |client: AuditClient, range: std::ops::Range<usize>| async move {
         for n in range {
@@ -51,7 +53,7 @@ async fn every_event_is_stored_exactly_once_across_a_crash() -> anyhow::Result<(
     assert_eq!(client.pending(), 0);
     assert_eq!(client.rejected(), 0);
 
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let mut ids = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -92,11 +94,15 @@ async fn shutdown_reports_what_it_could_not_deliver() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start_only(&[Service::Audit]).await?;
     let endpoint = format!("http://{}", cluster.addr(Service::Audit));
     cluster.kill(Service::Audit).await?;
-    let (client, sender) = AuditClient::start(AuditClientConfig {
-        endpoint,
-        shutdown_flush_timeout_secs: 1,
-        ..AuditClientConfig::default()
-    })?;
+    let token = FixedToken(cluster.audit_token().await?);
+    let (client, sender) = AuditClient::start(
+        AuditClientConfig {
+            endpoint,
+            shutdown_flush_timeout_secs: 1,
+            ..AuditClientConfig::default()
+        },
+        Some(Arc::new(token)),
+    )?;
     for n in 0..7 {
         client.record(event(&format!("evt_u{n}"), n)).await?;
     }

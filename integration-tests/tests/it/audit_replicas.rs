@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 
 use agentsec_common::server::bind;
-use agentsec_integration_tests::cluster::channel;
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{AppendEventsRequest, VerifyChainRequest};
 
 use crate::audit::event;
@@ -23,7 +21,7 @@ async fn two_replicas_extend_one_chain() -> anyhow::Result<()> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let second_addr = listener.local_addr()?;
     let (stop_second, mut stopped) = tokio::sync::watch::channel(false);
-    let config = agentsec_audit::Config::for_test(cluster.backend.database(Service::Audit.name()));
+    let config = cluster.audit_config(cluster.backend.database(Service::Audit.name()))?;
     let second = tokio::spawn(agentsec_audit::serve(config, listener, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
@@ -31,9 +29,8 @@ async fn two_replicas_extend_one_chain() -> anyhow::Result<()> {
     let replicas = [cluster.addr(Service::Audit), second_addr];
     let mut writers = Vec::new();
     for writer in 0..6usize {
-        let addr = replicas[writer % 2];
+        let mut client = cluster.audit_client_at(replicas[writer % 2]).await?;
         writers.push(tokio::spawn(async move {
-            let mut client = AuditServiceClient::new(channel(addr).await?);
             for batch in 0..10usize {
                 let events = (0..20usize)
                     .map(|n| event(&format!("evt_r{writer}_{batch}_{n}"), n as i64))
@@ -47,7 +44,7 @@ async fn two_replicas_extend_one_chain() -> anyhow::Result<()> {
         writer.await??;
     }
 
-    let mut audit = AuditServiceClient::new(channel(second_addr).await?);
+    let mut audit = cluster.audit_client_at(second_addr).await?;
     let report = audit
         .verify_chain(VerifyChainRequest::default())
         .await?

@@ -22,9 +22,10 @@ fn example_and_default<C: ServiceConfig>(
     ))
 }
 
-/// identity-svc's key set, which policy-svc cannot start without (its
-/// decision callers authenticate by default).
-pub(crate) fn policy_admin_env() -> Vec<(String, String)> {
+/// identity-svc's key set, which policy-svc (its decision callers
+/// authenticate by default) and audit-svc (every caller authenticates)
+/// cannot start without.
+pub(crate) fn identity_keys_env() -> Vec<(String, String)> {
     vec![
         (
             "AGENTSEC_ADMIN__JWKS_URI".to_owned(),
@@ -35,6 +36,13 @@ pub(crate) fn policy_admin_env() -> Vec<(String, String)> {
             "http://127.0.0.1:7401".to_owned(),
         ),
     ]
+}
+
+#[test]
+fn audit_svc_does_not_start_without_identity_svcs_keys() {
+    let err = load_from::<agentsec_audit::Config>(Some(&example("audit-svc.toml")), Vec::new())
+        .expect_err("no key set to authenticate callers with");
+    assert!(err.to_string().contains("admin.jwks_uri"), "{err}");
 }
 
 #[test]
@@ -54,9 +62,13 @@ fn policy_svc_does_not_start_with_unauthenticated_decisions_unless_told() -> any
 #[test]
 fn example_configs_load_and_match_the_defaults() -> anyhow::Result<()> {
     let mut policy: agentsec_policy::Config =
-        load_from(Some(&example("policy-svc.toml")), policy_admin_env())?;
+        load_from(Some(&example("policy-svc.toml")), identity_keys_env())?;
     policy.admin.jwks_uri = None;
     policy.admin.issuer = None;
+    let mut audit: agentsec_audit::Config =
+        load_from(Some(&example("audit-svc.toml")), identity_keys_env())?;
+    audit.admin.jwks_uri = None;
+    audit.admin.issuer = None;
     let pairs = [
         example_and_default::<agentsec_identity::Config>("identity-svc.toml")?,
         (
@@ -64,7 +76,10 @@ fn example_configs_load_and_match_the_defaults() -> anyhow::Result<()> {
             serde_json::to_value(agentsec_policy::Config::default())?,
         ),
         example_and_default::<agentsec_exchange::Config>("exchange-svc.toml")?,
-        example_and_default::<agentsec_audit::Config>("audit-svc.toml")?,
+        (
+            serde_json::to_value(&audit)?,
+            serde_json::to_value(agentsec_audit::Config::default())?,
+        ),
     ];
     for (loaded, default) in pairs {
         assert_eq!(loaded, default);

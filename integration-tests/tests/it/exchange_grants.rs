@@ -11,7 +11,6 @@ use agentsec_integration_tests::cluster::{
     test_user_issuer_key, TEST_USER_AUDIENCE, TEST_USER_ISSUER,
 };
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{EventFilter, Order, QueryEventsRequest, StoredEvent};
 use agentsec_proto::common::v1::PageRequest;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
@@ -194,7 +193,7 @@ pub(crate) async fn audit_events(
     agent: &str,
     wanted: &[&str],
 ) -> anyhow::Result<Vec<StoredEvent>> {
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
     loop {
         let events = audit

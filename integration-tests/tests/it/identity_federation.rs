@@ -890,7 +890,6 @@ async fn an_unavailable_jwks_fails_closed() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> {
-    use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
     use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 
     let issuer = TestIssuer::new(K8S_ISSUER, SigningAlgorithm::EdDsa)?;
@@ -909,7 +908,7 @@ async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> 
         "no federated credential matches",
     )?;
 
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
     let event = loop {
         let events = audit

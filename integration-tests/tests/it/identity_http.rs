@@ -8,7 +8,6 @@ use std::pin::pin;
 use agentsec_common::keys;
 use agentsec_integration_tests::http::{self, HttpResponse};
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{EventFilter, Order, QueryEventsRequest, StoredEvent};
 use agentsec_proto::common::v1::{Outcome, PageRequest};
 use agentsec_proto::identity::v1::{
@@ -641,7 +640,7 @@ async fn audit_trail_records_registration_credentials_and_token_decisions() -> a
     .await?;
     assert_oauth_error(&refused, 400, "invalid_scope", "scope beyond the ceiling")?;
 
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let wanted = [
         "agent.registered",
         "credential.created",

@@ -2,6 +2,7 @@
 //! binary would be another slow link).
 
 mod audit;
+mod audit_access;
 mod audit_client;
 mod audit_replicas;
 mod config_errors;

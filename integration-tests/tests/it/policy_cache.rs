@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use agentsec_integration_tests::relay::RedisRelay;
 use agentsec_integration_tests::{http, with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 use agentsec_proto::common::v1::{Decision, Effect};
 use agentsec_proto::identity::v1::SuspendAgentRequest;
@@ -106,7 +105,7 @@ async fn repeated_decisions_come_from_the_cache_until_the_policy_changes() -> an
     assert_eq!(denied.policy_ids, ["no-delete"]);
 
     // The cached decision is audited under its own decision id.
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
     let stored = loop {
         let events = audit

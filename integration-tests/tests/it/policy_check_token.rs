@@ -330,7 +330,7 @@ fn policy_check_token_issuer_example_is_valid_when_uncommented() -> anyhow::Resu
     std::fs::write(&example, format!("{text}\n{}\n", uncommented.join("\n")))?;
     let loaded: agentsec_policy::Config = agentsec_common::config::load_from(
         Some(&example),
-        crate::example_configs::policy_admin_env(),
+        crate::example_configs::identity_keys_env(),
     )?;
     assert_eq!(loaded.token_issuers.len(), 1);
     let issuer = &loaded.token_issuers[0];

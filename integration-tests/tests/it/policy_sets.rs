@@ -10,7 +10,6 @@ use std::pin::pin;
 
 use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
 use agentsec_proto::common::v1::{Effect, PageRequest, Principal, Resource};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
@@ -648,7 +647,7 @@ async fn changes_are_audited_published_and_survive_a_restart() -> anyhow::Result
     put(&mut client, &admin, "acme", second).await?;
 
     // policy.changed reaches audit-svc, with tenant, version and actor.
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
     let events = loop {
         let events: Vec<_> = audit
@@ -959,9 +958,8 @@ pub(crate) async fn decision_event(
     cluster: &TestCluster,
     decision_id: &str,
 ) -> anyhow::Result<agentsec_proto::audit::v1::Event> {
-    use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
     use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
     loop {
         let found = audit

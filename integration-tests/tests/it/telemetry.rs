@@ -17,7 +17,6 @@ use agentsec_common::server::bind;
 use agentsec_common::telemetry::{current_trace_ids, grpc_server_span, service_context, Tracers};
 use agentsec_integration_tests::cluster::TEST_TARGET;
 use agentsec_integration_tests::{http, Service, TestCluster};
-use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{Event, EventFilter, Order, QueryEventsRequest};
 use agentsec_proto::common::v1::{Effect, PageRequest, Resource};
 use agentsec_proto::policy::v1::CheckTokenRequest;
@@ -244,7 +243,7 @@ async fn trace_events(
     cluster: &TestCluster,
     complete: impl Fn(&[Event]) -> bool,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut audit = AuditServiceClient::new(cluster.channel(Service::Audit).await?);
+    let mut audit = cluster.audit_client().await?;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let events: Vec<Event> = audit

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use super::{AgentAttributes, AgentStanding, Revocations};
-use crate::config::RevocationConfig;
+use crate::config::{IdentityConfig, RevocationConfig};
 
 /// A catch-up asks for what changed since the previous listing's `as_of`
 /// less this much: a change stamped before `as_of` may become visible
@@ -28,11 +28,35 @@ use crate::config::RevocationConfig;
 const COMMIT_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
 
 pub struct Owners {
-    identity: Option<ServiceIdentity>,
+    identity: ServiceIdentity,
     exchange: Option<ExchangeServiceClient<TracedChannel>>,
     /// Where the previous listing of each owner ended.
     identity_as_of: Mutex<Option<DateTime<Utc>>>,
     exchange_as_of: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// policy-svc's service identity at identity-svc (`[identity]`), for
+/// `audience` and `scope`; `None` without `identity.endpoint`.
+pub fn service_identity(
+    config: &IdentityConfig,
+    audience: &str,
+    scope: &str,
+) -> Result<Option<ServiceIdentity>, String> {
+    let Some(url) = &config.endpoint else {
+        return Ok(None);
+    };
+    let timeout = Duration::from_millis(config.timeout_ms);
+    Ok(Some(ServiceIdentity::new(
+        "policy-svc",
+        IdentityServiceClient::with_interceptor(
+            channel("identity.endpoint", url, timeout)?,
+            TraceContextInterceptor,
+        ),
+        config.client_id.clone(),
+        config.client_secret.clone(),
+        audience.to_owned(),
+        scope.to_owned(),
+    )))
 }
 
 fn missing(what: &str) -> BoxError {
@@ -40,22 +64,20 @@ fn missing(what: &str) -> BoxError {
 }
 
 impl Owners {
-    /// `None` when no owner is configured.
-    pub fn new(config: &RevocationConfig, admin_audience: &str) -> Result<Option<Self>, String> {
+    /// `None` without `identity.endpoint`.
+    pub fn new(
+        identity: &IdentityConfig,
+        config: &RevocationConfig,
+        admin_audience: &str,
+    ) -> Result<Option<Self>, String> {
         let timeout = Duration::from_millis(config.timeout_ms);
-        let identity = match &config.identity_endpoint {
-            Some(url) => Some(ServiceIdentity::new(
-                "policy-svc",
-                IdentityServiceClient::with_interceptor(
-                    channel("revocations.identity_endpoint", url, timeout)?,
-                    TraceContextInterceptor,
-                ),
-                config.client_id.clone(),
-                config.client_secret.clone(),
-                admin_audience.to_owned(),
-                format!("{AGENTS_READ_SCOPE} {REVOCATIONS_READ_SCOPE}"),
-            )),
-            None => None,
+        let Some(identity) = service_identity(
+            identity,
+            admin_audience,
+            &format!("{AGENTS_READ_SCOPE} {REVOCATIONS_READ_SCOPE}"),
+        )?
+        else {
+            return Ok(None);
         };
         let exchange = match &config.exchange_endpoint {
             Some(url) => Some(ExchangeServiceClient::with_interceptor(
@@ -64,9 +86,6 @@ impl Owners {
             )),
             None => None,
         };
-        if identity.is_none() && exchange.is_none() {
-            return Ok(None);
-        }
         Ok(Some(Self {
             identity,
             exchange,
@@ -79,13 +98,7 @@ impl Owners {
     /// listing of each owner.
     pub async fn list(&self, full: bool) -> Result<Revocations, BoxError> {
         let mut revocations = Revocations::default();
-        let Some(identity) = &self.identity else {
-            return Err(
-                "revocations.exchange_endpoint needs revocations.identity_endpoint \
-                        (policy-svc's service identity comes from identity-svc)"
-                    .into(),
-            );
-        };
+        let identity = &self.identity;
         {
             let mut as_of = self.identity_as_of.lock().await;
             let since = if full { None } else { *as_of };
@@ -117,9 +130,7 @@ impl Owners {
         &self,
         updated_since: Option<DateTime<Utc>>,
     ) -> Result<Vec<(String, AgentAttributes)>, BoxError> {
-        let Some(identity) = &self.identity else {
-            return Ok(Vec::new());
-        };
+        let identity = &self.identity;
         let mut all = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -158,9 +169,7 @@ impl Owners {
     /// One agent's registry attributes now (empty when it has none or is
     /// gone).
     pub async fn attributes_of(&self, agent_id: &str) -> Result<AgentAttributes, BoxError> {
-        let Some(identity) = &self.identity else {
-            return Ok(AgentAttributes::new());
-        };
+        let identity = &self.identity;
         let request = GetAgentRequest {
             agent_id: agent_id.to_owned(),
         };
