@@ -50,15 +50,30 @@ impl Form {
             return Err(invalid_request("the body is not UTF-8"));
         }
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, value) in form_urlencoded::parse(body) {
-            let values = params.entry(name.clone().into_owned()).or_default();
-            if !values.is_empty() && !repeatable.contains(&name.as_ref()) {
+        for pair in body
+            .split(|byte| *byte == b'&')
+            .filter(|pair| !pair.is_empty())
+        {
+            let (name, value) = match pair.iter().position(|byte| *byte == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &pair[..0]),
+            };
+            let name = form_decode(name)
+                .ok_or_else(|| invalid_request("a parameter name is not UTF-8 once decoded"))?;
+            let value = form_decode(value).ok_or_else(|| {
+                invalid_request(format!(
+                    "parameter `{}` is not UTF-8 once decoded",
+                    printable(&name)
+                ))
+            })?;
+            let values = params.entry(name.clone()).or_default();
+            if !values.is_empty() && !repeatable.contains(&name.as_str()) {
                 return Err(invalid_request(format!(
                     "parameter `{}` is given more than once",
                     printable(&name)
                 )));
             }
-            values.push(value.into_owned());
+            values.push(value);
         }
         Ok(Self(params))
     }
@@ -82,6 +97,37 @@ impl Form {
     pub fn take_all(&mut self, name: &str) -> Vec<String> {
         self.0.remove(name).unwrap_or_default()
     }
+}
+
+/// One name or value of a form body decoded (`+` is a space, `%XX` a
+/// byte); `None` when the bytes are not UTF-8. A `%` not followed by two
+/// hex digits stands for itself, as the WHATWG urlencoded parser reads it.
+pub fn form_decode(encoded: &[u8]) -> Option<String> {
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while index < encoded.len() {
+        let byte = encoded[index];
+        let escaped = (byte == b'%')
+            .then(|| {
+                Some((
+                    hex(*encoded.get(index + 1)?)?,
+                    hex(*encoded.get(index + 2)?)?,
+                ))
+            })
+            .flatten();
+        match (byte, escaped) {
+            (_, Some((high, low))) => {
+                bytes.push((high * 16 + low) as u8);
+                index += 3;
+                continue;
+            }
+            (b'+', None) => bytes.push(b' '),
+            (other, None) => bytes.push(other),
+        }
+        index += 1;
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// The credentials of `Authorization: <scheme> <credentials>` (scheme
@@ -158,5 +204,35 @@ mod tests {
     fn other_bodies_are_refused() {
         assert!(Form::parse(&HeaderMap::new(), b"a=b", &[]).is_err());
         assert!(Form::parse(&form_headers(), &[0xff, 0xfe], &[]).is_err());
+    }
+
+    #[test]
+    fn values_decode_like_the_whatwg_parser_and_must_be_utf8() {
+        let form = Form::parse(
+            &form_headers(),
+            b"a=x+y%2Bz&b=%C3%BC&c=100%&d=%zz&e&=f",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(form.get("a"), Some("x y+z"));
+        assert_eq!(form.get("b"), Some("\u{fc}"));
+        assert_eq!(form.get("c"), Some("100%"));
+        assert_eq!(form.get("d"), Some("%zz"));
+        assert_eq!(form.get("e"), Some(""));
+        assert_eq!(form.get(""), Some("f"));
+        for (body, names) in [
+            (&b"scope=%FF"[..], "`scope`"),
+            (b"scope=%C3", "`scope`"),
+            (b"%FF=x", "name"),
+        ] {
+            let err = Form::parse(&form_headers(), body, &[]).err().unwrap();
+            assert_eq!(err.code(), "invalid_request");
+            assert!(
+                err.error_description.contains(names),
+                "{}",
+                err.error_description
+            );
+            assert!(!err.error_description.contains('\u{fffd}'));
+        }
     }
 }

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
+use agentsec_common::http_boundary::{guard, BodyRules};
 use agentsec_common::oauth_http::{authorization, json_no_store, Form, Introspection};
 use agentsec_proto::exchange::v1::ExchangeRequest;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,13 +31,19 @@ const MAX_BODY: usize = 24 * 1024;
 
 pub fn router(exchanger: Arc<Exchanger>) -> Router {
     let jwks = exchanger.jwks.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(exchanger)
-        .merge(agentsec_common::keys::jwks_router(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata));
+    guard(
+        routes,
+        BodyRules {
+            max_bytes: MAX_BODY,
+            media_type: "application/x-www-form-urlencoded",
+        },
+    )
+    .with_state(exchanger)
+    .merge(agentsec_common::keys::jwks_router(jwks))
 }
 
 #[derive(Serialize)]

@@ -6,9 +6,12 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::oauth_http::{authorization, json_no_store, no_store, Form, Introspection};
+use agentsec_common::http_boundary::{guard, BodyRules};
+use agentsec_common::oauth_http::{
+    authorization, form_decode, json_no_store, no_store, Form, Introspection,
+};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,16 +27,23 @@ use super::{
 
 /// Largest form body accepted: room for an 8 KiB assertion plus the rest.
 const MAX_BODY: usize = 16 * 1024;
+const FORM: &str = "application/x-www-form-urlencoded";
 
 pub fn router(service: Arc<TokenService>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
         .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/jwks.json", get(jwks))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(service)
+        .route("/.well-known/jwks.json", get(jwks));
+    guard(
+        routes,
+        BodyRules {
+            max_bytes: MAX_BODY,
+            media_type: FORM,
+        },
+    )
+    .with_state(service)
 }
 
 fn invalid_request(description: impl Into<String>) -> OAuthError {
@@ -56,13 +66,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let decoded = STANDARD.decode(encoded).map_err(|_| malformed())?;
     let text = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
-    let unescape = |part: &str| -> String {
-        form_urlencoded::parse(format!("v={part}").as_bytes())
-            .next()
-            .map(|(_, value)| value.into_owned())
-            .unwrap_or_default()
-    };
-    Ok(Some((unescape(id), unescape(secret))))
+    let unescape = |part: &str| form_decode(part.as_bytes()).ok_or_else(malformed);
+    Ok(Some((unescape(id)?, unescape(secret)?)))
 }
 
 /// The client authentication in a request: exactly one method or none.

@@ -10,6 +10,7 @@ mod example_configs;
 mod exchange_grants;
 mod exchange_tokens;
 mod health_and_reflection;
+mod http_errors;
 mod identity_federation;
 mod identity_http;
 mod identity_keys_and_replicas;

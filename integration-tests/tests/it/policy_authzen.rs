@@ -168,7 +168,7 @@ async fn policy_authzen_evaluations_decide_like_check() -> anyhow::Result<()> {
         b"allow?",
     )
     .await?;
-    assert_eq!(not_json.status, 400);
+    assert_eq!(not_json.status, 415);
     let too_many = json!({
         "subject": {"type": "agent", "id": AGENT, "properties": {"tenant": "acme"}},
         "action": {"name": "tools/call"},

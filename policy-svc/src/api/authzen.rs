@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use agentsec_common::http_boundary::{guard, BodyRules};
 use agentsec_proto::common::v1::{
     attribute_value::Kind, Actor, ActorChain, AttributeValue, Decision, Effect, Principal,
     Resource, StringList,
@@ -15,7 +16,7 @@ use agentsec_proto::common::v1::{
 use agentsec_proto::policy::v1::policy_service_server::PolicyService;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, RequestContext};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,12 +38,18 @@ const PERSON_PROPERTIES: &str = "person_properties";
 const ACTOR_CHAIN: &str = "actor_chain";
 
 pub fn router(api: Arc<PolicyApi>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(EVALUATION_PATH, post(evaluation))
         .route(EVALUATIONS_PATH, post(evaluations))
-        .route("/.well-known/authzen-configuration", get(metadata))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(api)
+        .route("/.well-known/authzen-configuration", get(metadata));
+    guard(
+        routes,
+        BodyRules {
+            max_bytes: MAX_BODY,
+            media_type: "application/json",
+        },
+    )
+    .with_state(api)
 }
 
 /// A request the PDP cannot evaluate: 400 with what is wrong.
