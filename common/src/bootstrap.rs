@@ -22,7 +22,8 @@ struct ServiceArgs {
     /// TOML config file; `AGENTSEC_*` variables override it.
     #[arg(long, env = "AGENTSEC_CONFIG")]
     config: Option<PathBuf>,
-    /// Load and validate the config, print it as JSON, and exit.
+    /// Load and validate the config, print it as JSON (secrets redacted,
+    /// with where each came from), and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -44,7 +45,12 @@ where
         }
     };
     if args.check_config {
-        return match serde_json::to_string_pretty(&config) {
+        let shown = serde_json::to_value(&config).map(|value| {
+            crate::redact::config_for_display(value, args.config.as_deref(), &|name| {
+                std::env::var_os(name).is_some()
+            })
+        });
+        return match shown.and_then(|shown| serde_json::to_string_pretty(&shown)) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS

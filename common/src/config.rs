@@ -148,7 +148,7 @@ impl ServerConfig {
 }
 
 /// The service's own database.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://<path>?mode=rwc`, `sqlite::memory:` or `postgres://user@host/db`.
@@ -159,6 +159,18 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long to wait for a connection before start-up or a request fails.
     pub connect_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // A password inside the URL never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .finish()
+    }
 }
 
 impl DatabaseConfig {
@@ -196,7 +208,7 @@ impl DatabaseConfig {
 
 /// Shared cache and invalidation bus. Without a URL the service keeps its
 /// cache in process and cross-replica invalidation is off.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:port/db`; unset means no Redis.
@@ -207,6 +219,17 @@ pub struct RedisConfig {
     /// process without Redis (`agentctl dev`, the test harness).
     #[serde(skip)]
     pub local_bus: Option<crate::invalidation::LocalBus>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    // A password inside the URL never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(crate::redact::url))
+            .field("key_prefix", &self.key_prefix)
+            .field("local_bus", &self.local_bus.is_some())
+            .finish()
+    }
 }
 
 impl RedisConfig {

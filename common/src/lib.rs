@@ -20,6 +20,7 @@ pub mod issuer_config;
 pub mod keys;
 pub mod oauth_http;
 pub mod page;
+pub mod redact;
 pub mod redis;
 pub mod remote_jwks;
 pub mod server;

@@ -54,7 +54,7 @@ pub struct Config {
 /// service identity that holds `agentsec:admin` for `admin.audience`.
 /// Actor tokens are first verified offline against `admin.jwks_uri` and
 /// `admin.issuer` (identity-svc's key set and issuer).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentityConfig {
     /// identity-svc's gRPC base URL. Unset = every exchange and
@@ -68,6 +68,18 @@ pub struct IdentityConfig {
     pub client_secret: String,
     /// Deadline of each call to identity-svc.
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for IdentityConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &agentsec_common::redact::REDACTED)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for IdentityConfig {

@@ -79,7 +79,7 @@ impl Default for TokenConfig {
 }
 
 /// The server-side secret of the client secrets' keyed hashes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CredentialConfig {
     /// The pepper itself (at least 32 chars); prefer the environment
@@ -89,6 +89,16 @@ pub struct CredentialConfig {
     /// set, a random pepper is generated once into `<data dir>/identity-pepper`
     /// — fine for one node; replicas must share a configured one.
     pub pepper_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for CredentialConfig {
+    // The pepper never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialConfig")
+            .field("pepper", &agentsec_common::redact::optional(&self.pepper))
+            .field("pepper_file", &self.pepper_file)
+            .finish()
+    }
 }
 
 /// A client credential that always has global admin rights, for the first
@@ -107,7 +117,10 @@ impl std::fmt::Debug for BootstrapAdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BootstrapAdminConfig")
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field(
+                "client_secret",
+                &agentsec_common::redact::optional(&self.client_secret),
+            )
             .finish()
     }
 }
@@ -292,7 +305,7 @@ impl std::fmt::Debug for ServiceClientConfig {
     // The secret never reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceClientConfig")
-            .field("client_secret", &"***")
+            .field("client_secret", &agentsec_common::redact::REDACTED)
             .field("audiences", &self.audiences)
             .field("scopes", &self.scopes)
             .finish()
@@ -668,6 +681,26 @@ mod service_client_tests {
         assert_eq!(client.audiences, ["agentsec"]);
         assert_eq!(client.scopes.len(), 2);
         assert!(!format!("{config:?}").contains(SECRET), "Debug redacts it");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let config: Config = load_from(
+            None,
+            env(&[
+                ("AGENTSEC_CREDENTIALS__PEPPER", SECRET),
+                ("AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_ID", "root"),
+                ("AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_SECRET", SECRET),
+                ("AGENTSEC_DATABASE__URL", "postgres://u:db-password@db/agentsec"),
+                ("AGENTSEC_REDIS__URL", "redis://:redis-password@cache:6379"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in [SECRET, "db-password", "redis-password"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl std::fmt::Debug for IdentityConfig {
         f.debug_struct("IdentityConfig")
             .field("endpoint", &self.endpoint)
             .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
+            .field("client_secret", &agentsec_common::redact::REDACTED)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
