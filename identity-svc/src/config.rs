@@ -691,7 +691,10 @@ mod service_client_tests {
                 ("AGENTSEC_CREDENTIALS__PEPPER", SECRET),
                 ("AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_ID", "root"),
                 ("AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_SECRET", SECRET),
-                ("AGENTSEC_DATABASE__URL", "postgres://u:db-password@db/agentsec"),
+                (
+                    "AGENTSEC_DATABASE__URL",
+                    "postgres://u:db-password@db/agentsec",
+                ),
                 ("AGENTSEC_REDIS__URL", "redis://:redis-password@cache:6379"),
             ]),
         )

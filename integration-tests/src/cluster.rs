@@ -81,8 +81,9 @@ impl tonic::service::Interceptor for Bearer {
         Ok(request)
     }
 }
-/// The pepper of test clusters' client secrets.
-const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
+/// The pepper of test clusters' client secrets (public: a test checks it
+/// never reaches a log).
+pub const TEST_PEPPER: &str = "test-pepper-0123456789abcdef0123456789abcdef";
 
 /// The `iss` of an extra token issuer every test cluster's policy-svc trusts
 /// for CheckToken (besides identity-svc): tokens signed with
