@@ -14,6 +14,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_http_url, ConfigError};
 use crate::error::ApiError;
 use crate::telemetry::TraceContextInterceptor;
 
@@ -32,6 +35,104 @@ pub fn channel(key: &str, url: &str, timeout: Duration) -> Result<Channel, Strin
         .timeout(timeout)
         .tcp_nodelay(true)
         .connect_lazy())
+}
+
+/// How a service reaches identity-svc with its own service identity (the
+/// `[identity]` table of exchange-svc and policy-svc): a service client of
+/// identity-svc (`service_clients`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceIdentityConfig {
+    /// identity-svc's gRPC base URL.
+    pub endpoint: Option<String>,
+    /// The service's client id at identity-svc.
+    pub client_id: String,
+    /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
+    pub client_secret: String,
+    /// Deadline of each call to identity-svc.
+    pub timeout_ms: u64,
+}
+
+impl Default for ServiceIdentityConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServiceIdentityConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceIdentityConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &crate::redact::REDACTED)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl ServiceIdentityConfig {
+    /// Checks the values; errors name the `identity.<key>` at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.endpoint {
+            check_http_url("identity.endpoint", url)?;
+            if self.client_id.is_empty() || self.client_secret.is_empty() {
+                return Err(ConfigError::invalid(
+                    "identity.client_id",
+                    "identity.client_id and identity.client_secret are required with \
+                     identity.endpoint",
+                ));
+            }
+        }
+        if !(10..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::invalid(
+                "identity.timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A lazily connected client of identity-svc; `None` without an
+    /// endpoint.
+    pub fn client(&self) -> Result<Option<IdentityServiceClient<TracedChannel>>, String> {
+        let Some(url) = &self.endpoint else {
+            return Ok(None);
+        };
+        let channel = channel(
+            "identity.endpoint",
+            url,
+            Duration::from_millis(self.timeout_ms),
+        )?;
+        Ok(Some(IdentityServiceClient::with_interceptor(
+            channel,
+            TraceContextInterceptor,
+        )))
+    }
+
+    /// The service's identity (named `holder` in logs) over `client`, for
+    /// `audience` and `scope`.
+    pub fn identity(
+        &self,
+        holder: &'static str,
+        client: &IdentityServiceClient<TracedChannel>,
+        audience: &str,
+        scope: &str,
+    ) -> ServiceIdentity {
+        ServiceIdentity::new(
+            holder,
+            client.clone(),
+            self.client_id.clone(),
+            self.client_secret.clone(),
+            audience.to_owned(),
+            scope.to_owned(),
+        )
+    }
 }
 
 /// `message` with `authorization: Bearer <token>`.

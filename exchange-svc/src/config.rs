@@ -50,48 +50,14 @@ pub struct Config {
 }
 
 /// How exchange-svc reaches identity-svc: actor tokens are introspected
-/// there and the status of every agent in a chain is read there, with a
-/// service identity that holds `agentsec:admin` for `admin.audience`.
+/// there and the status of every agent in a chain is read there, with
+/// exchange-svc's service client (identity-svc `service_clients`: holding
+/// `agentsec:agents:read` for `admin.audience`, allowed `policy.audience`,
+/// and `agentsec:audit:append` for `audit.audience`). Without an endpoint,
+/// every exchange and introspection answers `temporarily_unavailable`.
 /// Actor tokens are first verified offline against `admin.jwks_uri` and
 /// `admin.issuer` (identity-svc's key set and issuer).
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdentityConfig {
-    /// identity-svc's gRPC base URL. Unset = every exchange and
-    /// introspection answers `temporarily_unavailable`.
-    pub endpoint: Option<String>,
-    /// exchange-svc's own client id at identity-svc: a service client
-    /// (identity-svc `service_clients`) holding `agentsec:agents:read` for
-    /// `admin.audience` and allowed `policy.audience`.
-    pub client_id: String,
-    /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
-    pub client_secret: String,
-    /// Deadline of each call to identity-svc.
-    pub timeout_ms: u64,
-}
-
-impl std::fmt::Debug for IdentityConfig {
-    // The secret never reaches a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentityConfig")
-            .field("endpoint", &self.endpoint)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &agentsec_common::redact::REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: None,
-            client_id: String::new(),
-            client_secret: String::new(),
-            timeout_ms: 2_000,
-        }
-    }
-}
+pub use agentsec_common::upstream::ServiceIdentityConfig as IdentityConfig;
 
 /// How exchange-svc asks policy-svc whether an exchange may happen.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -316,20 +282,6 @@ fn check_timeout(key: &str, timeout_ms: u64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::invalid(key, "must be between 10 and 60000"))
-    }
-}
-
-impl IdentityConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_endpoint("identity.endpoint", self.endpoint.as_deref())?;
-        check_timeout("identity.timeout_ms", self.timeout_ms)?;
-        if self.endpoint.is_some() && (self.client_id.is_empty() || self.client_secret.is_empty()) {
-            return Err(ConfigError::invalid(
-                "identity.client_id",
-                "identity.client_id and identity.client_secret are required with identity.endpoint",
-            ));
-        }
-        Ok(())
     }
 }
 

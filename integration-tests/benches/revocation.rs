@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use agentsec_bench_support::{knob, rss_mib, Latencies, Phase};
 use agentsec_integration_tests::cluster::{channel, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET};
 use agentsec_integration_tests::{http, with_bearer, Service, TestCluster};
-use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::common::v1::Effect;
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::issue_token_request::ClientAuthentication;
 use agentsec_proto::identity::v1::{
@@ -134,17 +134,7 @@ async fn revoke(identity: &mut Identity, admin: &str, token: &str) -> anyhow::Re
 }
 
 fn check(token: &str) -> CheckTokenRequest {
-    CheckTokenRequest {
-        token: token.to_owned(),
-        audience: AUDIENCE.to_owned(),
-        action: "tools/call".to_owned(),
-        resource: Some(Resource {
-            r#type: "mcp.tool".to_owned(),
-            id: "mcp:github/list_issues".to_owned(),
-            ..Resource::default()
-        }),
-        context: None,
-    }
+    agentsec_integration_tests::check_token(token, AUDIENCE, "mcp:github/list_issues")
 }
 
 /// Whether `replica` allows `token` (false: refused as inactive).

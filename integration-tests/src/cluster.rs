@@ -608,6 +608,27 @@ impl TestCluster {
         audience: &str,
         scope: &str,
     ) -> anyhow::Result<String> {
+        let response = self
+            .client_token_response(client_id, secret, audience, scope)
+            .await?;
+        let body = response.json()?;
+        if response.status != 200 {
+            bail!("token for {client_id} refused: {} {body}", response.status);
+        }
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no access_token in the token response")
+    }
+
+    /// identity-svc's answer to a client-credentials token request.
+    pub async fn client_token_response(
+        &self,
+        client_id: &str,
+        secret: &str,
+        audience: &str,
+        scope: &str,
+    ) -> anyhow::Result<crate::http::HttpResponse> {
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
@@ -617,17 +638,7 @@ impl TestCluster {
         if !scope.is_empty() {
             form.push(("scope", scope));
         }
-        let response =
-            crate::http::post_form(self.addr(Service::Identity), "/oauth2/token", &[], &form)
-                .await?;
-        let body = response.json()?;
-        if response.status != 200 {
-            bail!("token for {client_id} refused: {} {body}", response.status);
-        }
-        body["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no access_token in the token response")
+        crate::http::post_form(self.addr(Service::Identity), "/oauth2/token", &[], &form).await
     }
 
     /// Ends a service abruptly, as a crash would: its task is aborted and

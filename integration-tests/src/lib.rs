@@ -21,3 +21,22 @@ pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     }
     request
 }
+
+/// CheckToken for `tools/call` on the MCP tool `tool` at `audience`.
+pub fn check_token(
+    token: &str,
+    audience: &str,
+    tool: &str,
+) -> agentsec_proto::policy::v1::CheckTokenRequest {
+    agentsec_proto::policy::v1::CheckTokenRequest {
+        token: token.to_owned(),
+        audience: audience.to_owned(),
+        action: "tools/call".to_owned(),
+        resource: Some(agentsec_proto::common::v1::Resource {
+            r#type: "mcp.tool".to_owned(),
+            id: tool.to_owned(),
+            ..Default::default()
+        }),
+        context: None,
+    }
+}

@@ -48,71 +48,15 @@ pub struct Config {
     pub revocations: RevocationConfig,
 }
 
-/// identity-svc as policy-svc calls it, with its own service identity: for
-/// the revocation state it follows (revoked tokens, deleted credentials,
-/// agents' standing and attributes) and for its tokens towards audit-svc.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdentityConfig {
-    /// identity-svc's gRPC base URL. Unset: token decisions check
-    /// signatures and times only, and audit events carry no service token
-    /// (warnings at start say so).
-    pub endpoint: Option<String>,
-    /// policy-svc's client id at identity-svc: a service client
-    /// (identity-svc `service_clients`) holding `agentsec:agents:read` and
-    /// `agentsec:revocations:read` for `admin.audience`, and
-    /// `agentsec:audit:append` for `audit.audience`.
-    pub client_id: String,
-    /// Its client secret (prefer AGENTSEC_IDENTITY__CLIENT_SECRET).
-    pub client_secret: String,
-    /// Deadline of each call to identity-svc.
-    pub timeout_ms: u64,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: None,
-            client_id: String::new(),
-            client_secret: String::new(),
-            timeout_ms: 2_000,
-        }
-    }
-}
-
-impl std::fmt::Debug for IdentityConfig {
-    // The secret never reaches a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentityConfig")
-            .field("endpoint", &self.endpoint)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &agentsec_common::redact::REDACTED)
-            .field("timeout_ms", &self.timeout_ms)
-            .finish()
-    }
-}
-
-impl IdentityConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.endpoint {
-            check_http_url("identity.endpoint", url)?;
-            if self.client_id.is_empty() || self.client_secret.is_empty() {
-                return Err(ConfigError::invalid(
-                    "identity.client_id",
-                    "identity.client_id and identity.client_secret are required with \
-                     identity.endpoint",
-                ));
-            }
-        }
-        if !(10..=60_000).contains(&self.timeout_ms) {
-            return Err(ConfigError::invalid(
-                "identity.timeout_ms",
-                "must be between 10 and 60000",
-            ));
-        }
-        Ok(())
-    }
-}
+/// identity-svc as policy-svc calls it, with its own service client
+/// (identity-svc `service_clients`: holding `agentsec:agents:read` and
+/// `agentsec:revocations:read` for `admin.audience`, and
+/// `agentsec:audit:append` for `audit.audience`): for the revocation state
+/// it follows (revoked tokens, deleted credentials, agents' standing and
+/// attributes) and for its tokens towards audit-svc. Without an endpoint,
+/// token decisions check signatures and times only, and audit events carry
+/// no service token (warnings at start say so).
+pub use agentsec_common::upstream::ServiceIdentityConfig as IdentityConfig;
 
 /// The revocation state policy-svc follows from its owners: identity-svc
 /// (`[identity]`) and exchange-svc (revoked grants). Without

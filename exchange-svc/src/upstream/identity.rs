@@ -5,19 +5,16 @@
 //! exchange-svc's tokens towards policy-svc and audit-svc.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE};
 use agentsec_common::error::ApiError;
-use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_common::upstream::{ServiceIdentity, TokenSource};
-use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     AgentStatus, GetAgentRequest, IntrospectTokenRequest, IntrospectTokenResponse,
 };
 use tonic::Code;
 
-use super::{authorized, channel, unavailable};
+use super::{authorized, unavailable};
 use crate::config::IdentityConfig;
 
 const SERVICE: &str = "identity-svc";
@@ -39,25 +36,11 @@ impl IdentityClient {
         policy_audience: &str,
         audit_audience: &str,
     ) -> Result<Option<Self>, String> {
-        let Some(endpoint) = &config.endpoint else {
+        let Some(client) = config.client()? else {
             return Ok(None);
         };
-        let channel = channel(
-            "identity.endpoint",
-            endpoint,
-            Duration::from_millis(config.timeout_ms),
-        )?;
-        let client = IdentityServiceClient::with_interceptor(channel, TraceContextInterceptor);
-        let identity = |audience: &str, scope: &str| {
-            ServiceIdentity::new(
-                "exchange-svc",
-                client.clone(),
-                config.client_id.clone(),
-                config.client_secret.clone(),
-                audience.to_owned(),
-                scope.to_owned(),
-            )
-        };
+        let identity =
+            |audience: &str, scope: &str| config.identity("exchange-svc", &client, audience, scope);
         Ok(Some(Self {
             identity: identity(admin_audience, AGENTS_READ_SCOPE),
             // policy-svc asks for the audience alone.

@@ -8,7 +8,7 @@
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 use agentsec_integration_tests::cluster::{extra_token_issuer_key, EXTRA_TOKEN_ISSUER};
 use agentsec_integration_tests::{Service, TestCluster};
-use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::common::v1::Effect;
 use agentsec_proto::policy::v1::{
     CheckTokenRequest, CheckTokenResponse, PolicyRule, PolicySet, RequestContext,
 };
@@ -25,19 +25,7 @@ const PERSON: &str = "alice@example.com";
 /// A third agent, for three-deep actor chains.
 const THIRD: &str = "agt_01JTESTAGENT0000000000000C";
 
-pub(crate) fn check_token(token: &str, audience: &str, tool: &str) -> CheckTokenRequest {
-    CheckTokenRequest {
-        token: token.to_owned(),
-        audience: audience.to_owned(),
-        action: "tools/call".to_owned(),
-        resource: Some(Resource {
-            r#type: "mcp.tool".to_owned(),
-            id: tool.to_owned(),
-            ..Resource::default()
-        }),
-        context: None,
-    }
-}
+pub(crate) use agentsec_integration_tests::check_token;
 
 async fn decide(
     client: &mut Policy,

@@ -208,22 +208,9 @@ async fn service_clients_get_only_their_audiences_and_scopes() -> anyhow::Result
                scope: &'static str| {
         let cluster = &cluster;
         async move {
-            let mut form = vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("audience", audience),
-            ];
-            if !scope.is_empty() {
-                form.push(("scope", scope));
-            }
-            let response = agentsec_integration_tests::http::post_form(
-                cluster.addr(Service::Identity),
-                "/oauth2/token",
-                &[],
-                &form,
-            )
-            .await?;
+            let response = cluster
+                .client_token_response(client_id, secret, audience, scope)
+                .await?;
             anyhow::Ok((response.status, response.json()?))
         }
     };

@@ -15,7 +15,7 @@ use agentsec_integration_tests::cluster::{
 };
 use agentsec_integration_tests::http::{self, HttpResponse};
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::common::v1::Effect;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::{CreateGrantRequest, Grant};
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
@@ -23,7 +23,7 @@ use agentsec_proto::identity::v1::{
     Agent, Ceiling, CreateClientSecretRequest, RegisterAgentRequest,
 };
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
-use agentsec_proto::policy::v1::{CheckTokenRequest, PolicyRule, PolicySet, PutPolicySetRequest};
+use agentsec_proto::policy::v1::{PolicyRule, PolicySet, PutPolicySetRequest};
 use anyhow::Context as _;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -224,17 +224,11 @@ async fn no_secret_or_token_reaches_the_logs() -> anyhow::Result<()> {
         "exchange",
     )?;
     let decision = policy
-        .check_token(CheckTokenRequest {
-            token: delegated.clone(),
-            audience: TEST_TARGET.to_owned(),
-            action: "tools/call".to_owned(),
-            resource: Some(Resource {
-                r#type: "mcp.tool".to_owned(),
-                id: "mcp:github/list_issues".to_owned(),
-                ..Resource::default()
-            }),
-            context: None,
-        })
+        .check_token(agentsec_integration_tests::check_token(
+            &delegated,
+            TEST_TARGET,
+            "mcp:github/list_issues",
+        ))
         .await?
         .into_inner();
     assert_eq!(

@@ -12,7 +12,6 @@ use agentsec_common::upstream::{authorized, channel, ServiceIdentity, TracedChan
 use agentsec_proto::common::v1::PageRequest;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::ListRevokedGrantsRequest;
-use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     AgentStatus, GetAgentRequest, ListAgentsRequest, ListRevocationsRequest,
 };
@@ -42,21 +41,9 @@ pub fn service_identity(
     audience: &str,
     scope: &str,
 ) -> Result<Option<ServiceIdentity>, String> {
-    let Some(url) = &config.endpoint else {
-        return Ok(None);
-    };
-    let timeout = Duration::from_millis(config.timeout_ms);
-    Ok(Some(ServiceIdentity::new(
-        "policy-svc",
-        IdentityServiceClient::with_interceptor(
-            channel("identity.endpoint", url, timeout)?,
-            TraceContextInterceptor,
-        ),
-        config.client_id.clone(),
-        config.client_secret.clone(),
-        audience.to_owned(),
-        scope.to_owned(),
-    )))
+    Ok(config
+        .client()?
+        .map(|client| config.identity("policy-svc", &client, audience, scope)))
 }
 
 fn missing(what: &str) -> BoxError {
