@@ -525,4 +525,36 @@ mod tests {
             assert!(err.contains(key), "{key}: {err}");
         }
     }
+
+    fn arbitrary_token_is_refused(key: &SigningKey, token: &str) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let answer = runtime.block_on(verifier(key).verify_identity_token(token));
+        let status = tonic::Status::from(answer.unwrap_err());
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{token:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_strings_are_refused_as_tokens(token: String) {
+            let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+            arbitrary_token_is_refused(&key, &token);
+        }
+
+        #[test]
+        fn arbitrary_segments_are_refused_as_tokens(
+            header: Vec<u8>,
+            payload: Vec<u8>,
+            signature: Vec<u8>,
+        ) {
+            let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+            let token = [header, payload, signature]
+                .iter()
+                .map(|part| URL_SAFE_NO_PAD.encode(part))
+                .collect::<Vec<_>>()
+                .join(".");
+            arbitrary_token_is_refused(&key, &token);
+        }
+    }
 }

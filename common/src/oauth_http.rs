@@ -235,4 +235,30 @@ mod tests {
             assert!(!err.error_description.contains('\u{fffd}'));
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_parses_or_is_refused_without_panicking(body: Vec<u8>) {
+            if let Err(err) = Form::parse(&form_headers(), &body, &[]) {
+                proptest::prop_assert_eq!(err.code(), "invalid_request");
+            }
+        }
+
+        #[test]
+        fn encoded_pairs_decode_to_themselves(pairs: Vec<(String, String)>) {
+            let mut encoder = form_urlencoded::Serializer::new(String::new());
+            let mut expected: HashMap<String, String> = HashMap::new();
+            for (name, value) in &pairs {
+                if expected.contains_key(name) {
+                    continue;
+                }
+                encoder.append_pair(name, value);
+                expected.insert(name.clone(), value.clone());
+            }
+            let form = Form::parse(&form_headers(), encoder.finish().as_bytes(), &[]).unwrap();
+            for (name, value) in &expected {
+                proptest::prop_assert_eq!(form.get(name), Some(value.as_str()));
+            }
+        }
+    }
 }

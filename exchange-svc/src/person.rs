@@ -331,3 +331,32 @@ fn describe(err: jsonwebtoken::errors::Error) -> ApiError {
         _ => "the person token is invalid".to_owned(),
     })
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use base64::Engine as _;
+
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_bearer_is_read_or_refused_as_unauthenticated(token: String) {
+            if let Err(err) = peek(&token) {
+                proptest::prop_assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unauthenticated);
+            }
+        }
+
+        #[test]
+        fn any_segments_are_read_or_refused_as_unauthenticated(
+            header: Vec<u8>,
+            payload: Vec<u8>,
+            signature: Vec<u8>,
+        ) {
+            let encode = |part: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(part);
+            let token = format!("{}.{}.{}", encode(&header), encode(&payload), encode(&signature));
+            if let Err(err) = peek(&token) {
+                proptest::prop_assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unauthenticated);
+            }
+        }
+    }
+}

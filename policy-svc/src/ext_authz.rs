@@ -347,6 +347,26 @@ impl Authorization for ExtAuthz {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_or_request_line_is_decided_or_refused_without_panicking(
+            body: Vec<u8>,
+            method: String,
+            host: String,
+            path: String,
+        ) {
+            let _ = mcp_tool(&body);
+            let request = HttpRequest {
+                method,
+                host,
+                path,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                ..HttpRequest::default()
+            };
+            let _ = target(&request, &HashMap::new());
+        }
+    }
+
     fn http(method: &str, host: &str, path: &str, body: &str) -> HttpRequest {
         HttpRequest {
             method: method.into(),

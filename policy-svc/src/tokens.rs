@@ -526,4 +526,29 @@ mod tests {
             [Algorithm::EdDSA, Algorithm::ES256]
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_tokens_are_refused_as_unauthenticated(
+            raw: String,
+            header: Vec<u8>,
+            payload: Vec<u8>,
+        ) {
+            let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+            let verifier = verifier(&key);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let segments = format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode(&header),
+                URL_SAFE_NO_PAD.encode(&payload)
+            );
+            for token in [raw, segments] {
+                let err = runtime.block_on(verifier.verify(&token)).unwrap_err();
+                proptest::prop_assert_eq!(
+                    tonic::Status::from(err).code(),
+                    tonic::Code::Unauthenticated
+                );
+            }
+        }
+    }
 }

@@ -114,3 +114,31 @@ pub fn verify(
             }
         })
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn claimed_names_of_any_assertion_are_printable_and_short(
+            header: Vec<u8>,
+            payload: Vec<u8>,
+            raw: String,
+        ) {
+            let token = format!(
+                "{}.{}.sig",
+                URL_SAFE_NO_PAD.encode(&header),
+                URL_SAFE_NO_PAD.encode(&payload)
+            );
+            for candidate in [token.as_str(), raw.as_str()] {
+                if let Some((iss, sub)) = unverified_issuer_and_subject(candidate) {
+                    for name in [iss, sub] {
+                        proptest::prop_assert!(name.chars().count() <= 256);
+                        proptest::prop_assert!(!name.chars().any(char::is_control));
+                    }
+                }
+            }
+        }
+    }
+}

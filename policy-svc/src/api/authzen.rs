@@ -523,3 +523,54 @@ async fn metadata(headers: HeaderMap) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use super::*;
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        headers
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_read_or_refused_with_a_reason(body: Vec<u8>) {
+            let headers = json_headers();
+            match parse::<Evaluation>(&headers, &body) {
+                Ok(evaluation) => {
+                    if let Err(err) = check_request(&evaluation, &Evaluation::default()) {
+                        proptest::prop_assert!(!err.0.is_empty());
+                    }
+                }
+                Err(err) => proptest::prop_assert!(!err.0.is_empty()),
+            }
+            let _ = parse::<Evaluations>(&headers, &body);
+        }
+
+        #[test]
+        fn any_json_shaped_request_is_read_or_refused_with_a_reason(
+            subject_type: String,
+            id: String,
+            tenant: String,
+            action: String,
+        ) {
+            let body = serde_json::json!({
+                "subject": {"type": subject_type, "id": id, "properties": {"tenant": tenant}},
+                "action": {"name": action},
+                "resource": {"type": "mcp.tool", "id": "mcp:github/x"},
+                "context": {"audience": "mcp:github"},
+            })
+            .to_string();
+            if let Ok(evaluation) = parse::<Evaluation>(&json_headers(), body.as_bytes()) {
+                if let Err(err) = check_request(&evaluation, &Evaluation::default()) {
+                    proptest::prop_assert!(!err.0.is_empty());
+                }
+            }
+        }
+    }
+}

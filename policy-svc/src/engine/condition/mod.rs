@@ -331,3 +331,32 @@ fn reads_time(expr: &Expr) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text: String) {
+            let _ = Condition::parse(&text, &Declarations::default());
+        }
+
+        #[test]
+        fn any_expression_shaped_text_parses_or_is_refused(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "agent.", "trust_tier", "has(", ")", "(", " && ", " || ", "!", " == ",
+                    " < ", "1", "2.5", "\"x\"", "[", "]", ",", " in ", "context.time",
+                    "size(", "true", "-", "'", "\\", ".", "person.", "resource.id",
+                ]),
+                0..40,
+            )
+        ) {
+            let text: String = parts.concat();
+            if let Err(err) = Condition::parse(&text, &Declarations::default()) {
+                proptest::prop_assert!(!err.message.is_empty() && err.pos.line >= 1);
+            }
+        }
+    }
+}
