@@ -4,7 +4,7 @@
 //! `admin.audience`, with scope `agentsec:admin`), verified locally by
 //! [`AdminVerifier`]. A `tenant` claim makes the admin tenant-scoped.
 //!
-//! Limit of this slice: the token is verified offline (signature, issuer,
+//! Limit: the token is verified offline (signature, issuer,
 //! time claims); a token identity-svc has revoked stays accepted here until
 //! it expires (admin tokens are short-lived).
 

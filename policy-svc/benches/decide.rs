@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use agentsec_bench_support::{knob, Latencies};
 use agentsec_policy::engine::model::{reference_decide, reference_enforcer};
-use agentsec_policy::engine::{compile, decide, DecisionRequest, PolicyEngine};
+use agentsec_policy::engine::{
+    compile, decide, AgentAttributeOrigin, DecisionRequest, PolicyEngine,
+};
 use agentsec_proto::common::v1 as common;
 use agentsec_proto::policy::v1 as pb;
 use chrono::{DateTime, Utc};
@@ -93,7 +95,7 @@ fn measure(
         .iter()
         .map(|proto| {
             let request = DecisionRequest::from_check(proto, "", now)?;
-            let (set, request) = engine.prepare(request, "")?;
+            let (set, request) = engine.prepare(request, "", AgentAttributeOrigin::Caller)?;
             Ok((Arc::clone(set), request))
         })
         .collect::<Result<_, agentsec_policy::engine::RequestError>>()?;

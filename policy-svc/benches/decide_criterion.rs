@@ -10,7 +10,9 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use agentsec_policy::engine::{compile, decide, CompiledPolicySet, DecisionRequest, PolicyEngine};
+use agentsec_policy::engine::{
+    compile, decide, AgentAttributeOrigin, CompiledPolicySet, DecisionRequest, PolicyEngine,
+};
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput};
 
@@ -34,7 +36,7 @@ fn prepared(rules: usize) -> anyhow::Result<Prepared> {
         .map(|_| {
             let proto = check_request(&mut random, 1, rules);
             let request = DecisionRequest::from_check(&proto, "", now)?;
-            let (set, request) = engine.prepare(request, "")?;
+            let (set, request) = engine.prepare(request, "", AgentAttributeOrigin::Caller)?;
             Ok((Arc::clone(set), request))
         })
         .collect()

@@ -4,7 +4,7 @@
 //! verified locally by [`AdminVerifier`]. A `tenant` claim makes the admin
 //! tenant-scoped.
 //!
-//! Limit of this slice: the token is verified offline (signature, issuer,
+//! Limit: the token is verified offline (signature, issuer,
 //! time claims). A token identity-svc has revoked, or one of a suspended
 //! admin agent, stays accepted here until it expires; identity-svc's admin
 //! tokens are short-lived.

@@ -96,14 +96,11 @@ pub fn cursor(
                 "must not be negative",
             ))
         }
-        size => u64::try_from(size).unwrap_or(MAX_PAGE_SIZE),
+        // common.proto: values above the maximum are treated as it.
+        size => u64::try_from(size)
+            .unwrap_or(MAX_PAGE_SIZE)
+            .min(MAX_PAGE_SIZE),
     };
-    if limit > MAX_PAGE_SIZE {
-        return Err(AuditError::invalid(
-            "page.page_size",
-            format!("must be at most {MAX_PAGE_SIZE}"),
-        ));
-    }
     let after = if page.page_token.is_empty() {
         None
     } else {

@@ -189,6 +189,16 @@ async fn bad_input_is_refused_and_stores_nothing() -> anyhow::Result<()> {
         .await
         .expect_err("bad token");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // common.proto: a page size above 1,000 is read as 1,000.
+    audit
+        .query_events(QueryEventsRequest {
+            page: Some(PageRequest {
+                page_size: 5_000,
+                page_token: String::new(),
+            }),
+            ..QueryEventsRequest::default()
+        })
+        .await?;
 
     assert!(
         query(&mut audit, EventFilter::default(), Order::OldestFirst)

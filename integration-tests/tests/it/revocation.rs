@@ -393,6 +393,16 @@ async fn check_tool(
 
 /// Replaces `agent`'s registry attributes with `project = <project>`.
 async fn set_project(fx: &Fixture, agent: &TestClient, project: &str) -> anyhow::Result<()> {
+    set_attribute(fx, agent, "project", project).await
+}
+
+/// Replaces `agent`'s registry attributes with `name = value`.
+async fn set_attribute(
+    fx: &Fixture,
+    agent: &TestClient,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<()> {
     use agentsec_proto::identity::v1::{Agent, UpdateAgentRequest};
     identity(&fx.cluster)
         .await?
@@ -400,7 +410,7 @@ async fn set_project(fx: &Fixture, agent: &TestClient, project: &str) -> anyhow:
             UpdateAgentRequest {
                 agent_id: agent.agent.id.clone(),
                 agent: Some(Agent {
-                    attributes: [("project".to_owned(), project.to_owned())].into(),
+                    attributes: [(name.to_owned(), value.to_owned())].into(),
                     ..Agent::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
@@ -728,5 +738,62 @@ async fn token_principals_carry_the_agents_registry_attributes_on_every_replica(
         )
         .await?;
     }
+    fx.cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn declared_registry_attributes_are_converted_for_token_decisions() -> anyhow::Result<()> {
+    use agentsec_proto::common::v1::attribute_value::Kind;
+    use agentsec_proto::policy::v1::{AttributeDefinition, AttributeSource, AttributeType};
+    let (fx, mut points) = setup().await?;
+    let mut set = tools_policy();
+    set.attributes.push(AttributeDefinition {
+        source: AttributeSource::Agent as i32,
+        name: "trust_tier".to_owned(),
+        r#type: AttributeType::Int as i32,
+        description: String::new(),
+    });
+    for rule in &mut set.rules {
+        if rule.id == "github-tools" {
+            rule.condition = "agent.trust_tier >= 2".to_owned();
+        }
+    }
+    put(&mut policy(&fx.cluster).await?, &fx.admin, "acme", set).await?;
+    let audience = fx.exchange_issuer();
+    let tiered = agent(&fx, "tiered").await?;
+    let token = fx.actor_token(&tiered).await?;
+    // Registry values are strings: converted to the declared INT; one that
+    // does not convert is a DENY, never an error.
+    for (tier, expected) in [
+        ("2", Effect::Allow),
+        ("1", Effect::Deny),
+        ("high", Effect::Deny),
+    ] {
+        set_attribute(&fx, &tiered, "trust_tier", tier).await?;
+        for point in &mut points.points {
+            until_answer(
+                point,
+                &token,
+                &audience,
+                "mcp:github/list_issues",
+                Ok(expected),
+                &format!("trust_tier {tier}"),
+            )
+            .await?;
+        }
+    }
+    // The answer names the principal with its registry attributes.
+    let answered = points.points[0]
+        .check
+        .check_token(check_token(&token, &audience, "mcp:github/list_issues"))
+        .await?
+        .into_inner();
+    let tier = answered
+        .principal
+        .unwrap_or_default()
+        .agent_attributes
+        .get("trust_tier")
+        .and_then(|value| value.kind.clone());
+    assert_eq!(tier, Some(Kind::StringValue("high".to_owned())));
     fx.cluster.shutdown().await
 }

@@ -3,11 +3,9 @@
 //! CheckToken decides on a bearer token, verified against the trusted
 //! issuers (see `tokens`).
 //!
-//! Decisions (Check, BatchCheck, CheckToken) are not authenticated in this slice:
-//! caller authentication for the decision APIs (bearer token or mTLS) is a
-//! later slice, so policy-svc must only be reachable by trusted callers.
-//! Every other RPC, Explain included (it reveals policy content), needs an
-//! admin token (see `auth`).
+//! Decisions (Check, BatchCheck, CheckToken) need a decision caller
+//! (`decisions.callers`, see `auth`); every other RPC, Explain included (it
+//! reveals policy content), needs an admin token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +20,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Admin, AdminAuth};
 use crate::cache::{CacheKey, DecisionCache, Lookup};
-use crate::engine::{self, Decision, DecisionRequest, PolicyEngine, RequestError};
+use crate::engine::{
+    self, AgentAttributeOrigin, Decision, DecisionRequest, PolicyEngine, RequestError,
+};
 use crate::events::{decision_event, DecisionAudit};
 use crate::policies::{check_tenant, version_to_proto, Policies};
 use crate::revocations::RevocationView;
@@ -94,12 +94,13 @@ impl PolicyApi {
         request: &CheckRequest,
         prefix: &str,
         now: chrono::DateTime<Utc>,
+        origin: AgentAttributeOrigin,
     ) -> Result<(Decision, bool), RequestError> {
         let request = DecisionRequest::from_check(request, prefix, now)?;
         if engine.is_unloaded(&request.tenant) {
             return Ok((Decision::no_policy_loaded(&request.tenant), false));
         }
-        let (set, prepared) = engine.prepare(request, prefix)?;
+        let (set, prepared) = engine.prepare(request, prefix, origin)?;
         if !self.cache.is_enabled() {
             return Ok((engine::decide(set, &prepared), false));
         }
@@ -171,7 +172,7 @@ impl PolicyApi {
         // attributes, from the view (a token cannot carry its own).
         principal.agent_attributes = self.revocations.attributes_of(&principal.agent_id);
         let as_check = CheckRequest {
-            principal: Some(principal),
+            principal: Some(principal.clone()),
             audience: request.audience,
             action: request.action,
             resource: request.resource,
@@ -179,7 +180,13 @@ impl PolicyApi {
         };
         let engine = self.policies.engine();
         let (mut decision, mut cached) = self
-            .decide(&engine, &as_check, "", Utc::now())
+            .decide(
+                &engine,
+                &as_check,
+                "",
+                Utc::now(),
+                AgentAttributeOrigin::Registry,
+            )
             .await
             .map_err(|err| {
                 // The principal comes from the token: name it, not a
@@ -233,7 +240,7 @@ impl PolicyApi {
         }
         Ok(CheckTokenResponse {
             decision: answer.decision,
-            principal: Some(verified.principal),
+            principal: Some(principal),
         })
     }
 
@@ -270,7 +277,13 @@ impl PolicyService for PolicyApi {
         let request = request.into_inner();
         let engine = self.policies.engine();
         let (decision, cached) = self
-            .decide(&engine, &request, "", Utc::now())
+            .decide(
+                &engine,
+                &request,
+                "",
+                Utc::now(),
+                AgentAttributeOrigin::Caller,
+            )
             .await
             .map_err(ApiError::from)?;
         let answer = self.answer(&request, &decision, cached)?;
@@ -303,7 +316,10 @@ impl PolicyService for PolicyApi {
             futures::future::join_all(request.items.iter().enumerate().map(|(i, item)| {
                 let prefix = format!("items[{i}].");
                 let engine = &engine;
-                async move { self.decide(engine, item, &prefix, now).await }
+                async move {
+                    self.decide(engine, item, &prefix, now, AgentAttributeOrigin::Caller)
+                        .await
+                }
             }))
             .await
             .into_iter()

@@ -107,7 +107,7 @@ impl PolicyEngine {
         if self.is_unloaded(&request.tenant) {
             return Ok(Decision::no_policy_loaded(&request.tenant));
         }
-        let (set, request) = self.prepare(request, prefix)?;
+        let (set, request) = self.prepare(request, prefix, AgentAttributeOrigin::Caller)?;
         Ok(decide(set, &request))
     }
 
@@ -117,18 +117,24 @@ impl PolicyEngine {
         request: &pb::ExplainRequest,
         now: DateTime<Utc>,
     ) -> Result<Explanation, RequestError> {
-        let (set, request) = self.prepare(DecisionRequest::from_explain(request, "", now)?, "")?;
+        let (set, request) = self.prepare(
+            DecisionRequest::from_explain(request, "", now)?,
+            "",
+            AgentAttributeOrigin::Caller,
+        )?;
         Ok(explain(set, &request))
     }
 
-    /// Looks up the tenant and applies its attribute declarations.
+    /// Looks up the tenant and applies its attribute declarations, the
+    /// agent's attributes being from `origin`.
     pub fn prepare(
         &self,
         mut request: DecisionRequest,
         prefix: &str,
+        origin: AgentAttributeOrigin,
     ) -> Result<(&Arc<CompiledPolicySet>, DecisionRequest), RequestError> {
         let set = self.policy_set(&request.tenant, &format!("{prefix}principal.tenant"))?;
-        request.apply_declarations(set.declarations(), AgentAttributeOrigin::Caller, prefix)?;
+        request.apply_declarations(set.declarations(), origin, prefix)?;
         Ok((set, request))
     }
 }
