@@ -27,6 +27,8 @@ pub enum AuditError {
     Keys(#[from] agentsec_common::keys::store::KeyStoreError),
     #[error("a verification worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 impl AuditError {
@@ -67,6 +69,7 @@ impl From<AuditError> for Status {
             AuditError::Read(source) => ApiError::internal("reading the audit store", source),
             AuditError::Keys(source) => ApiError::internal("reading verification keys", source),
             AuditError::Worker(source) => ApiError::internal("verifying the chain", source),
+            AuditError::Api(api) => api,
         };
         api.into()
     }

@@ -2,8 +2,6 @@
 //! validation happens here, once, at the boundary.
 
 use agentsec_proto::audit::v1 as pb;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use crate::chain::prepare::{outcome_name, to_contract_event};
@@ -15,9 +13,8 @@ use crate::domain::filter::{EventFilter, Order, PageCursor};
 use crate::domain::to_hex;
 use crate::domain::verify::Failure;
 use crate::error::AuditError;
+use agentsec_common::page::Page;
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 1_000;
 const MAX_FILTER_KINDS: usize = 32;
 
 pub fn filter(filter: Option<pb::EventFilter>) -> Result<EventFilter, AuditError> {
@@ -82,54 +79,45 @@ pub fn order(value: i32) -> Result<Order, AuditError> {
 }
 
 /// A page request as a cursor; the token is the last sequence of the
-/// previous page, so pages stay stable while events arrive.
+/// previous page (so pages stay stable while events arrive), bound to the
+/// `listing` (its filter) and the order. The cursor's limit is one more
+/// than the page size: [`finish_page`] tells from it whether another page
+/// follows.
 pub fn cursor(
     order: Order,
     page: Option<agentsec_proto::common::v1::PageRequest>,
-) -> Result<PageCursor, AuditError> {
-    let page = page.unwrap_or_default();
-    let limit = match page.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size if size < 0 => {
-            return Err(AuditError::invalid(
-                "page.page_size",
-                "must not be negative",
-            ))
-        }
-        // common.proto: values above the maximum are treated as it.
-        size => u64::try_from(size)
-            .unwrap_or(MAX_PAGE_SIZE)
-            .min(MAX_PAGE_SIZE),
-    };
-    let after = if page.page_token.is_empty() {
-        None
-    } else {
-        Some(decode_token(&page.page_token)?)
-    };
-    Ok(PageCursor {
+    listing: &str,
+) -> Result<(PageCursor, Page), AuditError> {
+    let page = Page::parse(page.as_ref(), format!("{listing}|{order:?}"))?;
+    let after = page
+        .after
+        .as_deref()
+        .map(|after| {
+            after.parse::<u64>().map_err(|_| {
+                AuditError::invalid("page.page_token", "is not a cursor of this listing")
+            })
+        })
+        .transpose()?;
+    let cursor = PageCursor {
         order,
         after,
-        limit,
-    })
+        limit: page.size + 1,
+    };
+    Ok((cursor, page))
 }
 
-fn decode_token(token: &str) -> Result<u64, AuditError> {
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("seq:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| AuditError::invalid("page.page_token", "is not a token this service issued"))
-}
-
-/// The token for the page after one ending at `last_sequence`.
-pub fn next_token(page_len: usize, limit: u64, last_sequence: Option<u64>) -> String {
-    match last_sequence {
-        Some(sequence) if page_len as u64 == limit => {
-            URL_SAFE_NO_PAD.encode(format!("seq:{sequence}"))
-        }
-        _ => String::new(),
-    }
+/// The rows of `page` (fetched with [`cursor`]'s limit) and the token of
+/// the next page, empty on the last.
+pub fn finish_page<T>(
+    page: &Page,
+    mut rows: Vec<T>,
+    sequence: impl Fn(&T) -> u64,
+) -> (Vec<T>, String) {
+    let more = rows.len() as u64 > page.size;
+    rows.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
+    let last = rows.last().map(|row| sequence(row).to_string());
+    let token = page.next_token(last.as_deref(), more);
+    (rows, token)
 }
 
 pub fn stored_event(record: ChainRecord) -> Result<pb::StoredEvent, AuditError> {

@@ -158,7 +158,11 @@ impl AuditService for AuditApi {
         let reader = self.callers.reader(&request).await?;
         let request = request.into_inner();
         let filter = Self::readable_filter(&reader, request.filter)?;
-        let cursor = convert::cursor(convert::order(request.order)?, request.page)?;
+        let (cursor, page) = convert::cursor(
+            convert::order(request.order)?,
+            request.page,
+            &format!("events|{filter:?}"),
+        )?;
         let (from, to) = match (cursor.order, cursor.after) {
             (_, None) => (1, u64::MAX),
             (Order::OldestFirst, Some(after)) => (after.saturating_add(1), u64::MAX),
@@ -168,11 +172,8 @@ impl AuditService for AuditApi {
             .await
             .map_err(AuditError::Read)?
             .records;
-        let next_page_token = convert::next_token(
-            records.len(),
-            cursor.limit,
-            records.last().map(|r| r.sequence),
-        );
+        let (records, next_page_token) =
+            convert::finish_page(&page, records, |record| record.sequence);
         let events = records
             .into_iter()
             .map(convert::stored_event)
@@ -226,15 +227,13 @@ impl AuditService for AuditApi {
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
         self.callers.reader(&request).await?;
         let request = request.into_inner();
-        let cursor = convert::cursor(convert::order(request.order)?, request.page)?;
+        let (cursor, page) =
+            convert::cursor(convert::order(request.order)?, request.page, "checkpoints")?;
         let checkpoints = queries::list_checkpoints(&self.db, &cursor)
             .await
             .map_err(AuditError::Read)?;
-        let next_page_token = convert::next_token(
-            checkpoints.len(),
-            cursor.limit,
-            checkpoints.last().map(|c| c.sequence),
-        );
+        let (checkpoints, next_page_token) =
+            convert::finish_page(&page, checkpoints, |checkpoint| checkpoint.sequence);
         Ok(Response::new(ListCheckpointsResponse {
             checkpoints: checkpoints.into_iter().map(convert::checkpoint).collect(),
             page: Some(agentsec_proto::common::v1::PageResponse { next_page_token }),

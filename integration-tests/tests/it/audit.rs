@@ -730,3 +730,63 @@ async fn deleting_the_newest_events_is_caught_by_a_later_checkpoint() -> anyhow:
     db.close().await?;
     cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn query_cursors_are_bound_to_their_listing() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_only(&[Service::Audit]).await?;
+    let mut audit = client(&cluster).await?;
+    // A cursor works only with the filter and order it was made with, and
+    // the last page has none.
+    let stored = (0..3).map(|n| event(&format!("evt_page{n}"), n)).collect();
+    append(&mut audit, stored).await?;
+    let first = audit
+        .query_events(QueryEventsRequest {
+            order: Order::OldestFirst as i32,
+            page: Some(PageRequest {
+                page_size: 2,
+                page_token: String::new(),
+            }),
+            ..QueryEventsRequest::default()
+        })
+        .await?
+        .into_inner();
+    let cursor = first.page.unwrap_or_default().next_page_token;
+    assert!(!cursor.is_empty());
+    for (what, order, tenant) in [
+        ("another order", Order::NewestFirst, ""),
+        ("another filter", Order::OldestFirst, "globex"),
+    ] {
+        let status = audit
+            .query_events(QueryEventsRequest {
+                filter: Some(EventFilter {
+                    tenant: tenant.to_owned(),
+                    ..EventFilter::default()
+                }),
+                order: order as i32,
+                page: Some(PageRequest {
+                    page_size: 2,
+                    page_token: cursor.clone(),
+                }),
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{what}");
+    }
+    let last = audit
+        .query_events(QueryEventsRequest {
+            order: Order::OldestFirst as i32,
+            page: Some(PageRequest {
+                page_size: 1,
+                page_token: cursor,
+            }),
+            ..QueryEventsRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(last.events.len(), 1);
+    assert!(
+        last.page.unwrap_or_default().next_page_token.is_empty(),
+        "an exactly full last page has no cursor"
+    );
+    cluster.shutdown().await
+}
