@@ -220,6 +220,20 @@ impl Phase {
         }
     }
 
+    /// The phase of load `workers` started at `started`, each returning
+    /// its latencies.
+    pub async fn of_workers(
+        workers: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+        started: Instant,
+    ) -> anyhow::Result<Phase> {
+        let mut all = Vec::new();
+        for worker in workers {
+            all.append(&mut worker.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        Ok(Phase::of(&Latencies::new(all), elapsed))
+    }
+
     /// `name 1234/s (p50 .., p99 .., p999 .., N requests)`.
     pub fn show(&self, name: &str) -> String {
         format!(
@@ -283,12 +297,7 @@ pub async fn hammer(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for worker in workers {
-        all.append(&mut worker.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(Phase::of(&Latencies::new(all), elapsed))
+    Phase::of_workers(workers, started).await
 }
 
 /// This process's resident set (VmRSS), in MiB; 0 where /proc is missing.

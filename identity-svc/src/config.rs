@@ -262,10 +262,18 @@ impl BootstrapAdminConfig {
         match (&self.client_id, &self.client_secret) {
             (None, None) => Ok(()),
             (Some(id), Some(secret)) => {
-                if id.is_empty() || id.len() > 128 || id.starts_with("agt_") {
+                if id.is_empty()
+                    || id.len() > 128
+                    || id.starts_with("agt_")
+                    || id == crate::oauth::own_token::OWN_SUBJECT
+                {
                     return Err(ConfigError::invalid(
                         "bootstrap_admin.client_id",
-                        "must be 1-128 chars and not start with `agt_`",
+                        format!(
+                            "must be 1-128 chars, not start with `agt_` and not be `{}` \
+                             (identity-svc's own subject)",
+                            crate::oauth::own_token::OWN_SUBJECT
+                        ),
                     ));
                 }
                 if secret.chars().count() < MIN_SECRET_CHARS {
@@ -753,5 +761,10 @@ mod service_client_tests {
         for id in ["root", "agt_01JAAAAAAAAAAAAAAAAAAAAAAA", "Policy-Svc", ""] {
             assert_eq!(refused(id, valid.clone()), "service_clients", "{id}");
         }
+        let own = BootstrapAdminConfig {
+            client_id: Some(crate::oauth::own_token::OWN_SUBJECT.to_owned()),
+            client_secret: Some(SECRET.to_owned()),
+        };
+        assert!(own.validate().is_err(), "the bootstrap admin cannot be identity-svc itself");
     }
 }

@@ -217,12 +217,7 @@ async fn load(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for worker in workers {
-        all.append(&mut worker.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(Phase::of(&Latencies::new(all), elapsed))
+    Phase::of_workers(workers, started).await
 }
 
 async fn view_entries(addr: SocketAddr) -> anyhow::Result<f64> {

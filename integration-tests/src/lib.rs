@@ -13,6 +13,16 @@ pub mod relay;
 pub use backend::TestBackend;
 pub use cluster::{Service, TestCluster};
 
+/// A gRPC request carrying `authorization: Bearer <token>`, or none when
+/// `token` is empty (an anonymous caller).
+pub fn with_optional_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    if token.is_empty() {
+        tonic::Request::new(message)
+    } else {
+        with_bearer(message, token)
+    }
+}
+
 /// A gRPC request carrying `authorization: Bearer <token>`.
 pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agentsec_identity::POLICY_SVC_CLIENT_ID;
 use agentsec_integration_tests::cluster::{channel, AUDIT_AUDIENCE, POLICY_CLIENT_SECRET};
-use agentsec_integration_tests::{with_bearer, Service, TestCluster};
+use agentsec_integration_tests::{with_optional_bearer, Service, TestCluster};
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::*;
 use tokio_stream::StreamExt as _;
@@ -25,14 +25,6 @@ fn in_tenant(id: &str, tenant: &str) -> Event {
     }
 }
 
-fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    if token.is_empty() {
-        tonic::Request::new(message)
-    } else {
-        with_bearer(message, token)
-    }
-}
-
 /// The code of each call made with `token` ("" = none), or OK.
 async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> {
     let code = |result: Result<(), tonic::Status>| {
@@ -47,13 +39,18 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
     vec![
         (
             "AppendEvents",
-            code(client.append_events(bearer(append, token)).await.map(drop)),
+            code(
+                client
+                    .append_events(with_optional_bearer(append, token))
+                    .await
+                    .map(drop),
+            ),
         ),
         (
             "AppendEventStream",
             code(
                 client
-                    .append_event_stream(bearer(stream_append, token))
+                    .append_event_stream(with_optional_bearer(stream_append, token))
                     .await
                     .map(drop),
             ),
@@ -62,7 +59,7 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "QueryEvents",
             code(
                 client
-                    .query_events(bearer(QueryEventsRequest::default(), token))
+                    .query_events(with_optional_bearer(QueryEventsRequest::default(), token))
                     .await
                     .map(drop),
             ),
@@ -71,7 +68,7 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "TailEvents",
             code(
                 client
-                    .tail_events(bearer(TailEventsRequest::default(), token))
+                    .tail_events(with_optional_bearer(TailEventsRequest::default(), token))
                     .await
                     .map(drop),
             ),
@@ -80,7 +77,7 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "ExportEvents",
             code(
                 client
-                    .export_events(bearer(ExportEventsRequest::default(), token))
+                    .export_events(with_optional_bearer(ExportEventsRequest::default(), token))
                     .await
                     .map(drop),
             ),
@@ -89,7 +86,7 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "VerifyChain",
             code(
                 client
-                    .verify_chain(bearer(VerifyChainRequest::default(), token))
+                    .verify_chain(with_optional_bearer(VerifyChainRequest::default(), token))
                     .await
                     .map(drop),
             ),
@@ -98,7 +95,10 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "ListCheckpoints",
             code(
                 client
-                    .list_checkpoints(bearer(ListCheckpointsRequest::default(), token))
+                    .list_checkpoints(with_optional_bearer(
+                        ListCheckpointsRequest::default(),
+                        token,
+                    ))
                     .await
                     .map(drop),
             ),
@@ -107,7 +107,10 @@ async fn every_call(client: &mut Raw, token: &str) -> Vec<(&'static str, Code)> 
             "GetVerificationKeys",
             code(
                 client
-                    .get_verification_keys(bearer(GetVerificationKeysRequest {}, token))
+                    .get_verification_keys(with_optional_bearer(
+                        GetVerificationKeysRequest {},
+                        token,
+                    ))
                     .await
                     .map(drop),
             ),
@@ -132,7 +135,7 @@ async fn tenants_read(client: &mut Raw, token: &str, tenant: &str) -> Result<Vec
         ..QueryEventsRequest::default()
     };
     let events = client
-        .query_events(bearer(request, token))
+        .query_events(with_optional_bearer(request, token))
         .await
         .map_err(|status| status.code())?
         .into_inner()
@@ -239,7 +242,7 @@ async fn audit_svc_authenticates_every_call_and_holds_readers_to_their_tenant() 
         );
         // Tail and export are held to the tenant as well.
         let mut tail = client
-            .tail_events(bearer(
+            .tail_events(with_optional_bearer(
                 TailEventsRequest {
                     start_sequence: 1,
                     ..TailEventsRequest::default()
@@ -256,7 +259,7 @@ async fn audit_svc_authenticates_every_call_and_holds_readers_to_their_tenant() 
             .map(|event| event.tenant);
         assert_eq!(first.as_deref(), Some("acme"), "{who}: tail");
         let mut export = client
-            .export_events(bearer(ExportEventsRequest::default(), token))
+            .export_events(with_optional_bearer(ExportEventsRequest::default(), token))
             .await?
             .into_inner();
         let mut text = String::new();

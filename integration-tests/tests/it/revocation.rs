@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use agentsec_integration_tests::cluster::TEST_TARGET;
-use agentsec_integration_tests::{with_bearer, Service};
+use agentsec_integration_tests::{with_bearer, with_optional_bearer, Service};
 use agentsec_proto::common::v1::Effect;
 use agentsec_proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use agentsec_proto::identity::v1::{DeleteCredentialRequest, RevokeAgentRequest};
@@ -634,11 +634,7 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
         ),
         ("nobody", "", Code::Unauthenticated),
     ] {
-        let request = if token.is_empty() {
-            tonic::Request::new(ListRevocationsRequest::default())
-        } else {
-            with_bearer(ListRevocationsRequest::default(), token)
-        };
+        let request = with_optional_bearer(ListRevocationsRequest::default(), token);
         let status = identity
             .list_revocations(request)
             .await
@@ -684,11 +680,7 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
         ),
         ("nobody", "", Code::Unauthenticated),
     ] {
-        let request = if token.is_empty() {
-            tonic::Request::new(ListRevokedGrantsRequest::default())
-        } else {
-            with_bearer(ListRevokedGrantsRequest::default(), token)
-        };
+        let request = with_optional_bearer(ListRevokedGrantsRequest::default(), token);
         let status = fx
             .exchange
             .list_revoked_grants(request)
