@@ -765,6 +765,9 @@ mod service_client_tests {
             client_id: Some(crate::oauth::own_token::OWN_SUBJECT.to_owned()),
             client_secret: Some(SECRET.to_owned()),
         };
-        assert!(own.validate().is_err(), "the bootstrap admin cannot be identity-svc itself");
+        assert!(
+            own.validate().is_err(),
+            "the bootstrap admin cannot be identity-svc itself"
+        );
     }
 }

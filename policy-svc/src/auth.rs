@@ -91,7 +91,7 @@ impl AdminAuth {
         if caller.audiences.contains(audience) {
             return Ok(());
         }
-        // Admin tokens (services such as exchange-svc use theirs) may ask too.
+        // Admin tokens may ask too (an operator trying a decision).
         verifier
             .admin(caller)
             .map(|_| ())

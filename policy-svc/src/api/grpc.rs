@@ -170,7 +170,9 @@ impl PolicyApi {
         let mut principal = verified.principal.clone();
         // policy.proto: the principal carries the agent's registry
         // attributes, from the view (a token cannot carry its own).
-        principal.agent_attributes = self.revocations.attributes_of(&principal.agent_id);
+        principal.agent_attributes = self
+            .revocations
+            .attributes_of(&principal.tenant, &principal.agent_id);
         let as_check = CheckRequest {
             principal: Some(principal.clone()),
             audience: request.audience,

@@ -38,6 +38,14 @@ use crate::tokens::VerifiedToken;
 /// An agent's registry attributes, as identity-svc holds them.
 pub type AgentAttributes = std::collections::HashMap<String, String>;
 
+/// What the registry says of an agent for token decisions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registered {
+    /// The agent's tenant: its attributes apply to principals of it only.
+    pub tenant: String,
+    pub attributes: AgentAttributes,
+}
+
 /// No token of identity-svc or exchange-svc lives longer.
 pub const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Entries whose time has passed are dropped at most this often.
@@ -64,7 +72,7 @@ pub struct Revocations {
     pub grants: Vec<(String, i64)>,
     /// Agents updated since the previous listing -> their registry
     /// attributes now (empty: none).
-    pub attributes: Vec<(String, AgentAttributes)>,
+    pub attributes: Vec<(String, Registered)>,
 }
 
 #[derive(Default)]
@@ -132,7 +140,7 @@ pub struct RevocationView {
     state: RwLock<State>,
     /// Registry attributes of every agent that has some (for the
     /// principals of token decisions), as typed request values.
-    attributes: RwLock<HashMap<String, Arc<AttributeMap>>>,
+    attributes: RwLock<HashMap<String, (String, Arc<AttributeMap>)>>,
     /// Per agent, the number of the latest attribute refresh asked for: a
     /// refresh that completes after a later one started is dropped.
     refreshes: std::sync::Mutex<HashMap<String, u64>>,
@@ -221,7 +229,8 @@ impl RevocationView {
     /// Adds what changed since the last listing, read at `as_of`.
     pub fn merge(&self, mut revocations: Revocations, as_of: DateTime<Utc>) {
         for (agent_id, attributes) in std::mem::take(&mut revocations.attributes) {
-            // Read after any refresh still under way for the agent.
+            // The listing overtakes a refresh still under way: what that refresh
+            // would have read is read again at the next catch-up.
             let number = self.refresh_started(&agent_id);
             self.set_attributes(&agent_id, number, attributes);
         }
@@ -298,10 +307,14 @@ impl RevocationView {
     }
 
     /// Replaces every agent's registry attributes.
-    pub fn replace_attributes(&self, all: Vec<(String, AgentAttributes)>) {
+    pub fn replace_attributes(&self, all: Vec<(String, Registered)>) {
         let fresh = all
             .into_iter()
-            .map(|(agent, attributes)| (agent, Arc::new(attribute_map(attributes))))
+            .filter(|(_, registered)| !registered.attributes.is_empty())
+            .map(|(agent, registered)| {
+                let attributes = Arc::new(attribute_map(registered.attributes));
+                (agent, (registered.tenant, attributes))
+            })
             .collect();
         *write(&self.attributes) = fresh;
     }
@@ -321,7 +334,7 @@ impl RevocationView {
 
     /// The attributes read by refresh `number` of `agent_id` (empty: it
     /// has none); dropped when a later refresh was started meanwhile.
-    pub fn set_attributes(&self, agent_id: &str, number: u64, attributes: AgentAttributes) {
+    pub fn set_attributes(&self, agent_id: &str, number: u64, registered: Registered) {
         let mut refreshes = self
             .refreshes
             .lock()
@@ -331,18 +344,22 @@ impl RevocationView {
         }
         refreshes.remove(agent_id);
         let mut all = write(&self.attributes);
-        if attributes.is_empty() {
+        if registered.attributes.is_empty() {
             all.remove(agent_id);
         } else {
-            all.insert(agent_id.to_owned(), Arc::new(attribute_map(attributes)));
+            let attributes = Arc::new(attribute_map(registered.attributes));
+            all.insert(agent_id.to_owned(), (registered.tenant, attributes));
         }
     }
 
-    /// The registry attributes of `agent_id` (empty when it has none).
-    pub fn attributes_of(&self, agent_id: &str) -> HashMap<String, AttributeValue> {
+    /// The registry attributes of `agent_id` as an agent of `tenant` (empty
+    /// when it has none, or belongs to another tenant: a token naming it
+    /// under another tenant gets none of them).
+    pub fn attributes_of(&self, tenant: &str, agent_id: &str) -> HashMap<String, AttributeValue> {
         read(&self.attributes)
             .get(agent_id)
-            .map(|attributes| AttributeMap::clone(attributes))
+            .filter(|(owner, _)| owner == tenant)
+            .map(|(_, attributes)| AttributeMap::clone(attributes))
             .unwrap_or_default()
     }
 

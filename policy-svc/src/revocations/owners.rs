@@ -18,7 +18,7 @@ use agentsec_proto::identity::v1::{
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
-use super::{AgentAttributes, AgentStanding, Revocations};
+use super::{AgentStanding, Registered, Revocations};
 use crate::config::{IdentityConfig, RevocationConfig};
 
 /// A catch-up asks for what changed since the previous listing's `as_of`
@@ -116,7 +116,7 @@ impl Owners {
     pub async fn agent_attributes(
         &self,
         updated_since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<(String, AgentAttributes)>, BoxError> {
+    ) -> Result<Vec<(String, Registered)>, BoxError> {
         let identity = &self.identity;
         let mut all = Vec::new();
         let mut page_token = String::new();
@@ -141,7 +141,13 @@ impl Owners {
                 page.agents
                     .into_iter()
                     .filter(|agent| updated_since.is_some() || !agent.attributes.is_empty())
-                    .map(|agent| (agent.id, agent.attributes)),
+                    .map(|agent| {
+                        let registered = Registered {
+                            tenant: agent.tenant,
+                            attributes: agent.attributes,
+                        };
+                        (agent.id, registered)
+                    }),
             );
             page_token = page
                 .page
@@ -155,7 +161,7 @@ impl Owners {
 
     /// One agent's registry attributes now (empty when it has none or is
     /// gone).
-    pub async fn attributes_of(&self, agent_id: &str) -> Result<AgentAttributes, BoxError> {
+    pub async fn attributes_of(&self, agent_id: &str) -> Result<Registered, BoxError> {
         let identity = &self.identity;
         let request = GetAgentRequest {
             agent_id: agent_id.to_owned(),
@@ -171,9 +177,12 @@ impl Owners {
             Ok(response) => Ok(response
                 .into_inner()
                 .agent
-                .map(|agent| agent.attributes)
+                .map(|agent| Registered {
+                    tenant: agent.tenant,
+                    attributes: agent.attributes,
+                })
                 .unwrap_or_default()),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(AgentAttributes::new()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(Registered::default()),
             Err(status) => Err(status.into()),
         }
     }

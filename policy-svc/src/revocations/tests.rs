@@ -286,65 +286,68 @@ async fn only_requests_soon_after_start_wait_for_the_first_load() {
     assert!(loaded.await.is_ok());
 }
 
-#[test]
-fn an_attribute_refresh_overtaken_by_a_later_one_is_dropped() {
-    let view = RevocationView::new(true, STALENESS);
-    let first = view.refresh_started(AGENT);
-    let second = view.refresh_started(AGENT);
-    view.set_attributes(
-        AGENT,
-        second,
-        [("project".to_owned(), "gemini".to_owned())].into(),
-    );
-    view.set_attributes(
-        AGENT,
-        first,
-        [("project".to_owned(), "apollo".to_owned())].into(),
-    );
-    let attributes = view.attributes_of(AGENT);
-    assert_eq!(
-        attributes
-            .get("project")
-            .and_then(|value| value.kind.clone()),
-        Some(attribute_value::Kind::StringValue("gemini".to_owned()))
-    );
+/// Registry attributes `project = <project>` of an agent of acme.
+fn in_project(project: &str) -> Registered {
+    Registered {
+        tenant: "acme".to_owned(),
+        attributes: [("project".to_owned(), project.to_owned())].into(),
+    }
 }
 
-fn project_of(view: &RevocationView, agent_id: &str) -> Option<attribute_value::Kind> {
-    view.attributes_of(agent_id)
+fn project_of(
+    view: &RevocationView,
+    tenant: &str,
+    agent_id: &str,
+) -> Option<attribute_value::Kind> {
+    view.attributes_of(tenant, agent_id)
         .get("project")
         .and_then(|value| value.kind.clone())
 }
 
 #[test]
+fn an_attribute_refresh_overtaken_by_a_later_one_is_dropped() {
+    let view = RevocationView::new(true, STALENESS);
+    let first = view.refresh_started(AGENT);
+    let second = view.refresh_started(AGENT);
+    view.set_attributes(AGENT, second, in_project("gemini"));
+    view.set_attributes(AGENT, first, in_project("apollo"));
+    assert_eq!(
+        project_of(&view, "acme", AGENT),
+        Some(attribute_value::Kind::StringValue("gemini".to_owned()))
+    );
+}
+
+#[test]
+fn attributes_apply_to_principals_of_the_agents_own_tenant_only() {
+    let view = RevocationView::new(true, STALENESS);
+    view.replace_attributes(vec![(AGENT.to_owned(), in_project("apollo"))]);
+    assert!(project_of(&view, "acme", AGENT).is_some());
+    assert_eq!(project_of(&view, "globex", AGENT), None);
+}
+
+#[test]
 fn a_catch_up_sets_and_clears_attributes_and_overtakes_refreshes_under_way() {
     let view = RevocationView::new(true, STALENESS);
-    view.replace_attributes(vec![(
-        MIDDLE.to_owned(),
-        [("project".to_owned(), "apollo".to_owned())].into(),
-    )]);
+    view.replace_attributes(vec![(MIDDLE.to_owned(), in_project("apollo"))]);
     let under_way = view.refresh_started(AGENT);
     view.merge(
         Revocations {
             attributes: vec![
-                (
-                    AGENT.to_owned(),
-                    [("project".to_owned(), "gemini".to_owned())].into(),
-                ),
-                (MIDDLE.to_owned(), AgentAttributes::new()),
+                (AGENT.to_owned(), in_project("gemini")),
+                (MIDDLE.to_owned(), Registered::default()),
             ],
             ..Revocations::default()
         },
         Utc::now(),
     );
-    view.set_attributes(
-        AGENT,
-        under_way,
-        [("project".to_owned(), "apollo".to_owned())].into(),
-    );
+    view.set_attributes(AGENT, under_way, in_project("apollo"));
     assert_eq!(
-        project_of(&view, AGENT),
+        project_of(&view, "acme", AGENT),
         Some(attribute_value::Kind::StringValue("gemini".to_owned()))
     );
-    assert_eq!(project_of(&view, MIDDLE), None, "attributes removed");
+    assert_eq!(
+        project_of(&view, "acme", MIDDLE),
+        None,
+        "attributes removed"
+    );
 }
