@@ -36,12 +36,7 @@ impl Form {
         body: &[u8],
         repeatable: &[&str],
     ) -> Result<Self, OAuthError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
-        let media_type = content_type.split(';').next().unwrap_or("").trim();
-        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        if !crate::http_boundary::has_media_type(headers, "application/x-www-form-urlencoded") {
             return Err(invalid_request(
                 "the body must be application/x-www-form-urlencoded",
             ));

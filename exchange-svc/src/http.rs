@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::http_boundary::{guard, BodyRules};
+use agentsec_common::http_boundary::{guard, oauth_error, BodyRules};
 use agentsec_common::oauth_http::{authorization, json_no_store, Form, Introspection};
 use agentsec_proto::exchange::v1::ExchangeRequest;
 use axum::body::Bytes;
@@ -40,6 +40,8 @@ pub fn router(exchanger: Arc<Exchanger>) -> Router {
         BodyRules {
             max_bytes: MAX_BODY,
             media_type: "application/x-www-form-urlencoded",
+            post_paths: &["/oauth2/token", "/oauth2/introspect"],
+            render: oauth_error,
         },
     )
     .with_state(exchanger)

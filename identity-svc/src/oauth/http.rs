@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::http_boundary::{guard, BodyRules};
+use agentsec_common::http_boundary::{guard, oauth_error, BodyRules};
 use agentsec_common::oauth_http::{
     authorization, form_decode, json_no_store, no_store, Form, Introspection,
 };
@@ -41,6 +41,8 @@ pub fn router(service: Arc<TokenService>) -> Router {
         BodyRules {
             max_bytes: MAX_BODY,
             media_type: FORM,
+            post_paths: &["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"],
+            render: oauth_error,
         },
     )
     .with_state(service)

@@ -24,10 +24,13 @@ fn json_error(what: &str, response: &HttpResponse, status: u16) -> anyhow::Resul
     );
     let body = response.json()?;
     assert!(body["error"].is_string(), "{what}: {body}");
-    Ok(body["error_description"]
+    // RFC 6749's shape on the OAuth endpoints, `{"error": ...}` at AuthZEN.
+    let description = body
+        .get("error_description")
+        .unwrap_or(&body["error"])
         .as_str()
-        .unwrap_or_default()
-        .to_owned())
+        .unwrap_or_default();
+    Ok(description.to_owned())
 }
 
 #[tokio::test]
@@ -79,12 +82,28 @@ async fn http_errors_are_json_at_every_endpoint() -> anyhow::Result<()> {
             addr,
             "POST",
             path,
-            &[("Content-Type", "text/plain")],
+            &[("Content-Type", "text/plain"), ("X-Request-ID", "req-415")],
             b"x=y",
         )
         .await?;
         let description = json_error(&format!("{what}: media type"), &response, 415)?;
         assert!(description.contains(media_type), "{what}: {description}");
+        assert_eq!(response.header("x-request-id"), Some("req-415"), "{what}");
+
+        // A route that takes no POST answers 405 whatever the media type.
+        let metadata = match service {
+            Service::Policy => "/.well-known/authzen-configuration",
+            _ => "/.well-known/oauth-authorization-server",
+        };
+        let response = http::request(
+            addr,
+            "POST",
+            metadata,
+            &[("Content-Type", "text/plain")],
+            b"x",
+        )
+        .await?;
+        json_error(&format!("{what}: POST to {metadata}"), &response, 405)?;
 
         let response = http::request(addr, "PUT", path, &[], b"").await?;
         json_error(&format!("{what}: method"), &response, 405)?;
@@ -98,6 +117,22 @@ async fn http_errors_are_json_at_every_endpoint() -> anyhow::Result<()> {
 
     // Percent-encoded bytes that are not UTF-8.
     for service in [Service::Identity, Service::Exchange] {
+        let refused = http::request(
+            cluster.addr(service),
+            "POST",
+            "/oauth2/token",
+            &[("Content-Type", "text/plain")],
+            b"",
+        )
+        .await?;
+        assert_eq!(
+            refused.header("cache-control"),
+            Some("no-store"),
+            "{service:?}"
+        );
+        assert_eq!(refused.header("pragma"), Some("no-cache"), "{service:?}");
+        assert_eq!(refused.json()?["error"], "invalid_request", "{service:?}");
+
         let response = http::request(
             cluster.addr(service),
             "POST",

@@ -47,6 +47,8 @@ pub fn router(api: Arc<PolicyApi>) -> Router {
         BodyRules {
             max_bytes: MAX_BODY,
             media_type: "application/json",
+            post_paths: &[EVALUATION_PATH, EVALUATIONS_PATH],
+            render: error_response,
         },
     )
     .with_state(api)
@@ -367,7 +369,12 @@ fn answer(headers: &HeaderMap, mut response: Response) -> Response {
 }
 
 fn bad_request(err: BadRequest) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": err.0}))).into_response()
+    error_response(StatusCode::BAD_REQUEST, err.0)
+}
+
+/// This PDP's error body: `{"error": <what is wrong>}`.
+fn error_response(status: StatusCode, description: String) -> Response {
+    (status, Json(json!({ "error": description }))).into_response()
 }
 
 /// Metadata requests carry the caller's headers (trace context, bearer)
