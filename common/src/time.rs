@@ -9,10 +9,23 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// `None` for a timestamp outside chrono's range or with invalid nanos.
+/// `None` for a timestamp outside chrono's range or with nanos outside
+/// protobuf's 0..=999,999,999.
 pub fn datetime(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    let nanos = u32::try_from(timestamp.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)?;
     DateTime::from_timestamp(timestamp.seconds, nanos)
+}
+
+/// A request timestamp: INVALID_ARGUMENT naming `field` when it is not a
+/// valid time.
+pub fn required_datetime(
+    field: &str,
+    timestamp: &prost_types::Timestamp,
+) -> Result<DateTime<Utc>, crate::error::ApiError> {
+    datetime(timestamp)
+        .ok_or_else(|| crate::error::ApiError::invalid(field, "is not a valid timestamp"))
 }
 
 /// An optional request timestamp: INVALID_ARGUMENT naming `field` when it
@@ -22,10 +35,7 @@ pub fn optional_datetime(
     timestamp: Option<&prost_types::Timestamp>,
 ) -> Result<Option<DateTime<Utc>>, crate::error::ApiError> {
     timestamp
-        .map(|timestamp| {
-            datetime(timestamp)
-                .ok_or_else(|| crate::error::ApiError::invalid(field, "is not a valid timestamp"))
-        })
+        .map(|timestamp| required_datetime(field, timestamp))
         .transpose()
 }
 

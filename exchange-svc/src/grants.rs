@@ -37,23 +37,14 @@ fn stored_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use agentsec_common::time::timestamp;
 
 pub fn timestamp_of_seconds(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
 fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
-    if !(0..1_000_000_000).contains(&timestamp.nanos) {
-        return Err(ApiError::invalid(field, "is not a valid timestamp"));
-    }
-    DateTime::from_timestamp(timestamp.seconds, timestamp.nanos as u32)
-        .ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
+    agentsec_common::time::required_datetime(field, timestamp)
 }
 
 fn store_error(err: GrantStoreError) -> ApiError {

@@ -141,10 +141,7 @@ fn future_time(
 }
 
 fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
-    u32::try_from(timestamp.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
-        .ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
+    agentsec_common::time::required_datetime(field, timestamp)
 }
 
 impl Registry {

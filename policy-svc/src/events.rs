@@ -26,7 +26,7 @@ use agentsec_common::invalidation::{Invalidation, InvalidationKind, Publisher};
 use agentsec_proto::audit::v1::Event;
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome};
 use agentsec_proto::policy::v1::CheckRequest;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -34,12 +34,7 @@ use crate::engine::{Decision, Effect};
 
 const SERVICE: &str = "policy-svc";
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use agentsec_common::time::timestamp;
 
 /// A `policy.changed` event.
 pub struct PolicyChange<'a> {

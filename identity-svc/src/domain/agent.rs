@@ -104,12 +104,7 @@ impl Agent {
     }
 }
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use agentsec_common::time::timestamp;
 
 /// The fields an update may replace (UpdateAgentRequest.update_mask).
 pub const UPDATABLE: [&str; 7] = [
