@@ -11,14 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{check_http_url, ConfigError};
 use crate::error::ApiError;
-use crate::remote_jwks::{self, JwksError, RemoteJwks};
+use crate::jwt::{
+    self, AudienceRule, Clock, JwtError, Rules, TokenType, TrustedIssuer, TrustedIssuers,
+};
+use crate::keys::SIGNING_ALGORITHMS;
+use crate::remote_jwks::RemoteJwks;
 use crate::verified::{self, VerifiedTokens};
 
 /// The scope that makes a token an admin token.
@@ -48,10 +49,6 @@ pub const SERVICE_SCOPES: [&str; 4] = [
     AUDIT_APPEND_SCOPE,
     AUDIT_READ_SCOPE,
 ];
-/// Largest token accepted.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The algorithms identity-svc signs with.
-const ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
 
 /// How admin tokens of identity-svc are verified (the `[admin]` table):
 /// against its published key set.
@@ -150,17 +147,7 @@ pub struct AdminToken {
 }
 
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Claims {
-    sub: String,
-    aud: serde_json::Value,
-    exp: i64,
     #[serde(default)]
     scope: String,
     #[serde(default)]
@@ -177,16 +164,15 @@ pub struct IdentityToken {
     /// `scope`, space-delimited.
     pub scope: String,
     pub tenant: Option<String>,
-    /// `exp`, seconds since the epoch.
-    pub expires_at: i64,
+    pub times: jwt::Times,
 }
 
 /// Verifies admin tokens of identity-svc.
 pub struct AdminVerifier {
-    keys: RemoteJwks,
+    issuer: TrustedIssuers,
     /// Tokens already verified, for as long as the key set is cached.
     verified: VerifiedTokens<IdentityToken>,
-    issuer: String,
+    issuer_name: String,
     audience: String,
     leeway_secs: u64,
     needs: String,
@@ -221,10 +207,19 @@ impl AdminVerifier {
     }
 
     fn with_keys(keys: RemoteJwks, issuer: &str, config: &AdminConfig, needs: &str) -> Self {
-        Self {
-            keys,
-            verified: VerifiedTokens::new(Duration::from_secs(config.jwks_cache_ttl_secs)),
+        let rules = Rules {
             issuer: issuer.to_owned(),
+            algorithms: SIGNING_ALGORITHMS.to_vec(),
+            token_type: TokenType::AccessToken,
+            // The caller decides what the audience must be.
+            audience: AudienceRule::Any,
+            subject: None,
+            leeway_secs: config.leeway_secs,
+        };
+        Self {
+            issuer: TrustedIssuers::new(vec![TrustedIssuer { rules, keys }]),
+            verified: VerifiedTokens::new(Duration::from_secs(config.jwks_cache_ttl_secs)),
+            issuer_name: issuer.to_owned(),
             audience: config.audience.clone(),
             leeway_secs: config.leeway_secs,
             needs: needs.to_owned(),
@@ -233,81 +228,44 @@ impl AdminVerifier {
 
     /// identity-svc's issuer.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.issuer_name
     }
 
     /// Whether a token claiming `iss` is meant for this verifier.
     pub fn issues(&self, iss: &str) -> bool {
-        self.issuer == iss
+        self.issuer_name == iss
     }
 
     /// Verifies that `token` is a valid token of identity-svc (signature,
     /// issuer, time claims), whatever its audience and scope:
     /// UNAUTHENTICATED otherwise, without saying why.
     pub async fn verify_identity_token(&self, token: &str) -> Result<IdentityToken, ApiError> {
-        if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
-            return Err(invalid());
-        }
+        let now = chrono::Utc::now().timestamp();
         let digest = verified::digest(token);
         if let Some(known) = self.verified.get(&digest) {
-            // Valid when verified; only its expiry can have passed since.
-            let now = chrono::Utc::now().timestamp();
-            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
-                Ok(known.as_ref().clone())
-            } else {
-                Err(invalid())
+            // Valid when verified; only its times can have run out since.
+            return match jwt::check_times(known.times, now, self.leeway_secs) {
+                Ok(()) => Ok(known.as_ref().clone()),
+                Err(_) => Err(invalid()),
             };
         }
-        let header: Header = token
-            .split('.')
-            .next()
-            .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(invalid)?;
-        let alg = header
-            .alg
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|alg| ALGORITHMS.contains(alg))
-            .ok_or_else(invalid)?;
-        let kid = header
-            .kid
-            .filter(|kid| !kid.is_empty())
-            .ok_or_else(invalid)?;
-        let jwk = self.keys.key(&kid).await.map_err(|err| match err {
-            JwksError::Unavailable => ApiError::Unavailable {
-                what: "identity-svc's key set (its tokens cannot be verified)".to_owned(),
-            },
-            JwksError::UnknownKid { .. } => invalid(),
-        })?;
-        let key = remote_jwks::decoding_key(&jwk, alg).map_err(|_| invalid())?;
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.set_issuer(&[self.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        // The caller decides what the audience must be.
-        validation.validate_aud = false;
-        validation.leeway = self.leeway_secs;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|_| invalid())?
-            .claims;
-        let audiences = match claims.aud {
-            serde_json::Value::String(aud) => vec![aud],
-            serde_json::Value::Array(auds) => auds
-                .into_iter()
-                .filter_map(|aud| match aud {
-                    serde_json::Value::String(aud) => Some(aud),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let verified =
+            self.issuer
+                .verify(token, Clock::At(now))
+                .await
+                .map_err(|err| match err {
+                    JwtError::KeysUnavailable => ApiError::Unavailable {
+                        what: "identity-svc's key set (its tokens cannot be verified)".to_owned(),
+                    },
+                    _ => invalid(),
+                })?;
+        let claims: Claims = verified.claims_as().map_err(|_| invalid())?;
         let verified = IdentityToken {
-            subject: claims.sub,
-            audiences,
+            subject: verified.subject,
+            audiences: verified.audiences,
             scope: claims.scope,
             tenant: claims.tenant,
-            expires_at: claims.exp,
+            times: verified.times,
         };
         self.verified.insert(digest, Arc::new(verified.clone()));
         Ok(verified)
@@ -369,9 +327,12 @@ impl AdminVerifier {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use serde_json::json;
 
     use super::*;
+    use crate::jwt::MAX_TOKEN_BYTES;
     use crate::keys::{SigningAlgorithm, SigningKey};
 
     const ISSUER: &str = "http://identity.test";

@@ -17,6 +17,7 @@ pub mod http_boundary;
 pub mod ids;
 pub mod invalidation;
 pub mod issuer_config;
+pub mod jwt;
 pub mod keys;
 pub mod oauth_http;
 pub mod page;

@@ -113,7 +113,7 @@ pub enum JwksError {
 }
 
 /// Why a key cannot verify a token of some algorithm.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KeyMismatch {
     #[error("the key is not for signatures (`use`/`key_ops`)")]
     NotForSignatures,

@@ -1,23 +1,21 @@
 //! Person authentication: the caller's `authorization: Bearer <token>` is a
-//! token of a trusted user-token issuer (`[[user_issuers]]`), checked for
-//! size, header, issuer, algorithm allow-list, key, signature, audience and
-//! time claims. The person is the token's `iss` and `sub`.
+//! token of a trusted user-token issuer (`[[user_issuers]]`), verified by
+//! the shared verifier (`agentsec_common::jwt`) for the issuer's audience;
+//! any `typ` (an OpenID Connect ID token is fine). The person is the
+//! token's `iss` and `sub`.
 
-use agentsec_common::error::ApiError;
 use std::sync::Arc;
 
-use agentsec_common::oauth_http::printable;
-use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
+use agentsec_common::error::ApiError;
+use agentsec_common::jwt::{
+    self, AudienceRule, Clock, JwtError, Rules, Times, TokenType, TrustedIssuer, TrustedIssuers,
+    Unverified,
+};
 use agentsec_common::verified::{self, VerifiedTokens};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::config::UserIssuerConfig;
 
-/// Largest person token accepted.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// common.proto: a person subject is 1-256 chars.
 const MAX_SUBJECT_CHARS: usize = 256;
 
@@ -30,43 +28,18 @@ pub struct Person {
     pub tenant: Option<String>,
 }
 
-struct UserIssuer {
-    issuer: String,
-    audience: String,
-    algorithms: Vec<Algorithm>,
-    keys: RemoteJwks,
-}
-
 /// The trusted user-token issuers.
 pub struct UserIssuers {
-    issuers: Vec<UserIssuer>,
+    issuers: TrustedIssuers,
     leeway_secs: u64,
     /// Tokens already verified, for no longer than the shortest key-set
     /// cache lifetime of the issuers.
     verified: VerifiedTokens<PersonToken>,
 }
 
+/// The claims an exchange reads beyond the registered ones.
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Unverified {
-    #[serde(default)]
-    iss: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Verified {
-    sub: String,
-    exp: f64,
-    #[serde(default)]
-    iat: Option<f64>,
+struct Claims {
     #[serde(default)]
     tenant: Option<String>,
     #[serde(default)]
@@ -81,6 +54,7 @@ pub struct PersonToken {
     pub person: Person,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
+    times: Times,
     /// Its `scope` claim (space-delimited); `None` when it has none, and
     /// then it does not narrow what may be delegated.
     pub scopes: Option<Vec<String>>,
@@ -94,12 +68,16 @@ fn unauthenticated(reason: impl Into<String>) -> ApiError {
     }
 }
 
-fn part(token: &str, index: usize) -> Result<Vec<u8>, ApiError> {
-    token
-        .split('.')
-        .nth(index)
-        .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
-        .ok_or_else(|| unauthenticated("the person token is not a well-formed JWT"))
+fn refused(err: JwtError) -> ApiError {
+    match err {
+        JwtError::KeysUnavailable => ApiError::Unavailable {
+            what: "the keys of the person token's issuer".to_owned(),
+        },
+        JwtError::UntrustedIssuer => {
+            unauthenticated("the person token's `iss` is not a trusted user-token issuer")
+        }
+        err => unauthenticated(err.about("the person token")),
+    }
 }
 
 /// What a token says about itself before any check: the payload's `iss`
@@ -110,23 +88,14 @@ pub struct Unchecked {
 
 /// Reads [`Unchecked`] from a token; UNAUTHENTICATED when it is not a JWT.
 pub fn peek(token: &str) -> Result<Unchecked, ApiError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(unauthenticated(format!(
-            "the bearer token is larger than {MAX_TOKEN_BYTES} bytes"
-        )));
-    }
-    if token.split('.').count() != 3 {
-        return Err(unauthenticated("the bearer token is not a well-formed JWT"));
-    }
-    let _header: Header = serde_json::from_slice(&part(token, 0)?)
-        .map_err(|_| unauthenticated("the bearer token header is malformed"))?;
-    let unverified: Unverified = serde_json::from_slice(&part(token, 1)?)
-        .map_err(|_| unauthenticated("the bearer token payload is malformed"))?;
-    let iss = match unverified.iss {
-        Some(serde_json::Value::String(iss)) => iss,
-        _ => return Err(unauthenticated("the bearer token has no string `iss`")),
-    };
-    Ok(Unchecked { iss })
+    let unverified =
+        Unverified::parse(token).map_err(|err| unauthenticated(err.about("the bearer token")))?;
+    let iss = unverified
+        .issuer()
+        .map_err(|_| unauthenticated("the bearer token has no string `iss`"))?;
+    Ok(Unchecked {
+        iss: iss.to_owned(),
+    })
 }
 
 impl UserIssuers {
@@ -135,34 +104,23 @@ impl UserIssuers {
     pub fn new(configs: &[UserIssuerConfig], leeway_secs: u64) -> Result<Self, String> {
         let mut issuers = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
-            let keys = match (&config.jwks, &config.jwks_uri) {
-                (Some(json), _) => RemoteJwks::inline(json)
-                    .map_err(|err| format!("user_issuers[{index}].jwks {err}"))?,
-                (None, Some(uri)) => RemoteJwks::remote(uri, config.jwks_cache())
-                    .map_err(|err| format!("user_issuers[{index}].jwks_uri {err}"))?,
-                (None, None) => {
-                    return Err(format!(
-                        "user_issuers[{index}].jwks_uri is required when `jwks` is not set"
-                    ))
-                }
-            };
-            let algorithms = config
-                .algorithms
-                .iter()
-                .map(|alg| {
-                    alg.parse::<Algorithm>()
-                        .ok()
-                        .filter(|_| remote_jwks::SUPPORTED_ALGORITHMS.contains(&alg.as_str()))
-                        .ok_or_else(|| {
-                            format!("user_issuers[{index}].algorithms: `{alg}` is not supported")
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            issuers.push(UserIssuer {
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-                algorithms,
-                keys,
+            let key = |err: String| format!("user_issuers[{index}].{err}");
+            issuers.push(TrustedIssuer {
+                rules: Rules {
+                    issuer: config.issuer.clone(),
+                    algorithms: jwt::algorithms(&config.algorithms)
+                        .map_err(|err| key(format!("algorithms: {err}")))?,
+                    token_type: TokenType::Any,
+                    audience: AudienceRule::OneOf(vec![config.audience.clone()]),
+                    subject: None,
+                    leeway_secs,
+                },
+                keys: jwt::key_set(
+                    config.jwks.as_deref(),
+                    config.jwks_uri.as_deref(),
+                    config.jwks_cache(),
+                )
+                .map_err(key)?,
             });
         }
         let max_age = configs
@@ -171,7 +129,7 @@ impl UserIssuers {
             .min()
             .unwrap_or_default();
         Ok(Self {
-            issuers,
+            issuers: TrustedIssuers::new(issuers),
             leeway_secs,
             verified: VerifiedTokens::new(max_age),
         })
@@ -187,12 +145,9 @@ impl UserIssuers {
     pub async fn verify_token(&self, token: &str, now: i64) -> Result<PersonToken, ApiError> {
         let digest = verified::digest(token);
         if let Some(known) = self.verified.get(&digest) {
-            // Valid when verified; only its expiry can have passed since.
-            return if now <= known.expires_at.saturating_add(self.leeway_secs as i64) {
-                Ok(known.as_ref().clone())
-            } else {
-                Err(unauthenticated("the person token has expired"))
-            };
+            // Valid when verified; only its times can have run out since.
+            jwt::check_times(known.times, now, self.leeway_secs).map_err(refused)?;
+            return Ok(known.as_ref().clone());
         }
         let verified = self.check_token(token, now).await?;
         self.verified.insert(digest, Arc::new(verified.clone()));
@@ -205,91 +160,27 @@ impl UserIssuers {
                 "no user-token issuer is configured on this server",
             ));
         }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(unauthenticated(format!(
-                "the person token is larger than {MAX_TOKEN_BYTES} bytes"
-            )));
-        }
-        if token.split('.').count() != 3 {
-            return Err(unauthenticated("the person token is not a well-formed JWT"));
-        }
-        let header: Header = serde_json::from_slice(&part(token, 0)?)
-            .map_err(|_| unauthenticated("the person token header is malformed"))?;
-        let unverified: Unverified = serde_json::from_slice(&part(token, 1)?)
-            .map_err(|_| unauthenticated("the person token payload is malformed"))?;
-        let iss = match unverified.iss {
-            Some(serde_json::Value::String(iss)) => iss,
-            _ => return Err(unauthenticated("the person token has no string `iss`")),
-        };
-        let trusted = self
+        let verified = self
             .issuers
-            .iter()
-            .find(|trusted| trusted.issuer == iss)
-            .ok_or_else(|| {
-                unauthenticated("the person token's `iss` is not a trusted user-token issuer")
-            })?;
-        if header.crit.is_some() {
-            return Err(unauthenticated(
-                "the person token header has a `crit` parameter, which is not supported",
-            ));
-        }
-        // The allow-list decides first: `none` and HMAC never pass.
-        let alg = header
-            .alg
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|alg| trusted.algorithms.contains(alg))
-            .ok_or_else(|| {
-                unauthenticated(format!(
-                    "the person token's `alg` `{}` is not accepted from its issuer",
-                    printable(&header.alg)
-                ))
-            })?;
-        let kid = header
-            .kid
-            .filter(|kid| !kid.is_empty())
-            .ok_or_else(|| unauthenticated("the person token has no `kid` header"))?;
-        let jwk = trusted.keys.key(&kid).await.map_err(|err| match err {
-            JwksError::Unavailable => ApiError::Unavailable {
-                what: "the keys of the person token's issuer".to_owned(),
-            },
-            JwksError::UnknownKid { .. } => {
-                unauthenticated("the issuer publishes no key with the person token's `kid`")
-            }
-        })?;
-        let key = remote_jwks::decoding_key(&jwk, alg)
-            .map_err(|err| unauthenticated(format!("the person token's key: {err}")))?;
-
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.set_issuer(&[trusted.issuer.as_str()]);
-        validation.set_audience(&[trusted.audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway_secs;
-        let verified = jsonwebtoken::decode::<Verified>(token, &key, &validation)
-            .map_err(describe)?
-            .claims;
-        if verified
-            .iat
-            .is_some_and(|iat| iat > (now + self.leeway_secs as i64) as f64)
-        {
-            return Err(unauthenticated("the person token's `iat` is in the future"));
-        }
-        if verified.sub.is_empty() || verified.sub.chars().count() > MAX_SUBJECT_CHARS {
+            .verify(token, Clock::At(now))
+            .await
+            .map_err(refused)?;
+        let claims: Claims = verified
+            .claims_as()
+            .map_err(|_| unauthenticated("the person token's `tenant` is not a string"))?;
+        if verified.subject.chars().count() > MAX_SUBJECT_CHARS {
             return Err(unauthenticated(format!(
                 "the person token's `sub` must be 1-{MAX_SUBJECT_CHARS} chars"
             )));
         }
-        if let Some(tenant) = &verified.tenant {
+        if let Some(tenant) = &claims.tenant {
             if !crate::config::is_tenant(tenant) {
                 return Err(unauthenticated(
                     "the person token's `tenant` is not a valid tenant",
                 ));
             }
         }
-        let scopes = match verified.scope {
+        let scopes = match claims.scope {
             None => None,
             Some(serde_json::Value::String(scope)) => Some(
                 scope
@@ -306,30 +197,16 @@ impl UserIssuers {
         };
         Ok(PersonToken {
             person: Person {
-                issuer: iss,
-                subject: verified.sub,
-                tenant: verified.tenant,
+                issuer: verified.issuer,
+                subject: verified.subject,
+                tenant: claims.tenant,
             },
-            expires_at: verified.exp as i64,
+            expires_at: verified.times.expires_at,
+            times: verified.times,
             scopes,
-            may_act: verified.may_act,
+            may_act: claims.may_act,
         })
     }
-}
-
-fn describe(err: jsonwebtoken::errors::Error) -> ApiError {
-    use jsonwebtoken::errors::ErrorKind;
-    unauthenticated(match err.kind() {
-        ErrorKind::ExpiredSignature => "the person token has expired".to_owned(),
-        ErrorKind::ImmatureSignature => "the person token is not valid yet (`nbf`)".to_owned(),
-        ErrorKind::InvalidSignature => "the person token's signature is invalid".to_owned(),
-        ErrorKind::InvalidAudience => "the person token is not for this service (`aud`)".to_owned(),
-        ErrorKind::InvalidIssuer => "the person token's `iss` is not trusted".to_owned(),
-        ErrorKind::MissingRequiredClaim(claim) => {
-            format!("the person token has no `{}`", printable(claim))
-        }
-        _ => "the person token is invalid".to_owned(),
-    })
 }
 
 #[cfg(test)]

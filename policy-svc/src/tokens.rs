@@ -15,19 +15,20 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use agentsec_common::error::ApiError;
-use agentsec_common::remote_jwks::{self, JwksError, RemoteJwks};
+use agentsec_common::jwt::{
+    self, AudienceRule, Clock, JwtError, Rules, Times, TokenType, TrustedIssuer, TrustedIssuers,
+    Verified,
+};
 use agentsec_common::verified::{self, VerifiedTokens};
 use agentsec_proto::common::v1::{Actor, ActorChain, Principal};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::config::{Config, TokenIssuerConfig, DEFAULT_TOKEN_ALGORITHMS};
+use crate::config::{Config, DEFAULT_TOKEN_ALGORITHMS};
 use crate::engine::request::{is_agent_id, is_tenant, MAX_ACTORS, MAX_PERSON_SUBJECT};
 
 /// policy.proto: CheckTokenRequest.token is at most 8 KiB.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES: usize = jwt::MAX_TOKEN_BYTES;
 
 /// A token's claims after verification, reduced to what a decision needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +55,15 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    /// The time claims, for [`jwt::check_times`].
+    pub fn times(&self) -> Times {
+        Times {
+            expires_at: self.expires_at,
+            not_before: self.not_before,
+            issued_at: (self.issued_at != 0).then_some(self.issued_at),
+        }
+    }
+
     pub fn is_for(&self, audience: &str) -> bool {
         self.audiences.iter().any(|aud| aud == audience)
     }
@@ -66,44 +76,18 @@ impl VerifiedToken {
     }
 }
 
-struct TrustedIssuer {
-    issuer: String,
-    keys: RemoteJwks,
-    algorithms: Vec<Algorithm>,
-}
-
 /// Verifies CheckToken's tokens against the trusted issuers.
 pub struct TokenVerifier {
-    issuers: Vec<TrustedIssuer>,
+    issuers: TrustedIssuers,
     leeway_secs: u64,
     /// Tokens whose signature already held, by digest: a token presented
     /// again (a gateway asks per request) is only checked for time.
     verified: VerifiedTokens<VerifiedToken>,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UnverifiedClaims {
-    #[serde(default)]
-    iss: Option<String>,
-}
-
+/// The claims a decision reads beyond the registered ones.
 #[derive(Deserialize)]
 struct Claims {
-    iss: String,
-    sub: String,
-    aud: serde_json::Value,
-    exp: i64,
-    #[serde(default)]
-    iat: Option<i64>,
-    #[serde(default)]
-    nbf: Option<i64>,
     #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
@@ -126,21 +110,32 @@ fn unauthenticated(reason: impl Into<String>) -> ApiError {
     }
 }
 
-fn algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
-    names
-        .iter()
-        .map(|name| {
-            name.parse::<Algorithm>()
-                .map_err(|_| format!("unknown algorithm `{name}`"))
-        })
-        .collect()
+fn refused(err: JwtError) -> ApiError {
+    match err {
+        JwtError::KeysUnavailable => ApiError::Unavailable {
+            what: "the key set of the token's issuer (tokens cannot be verified)".to_owned(),
+        },
+        err => unauthenticated(err.about("the token")),
+    }
 }
 
 impl TokenVerifier {
     /// The configured issuers, or identity-svc (`admin.issuer` /
-    /// `admin.jwks_uri`) when none is listed.
+    /// `admin.jwks_uri`) when none is listed. Every issuer's tokens are
+    /// access tokens (`typ` `at+jwt`, RFC 9068 §4); the audience is
+    /// compared with the request's, which makes a mismatch a DENY decision
+    /// (policy.proto), not an error.
     pub fn new(config: &Config) -> Result<Self, String> {
         let ttl = Duration::from_secs(config.admin.jwks_cache_ttl_secs);
+        let leeway_secs = config.admin.leeway_secs;
+        let rules = |issuer: &str, algorithms: Vec<Algorithm>| Rules {
+            issuer: issuer.to_owned(),
+            algorithms,
+            token_type: TokenType::AccessToken,
+            audience: AudienceRule::Any,
+            subject: None,
+            leeway_secs,
+        };
         let mut issuers = Vec::new();
         if config.token_issuers.is_empty() {
             if let (Some(uri), Some(issuer)) = (&config.admin.jwks_uri, &config.admin.issuer) {
@@ -149,46 +144,30 @@ impl TokenVerifier {
                     .map(|alg| (*alg).to_owned())
                     .collect();
                 issuers.push(TrustedIssuer {
-                    issuer: issuer.clone(),
-                    keys: RemoteJwks::remote(uri, ttl)
-                        .map_err(|err| format!("admin.jwks_uri {err}"))?,
-                    algorithms: algorithms(&defaults)?,
+                    rules: rules(issuer, jwt::algorithms(&defaults)?),
+                    keys: jwt::key_set(None, Some(uri), ttl)
+                        .map_err(|err| format!("admin.{err}"))?,
                 });
             }
         }
         for (index, entry) in config.token_issuers.iter().enumerate() {
-            issuers.push(Self::issuer(index, entry, ttl)?);
+            let key = |err: String| format!("token_issuers[{index}].{err}");
+            issuers.push(TrustedIssuer {
+                rules: rules(
+                    &entry.issuer,
+                    jwt::algorithms(&entry.algorithms)
+                        .map_err(|err| key(format!("algorithms: {err}")))?,
+                ),
+                keys: jwt::key_set(entry.jwks.as_deref(), entry.jwks_uri.as_deref(), ttl)
+                    .map_err(key)?,
+            });
         }
         Ok(Self {
-            issuers,
-            leeway_secs: config.admin.leeway_secs,
+            issuers: TrustedIssuers::new(issuers),
+            leeway_secs,
             // A remembered signature vouches no longer than the key set it
             // was checked against is kept.
             verified: VerifiedTokens::new(ttl),
-        })
-    }
-
-    fn issuer(
-        index: usize,
-        entry: &TokenIssuerConfig,
-        ttl: Duration,
-    ) -> Result<TrustedIssuer, String> {
-        let keys = match (&entry.jwks_uri, &entry.jwks) {
-            (Some(uri), _) => RemoteJwks::remote(uri, ttl)
-                .map_err(|err| format!("token_issuers[{index}].jwks_uri {err}"))?,
-            (None, Some(jwks)) => RemoteJwks::inline(jwks)
-                .map_err(|err| format!("token_issuers[{index}].jwks {err}"))?,
-            (None, None) => {
-                return Err(format!(
-                    "token_issuers[{index}].jwks_uri: one of jwks_uri and jwks is required"
-                ))
-            }
-        };
-        Ok(TrustedIssuer {
-            issuer: entry.issuer.clone(),
-            keys,
-            algorithms: algorithms(&entry.algorithms)
-                .map_err(|err| format!("token_issuers[{index}].algorithms: {err}"))?,
         })
     }
 
@@ -196,114 +175,39 @@ impl TokenVerifier {
         !self.issuers.is_empty()
     }
 
-    /// Verifies `token` (already bounded in size by the caller) and derives
-    /// its principal. Every failure is UNAUTHENTICATED, except an
-    /// unreachable key set (UNAVAILABLE).
+    /// Verifies `token` and derives its principal. Every failure is
+    /// UNAUTHENTICATED, except an unreachable key set (UNAVAILABLE).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, ApiError> {
+        let now = chrono::Utc::now().timestamp();
         let digest = verified::digest(token);
         if let Some(known) = self.verified.get(&digest) {
-            self.check_times(&known, chrono::Utc::now().timestamp())?;
+            jwt::check_times(known.times(), now, self.leeway_secs).map_err(refused)?;
             return Ok(VerifiedToken::clone(&known));
         }
-        let verified = self.verify_signed(token).await?;
+        let verified = self
+            .issuers
+            .verify(token, Clock::At(now))
+            .await
+            .map_err(refused)?;
+        let verified = derive(verified)?;
         self.verified.insert(digest, Arc::new(verified.clone()));
         Ok(verified)
-    }
-
-    /// `exp` and `nbf` of a token verified earlier, with the same leeway.
-    fn check_times(&self, token: &VerifiedToken, now: i64) -> Result<(), ApiError> {
-        let leeway = i64::try_from(self.leeway_secs).unwrap_or(i64::MAX);
-        let invalid = |why: &str| unauthenticated(format!("the token is not valid: {why}"));
-        if now > token.expires_at.saturating_add(leeway) {
-            return Err(invalid("expired"));
-        }
-        if token
-            .not_before
-            .is_some_and(|nbf| now < nbf.saturating_sub(leeway))
-        {
-            return Err(invalid("not yet valid"));
-        }
-        Ok(())
-    }
-
-    async fn verify_signed(&self, token: &str) -> Result<VerifiedToken, ApiError> {
-        let invalid = |why: &str| unauthenticated(format!("the token is not valid: {why}"));
-        let parts: Vec<&str> = token.split('.').collect();
-        let [header, payload, _signature] = parts.as_slice() else {
-            return Err(invalid("not a JWS compact token"));
-        };
-        let header: Header = URL_SAFE_NO_PAD
-            .decode(header)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| invalid("malformed header"))?;
-        // The issuer is read before verification only to pick its keys;
-        // the signature check below covers it.
-        let unverified: UnverifiedClaims = URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| invalid("malformed claims"))?;
-        let issuer = unverified
-            .iss
-            .and_then(|iss| self.issuers.iter().find(|trusted| trusted.issuer == iss))
-            .ok_or_else(|| invalid("its issuer is not trusted"))?;
-        let alg = header
-            .alg
-            .parse::<Algorithm>()
-            .ok()
-            .filter(|alg| issuer.algorithms.contains(alg))
-            .ok_or_else(|| invalid("its algorithm is not accepted from this issuer"))?;
-        let kid = header
-            .kid
-            .filter(|kid| !kid.is_empty())
-            .ok_or_else(|| invalid("no `kid` in the header"))?;
-        let jwk = issuer.keys.key(&kid).await.map_err(|err| match err {
-            JwksError::Unavailable => ApiError::Unavailable {
-                what: format!(
-                    "the key set of issuer `{}` (tokens cannot be verified)",
-                    issuer.issuer
-                ),
-            },
-            JwksError::UnknownKid { .. } => invalid("signed with an unknown key"),
-        })?;
-        let key = remote_jwks::decoding_key(&jwk, alg)
-            .map_err(|_| invalid("the key does not fit the algorithm"))?;
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.set_issuer(&[issuer.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        // The audience is compared with the request's, which makes a
-        // mismatch a DENY decision (policy.proto), not an error.
-        validation.validate_aud = false;
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway_secs;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|err| {
-                use jsonwebtoken::errors::ErrorKind;
-                match err.kind() {
-                    ErrorKind::ExpiredSignature => invalid("expired"),
-                    ErrorKind::ImmatureSignature => invalid("not yet valid"),
-                    ErrorKind::InvalidSignature => invalid("bad signature"),
-                    _ => invalid("malformed or badly signed"),
-                }
-            })?
-            .claims;
-        derive(claims)
     }
 }
 
 /// The principal a verified token stands for.
-fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
+fn derive(verified: Verified) -> Result<VerifiedToken, ApiError> {
     let invalid = |why: String| unauthenticated(format!("the token is not valid: {why}"));
-    let audiences = match &claims.aud {
-        serde_json::Value::String(aud) => vec![aud.clone()],
-        serde_json::Value::Array(auds) => auds
-            .iter()
-            .filter_map(|aud| aud.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let claims: Claims = verified
+        .claims_as()
+        .map_err(|_| invalid("a claim has the wrong type".to_owned()))?;
+    let Verified {
+        issuer: iss,
+        subject: sub,
+        audiences,
+        times,
+        ..
+    } = verified;
     let tenant = claims
         .tenant
         .ok_or_else(|| invalid("no `tenant` claim".to_owned()))?;
@@ -325,7 +229,7 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
             .filter(|sub| is_agent_id(sub))
             .ok_or_else(|| invalid("an `act.sub` is not an agent id".to_owned()))?;
         let issuer = match act.get("iss") {
-            None => claims.iss.clone(),
+            None => iss.clone(),
             Some(serde_json::Value::String(iss)) if iss.len() <= 256 => iss.clone(),
             Some(_) => return Err(invalid("an `act.iss` is malformed".to_owned())),
         };
@@ -337,22 +241,22 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
     }
     let person_subject = if actors.is_empty() {
         // An agent's own token: `sub` is the agent.
-        if !is_agent_id(&claims.sub) {
+        if !is_agent_id(&sub) {
             return Err(invalid("`sub` is not an agent id".to_owned()));
         }
         actors.push(Actor {
-            agent_id: claims.sub.clone(),
-            issuer: claims.iss.clone(),
+            agent_id: sub.clone(),
+            issuer: iss.clone(),
         });
         String::new()
     } else {
         // A delegated token: `sub` is the person.
-        if claims.sub.is_empty() || claims.sub.chars().count() > MAX_PERSON_SUBJECT {
+        if sub.is_empty() || sub.chars().count() > MAX_PERSON_SUBJECT {
             return Err(invalid(format!(
                 "`sub` must be 1-{MAX_PERSON_SUBJECT} chars"
             )));
         }
-        claims.sub.clone()
+        sub.clone()
     };
     let agent_id = actors
         .first()
@@ -367,9 +271,9 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
             ..Principal::default()
         },
         audiences,
-        expires_at: claims.exp,
-        issued_at: claims.iat.or(claims.nbf).unwrap_or(0),
-        not_before: claims.nbf,
+        expires_at: times.expires_at,
+        issued_at: times.issued_at.or(times.not_before).unwrap_or(0),
+        not_before: times.not_before,
         jti: claims.jti.filter(|jti| !jti.is_empty()),
         credential: claims.cred.filter(|cred| !cred.is_empty()),
         generation: claims.gen,
@@ -388,9 +292,12 @@ fn derive(claims: Claims) -> Result<VerifiedToken, ApiError> {
 #[cfg(test)]
 mod tests {
     use agentsec_common::keys::{SigningAlgorithm, SigningKey};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use serde_json::json;
 
     use super::*;
+    use crate::config::TokenIssuerConfig;
 
     const ISSUER: &str = "http://exchange.test";
     const AGENT: &str = "agt_01JTESTAGENT0000000000000A";
@@ -502,14 +409,12 @@ mod tests {
             .verified
             .get(&verified::digest(&token))
             .expect("remembered after its first verification");
-        assert!(verifier.check_times(&remembered, now + 60).is_ok());
-        for moment in [now + 61, now - 1] {
-            let err = verifier.check_times(&remembered, moment).unwrap_err();
-            assert_eq!(
-                tonic::Status::from(err).code(),
-                tonic::Code::Unauthenticated
-            );
-        }
+        assert!(jwt::check_times(remembered.times(), now + 60, 0).is_ok());
+        assert_eq!(
+            jwt::check_times(remembered.times(), now + 61, 0),
+            Err(JwtError::Expired)
+        );
+        assert!(jwt::check_times(remembered.times(), now - 1, 0).is_err());
     }
 
     #[test]
@@ -519,12 +424,11 @@ mod tests {
         config.admin.jwks_uri = Some("http://127.0.0.1:7401/.well-known/jwks.json".into());
         config.admin.issuer = Some("http://127.0.0.1:7401".into());
         let verifier = TokenVerifier::new(&config).unwrap();
-        assert_eq!(verifier.issuers.len(), 1);
-        assert_eq!(verifier.issuers[0].issuer, "http://127.0.0.1:7401");
-        assert_eq!(
-            verifier.issuers[0].algorithms,
-            [Algorithm::EdDSA, Algorithm::ES256]
-        );
+        let rules: Vec<&Rules> = verifier.issuers.rules().collect();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].issuer, "http://127.0.0.1:7401");
+        assert_eq!(rules[0].algorithms, [Algorithm::EdDSA, Algorithm::ES256]);
+        assert_eq!(rules[0].token_type, TokenType::AccessToken);
     }
 
     proptest::proptest! {

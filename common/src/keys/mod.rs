@@ -6,9 +6,11 @@ pub mod store;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::de::DeserializeOwned;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+
+use crate::jwt::{AudienceRule, Clock, JwtError, Rules, TokenType, Unverified, Verified};
+use crate::remote_jwks::KeyMismatch;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,21 +26,6 @@ pub enum KeyError {
     InvalidPublicKey { kid: String, reason: String },
     #[error("signing failed: {0}")]
     Sign(String),
-}
-
-/// Why a token was not accepted. Messages never include the token.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum VerifyError {
-    #[error("the token is not a well-formed JWT")]
-    Malformed,
-    #[error("the token header names no `kid`")]
-    MissingKid,
-    #[error("no published key has kid `{0}`")]
-    UnknownKid(String),
-    #[error("the token's algorithm does not match its key")]
-    AlgorithmMismatch,
-    #[error("the token is invalid: {0}")]
-    Invalid(String),
 }
 
 /// The JWS algorithms AgentSec signs with. Nothing else is ever accepted for
@@ -72,6 +59,24 @@ impl SigningAlgorithm {
             Self::EdDsa => Algorithm::EdDSA,
             Self::Es256 => Algorithm::ES256,
         }
+    }
+}
+
+/// The JWS algorithms of AgentSec's own tokens (identity-svc's and
+/// exchange-svc's).
+pub const SIGNING_ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
+
+/// How a service verifies its own access tokens: its issuer, its signing
+/// algorithms, `typ` `at+jwt`, its own clock (no leeway); the audience is
+/// the caller's to compare.
+pub fn own_token_rules(issuer: &str) -> Rules {
+    Rules {
+        issuer: issuer.to_owned(),
+        algorithms: SIGNING_ALGORITHMS.to_vec(),
+        token_type: TokenType::AccessToken,
+        audience: AudienceRule::Any,
+        subject: None,
+        leeway_secs: 0,
     }
 }
 
@@ -149,7 +154,7 @@ impl PublicJwk {
         .unwrap_or(false)
     }
 
-    fn decoding_key(&self) -> Result<DecodingKey, KeyError> {
+    pub fn decoding_key(&self) -> Result<DecodingKey, KeyError> {
         let invalid = |reason: String| KeyError::InvalidPublicKey {
             kid: self.kid.clone(),
             reason,
@@ -334,31 +339,24 @@ impl Jwks {
         self.keys.iter().find(|key| key.kid == kid)
     }
 
-    /// Verifies a JWT against this key set: the header's `kid` picks the key,
-    /// the key fixes the one algorithm allowed, and `validation` checks the
-    /// claims (issuer, audience, expiry with leeway).
-    pub fn verify<T: DeserializeOwned>(
-        &self,
-        token: &str,
-        validation: &Validation,
-    ) -> Result<T, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        let kid = header.kid.ok_or(VerifyError::MissingKid)?;
-        let jwk = self
-            .find(&kid)
-            .ok_or_else(|| VerifyError::UnknownKid(kid.clone()))?;
-        let algorithm = jwk.algorithm().ok_or(VerifyError::AlgorithmMismatch)?;
-        if header.alg != algorithm.jwt_algorithm() {
-            return Err(VerifyError::AlgorithmMismatch);
+    /// Verifies one of our own tokens against this key set with the
+    /// shared verifier (`jwt`): the header's `kid` picks the key, and the
+    /// key's algorithm must be the token's.
+    pub fn verify(&self, token: &str, rules: &Rules, clock: Clock) -> Result<Verified, JwtError> {
+        let unverified = Unverified::parse(token)?;
+        let (alg, kid) = unverified.check_header(rules)?;
+        let jwk = self.find(kid).ok_or(JwtError::UnknownKid)?;
+        if jwk.algorithm().map(SigningAlgorithm::jwt_algorithm) != Some(alg) {
+            return Err(JwtError::KeyMismatch(KeyMismatch::OtherAlgorithm {
+                key: jwk.alg.clone(),
+            }));
         }
-        let key = jwk
-            .decoding_key()
-            .map_err(|err| VerifyError::Invalid(err.to_string()))?;
-        let mut validation = validation.clone();
-        validation.algorithms = vec![algorithm.jwt_algorithm()];
-        jsonwebtoken::decode::<T>(token, &key, &validation)
-            .map(|data| data.claims)
-            .map_err(|err| VerifyError::Invalid(err.to_string()))
+        let key = jwk.decoding_key().map_err(|err| {
+            JwtError::KeyMismatch(KeyMismatch::Malformed {
+                reason: err.to_string(),
+            })
+        })?;
+        unverified.verify(&key, alg, rules, clock)
     }
 }
 
@@ -430,12 +428,19 @@ mod tests {
         }
     }
 
-    fn validation() -> Validation {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&["https://issuer.test"]);
-        validation.set_audience(&["mcp:github"]);
-        validation.leeway = 5;
-        validation
+    fn rules() -> Rules {
+        Rules {
+            issuer: "https://issuer.test".into(),
+            algorithms: vec![Algorithm::EdDSA, Algorithm::ES256],
+            token_type: TokenType::AccessToken,
+            audience: AudienceRule::OneOf(vec!["mcp:github".into()]),
+            subject: None,
+            leeway_secs: 5,
+        }
+    }
+
+    fn now() -> Clock {
+        Clock::At(chrono::Utc::now().timestamp())
     }
 
     #[test]
@@ -447,7 +452,11 @@ mod tests {
             };
             let signed = claims(600);
             let token = key.sign("at+jwt", &signed).unwrap();
-            let verified: Claims = jwks.verify(&token, &validation()).unwrap();
+            let verified: Claims = jwks
+                .verify(&token, &rules(), now())
+                .unwrap()
+                .claims_as()
+                .unwrap();
             assert_eq!(verified, signed, "{algorithm}");
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.kid.as_deref(), Some(key.kid()));
@@ -509,14 +518,14 @@ mod tests {
             keys: vec![key.public_jwk().clone()],
         };
         let expired = key.sign("at+jwt", &claims(-3600)).unwrap();
-        assert!(matches!(
-            jwks.verify::<Claims>(&expired, &validation()),
-            Err(VerifyError::Invalid(_))
-        ));
+        assert_eq!(
+            jwks.verify(&expired, &rules(), now()).err(),
+            Some(JwtError::Expired)
+        );
         let foreign = other.sign("at+jwt", &claims(600)).unwrap();
         assert_eq!(
-            jwks.verify::<Claims>(&foreign, &validation()),
-            Err(VerifyError::UnknownKid(other.kid().to_owned()))
+            jwks.verify(&foreign, &rules(), now()).err(),
+            Some(JwtError::UnknownKid)
         );
         let token = key.sign("at+jwt", &claims(600)).unwrap();
         let mut parts: Vec<&str> = token.split('.').collect();
@@ -528,13 +537,13 @@ mod tests {
             .unwrap(),
         );
         parts[1] = &forged_claims;
-        assert!(matches!(
-            jwks.verify::<Claims>(&parts.join("."), &validation()),
-            Err(VerifyError::Invalid(_))
-        ));
         assert_eq!(
-            jwks.verify::<Claims>("not-a-jwt", &validation()),
-            Err(VerifyError::Malformed)
+            jwks.verify(&parts.join("."), &rules(), now()).err(),
+            Some(JwtError::BadSignature)
+        );
+        assert_eq!(
+            jwks.verify("not-a-jwt", &rules(), now()).err(),
+            Some(JwtError::Malformed)
         );
     }
 
@@ -549,9 +558,18 @@ mod tests {
         header.kid = Some(key.kid().to_owned());
         let secret = EncodingKey::from_secret(key.public_jwk().x.as_bytes()).unwrap();
         let forged = jsonwebtoken::encode(&header, &claims(600), &secret).unwrap();
-        assert_eq!(
-            jwks.verify::<Claims>(&forged, &validation()),
-            Err(VerifyError::AlgorithmMismatch)
-        );
+        assert!(matches!(
+            jwks.verify(&forged, &rules(), now()),
+            Err(JwtError::AlgorithmNotAllowed { .. })
+        ));
+        // An ES256 header over our EdDSA key.
+        let token = key.sign("at+jwt", &claims(600)).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        let header = serde_json::json!({"alg": "ES256", "kid": key.kid(), "typ": "at+jwt"});
+        let relabelled = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        assert!(matches!(
+            jwks.verify(&relabelled, &rules(), now()),
+            Err(JwtError::KeyMismatch(_))
+        ));
     }
 }

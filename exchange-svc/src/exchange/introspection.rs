@@ -5,7 +5,8 @@
 //! a chain, makes every token derived through it inactive at once.
 
 use agentsec_common::error::ApiError;
-use jsonwebtoken::{Algorithm, Validation};
+use agentsec_common::jwt::Clock;
+use agentsec_common::keys;
 
 use super::claims::DelegatedClaims;
 use super::request::MAX_TOKEN_BYTES;
@@ -41,16 +42,14 @@ impl Exchanger {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Inactive::Invalid);
         }
-        // The key picks the algorithm (`Jwks::verify`); this one is replaced.
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[self.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        validation.validate_aud = false;
-        validation.validate_nbf = true;
-        validation.leeway = 0;
         let claims: DelegatedClaims = self
             .jwks
-            .verify(token, &validation)
+            .verify(
+                token,
+                &keys::own_token_rules(&self.issuer),
+                Clock::At(chrono::Utc::now().timestamp()),
+            )
+            .and_then(|verified| verified.claims_as())
             .map_err(|_| Inactive::Invalid)?;
         if !claims.grant_id.is_empty() {
             let grant = grants::get(&self.db, &claims.grant_id)

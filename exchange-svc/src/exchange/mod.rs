@@ -436,7 +436,7 @@ impl Exchanger {
                 .filter(|scope| !scope.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            expires_at: verified.expires_at,
+            expires_at: verified.times.expires_at,
         })
     }
 

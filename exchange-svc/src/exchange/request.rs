@@ -12,7 +12,7 @@ pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 
 /// Largest subject or actor token.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES: usize = agentsec_common::jwt::MAX_TOKEN_BYTES;
 const MAX_TARGET_CHARS: usize = 256;
 const MAX_SCOPE_CHARS: usize = 2048;
 

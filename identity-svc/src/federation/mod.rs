@@ -9,7 +9,9 @@ pub mod glob;
 mod verify;
 
 use agentsec_common::error::{OAuthError, OAuthErrorCode};
-use agentsec_common::remote_jwks::{JwksParseError, JwksSetupError, KeyMismatch, RemoteJwks};
+use agentsec_common::jwt::{
+    self, AudienceRule, JwtError, Rules, TokenType, TrustedIssuer, TrustedIssuers,
+};
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -18,7 +20,6 @@ use crate::domain::agent::Agent;
 use crate::store::agents::{self, AgentStoreError};
 use crate::store::credentials::{self, Credential, SubjectMatch};
 pub use verify::ExternalClaims;
-use verify::TrustedIssuer;
 
 /// Why an external token was not accepted. Every variant maps to one OAuth
 /// error in [`From<FederationError> for OAuthError`].
@@ -30,36 +31,8 @@ pub enum FederationError {
     NotEnabled,
     #[error("assertion is required with the jwt-bearer grant")]
     MissingAssertion,
-    #[error("assertion is larger than {max} bytes")]
-    TooLarge { max: usize },
-    #[error("assertion is not a well-formed JWT")]
-    Malformed,
-    #[error("assertion `iss` is not a trusted issuer")]
-    UntrustedIssuer,
-    #[error("assertion header has a `crit` parameter, which is not supported")]
-    CriticalHeader,
-    #[error("assertion `alg` `{alg}` is not accepted from this issuer")]
-    AlgorithmNotAllowed { alg: String },
-    #[error("assertion has no `kid` header")]
-    MissingKid,
-    #[error("the issuer publishes no key with the assertion's `kid`")]
-    UnknownKid,
-    #[error("the assertion's key does not fit its `alg`: {0}")]
-    KeyMismatch(KeyMismatch),
-    #[error("the issuer's keys are unavailable")]
-    KeysUnavailable,
-    #[error("assertion signature is invalid")]
-    BadSignature,
-    #[error("assertion has expired")]
-    Expired,
-    #[error("assertion is not valid yet (`nbf`)")]
-    NotYetValid,
-    #[error("assertion `iat` is in the future")]
-    IssuedInFuture,
-    #[error("assertion has no `{claim}`")]
-    MissingClaim { claim: &'static str },
-    #[error("assertion is invalid: {reason}")]
-    Invalid { reason: String },
+    #[error("{}", .0.about("the assertion"))]
+    Token(JwtError),
     #[error("no federated credential matches the assertion's issuer, subject and audience")]
     NoMatch,
     #[error("the assertion matches federated credentials of several agents; pass client_id")]
@@ -75,29 +48,18 @@ impl From<FederationError> for OAuthError {
         // RFC 7523 §3.1: an assertion that is not valid is `invalid_grant`.
         let code = match &err {
             FederationError::NotEnabled => OAuthErrorCode::UnsupportedGrantType,
-            FederationError::MissingAssertion | FederationError::TooLarge { .. } => {
-                OAuthErrorCode::InvalidRequest
+            FederationError::MissingAssertion
+            | FederationError::Token(JwtError::TooLarge { .. }) => OAuthErrorCode::InvalidRequest,
+            FederationError::Token(JwtError::KeysUnavailable) => {
+                OAuthErrorCode::TemporarilyUnavailable
             }
-            FederationError::KeysUnavailable => OAuthErrorCode::TemporarilyUnavailable,
             FederationError::Store(_) | FederationError::AgentStore(_) => {
                 tracing::error!(error = %err, "jwt-bearer grant internal error");
                 return OAuthError::new(OAuthErrorCode::ServerError, "internal error");
             }
-            FederationError::Malformed
-            | FederationError::UntrustedIssuer
-            | FederationError::CriticalHeader
-            | FederationError::AlgorithmNotAllowed { .. }
-            | FederationError::MissingKid
-            | FederationError::UnknownKid
-            | FederationError::KeyMismatch(_)
-            | FederationError::BadSignature
-            | FederationError::Expired
-            | FederationError::NotYetValid
-            | FederationError::IssuedInFuture
-            | FederationError::MissingClaim { .. }
-            | FederationError::Invalid { .. }
-            | FederationError::NoMatch
-            | FederationError::Ambiguous => OAuthErrorCode::InvalidGrant,
+            FederationError::Token(_) | FederationError::NoMatch | FederationError::Ambiguous => {
+                OAuthErrorCode::InvalidGrant
+            }
         };
         OAuthError::new(code, err.to_string())
     }
@@ -106,16 +68,10 @@ impl From<FederationError> for OAuthError {
 /// A trusted issuer that cannot be set up (config validation catches these
 /// first; this is the second line).
 #[derive(Debug, thiserror::Error)]
-pub enum FederationSetupError {
-    #[error("trusted_issuers[{index}].jwks {source}")]
-    Jwks {
-        index: usize,
-        source: JwksParseError,
-    },
-    #[error("trusted_issuers[{index}].jwks_uri {reason}")]
-    JwksUri { index: usize, reason: String },
-    #[error("trusted_issuers[{index}].algorithms: `{alg}` is not supported")]
-    Algorithm { index: usize, alg: String },
+#[error("trusted_issuers[{index}].{reason}")]
+pub struct FederationSetupError {
+    index: usize,
+    reason: String,
 }
 
 /// The agent an external token was matched to, and the federated
@@ -128,8 +84,7 @@ pub struct Matched {
 
 /// The trusted issuers and the rules of the grant.
 pub struct Federation {
-    issuers: Vec<TrustedIssuer>,
-    leeway_secs: u64,
+    issuers: TrustedIssuers,
 }
 
 impl Federation {
@@ -141,47 +96,32 @@ impl Federation {
     ) -> Result<Self, FederationSetupError> {
         let mut issuers = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
-            let keys = match (&config.jwks, &config.jwks_uri) {
-                (Some(json), _) => RemoteJwks::inline(json)
-                    .map_err(|source| FederationSetupError::Jwks { index, source })?,
-                (None, Some(uri)) => RemoteJwks::remote(uri, config.jwks_cache()).map_err(
-                    |err: JwksSetupError| FederationSetupError::JwksUri {
-                        index,
-                        reason: err.to_string(),
-                    },
-                )?,
-                (None, None) => {
-                    return Err(FederationSetupError::JwksUri {
-                        index,
-                        reason: "is required when `jwks` is not set".to_owned(),
-                    })
-                }
-            };
-            let algorithms = config
-                .algorithms
-                .iter()
-                .map(|alg| {
-                    alg.parse::<jsonwebtoken::Algorithm>()
-                        .ok()
-                        .filter(|_| {
-                            agentsec_common::remote_jwks::SUPPORTED_ALGORITHMS
-                                .contains(&alg.as_str())
-                        })
-                        .ok_or_else(|| FederationSetupError::Algorithm {
-                            index,
-                            alg: alg.clone(),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let setup = |reason: String| FederationSetupError { index, reason };
+            let keys = jwt::key_set(
+                config.jwks.as_deref(),
+                config.jwks_uri.as_deref(),
+                config.jwks_cache(),
+            )
+            .map_err(setup)?;
+            let algorithms = jwt::algorithms(&config.algorithms)
+                .map_err(|err| setup(format!("algorithms: {err}")))?;
             issuers.push(TrustedIssuer {
-                issuer: config.issuer.clone(),
-                algorithms,
+                rules: Rules {
+                    issuer: config.issuer.clone(),
+                    algorithms,
+                    // External identity tokens (Kubernetes, SPIFFE, CI)
+                    // carry `JWT` or no `typ` at all.
+                    token_type: TokenType::Any,
+                    // Matched against the federated credentials.
+                    audience: AudienceRule::Any,
+                    subject: None,
+                    leeway_secs,
+                },
                 keys,
             });
         }
         Ok(Self {
-            issuers,
-            leeway_secs,
+            issuers: TrustedIssuers::new(issuers),
         })
     }
 
@@ -192,7 +132,7 @@ impl Federation {
 
     /// Whether `issuer` is a configured trusted issuer (exact match).
     pub fn trusts(&self, issuer: &str) -> bool {
-        self.issuers.iter().any(|trusted| trusted.issuer == issuer)
+        self.issuers.issues(issuer)
     }
 
     /// Refuses the grant when no issuer is trusted.
@@ -210,13 +150,7 @@ impl Federation {
         if assertion.is_empty() {
             return Err(FederationError::MissingAssertion);
         }
-        verify::verify(
-            &self.issuers,
-            assertion,
-            self.leeway_secs,
-            Utc::now().timestamp(),
-        )
-        .await
+        verify::verify(&self.issuers, assertion, Utc::now().timestamp()).await
     }
 
     /// The agent whose federated credential accepts `assertion`: among the
@@ -356,11 +290,11 @@ mod tests {
             OAuthErrorCode::UnsupportedGrantType
         );
         assert_eq!(
-            code(FederationError::TooLarge { max: 8192 }),
+            code(FederationError::Token(JwtError::TooLarge { max: 8192 })),
             OAuthErrorCode::InvalidRequest
         );
         assert_eq!(
-            code(FederationError::UntrustedIssuer),
+            code(FederationError::Token(JwtError::UntrustedIssuer)),
             OAuthErrorCode::InvalidGrant
         );
         assert_eq!(
@@ -368,7 +302,7 @@ mod tests {
             OAuthErrorCode::InvalidGrant
         );
         assert_eq!(
-            code(FederationError::KeysUnavailable),
+            code(FederationError::Token(JwtError::KeysUnavailable)),
             OAuthErrorCode::TemporarilyUnavailable
         );
         assert_eq!(

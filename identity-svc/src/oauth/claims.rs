@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The scope that makes a token (for the admin audience) an admin token.
 pub use agentsec_common::admin_token::ADMIN_SCOPE;
 /// Largest token accepted anywhere (introspection, revocation, bearer).
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES: usize = agentsec_common::jwt::MAX_TOKEN_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {

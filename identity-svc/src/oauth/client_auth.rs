@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{OAuthError, OAuthErrorCode};
+use agentsec_common::jwt::{AudienceRule, Clock, JwtError, Rules, TokenType, Unverified};
+use agentsec_common::remote_jwks;
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
 
-use super::claims::MAX_TOKEN_BYTES;
+use super::assertion::AssertionClaims;
 use super::{
-    assertion, oauth, server_error, Client, ClientCredentials, TokenService, AUTH_FAILED,
-    MAX_CLIENT_ID, MAX_SECRET,
+    oauth, server_error, Client, ClientCredentials, TokenService, AUTH_FAILED, MAX_CLIENT_ID,
+    MAX_SECRET,
 };
 use crate::standing::ClientRecord;
 use crate::store::{agents, credentials, tokens};
@@ -138,25 +140,38 @@ impl TokenService {
         client_id: Option<&str>,
         assertion: &str,
     ) -> Result<Client, OAuthError> {
-        if assertion.len() > MAX_TOKEN_BYTES {
-            return Err(oauth(
-                OAuthErrorCode::InvalidRequest,
-                format!("client_assertion is larger than {MAX_TOKEN_BYTES} bytes"),
-            ));
-        }
         let invalid = |why: &str| oauth(OAuthErrorCode::InvalidClient, why.to_owned());
-        let head = assertion::head(assertion).map_err(invalid)?;
-        if client_id.is_some_and(|id| id != head.subject) {
+        let refused = |err: JwtError| match err {
+            JwtError::TooLarge { .. } => oauth(
+                OAuthErrorCode::InvalidRequest,
+                err.about("client_assertion"),
+            ),
+            JwtError::WrongAudience => {
+                invalid("client_assertion `aud` must be the token endpoint or the issuer")
+            }
+            JwtError::WrongIssuer | JwtError::WrongSubject => {
+                invalid("client_assertion `iss` and `sub` must both be the client id")
+            }
+            _ => invalid(&err.about("client_assertion")),
+        };
+        let unverified = Unverified::parse(assertion).map_err(refused)?;
+        let subject = unverified
+            .subject()
+            .ok_or_else(|| invalid("client_assertion has no `sub`"))?;
+        if client_id.is_some_and(|id| id != subject) {
             return Err(invalid("client_id differs from the client_assertion `sub`"));
         }
-        if !agentsec_common::ids::is_id(&head.subject, "agt_") {
+        if !agentsec_common::ids::is_id(subject, "agt_") {
             return Err(invalid(AUTH_FAILED));
         }
-        let agent = agents::get(&self.db, &head.subject)
+        let kid = unverified
+            .kid()
+            .ok_or_else(|| refused(JwtError::MissingKid))?;
+        let agent = agents::get(&self.db, subject)
             .await
             .map_err(|err| server_error("agent lookup", err))?
             .ok_or_else(|| invalid(AUTH_FAILED))?;
-        let credential = credentials::public_key(&self.db, &agent.id, &head.kid)
+        let credential = credentials::public_key(&self.db, &agent.id, kid)
             .await
             .map_err(|err| server_error("credential lookup", err))?
             .filter(|credential| !credential.is_expired(Utc::now()))
@@ -168,44 +183,50 @@ impl TokenService {
             .as_deref()
             .and_then(|json| serde_json::from_str(json).ok())
             .ok_or_else(|| server_error("stored jwk", "unreadable public key"))?;
-        let alg = jwk
+        let registered = jwk
             .common
             .key_algorithm
             .and_then(|alg| alg.to_string().parse::<jsonwebtoken::Algorithm>().ok())
             .ok_or_else(|| server_error("stored jwk", "public key without alg"))?;
-        if head.alg != alg {
-            return Err(invalid(
-                "client_assertion `alg` is not the algorithm registered for this key",
-            ));
-        }
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)
-            .map_err(|err| server_error("stored jwk", err))?;
         let endpoint = self.token_endpoint();
-        let claims = assertion::verify(
-            assertion,
-            &key,
-            alg,
-            &agent.id,
-            &[endpoint.as_str(), self.issuer.as_str()],
-            self.config.leeway_secs,
-        )
-        .map_err(|why| invalid(&why))?;
+        // RFC 7523 §3: `iss` and `sub` are the client; `aud` the token
+        // endpoint or the issuer; the one algorithm is the key's.
+        let rules = Rules {
+            issuer: agent.id.clone(),
+            algorithms: vec![registered],
+            token_type: TokenType::Any,
+            audience: AudienceRule::OneOf(vec![endpoint, self.issuer.clone()]),
+            subject: Some(agent.id.clone()),
+            leeway_secs: self.config.leeway_secs,
+        };
+        let (alg, _) = unverified.check_header(&rules).map_err(|err| match err {
+            JwtError::AlgorithmNotAllowed { .. } => {
+                invalid("client_assertion `alg` is not the algorithm registered for this key")
+            }
+            other => refused(other),
+        })?;
+        let key =
+            remote_jwks::decoding_key(&jwk, alg).map_err(|err| server_error("stored jwk", err))?;
         let now = Utc::now().timestamp();
+        let verified = unverified
+            .verify(&key, alg, &rules, Clock::At(now))
+            .map_err(refused)?;
         let leeway = self.config.leeway_secs as i64;
-        if claims.exp - now > self.config.max_assertion_lifetime_secs as i64 + leeway {
+        let expires_at = verified.times.expires_at;
+        if expires_at - now > self.config.max_assertion_lifetime_secs as i64 + leeway {
             return Err(invalid(&format!(
                 "client_assertion expires more than {} seconds from now",
                 self.config.max_assertion_lifetime_secs
             )));
         }
-        if claims.iat.is_some_and(|iat| iat > now + leeway) {
-            return Err(invalid("client_assertion `iat` is in the future"));
-        }
+        let claims: AssertionClaims = verified
+            .claims_as()
+            .map_err(|_| invalid("client_assertion `jti` must be a string"))?;
         let jti = claims
             .jti
             .filter(|jti| !jti.is_empty() && jti.len() <= 256)
             .ok_or_else(|| invalid("client_assertion needs a `jti` of 1-256 chars"))?;
-        let ttl = (claims.exp - now + leeway).max(1);
+        let ttl = (expires_at - now + leeway).max(1);
         if !self.claim_assertion(&agent.id, &jti, ttl).await? {
             return Err(invalid(
                 "client_assertion was already used (replayed `jti`)",

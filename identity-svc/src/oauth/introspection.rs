@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
-use agentsec_common::keys::VerifyError;
+use agentsec_common::jwt::{self, Clock, JwtError, Times};
+use agentsec_common::keys;
 use agentsec_proto::common::v1::Outcome;
 use chrono::Utc;
-use jsonwebtoken::Validation;
 
 use super::claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
 use super::{oauth, server_error, Caller, Client, ClientCredentials, TokenService};
@@ -77,34 +77,35 @@ impl TokenService {
                 claims
             }
         };
-        let now = Utc::now().timestamp();
-        (claims.nbf <= now && now <= claims.exp).then_some(claims)
+        let times = Times {
+            expires_at: claims.exp,
+            not_before: Some(claims.nbf),
+            issued_at: Some(claims.iat),
+        };
+        jwt::check_times(times, Utc::now().timestamp(), 0)
+            .is_ok()
+            .then_some(claims)
     }
 
     /// The claims of a token this service signed, if its signature and
     /// issuer hold (and, with `check_time`, it is within nbf/exp). A kid we
     /// do not know may be another replica's new key: re-read once.
     async fn verify_signature(&self, token: &str, check_time: bool) -> Option<AccessClaims> {
-        let mut validation = Validation::new(jsonwebtoken::Algorithm::EdDSA);
-        validation.set_issuer(&[self.issuer.as_str()]);
-        validation.validate_aud = false;
-        validation.leeway = 0;
-        validation.validate_exp = check_time;
-        validation.validate_nbf = check_time;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let verify = || {
-            self.keys
-                .current()
-                .jwks
-                .verify::<AccessClaims>(token, &validation)
+        let clock = if check_time {
+            Clock::At(Utc::now().timestamp())
+        } else {
+            Clock::Ignored
         };
-        match verify() {
-            Ok(claims) => Some(claims),
-            Err(VerifyError::UnknownKid(_)) if self.keys.refresh_for_unknown_kid().await => {
-                verify().ok()
+        let rules = keys::own_token_rules(&self.issuer);
+        let verify = || self.keys.current().jwks.verify(token, &rules, clock);
+        let verified = match verify() {
+            Ok(verified) => verified,
+            Err(JwtError::UnknownKid) if self.keys.refresh_for_unknown_kid().await => {
+                verify().ok()?
             }
-            Err(_) => None,
-        }
+            Err(_) => return None,
+        };
+        verified.claims_as().ok()
     }
 
     /// The caller behind an `Authorization: Bearer` token: an active token
