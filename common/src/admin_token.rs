@@ -68,7 +68,7 @@ pub struct AdminConfig {
     pub audience: String,
     /// How long a fetched key set is used before it is fetched again.
     pub jwks_cache_ttl_secs: u64,
-    /// Clock skew tolerated on `exp` and `nbf`.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway_secs: u64,
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct Fixture {
 
 /// Exchanges are allowed for any audience except [`TEST_OTHER_TARGET`], and
 /// for every `repo:` scope except `repo:admin`.
-fn exchange_policy() -> PolicySet {
+pub(crate) fn exchange_policy() -> PolicySet {
     let mut deny_other = rule(
         "no-other-api",
         Effect::Deny,
@@ -90,7 +90,11 @@ fn exchange_policy() -> PolicySet {
 
 impl Fixture {
     pub(crate) async fn start() -> anyhow::Result<Self> {
-        let cluster = TestCluster::start().await?;
+        Self::on(TestCluster::start().await?).await
+    }
+
+    /// The fixture on a cluster started by the caller.
+    pub(crate) async fn on(cluster: TestCluster) -> anyhow::Result<Self> {
         let admin = cluster.admin_token().await?;
         let exchange_issuer = cluster.issuer(Service::Exchange);
         let a = test_client(
@@ -178,7 +182,7 @@ impl Fixture {
             .map(tonic::Response::into_inner)
     }
 
-    async fn introspect(
+    pub(crate) async fn introspect(
         &mut self,
         token: &str,
     ) -> anyhow::Result<agentsec_proto::exchange::v1::IntrospectTokenResponse> {

@@ -26,3 +26,4 @@ mod revocation;
 mod service_clients;
 mod signing_keys;
 mod telemetry;
+mod token_conformance;
