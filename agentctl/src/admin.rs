@@ -3,13 +3,19 @@
 //! whose secret is read from a file (`agentctl dev` writes one).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentsec_common::tls::{ClientTls, ClientTlsConfig};
 
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use agentsec_proto::identity::v1::{
     issue_token_request::ClientAuthentication, GrantType, IssueTokenRequest,
 };
 use anyhow::Context as _;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
@@ -37,11 +43,53 @@ pub struct AdminArgs {
     pub admin_audience: String,
 }
 
-/// A gRPC channel to `url`, named `what` in errors.
-pub async fn connect(url: &str, what: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(url.to_owned())
+/// How agentctl checks `https://` services, and the certificate it shows
+/// the ones that ask for one (mTLS).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// PEM CA certificates the services' certificates must chain to
+    /// (default: the Mozilla roots).
+    #[arg(long, env = "AGENTCTL_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for services that require one.
+    #[arg(
+        long,
+        env = "AGENTCTL_CLIENT_CERT_FILE",
+        global = true,
+        requires = "client_key_file"
+    )]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(
+        long,
+        env = "AGENTCTL_CLIENT_KEY_FILE",
+        global = true,
+        requires = "client_cert_file"
+    )]
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS client; the files are read once.
+    pub fn client(&self) -> anyhow::Result<Arc<ClientTls>> {
+        Ok(ClientTls::start(
+            &ClientTlsConfig {
+                ca_file: self.ca_file.clone(),
+                cert_file: self.client_cert_file.clone(),
+                key_file: self.client_key_file.clone(),
+            },
+            None,
+        )?)
+    }
+}
+
+/// A gRPC channel to `url` (over TLS with `tls` for `https://`), named
+/// `what` in errors.
+pub async fn connect(url: &str, what: &str, tls: &Arc<ClientTls>) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{what} URL `{url}` is not valid"))?
-        .connect()
+        .connect_timeout(CONNECT_TIMEOUT);
+    tls.connect(endpoint)
         .await
         .with_context(|| format!("connecting to {what} at {url}"))
 }
@@ -93,8 +141,10 @@ impl AdminArgs {
     /// Connects to identity-svc and gets an admin token.
     pub async fn connect_and_token(
         &self,
+        tls: &Arc<ClientTls>,
     ) -> anyhow::Result<(IdentityServiceClient<Channel>, String)> {
-        let mut client = IdentityServiceClient::new(connect(&self.identity, "identity-svc").await?);
+        let mut client =
+            IdentityServiceClient::new(connect(&self.identity, "identity-svc", tls).await?);
         let token = self.token(&mut client).await?;
         Ok((client, token))
     }

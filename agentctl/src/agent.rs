@@ -1,6 +1,9 @@
 //! `agentctl agent ...`: register agents and give them credentials through
 //! identity-svc's gRPC API, authenticated as an admin client.
 
+use std::sync::Arc;
+
+use agentsec_common::tls::ClientTls;
 use std::collections::HashMap;
 
 use agentsec_proto::identity::v1::{
@@ -60,8 +63,8 @@ fn parse_attribute(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected key=value".to_owned())
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let (mut client, token) = args.admin.connect_and_token().await?;
+pub async fn run(args: AgentArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
+    let (mut client, token) = args.admin.connect_and_token(tls).await?;
     let output = match &args.command {
         AgentCommand::Register {
             tenant,

@@ -1,6 +1,9 @@
 //! `agentctl grant create`: a person lets an agent act for them, proving
 //! who they are with their own token (e.g. from `agentctl token user`).
 
+use std::sync::Arc;
+
+use agentsec_common::tls::ClientTls;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::{CreateGrantRequest, Grant};
 use anyhow::Context as _;
@@ -47,7 +50,7 @@ enum GrantCommand {
     },
 }
 
-pub async fn run(args: GrantArgs) -> anyhow::Result<()> {
+pub async fn run(args: GrantArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
     match args.command {
         GrantCommand::Create {
             person_token,
@@ -75,7 +78,7 @@ pub async fn run(args: GrantArgs) -> anyhow::Result<()> {
                 ..Grant::default()
             };
             let mut client =
-                ExchangeServiceClient::new(connect(&args.exchange, "exchange-svc").await?);
+                ExchangeServiceClient::new(connect(&args.exchange, "exchange-svc", tls).await?);
             let grant = client
                 .create_grant(bearer(
                     CreateGrantRequest { grant: Some(grant) },

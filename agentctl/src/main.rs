@@ -20,6 +20,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "agentctl", version, about = "AgentSec operator CLI")]
 struct Cli {
+    #[command(flatten)]
+    tls: admin::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,9 +54,15 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
-        Command::Agent(args) => runtime.block_on(agent::run(args)),
-        Command::Policy(args) => runtime.block_on(policy::run(args)),
-        Command::Grant(args) => runtime.block_on(grant::run(args)),
+        Command::Agent(args) => {
+            runtime.block_on(async { agent::run(args, &cli.tls.client()?).await })
+        }
+        Command::Policy(args) => {
+            runtime.block_on(async { policy::run(args, &cli.tls.client()?).await })
+        }
+        Command::Grant(args) => {
+            runtime.block_on(async { grant::run(args, &cli.tls.client()?).await })
+        }
         Command::Token(args) => token::run(args),
     };
     match result {

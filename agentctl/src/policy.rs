@@ -12,6 +12,9 @@
 //! `condition` optional). Attribute declarations are not read from the
 //! file.
 
+use std::sync::Arc;
+
+use agentsec_common::tls::ClientTls;
 use std::path::PathBuf;
 
 use agentsec_proto::common::v1::Effect;
@@ -127,7 +130,7 @@ fn policy_set(file: File) -> anyhow::Result<PolicySet> {
     })
 }
 
-pub async fn run(args: PolicyArgs) -> anyhow::Result<()> {
+pub async fn run(args: PolicyArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
     match args.command {
         PolicyCommand::Put {
             tenant,
@@ -139,8 +142,9 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<()> {
             let parsed: File = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a policy file", file.display()))?;
             let set = policy_set(parsed)?;
-            let (_, token) = args.admin.connect_and_token().await?;
-            let mut client = PolicyServiceClient::new(connect(&args.policy, "policy-svc").await?);
+            let (_, token) = args.admin.connect_and_token(tls).await?;
+            let mut client =
+                PolicyServiceClient::new(connect(&args.policy, "policy-svc", tls).await?);
             let version = client
                 .put_policy_set(bearer(
                     PutPolicySetRequest {

@@ -8,6 +8,7 @@ use agentsec_common::config::{
     ConfigError, DatabaseConfig, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
 };
 use agentsec_common::keys::SigningAlgorithm;
+use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7404;
@@ -18,6 +19,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub telemetry: TelemetryConfig,
+    /// TLS on the service's port and on its calls to `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The key that signs chain checkpoints (Ed25519).
     pub signing: SigningConfig,
     pub chain: ChainConfig,
@@ -109,6 +113,7 @@ impl Config {
             server: ServerConfig::on_port(DEFAULT_PORT),
             database: DatabaseConfig::sqlite_file(&data_dir.join("audit.db")),
             telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
             signing: SigningConfig::default(),
             chain: ChainConfig::default(),
             admin: AdminConfig::default(),
@@ -143,6 +148,7 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        self.tls.validate()?;
         self.database.validate()?;
         self.signing.validate()?;
         if self.signing.algorithm != SigningAlgorithm::EdDsa {

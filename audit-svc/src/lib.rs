@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_common::tls::ServiceTls;
 use agentsec_proto::audit::v1::audit_service_server::AuditServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -33,6 +34,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let tls = ServiceTls::start(&config.tls)?;
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), "checkpoint signing key loaded");
@@ -53,12 +55,12 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let callers = api::auth::Callers::new(&config.admin, &config.audience).map_err(|reason| {
-        StartError::Setup {
+    let callers = api::auth::Callers::new(&config.admin, &config.audience, &tls.client).map_err(
+        |reason| StartError::Setup {
             what: "admin".to_owned(),
             reason,
-        }
-    })?;
+        },
+    )?;
     let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping, callers);
     // tonic's default 4 MiB decoding limit is the contract's request limit.
     let service = AuditServiceServer::new(api);
@@ -70,7 +72,8 @@ pub async fn serve(
         http: axum::Router::new(),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    let served =
+        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
     // The server dropped every handle to the writer; it drains its queue.
     if tokio::time::timeout(grace, writer_task).await.is_err() {
         tracing::warn!("chain writer did not drain within the grace period");

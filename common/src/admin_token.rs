@@ -20,6 +20,7 @@ use crate::jwt::{
 };
 use crate::keys::SIGNING_ALGORITHMS;
 use crate::remote_jwks::RemoteJwks;
+use crate::tls::ClientTls;
 use crate::verified::{self, VerifiedTokens};
 
 /// The scope that makes a token an admin token.
@@ -189,13 +190,19 @@ impl AdminVerifier {
     /// or `admin.issuer` unset). `needs` completes the PERMISSION_DENIED
     /// message for a token that is not an admin token: "this call needs
     /// {needs} (scope … for audience …)", e.g. "an admin token".
-    pub fn new(config: &AdminConfig, needs: &str) -> Result<Option<Self>, String> {
+    ///
+    /// `admin.jwks_uri` is fetched with `tls` when it is `https://`.
+    pub fn new(
+        config: &AdminConfig,
+        needs: &str,
+        tls: &Arc<ClientTls>,
+    ) -> Result<Option<Self>, String> {
         let Some(issuer) = &config.issuer else {
             return Ok(None);
         };
         let keys = match (&config.jwks_uri, &config.jwks) {
             (Some(uri), _) => {
-                RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs))
+                RemoteJwks::remote(uri, Duration::from_secs(config.jwks_cache_ttl_secs), tls)
                     .map_err(|err| format!("admin.jwks_uri {err}"))?
             }
             (None, Some(jwks)) => {

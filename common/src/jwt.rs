@@ -30,7 +30,10 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use crate::remote_jwks::{self, JwksError, KeyMismatch, RemoteJwks};
+use crate::tls::ClientTls;
 
 /// Largest token accepted anywhere.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -399,17 +402,19 @@ pub struct TrustedIssuer {
     pub keys: RemoteJwks,
 }
 
-/// The key set of a configuration entry: inline JSON or a URL to fetch.
-/// The error is the reason, for the caller to prefix with the entry's key.
+/// The key set of a configuration entry: inline JSON or a URL to fetch
+/// (over TLS with `tls` when it is `https://`). The error is the reason,
+/// for the caller to prefix with the entry's key.
 pub fn key_set(
     jwks: Option<&str>,
     jwks_uri: Option<&str>,
     cache_ttl: std::time::Duration,
+    tls: &Arc<ClientTls>,
 ) -> Result<RemoteJwks, String> {
     match (jwks, jwks_uri) {
         (Some(json), _) => RemoteJwks::inline(json).map_err(|err| format!("jwks {err}")),
         (None, Some(uri)) => {
-            RemoteJwks::remote(uri, cache_ttl).map_err(|err| format!("jwks_uri {err}"))
+            RemoteJwks::remote(uri, cache_ttl, tls).map_err(|err| format!("jwks_uri {err}"))
         }
         (None, None) => Err("jwks_uri: one of jwks_uri and jwks is required".to_owned()),
     }

@@ -27,5 +27,6 @@ pub mod remote_jwks;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod upstream;
 pub mod verified;

@@ -28,8 +28,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::time::Instant;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
+
+use crate::tls::ClientTls;
 
 /// Longest a fetch (connect, TLS, request, body) may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,8 +98,6 @@ pub enum JwksSetupError {
     Scheme,
     #[error("must name a host")]
     NoHost,
-    #[error("the TLS client cannot be set up: {0}")]
-    Tls(String),
 }
 
 /// Why no key was found for a token.
@@ -306,12 +304,18 @@ impl RemoteJwks {
 
     /// A key set fetched from `jwks_uri` when first needed, then cached for
     /// `cache_ttl`.
-    pub fn remote(jwks_uri: &str, cache_ttl: Duration) -> Result<Self, JwksSetupError> {
+    /// An `https://` URL is fetched over TLS with `tls` (the Mozilla roots,
+    /// or the service's own CA for the other AgentSec services' key sets).
+    pub fn remote(
+        jwks_uri: &str,
+        cache_ttl: Duration,
+        tls: &Arc<ClientTls>,
+    ) -> Result<Self, JwksSetupError> {
         let uri = url::Url::parse(jwks_uri).map_err(|err| JwksSetupError::NotUrl {
             reason: err.to_string(),
         })?;
         Ok(Self::with_fetcher(
-            Fetcher::Http(HttpFetcher::new(uri)?),
+            Fetcher::Http(HttpFetcher::new(uri, tls)?),
             cache_ttl,
         ))
     }
@@ -470,13 +474,13 @@ struct HttpFetcher {
     uri: url::Url,
     host: String,
     port: u16,
-    tls: Option<TlsConnector>,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl HttpFetcher {
-    fn new(uri: url::Url) -> Result<Self, JwksSetupError> {
+    fn new(uri: url::Url, tls: &Arc<ClientTls>) -> Result<Self, JwksSetupError> {
         let tls = match uri.scheme() {
-            "https" => Some(tls_connector()?),
+            "https" => Some(tls.clone()),
             "http" => None,
             _ => return Err(JwksSetupError::Scheme),
         };
@@ -508,7 +512,10 @@ impl HttpFetcher {
             .map_err(FetchError::Connect)?;
         match &self.tls {
             None => self.exchange(hyper_util::rt::TokioIo::new(tcp)).await,
-            Some(connector) => {
+            Some(tls) => {
+                // The current config, so that a rotated CA is used.
+                let connector = tls.connector();
+                let connector = connector.with_alpn(vec![b"http/1.1".to_vec()]);
                 let name = ServerName::try_from(self.host.clone()).map_err(|_| {
                     FetchError::ServerName {
                         host: self.host.clone(),
@@ -583,19 +590,6 @@ impl HttpFetcher {
 }
 
 /// rustls with the ring provider and the Mozilla roots, HTTP/1.1 only.
-fn tls_connector() -> Result<TlsConnector, JwksSetupError> {
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| JwksSetupError::Tls(err.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -846,7 +840,11 @@ mod tests {
     }
 
     fn fetcher(uri: String) -> HttpFetcher {
-        HttpFetcher::new(url::Url::parse(&uri).unwrap()).unwrap()
+        HttpFetcher::new(
+            url::Url::parse(&uri).unwrap(),
+            &ClientTls::public_roots().unwrap(),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -890,9 +888,16 @@ mod tests {
     #[test]
     fn only_http_and_https_uris() {
         assert!(matches!(
-            HttpFetcher::new(url::Url::parse("ftp://example.com/jwks").unwrap()),
+            HttpFetcher::new(
+                url::Url::parse("ftp://example.com/jwks").unwrap(),
+                &ClientTls::public_roots().unwrap()
+            ),
             Err(JwksSetupError::Scheme)
         ));
-        assert!(HttpFetcher::new(url::Url::parse("https://example.com/jwks").unwrap()).is_ok());
+        assert!(HttpFetcher::new(
+            url::Url::parse("https://example.com/jwks").unwrap(),
+            &ClientTls::public_roots().unwrap()
+        )
+        .is_ok());
     }
 }

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, State};
@@ -24,6 +25,7 @@ use crate::db::DbError;
 use crate::keys::store::KeyStoreError;
 use crate::redis::RedisError;
 use crate::telemetry;
+use crate::tls::{ServerTls, TlsError};
 
 /// The path prefix of `grpc.health.v1.Health`'s methods.
 const HEALTH_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -39,6 +41,8 @@ pub enum StartError {
     Redis(#[from] RedisError),
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot build the reflection service: {0}")]
     Reflection(String),
     #[error("the server failed: {0}")]
@@ -98,11 +102,12 @@ pub struct ServiceEndpoints {
     pub http: axum::Router,
 }
 
-/// Serves `endpoints` on `listener` until `shutdown` resolves, then drains
-/// for at most `grace`.
+/// Serves `endpoints` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves, then drains for at most `grace`.
 pub async fn serve(
     endpoints: ServiceEndpoints,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), StartError> {
@@ -141,20 +146,31 @@ pub async fn serve(
         .fallback(unknown_route);
 
     let local_addr = listener.local_addr().ok();
-    tracing::info!(service = endpoints.name, addr = ?local_addr, "serving");
+    tracing::info!(
+        service = endpoints.name,
+        addr = ?local_addr,
+        tls = tls.is_some(),
+        "serving"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold small
-    // responses back for tens of milliseconds.
-    let server = Server::builder()
+    let stopped = async {
+        stop_rx.await.ok();
+    };
+    let router = Server::builder()
         .accept_http1(true)
-        .add_routes(Routes::from(router))
-        .serve_with_incoming_shutdown(
+        .add_routes(Routes::from(router));
+    let server = match tls {
+        // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold
+        // small responses back for tens of milliseconds.
+        None => futures::future::Either::Left(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                stop_rx.await.ok();
-            },
-        );
+            stopped,
+        )),
+        Some(tls) => futures::future::Either::Right(
+            router.serve_with_incoming_shutdown(tls.incoming(listener), stopped),
+        ),
+    };
     tokio::pin!(server);
 
     tokio::select! {

@@ -3,7 +3,7 @@
 //! service client's token obtained from identity-svc with client
 //! credentials and renewed before it expires).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{check_http_url, ConfigError};
 use crate::error::ApiError;
 use crate::telemetry::TraceContextInterceptor;
+use crate::tls::ClientTls;
 
 pub type TracedChannel = InterceptedService<Channel, TraceContextInterceptor>;
 
@@ -27,14 +28,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
 
 /// A lazily connected channel to `url` (validated with the config; `key`
-/// names the setting in errors), each call bounded by `timeout`.
-pub fn channel(key: &str, url: &str, timeout: Duration) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(url.to_owned())
+/// names the setting in errors), each call bounded by `timeout`; over TLS
+/// (`tls`) for an `https://` URL.
+pub fn channel(
+    key: &str,
+    url: &str,
+    timeout: Duration,
+    tls: &Arc<ClientTls>,
+) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|err| format!("{key}: {err}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .timeout(timeout);
+    Ok(tls.connect_lazy(endpoint))
 }
 
 /// How a service reaches identity-svc with its own service identity (the
@@ -100,7 +106,10 @@ impl ServiceIdentityConfig {
 
     /// A lazily connected client of identity-svc; `None` without an
     /// endpoint.
-    pub fn client(&self) -> Result<Option<IdentityServiceClient<TracedChannel>>, String> {
+    pub fn client(
+        &self,
+        tls: &Arc<ClientTls>,
+    ) -> Result<Option<IdentityServiceClient<TracedChannel>>, String> {
         let Some(url) = &self.endpoint else {
             return Ok(None);
         };
@@ -108,6 +117,7 @@ impl ServiceIdentityConfig {
             "identity.endpoint",
             url,
             Duration::from_millis(self.timeout_ms),
+            tls,
         )?;
         Ok(Some(IdentityServiceClient::with_interceptor(
             channel,

@@ -8,7 +8,10 @@
 //! time claims); a token identity-svc has revoked stays accepted here until
 //! it expires (admin tokens are short-lived).
 
+use std::sync::Arc;
+
 use agentsec_common::admin_token::{AdminConfig, AdminVerifier};
+use agentsec_common::tls::ClientTls;
 
 /// An authenticated admin (`tenant` `None` = global admin).
 pub type Admin = agentsec_common::admin_token::AdminToken;
@@ -19,6 +22,9 @@ const NEEDS: &str = "a person token or an admin token";
 
 /// The admin-token verifier; `None` when `admin.jwks_uri` is unset (then
 /// only people's tokens are accepted).
-pub fn admin_auth(config: &AdminConfig) -> Result<Option<AdminVerifier>, String> {
-    AdminVerifier::new(config, NEEDS)
+pub fn admin_auth(
+    config: &AdminConfig,
+    tls: &Arc<ClientTls>,
+) -> Result<Option<AdminVerifier>, String> {
+    AdminVerifier::new(config, NEEDS, tls)
 }

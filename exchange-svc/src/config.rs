@@ -10,6 +10,7 @@ use agentsec_common::config::{
     SigningConfig, TelemetryConfig,
 };
 use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
+use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 pub use agentsec_common::admin_token::AdminConfig;
@@ -31,6 +32,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    /// TLS on the service's port and on its calls to `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
     pub signing: SigningConfig,
     pub grants: GrantConfig,
     pub admin: AdminConfig,
@@ -191,6 +195,7 @@ impl Config {
             database: DatabaseConfig::sqlite_file(&data_dir.join("exchange.db")),
             redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
             signing: SigningConfig::default(),
             grants: GrantConfig::default(),
             admin: AdminConfig::default(),
@@ -226,6 +231,7 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         check_http_url("issuer", &self.issuer)?;
         self.server.validate()?;
+        self.tls.validate()?;
         self.database.validate()?;
         self.redis.validate()?;
         self.signing.validate()?;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_common::tls::ServiceTls;
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -53,6 +54,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let tls = ServiceTls::start(&config.tls)?;
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
@@ -63,7 +65,7 @@ pub async fn serve(
         person::UserIssuers::new(&config.user_issuers, config.grants.leeway_secs)
             .map_err(|err| setup("user_issuers", err))?,
     );
-    let admin = admin::admin_auth(&config.admin)
+    let admin = admin::admin_auth(&config.admin, &tls.client)
         .map_err(|err| setup("admin", err))?
         .map(Arc::new);
     let identity = upstream::identity::IdentityClient::new(
@@ -71,6 +73,7 @@ pub async fn serve(
         &config.admin.audience,
         &config.policy.audience,
         &config.audit.audience,
+        &tls.client,
     )
     .map_err(|err| setup("identity", err))?
     .map(Arc::new);
@@ -82,6 +85,7 @@ pub async fn serve(
     let (audit, audit_sender) = AuditClient::start(
         config.audit.clone(),
         identity.as_ref().map(|identity| identity.audit_token()),
+        &tls.client,
     )
     .map_err(|err| setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
@@ -90,21 +94,21 @@ pub async fn serve(
         config.issuer.clone(),
     );
     let events = events::Events::new(events::SERVICE, audit, publisher);
-    let exchanger = Arc::new(
-        exchange::Exchanger::new(
-            &config,
-            Arc::new(keys.active),
-            jwks.clone(),
-            db.clone(),
-            events.clone(),
-            user_issuers.clone(),
-            exchange::IdentityAccess {
-                tokens: admin.clone(),
-                client: identity,
-            },
-        )
-        .map_err(|err| setup("exchange", err))?,
-    );
+    let policy = upstream::policy::PolicyClient::new(&config.policy, &tls.client)
+        .map_err(|err| setup("policy", err))?;
+    let exchanger = Arc::new(exchange::Exchanger::new(
+        &config,
+        Arc::new(keys.active),
+        jwks.clone(),
+        db.clone(),
+        events.clone(),
+        user_issuers.clone(),
+        exchange::Upstream {
+            tokens: admin.clone(),
+            identity,
+            policy,
+        },
+    ));
     if exchanger.identity.is_none() || exchanger.policy.is_none() {
         tracing::warn!(
             "identity.endpoint or policy.endpoint is not set: exchanges answer temporarily_unavailable"
@@ -127,7 +131,8 @@ pub async fn serve(
         http: http::router(exchanger),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    let served =
+        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
     if let Err(err) = audit_sender.shutdown().await {
         // audit-svc was not reachable within audit.shutdown_flush_timeout_secs.
         tracing::error!(error = %err, "audit events not delivered at shutdown");

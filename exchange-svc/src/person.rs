@@ -11,6 +11,7 @@ use agentsec_common::jwt::{
     self, AudienceRule, Clock, JwtError, Rules, Times, TokenType, TrustedIssuer, TrustedIssuers,
     Unverified,
 };
+use agentsec_common::tls::ClientTls;
 use agentsec_common::verified::{self, VerifiedTokens};
 use serde::Deserialize;
 
@@ -103,6 +104,9 @@ impl UserIssuers {
     /// config; errors here name the key as well).
     pub fn new(configs: &[UserIssuerConfig], leeway_secs: u64) -> Result<Self, String> {
         let mut issuers = Vec::with_capacity(configs.len());
+        // People's identity providers publish their keys under public
+        // certificates.
+        let tls = ClientTls::public_roots().map_err(|err| format!("user_issuers: {err}"))?;
         for (index, config) in configs.iter().enumerate() {
             let key = |err: String| format!("user_issuers[{index}].{err}");
             issuers.push(TrustedIssuer {
@@ -119,6 +123,7 @@ impl UserIssuers {
                     config.jwks.as_deref(),
                     config.jwks_uri.as_deref(),
                     config.jwks_cache(),
+                    &tls,
                 )
                 .map_err(key)?,
             });

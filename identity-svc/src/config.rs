@@ -12,6 +12,7 @@ use agentsec_common::config::{
     SigningConfig, TelemetryConfig,
 };
 use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
+use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PORT: u16 = 7401;
@@ -32,6 +33,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    /// TLS on the service's port and on its calls to `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
     pub signing: SigningConfig,
     pub tokens: TokenConfig,
     pub credentials: CredentialConfig,
@@ -140,6 +144,7 @@ impl Config {
             database: DatabaseConfig::sqlite_file(&data_dir.join("identity.db")),
             redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
             signing: SigningConfig::default(),
             tokens: TokenConfig::default(),
             credentials: CredentialConfig::default(),
@@ -193,6 +198,7 @@ impl ServiceConfig for Config {
             ));
         }
         self.server.validate()?;
+        self.tls.validate()?;
         self.database.validate()?;
         self.redis.validate()?;
         self.signing.validate()?;

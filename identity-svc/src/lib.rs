@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_common::tls::ServiceTls;
 use agentsec_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -117,6 +118,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let tls = ServiceTls::start(&config.tls)?;
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
     let keys = keyring::LiveKeys::load(db.clone(), config.signing.clone()).await?;
@@ -161,6 +163,7 @@ pub async fn serve(
             &config.audit.audience,
             Duration::from_secs(config.tokens.lifetime_secs),
         ))),
+        &tls.client,
     )
     .map_err(|err| setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
@@ -204,7 +207,8 @@ pub async fn serve(
         http: oauth::http::router(tokens),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    let served =
+        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
     if let Some(follower) = follower {
         follower.abort();
     }

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cluster;
 pub mod http;
 pub mod relay;
+pub mod tls;
 
 pub use backend::TestBackend;
 pub use cluster::{Service, TestCluster};

@@ -9,7 +9,10 @@
 //! admin agent, stays accepted here until it expires; identity-svc's admin
 //! tokens are short-lived.
 
+use std::sync::Arc;
+
 use agentsec_common::admin_token::{AdminConfig, AdminToken, AdminVerifier};
+use agentsec_common::tls::ClientTls;
 
 use crate::config::{DecisionCallers, DecisionConfig};
 use agentsec_common::error::ApiError;
@@ -64,9 +67,13 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
-    pub fn new(config: &AdminConfig, decisions: &DecisionConfig) -> Result<Self, String> {
+    pub fn new(
+        config: &AdminConfig,
+        decisions: &DecisionConfig,
+        tls: &Arc<ClientTls>,
+    ) -> Result<Self, String> {
         Ok(Self {
-            verifier: AdminVerifier::new(config, "an admin token")?,
+            verifier: AdminVerifier::new(config, "an admin token", tls)?,
             caller_audience: (decisions.callers == DecisionCallers::Bearer)
                 .then(|| decisions.caller_audience.clone()),
         })
@@ -141,7 +148,12 @@ mod tests {
 
     #[test]
     fn unconfigured_admin_auth_refuses_admin_calls() {
-        let auth = AdminAuth::new(&AdminConfig::default(), &DecisionConfig::default()).unwrap();
+        let auth = AdminAuth::new(
+            &AdminConfig::default(),
+            &DecisionConfig::default(),
+            &ClientTls::public_roots().unwrap(),
+        )
+        .unwrap();
         assert!(auth.verifier.is_none());
     }
 }

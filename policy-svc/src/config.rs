@@ -8,6 +8,7 @@ use agentsec_common::config::{
     check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
     TelemetryConfig,
 };
+use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 pub use agentsec_common::admin_token::AdminConfig;
@@ -21,6 +22,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
+    /// TLS on the service's port and on its calls to `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -326,6 +330,7 @@ impl Config {
             database: DatabaseConfig::sqlite_file(&data_dir.join("policy.db")),
             redis: RedisConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             decisions: DecisionConfig::default(),
             cache: CacheConfig::default(),
@@ -363,6 +368,7 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        self.tls.validate()?;
         self.database.validate()?;
         self.redis.validate()?;
         self.admin.validate()?;

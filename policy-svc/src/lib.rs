@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClient;
 use agentsec_common::server::{ServiceEndpoints, StartError};
+use agentsec_common::tls::ServiceTls;
 use agentsec_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
@@ -71,9 +72,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let tls = ServiceTls::start(&config.tls)?;
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
-    let auth = auth::AdminAuth::new(&config.admin, &config.decisions)
+    let auth = auth::AdminAuth::new(&config.admin, &config.decisions, &tls.client)
         .map_err(|err| setup("admin", err))?;
     if config.decisions.callers == config::DecisionCallers::Any {
         tracing::warn!("decisions.callers = \"any\": decision requests are not authenticated; only trusted callers may reach this port");
@@ -81,7 +83,8 @@ pub async fn serve(
     if !config.admin.has_keys() {
         tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
     }
-    let tokens = tokens::TokenVerifier::new(&config).map_err(|err| setup("token_issuers", err))?;
+    let tokens = tokens::TokenVerifier::new(&config, &tls.client)
+        .map_err(|err| setup("token_issuers", err))?;
     if !tokens.is_configured() {
         tracing::warn!(
             "no token issuer is trusted (token_issuers, admin.jwks_uri): CheckToken answers FAILED_PRECONDITION"
@@ -91,6 +94,7 @@ pub async fn serve(
         &config.identity,
         &config.audit.audience,
         agentsec_common::admin_token::AUDIT_APPEND_SCOPE,
+        &tls.client,
     )
     .map_err(|err| setup("identity", err))?;
     if audit_token.is_none() {
@@ -102,6 +106,7 @@ pub async fn serve(
         config.audit.clone(),
         audit_token
             .map(|identity| Arc::new(identity) as Arc<dyn agentsec_common::upstream::TokenSource>),
+        &tls.client,
     )
     .map_err(|err| setup("audit", err))?;
     let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
@@ -115,6 +120,7 @@ pub async fn serve(
         &config.identity,
         &config.revocations,
         &config.admin.audience,
+        &tls.client,
     )
     .map_err(|err| setup("revocations", err))?
     .map(Arc::new);
@@ -186,7 +192,8 @@ pub async fn serve(
         ),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served = agentsec_common::server::serve(endpoints, listener, shutdown, grace).await;
+    let served =
+        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
     follower.abort();
     // The handlers are gone with the server: once this last handle is
     // dropped the forwarder drains the backlog into the audit client.

@@ -19,6 +19,7 @@ use agentsec_common::jwt::{
     self, AudienceRule, Clock, JwtError, Rules, Times, TokenType, TrustedIssuer, TrustedIssuers,
     Verified,
 };
+use agentsec_common::tls::ClientTls;
 use agentsec_common::verified::{self, VerifiedTokens};
 use agentsec_proto::common::v1::{Actor, ActorChain, Principal};
 use jsonwebtoken::Algorithm;
@@ -125,7 +126,10 @@ impl TokenVerifier {
     /// access tokens (`typ` `at+jwt`, RFC 9068 §4); the audience is
     /// compared with the request's, which makes a mismatch a DENY decision
     /// (policy.proto), not an error.
-    pub fn new(config: &Config) -> Result<Self, String> {
+    ///
+    /// Every key set is fetched with `tls` (`[tls.client]`): the issuers
+    /// are AgentSec's own services or issuers the operator lists.
+    pub fn new(config: &Config, tls: &Arc<ClientTls>) -> Result<Self, String> {
         let ttl = Duration::from_secs(config.admin.jwks_cache_ttl_secs);
         let leeway_secs = config.admin.leeway_secs;
         let rules = |issuer: &str, algorithms: Vec<Algorithm>| Rules {
@@ -145,7 +149,7 @@ impl TokenVerifier {
                     .collect();
                 issuers.push(TrustedIssuer {
                     rules: rules(issuer, jwt::algorithms(&defaults)?),
-                    keys: jwt::key_set(None, Some(uri), ttl)
+                    keys: jwt::key_set(None, Some(uri), ttl, tls)
                         .map_err(|err| format!("admin.{err}"))?,
                 });
             }
@@ -158,7 +162,7 @@ impl TokenVerifier {
                     jwt::algorithms(&entry.algorithms)
                         .map_err(|err| key(format!("algorithms: {err}")))?,
                 ),
-                keys: jwt::key_set(entry.jwks.as_deref(), entry.jwks_uri.as_deref(), ttl)
+                keys: jwt::key_set(entry.jwks.as_deref(), entry.jwks_uri.as_deref(), ttl, tls)
                     .map_err(key)?,
             });
         }
@@ -313,7 +317,7 @@ mod tests {
             algorithms: vec!["EdDSA".to_owned(), "ES256".to_owned()],
         });
         config.admin.leeway_secs = 0;
-        TokenVerifier::new(&config).unwrap()
+        TokenVerifier::new(&config, &ClientTls::public_roots().unwrap()).unwrap()
     }
 
     fn token(key: &SigningKey, claims: serde_json::Value) -> String {
@@ -420,10 +424,14 @@ mod tests {
     #[test]
     fn unset_issuers_trust_identity_svc_only_when_configured() {
         let mut config = Config::default();
-        assert!(!TokenVerifier::new(&config).unwrap().is_configured());
+        assert!(
+            !TokenVerifier::new(&config, &ClientTls::public_roots().unwrap())
+                .unwrap()
+                .is_configured()
+        );
         config.admin.jwks_uri = Some("http://127.0.0.1:7401/.well-known/jwks.json".into());
         config.admin.issuer = Some("http://127.0.0.1:7401".into());
-        let verifier = TokenVerifier::new(&config).unwrap();
+        let verifier = TokenVerifier::new(&config, &ClientTls::public_roots().unwrap()).unwrap();
         let rules: Vec<&Rules> = verifier.issuers.rules().collect();
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].issuer, "http://127.0.0.1:7401");

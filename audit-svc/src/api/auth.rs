@@ -9,11 +9,14 @@
 //! | VerifyChain, ListCheckpoints, GetCheckpoint | the same readers (no event content is returned) |
 //! | GetVerificationKeys | nobody: public |
 
+use std::sync::Arc;
+
 use agentsec_common::admin_token::{
     AdminConfig, AdminVerifier, IdentityToken, AUDIT_APPEND_SCOPE, AUDIT_READ_SCOPE,
 };
 use agentsec_common::bearer::bearer_token;
 use agentsec_common::error::ApiError;
+use agentsec_common::tls::ClientTls;
 use tonic::Request;
 
 /// Whose events a reader may see.
@@ -51,8 +54,8 @@ fn has_scope(token: &IdentityToken, scope: &str) -> bool {
 }
 
 impl Callers {
-    pub fn new(admin: &AdminConfig, audience: &str) -> Result<Self, String> {
-        let verifier = AdminVerifier::new(admin, "an admin token")?.ok_or_else(|| {
+    pub fn new(admin: &AdminConfig, audience: &str, tls: &Arc<ClientTls>) -> Result<Self, String> {
+        let verifier = AdminVerifier::new(admin, "an admin token", tls)?.ok_or_else(|| {
             "admin.jwks_uri (or admin.jwks) and admin.issuer are required".to_owned()
         })?;
         Ok(Self {

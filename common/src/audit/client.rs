@@ -55,6 +55,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use super::{validate_event, EventError, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::config::{check_http_url, ConfigError};
 use crate::telemetry::{self, TraceContextInterceptor};
+use crate::tls::ClientTls;
 use crate::upstream::{authorized, TokenSource};
 
 /// `audit.proto`: an `AppendEventsRequest` is at most 4 MiB, which is also
@@ -111,14 +112,6 @@ impl AuditClientConfig {
     /// Checks the values; errors name the key as `audit.<key>`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = check_http_url("audit.endpoint", &self.endpoint)?;
-        // tonic is built without TLS in this workspace: an https endpoint
-        // would fail every connection attempt, so refuse it at start-up.
-        if url.scheme() != "http" {
-            return Err(ConfigError::invalid(
-                "audit.endpoint",
-                "must be an http URL (this build has no TLS client)",
-            ));
-        }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(ConfigError::invalid("audit.endpoint", "must name a host"));
         }
@@ -240,12 +233,15 @@ impl AuditClient {
     /// The connection is made lazily, so this succeeds while audit-svc is
     /// down; events wait in the queue until it is reachable.
     ///
+    /// An `https://` endpoint is reached over TLS with `tls`.
+    ///
     /// Every call carries a bearer token from `tokens` (renewed when
     /// audit-svc refuses it); `None` sends none, which an authenticating
     /// audit-svc refuses.
     pub fn start(
         config: AuditClientConfig,
         tokens: Option<Arc<dyn TokenSource>>,
+        tls: &Arc<ClientTls>,
     ) -> Result<(AuditClient, AuditSender), AuditClientError> {
         config
             .validate()
@@ -259,7 +255,7 @@ impl AuditClient {
             .timeout(REQUEST_TIMEOUT);
         let transport = GrpcTransport {
             client: AuditServiceClient::with_interceptor(
-                endpoint.connect_lazy(),
+                tls.connect_lazy(endpoint),
                 TraceContextInterceptor,
             ),
             tokens,
@@ -935,6 +931,11 @@ fn last_id(events: &[Event]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No TLS settings: `http://` endpoints, as these tests use.
+    fn plain() -> Arc<ClientTls> {
+        ClientTls::start(&crate::tls::ClientTlsConfig::default(), None).unwrap()
+    }
     use agentsec_proto::audit::v1::AppendResult;
     use agentsec_proto::common::v1::Outcome;
     use std::collections::HashSet;
@@ -1049,6 +1050,12 @@ mod tests {
     #[test]
     fn config_defaults_validate_and_bad_values_are_named() {
         AuditClientConfig::default().validate().unwrap();
+        AuditClientConfig {
+            endpoint: "https://audit:7404".into(),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
         let cases: Vec<(AuditClientConfig, &str)> = vec![
             (
                 AuditClientConfig {
@@ -1059,7 +1066,7 @@ mod tests {
             ),
             (
                 AuditClientConfig {
-                    endpoint: "https://audit:7404".into(),
+                    endpoint: "ftp://audit:7404".into(),
                     ..Default::default()
                 },
                 "audit.endpoint",
@@ -1311,7 +1318,7 @@ mod tests {
             when_full: WhenFull::Fail,
             ..unreachable_config()
         };
-        let (client, sender) = AuditClient::start(config, None).unwrap();
+        let (client, sender) = AuditClient::start(config, None, &plain()).unwrap();
         for id in ids("flight", 3) {
             client.record(event(&id)).await.unwrap();
         }
@@ -1339,7 +1346,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_with_audit_svc_down_reports_the_unflushed_count() {
-        let (client, sender) = AuditClient::start(unreachable_config(), None).unwrap();
+        let (client, sender) = AuditClient::start(unreachable_config(), None, &plain()).unwrap();
         for id in ids("e", 25) {
             client.record(event(&id)).await.unwrap();
         }
@@ -1369,7 +1376,7 @@ mod tests {
             max_batch: 1,
             ..unreachable_config()
         };
-        let (client, sender) = AuditClient::start(config, None).unwrap();
+        let (client, sender) = AuditClient::start(config, None, &plain()).unwrap();
         client.record(event("in-flight")).await.unwrap();
         wait_until("the batch is in flight", || client.queue.capacity() == 1).await;
         client.record(event("queued")).await.unwrap();
@@ -1402,7 +1409,7 @@ mod tests {
             ..AuditClientConfig::default()
         };
         assert!(matches!(
-            AuditClient::start(config, None),
+            AuditClient::start(config, None, &plain()),
             Err(AuditClientError::InvalidConfig { .. })
         ));
     }

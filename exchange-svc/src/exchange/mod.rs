@@ -153,11 +153,13 @@ pub struct Exchanger {
     pub may_act_depth_limit: u32,
 }
 
-/// identity-svc as the exchange reaches it: its tokens verified offline,
-/// and its RPCs called with exchange-svc's service identity.
-pub struct IdentityAccess {
+/// The services an exchange relies on: identity-svc (its tokens verified
+/// offline, its RPCs called with exchange-svc's service identity) and
+/// policy-svc.
+pub struct Upstream {
     pub tokens: Option<Arc<AdminVerifier>>,
-    pub client: Option<Arc<IdentityClient>>,
+    pub identity: Option<Arc<IdentityClient>>,
+    pub policy: Option<PolicyClient>,
 }
 
 impl Exchanger {
@@ -168,9 +170,9 @@ impl Exchanger {
         db: DatabaseConnection,
         events: Events,
         user_issuers: Arc<UserIssuers>,
-        identity: IdentityAccess,
-    ) -> Result<Self, String> {
-        Ok(Self {
+        upstream: Upstream,
+    ) -> Self {
+        Self {
             issuer: config.issuer.clone(),
             audience: config.exchange_audience().to_owned(),
             signing_key,
@@ -178,14 +180,14 @@ impl Exchanger {
             db,
             events,
             user_issuers,
-            identity_tokens: identity.tokens,
-            identity: identity.client,
-            policy: PolicyClient::new(&config.policy)?,
+            identity_tokens: upstream.tokens,
+            identity: upstream.identity,
+            policy: upstream.policy,
             targets: config.targets.clone(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,
             grant_depth_limit: config.grants.max_chain_depth,
             may_act_depth_limit: config.exchange.max_chain_depth,
-        })
+        }
     }
 
     fn identity(&self) -> Result<&IdentityClient, OAuthError> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE};
 use agentsec_common::error::ApiError;
+use agentsec_common::tls::ClientTls;
 use agentsec_common::upstream::{ServiceIdentity, TokenSource};
 use agentsec_proto::identity::v1::{
     AgentStatus, GetAgentRequest, IntrospectTokenRequest, IntrospectTokenResponse,
@@ -35,8 +36,9 @@ impl IdentityClient {
         admin_audience: &str,
         policy_audience: &str,
         audit_audience: &str,
+        tls: &Arc<ClientTls>,
     ) -> Result<Option<Self>, String> {
-        let Some(client) = config.client()? else {
+        let Some(client) = config.client(tls)? else {
             return Ok(None);
         };
         let identity =

@@ -8,10 +8,12 @@
 //! - 1..: resource type `scope`, id `scope:<name>`, one per candidate
 //!   scope.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::telemetry::TraceContextInterceptor;
+use agentsec_common::tls::ClientTls;
 use agentsec_proto::common::v1::{Decision, Effect, Principal, Resource};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest};
@@ -44,7 +46,7 @@ impl ExchangeDecision {
 
 impl PolicyClient {
     /// `None` when `policy.endpoint` is unset.
-    pub fn new(config: &PolicyConfig) -> Result<Option<Self>, String> {
+    pub fn new(config: &PolicyConfig, tls: &Arc<ClientTls>) -> Result<Option<Self>, String> {
         let Some(endpoint) = &config.endpoint else {
             return Ok(None);
         };
@@ -52,6 +54,7 @@ impl PolicyClient {
             "policy.endpoint",
             endpoint,
             Duration::from_millis(config.timeout_ms),
+            tls,
         )?;
         Ok(Some(Self {
             client: PolicyServiceClient::with_interceptor(channel, TraceContextInterceptor),

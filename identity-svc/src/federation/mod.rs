@@ -12,6 +12,7 @@ use agentsec_common::error::{OAuthError, OAuthErrorCode};
 use agentsec_common::jwt::{
     self, AudienceRule, JwtError, Rules, TokenType, TrustedIssuer, TrustedIssuers,
 };
+use agentsec_common::tls::ClientTls;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -95,12 +96,18 @@ impl Federation {
         leeway_secs: u64,
     ) -> Result<Self, FederationSetupError> {
         let mut issuers = Vec::with_capacity(configs.len());
+        // External issuers publish their keys under public certificates.
+        let tls = ClientTls::public_roots().map_err(|err| FederationSetupError {
+            index: 0,
+            reason: err.to_string(),
+        })?;
         for (index, config) in configs.iter().enumerate() {
             let setup = |reason: String| FederationSetupError { index, reason };
             let keys = jwt::key_set(
                 config.jwks.as_deref(),
                 config.jwks_uri.as_deref(),
                 config.jwks_cache(),
+                &tls,
             )
             .map_err(setup)?;
             let algorithms = jwt::algorithms(&config.algorithms)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::audit::client::{AuditClient, AuditClientConfig};
+use agentsec_common::tls::ClientTls;
 use agentsec_integration_tests::cluster::FixedToken;
 use agentsec_integration_tests::{Service, TestCluster};
 use agentsec_proto::audit::v1::{QueryEventsRequest, VerifyChainRequest};
@@ -27,7 +28,8 @@ async fn every_event_is_stored_exactly_once_across_a_crash() -> anyhow::Result<(
         ..AuditClientConfig::default()
     };
     let token = FixedToken(cluster.audit_token().await?);
-    let (client, sender) = AuditClient::start(config, Some(Arc::new(token)))?;
+    let (client, sender) =
+        AuditClient::start(config, Some(Arc::new(token)), &ClientTls::public_roots()?)?;
 
     let produce = |client: AuditClient, range: std::ops::Range<usize>| async move {
         for n in range {
@@ -102,6 +104,7 @@ async fn shutdown_reports_what_it_could_not_deliver() -> anyhow::Result<()> {
             ..AuditClientConfig::default()
         },
         Some(Arc::new(token)),
+        &ClientTls::public_roots()?,
     )?;
     for n in 0..7 {
         client.record(event(&format!("evt_u{n}"), n)).await?;

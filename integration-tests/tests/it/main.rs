@@ -26,4 +26,5 @@ mod revocation;
 mod service_clients;
 mod signing_keys;
 mod telemetry;
+mod tls;
 mod token_conformance;

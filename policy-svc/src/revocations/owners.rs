@@ -2,12 +2,14 @@
 //! `ListRevocations` and exchange-svc's `ListRevokedGrants`, called with
 //! policy-svc's service identity (`revocations.client_id`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::follower::BoxError;
 use agentsec_common::telemetry::TraceContextInterceptor;
 use agentsec_common::time::{datetime, timestamp};
+use agentsec_common::tls::ClientTls;
 use agentsec_common::upstream::{authorized, channel, ServiceIdentity, TracedChannel};
 use agentsec_proto::common::v1::PageRequest;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
@@ -40,9 +42,10 @@ pub fn service_identity(
     config: &IdentityConfig,
     audience: &str,
     scope: &str,
+    tls: &Arc<ClientTls>,
 ) -> Result<Option<ServiceIdentity>, String> {
     Ok(config
-        .client()?
+        .client(tls)?
         .map(|client| config.identity("policy-svc", &client, audience, scope)))
 }
 
@@ -56,19 +59,21 @@ impl Owners {
         identity: &IdentityConfig,
         config: &RevocationConfig,
         admin_audience: &str,
+        tls: &Arc<ClientTls>,
     ) -> Result<Option<Self>, String> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let Some(identity) = service_identity(
             identity,
             admin_audience,
             &format!("{AGENTS_READ_SCOPE} {REVOCATIONS_READ_SCOPE}"),
+            tls,
         )?
         else {
             return Ok(None);
         };
         let exchange = match &config.exchange_endpoint {
             Some(url) => Some(ExchangeServiceClient::with_interceptor(
-                channel("revocations.exchange_endpoint", url, timeout)?,
+                channel("revocations.exchange_endpoint", url, timeout, tls)?,
                 TraceContextInterceptor,
             )),
             None => None,
