@@ -149,3 +149,73 @@ impl AdminArgs {
         Ok((client, token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agentsec_common::tls::ClientAuth;
+    use agentsec_integration_tests::cluster::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET};
+    use agentsec_integration_tests::tls::{
+        loopback, serve_until_healthy, service_tls, standalone_identity, TestCa,
+    };
+    use agentsec_integration_tests::{Service, TestBackend};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn agentctl_reaches_an_https_identity_svc_with_its_ca_and_certificate() {
+        let backend = TestBackend::from_env().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("agentsec test CA").unwrap();
+        let listener = loopback().await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let mut config = standalone_identity(&backend, &url);
+        config.tls = service_tls(dir.path(), &ca, "identity-svc", ClientAuth::Required).unwrap();
+        let tls = TlsArgs {
+            ca_file: config.tls.client.ca_file.clone(),
+            client_cert_file: config.tls.client.cert_file.clone(),
+            client_key_file: config.tls.client.key_file.clone(),
+        };
+        let (_, stop) = serve_until_healthy(
+            &tls.client().unwrap(),
+            listener,
+            move |listener, shutdown| agentsec_identity::serve(config, listener, shutdown),
+        )
+        .await
+        .unwrap();
+        let secret_file = dir.path().join("admin-secret");
+        std::fs::write(&secret_file, ADMIN_CLIENT_SECRET).unwrap();
+        let admin = AdminArgs {
+            identity: url,
+            admin_client_id: ADMIN_CLIENT_ID.to_owned(),
+            admin_secret_file: secret_file,
+            admin_audience: "agentsec".to_owned(),
+        };
+
+        let (_, token) = admin
+            .connect_and_token(&tls.client().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(token.split('.').count(), 3);
+        // Without the CA, or without a certificate, agentctl is refused.
+        let untrusting = TlsArgs {
+            ca_file: None,
+            ..tls.clone()
+        };
+        assert!(admin
+            .connect_and_token(&untrusting.client().unwrap())
+            .await
+            .is_err());
+        let anonymous = TlsArgs {
+            client_cert_file: None,
+            client_key_file: None,
+            ..tls
+        };
+        assert!(admin
+            .connect_and_token(&anonymous.client().unwrap())
+            .await
+            .is_err());
+
+        stop.send(true).unwrap();
+        backend.clean_up(&[Service::Identity.name()]).await.unwrap();
+    }
+}

@@ -2,21 +2,29 @@
 //! expire, no openssl), written as PEM files the services read, and a
 //! client that speaks to a TLS port.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::tls::{ClientAuth, ClientTls, ClientTlsConfig, TlsConfig};
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
+
+use crate::cluster::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_PEPPER};
+use crate::{Service, TestBackend};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tonic::transport::Endpoint;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+
+/// How long a TLS service may take to answer health.
+const READY_DEADLINE: Duration = Duration::from_secs(15);
 
 /// A certificate authority of the test.
 pub struct TestCa {
@@ -140,4 +148,53 @@ pub async fn served_leaf(
         .peer_certificates()
         .and_then(|chain| chain.first().cloned())
         .context("the server presented no certificate")
+}
+
+/// Runs `serve` on a fresh loopback port until the returned sender says
+/// stop; waits until the port answers health over TLS (`client`).
+pub async fn serve_until_healthy<F, S>(
+    client: &Arc<ClientTls>,
+    listener: TcpListener,
+    serve: S,
+) -> anyhow::Result<(SocketAddr, watch::Sender<bool>)>
+where
+    S: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    F: Future<Output = Result<(), agentsec_common::server::StartError>> + Send + 'static,
+{
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let shutdown = Box::pin(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    let task = tokio::spawn(serve(listener, shutdown));
+    let deadline = tokio::time::Instant::now() + READY_DEADLINE;
+    while health(client, addr).await?.is_err() {
+        if task.is_finished() {
+            bail!("the service stopped during start-up: {:?}", task.await);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no healthy TLS port at {addr} within {READY_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((addr, stop))
+}
+
+/// A listener on a free loopback port.
+pub async fn loopback() -> anyhow::Result<TcpListener> {
+    Ok(TcpListener::bind("127.0.0.1:0").await?)
+}
+
+/// identity-svc on `backend` outside a [`crate::TestCluster`]: `issuer`,
+/// the test pepper and the bootstrap admin of the cluster constants.
+pub fn standalone_identity(backend: &TestBackend, issuer: &str) -> agentsec_identity::Config {
+    let mut config = agentsec_identity::Config::for_test(
+        backend.database(Service::Identity.name()),
+        backend.redis(),
+    );
+    config.issuer = issuer.to_owned();
+    config.credentials.pepper = Some(TEST_PEPPER.to_owned());
+    config.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
+    config.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());
+    config
 }

@@ -63,3 +63,52 @@ async fn an_unreachable_database_fails_start_with_its_kind() -> anyhow::Result<(
     assert!(err.to_string().contains("postgres"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn tls_settings_are_checked_and_their_files_named() -> anyhow::Result<()> {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    };
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("AGENTSEC_TLS__CERT_FILE", "/tls.crt")], "tls.key_file"),
+        (
+            &[
+                ("AGENTSEC_TLS__CERT_FILE", "/tls.crt"),
+                ("AGENTSEC_TLS__KEY_FILE", "/tls.key"),
+                ("AGENTSEC_TLS__CLIENT_AUTH", "required"),
+            ],
+            "tls.client_ca_file",
+        ),
+        (
+            &[("AGENTSEC_TLS__RELOAD_INTERVAL_SECS", "0")],
+            "tls.reload_interval_secs",
+        ),
+        (
+            &[("AGENTSEC_TLS__CLIENT__CERT_FILE", "/c.crt")],
+            "tls.client.key_file",
+        ),
+    ];
+    for (settings, key) in cases {
+        let err = load_from::<agentsec_exchange::Config>(None, env(settings))
+            .expect_err("inconsistent TLS settings");
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    // A certificate file that is not there stops the start, named.
+    let backend = TestBackend::from_env().await?;
+    let mut config = agentsec_audit::Config::for_test(backend.database("audit-svc"));
+    config.admin.jwks = Some(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k","alg":"EdDSA","use":"sig"}]}"#.to_owned());
+    config.admin.issuer = Some("http://127.0.0.1:7401".to_owned());
+    config.tls.cert_file = Some("/nonexistent/tls.crt".into());
+    config.tls.key_file = Some("/nonexistent/tls.key".into());
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let err = agentsec_audit::serve(config, listener, std::future::pending())
+        .await
+        .expect_err("no certificate file");
+    let message = err.to_string();
+    assert!(message.contains("tls.cert_file"), "{message}");
+    assert!(message.contains("/nonexistent/tls.crt"), "{message}");
+    backend.clean_up(&["audit-svc"]).await
+}

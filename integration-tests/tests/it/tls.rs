@@ -4,18 +4,16 @@
 //! and identity-svc and audit-svc talk over mutual TLS (audit events one
 //! way, the key set the other).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::tls::{ClientAuth, ClientTls, TlsConfig};
-use agentsec_integration_tests::cluster::{
-    ADMIN_AUDIENCE, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_PEPPER,
-};
+use agentsec_integration_tests::cluster::{ADMIN_AUDIENCE, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET};
 use agentsec_integration_tests::tls::{
-    client, endpoint, health, served_leaf, service_tls, write, TestCa,
+    client, endpoint, health, loopback, serve_until_healthy, served_leaf, service_tls,
+    standalone_identity, write, TestCa,
 };
 use agentsec_integration_tests::{with_bearer, Service, TestBackend, TestCluster};
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
@@ -24,46 +22,11 @@ use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient
 use agentsec_proto::identity::v1::issue_token_request::ClientAuthentication;
 use agentsec_proto::identity::v1::{GrantType, IssueTokenRequest};
 use anyhow::{bail, Context as _};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Runs `serve` on a fresh loopback port until the returned sender says
-/// stop; waits until the port answers health over TLS (`client`).
-async fn start<F, S>(
-    client: &Arc<ClientTls>,
-    listener: TcpListener,
-    serve: S,
-) -> anyhow::Result<(SocketAddr, watch::Sender<bool>)>
-where
-    S: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
-    F: Future<Output = Result<(), agentsec_common::server::StartError>> + Send + 'static,
-{
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let shutdown = Box::pin(async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    });
-    let task = tokio::spawn(serve(listener, shutdown));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while health(client, addr).await?.is_err() {
-        if task.is_finished() {
-            bail!("the service stopped during start-up: {:?}", task.await);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no healthy TLS port at {addr} within {DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((addr, stop))
-}
-
-async fn loopback() -> anyhow::Result<TcpListener> {
-    Ok(TcpListener::bind("127.0.0.1:0").await?)
-}
 
 /// An audit-svc replica of `cluster` whose port has `tls`.
 async fn audit_with(
@@ -73,7 +36,7 @@ async fn audit_with(
 ) -> anyhow::Result<(SocketAddr, watch::Sender<bool>)> {
     let mut config = cluster.audit_config(cluster.backend.database(Service::Audit.name()))?;
     config.tls = tls;
-    start(client, loopback().await?, move |listener, shutdown| {
+    serve_until_healthy(client, loopback().await?, move |listener, shutdown| {
         agentsec_audit::serve(config, listener, shutdown)
     })
     .await
@@ -213,14 +176,7 @@ async fn tls_identity_and_audit_talk_over_mutual_tls() -> anyhow::Result<()> {
     audit.trust_identity(&issuer);
     audit.tls = service_tls(dir.path(), &ca, "audit-svc", ClientAuth::Required)?;
     // identity-svc serves TLS and sends its audit events over mutual TLS.
-    let mut identity = agentsec_identity::Config::for_test(
-        backend.database(Service::Identity.name()),
-        backend.redis(),
-    );
-    identity.issuer = issuer.clone();
-    identity.credentials.pepper = Some(TEST_PEPPER.to_owned());
-    identity.bootstrap_admin.client_id = Some(ADMIN_CLIENT_ID.to_owned());
-    identity.bootstrap_admin.client_secret = Some(ADMIN_CLIENT_SECRET.to_owned());
+    let mut identity = standalone_identity(&backend, &issuer);
     identity.audit = AuditClientConfig {
         endpoint: format!("https://{}", audit_listener.local_addr()?),
         flush_interval_ms: 2,
@@ -244,12 +200,13 @@ async fn tls_identity_and_audit_talk_over_mutual_tls() -> anyhow::Result<()> {
         )),
     )?;
 
-    let (audit_addr, stop_audit) = start(&operator, audit_listener, move |listener, shutdown| {
-        agentsec_audit::serve(audit, listener, shutdown)
-    })
-    .await?;
+    let (audit_addr, stop_audit) =
+        serve_until_healthy(&operator, audit_listener, move |listener, shutdown| {
+            agentsec_audit::serve(audit, listener, shutdown)
+        })
+        .await?;
     let (identity_addr, stop_identity) =
-        start(&operator, identity_listener, move |listener, shutdown| {
+        serve_until_healthy(&operator, identity_listener, move |listener, shutdown| {
             agentsec_identity::serve(identity, listener, shutdown)
         })
         .await?;
