@@ -11,16 +11,17 @@
 //! the decision cache (in-process tier in front of Redis, see `cache`), whose
 //! counters are on `GET /metrics`. The same port serves the OpenID AuthZEN
 //! API over HTTP (`api::authzen`) and Envoy ext_authz v3 over gRPC
-//! (`ext_authz`). Decision callers are authenticated when
+//! (`api::ext_authz`); every decision API decides through the decision
+//! service (`decisions`). Decision callers are authenticated when
 //! `decisions.callers = "bearer"` (see `auth`).
 
 mod api;
 mod auth;
 mod cache;
 mod config;
+mod decisions;
 pub mod engine;
 mod events;
-mod ext_authz;
 mod follower;
 mod policies;
 mod revocations;
@@ -49,7 +50,7 @@ pub const GRPC_SERVICE_NAME: &str =
     <PolicyServiceServer<api::grpc::PolicyApi> as NamedService>::NAME;
 /// Envoy's external authorization service, on the same port.
 pub const EXT_AUTHZ_SERVICE_NAME: &str =
-    <AuthorizationServer<ext_authz::ExtAuthz> as NamedService>::NAME;
+    <AuthorizationServer<api::ext_authz::ExtAuthz> as NamedService>::NAME;
 
 /// policy.proto: requests carrying a PolicySet may be up to 16 MiB.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -155,14 +156,19 @@ pub async fn serve(
         bus,
         max_staleness / 4,
     ));
-    let api = Arc::new(api::grpc::PolicyApi::new(
-        policies,
-        auth,
+    let auth = Arc::new(auth);
+    let decisions = Arc::new(decisions::DecisionService::new(
+        policies.clone(),
         tokens,
         view.clone(),
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
         cache.clone(),
+    ));
+    let api = Arc::new(api::grpc::PolicyApi::new(
+        decisions.clone(),
+        policies,
+        auth.clone(),
     ));
     let endpoints = ServiceEndpoints {
         name: "policy-svc",
@@ -171,10 +177,11 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(
             PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(AuthorizationServer::new(ext_authz::ExtAuthz::new(
-            api.clone(),
+        .add_service(AuthorizationServer::new(api::ext_authz::ExtAuthz::new(
+            decisions.clone(),
+            auth.clone(),
         ))),
-        http: api::authzen::router(api).route(
+        http: api::authzen::router(api::authzen::Authzen { decisions, auth }).route(
             "/metrics",
             axum::routing::get(move || {
                 let cache = cache.clone();

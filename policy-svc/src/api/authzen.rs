@@ -2,8 +2,9 @@
 //! that gateways and PEPs that speak AuthZEN use policy-svc unchanged:
 //! `POST /access/v1/evaluation`, `POST /access/v1/evaluations`, and the
 //! PDP metadata at `/.well-known/authzen-configuration`. Each evaluation
-//! becomes a CheckRequest and is decided exactly as gRPC Check decides it
-//! (same cache, same audit event); the mapping is in docs/policy-model.md.
+//! becomes a CheckRequest and is decided by the decision service, as gRPC
+//! Check's are (same cache, same audit event); the mapping is in
+//! docs/policy-model.md.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +14,7 @@ use agentsec_proto::common::v1::{
     attribute_value::Kind, Actor, ActorChain, AttributeValue, Decision, Effect, Principal,
     Resource, StringList,
 };
-use agentsec_proto::policy::v1::policy_service_server::PolicyService;
-use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, RequestContext};
+use agentsec_proto::policy::v1::{CheckRequest, RequestContext};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -23,8 +23,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use tonic::metadata::MetadataMap;
 
-use super::grpc::{PolicyApi, MAX_BATCH};
+use crate::auth::AdminAuth;
+use crate::decisions::{DecisionService, MAX_BATCH};
 
 /// Room for a full batch of evaluations.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -37,7 +39,15 @@ const PERSON: &str = "person";
 const PERSON_PROPERTIES: &str = "person_properties";
 const ACTOR_CHAIN: &str = "actor_chain";
 
-pub fn router(api: Arc<PolicyApi>) -> Router {
+/// What the AuthZEN endpoints decide with: the decision service, after
+/// the caller check every decision API makes.
+#[derive(Clone)]
+pub struct Authzen {
+    pub decisions: Arc<DecisionService>,
+    pub auth: Arc<AdminAuth>,
+}
+
+pub fn router(api: Authzen) -> Router {
     let routes = Router::new()
         .route(EVALUATION_PATH, post(evaluation))
         .route(EVALUATIONS_PATH, post(evaluations))
@@ -377,39 +387,35 @@ fn error_response(status: StatusCode, description: String) -> Response {
     (status, Json(json!({ "error": description }))).into_response()
 }
 
-/// Metadata requests carry the caller's headers (trace context, bearer)
-/// into the gRPC handler.
-fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    for name in ["authorization", "traceparent", "tracestate"] {
-        if let Some(value) = headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse().ok())
-        {
-            request.metadata_mut().insert(name, value);
-        }
+/// The caller's credentials as the decision caller check reads them.
+fn caller(headers: &HeaderMap) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+    {
+        metadata.insert("authorization", value);
     }
-    request
+    metadata
 }
 
-async fn evaluation(
-    State(api): State<Arc<PolicyApi>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn evaluation(State(api): State<Authzen>, headers: HeaderMap, body: Bytes) -> Response {
     let request = match parse::<Evaluation>(&headers, &body)
         .and_then(|evaluation| check_request(&evaluation, &Evaluation::default()))
     {
         Ok(request) => request,
         Err(err) => return answer(&headers, bad_request(err)),
     };
-    let response = match api.check(grpc_request(&headers, request)).await {
-        Ok(response) => match response.into_inner().decision {
+    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
+        return answer(&headers, status_response(err.into()));
+    }
+    let response = match api.decisions.check(&request).await {
+        Ok(response) => match response.decision {
             Some(decision) => Json(decision_json(&decision)).into_response(),
             None => status_response(tonic::Status::internal("no decision")),
         },
-        Err(status) => status_response(status),
+        Err(err) => status_response(err.into()),
     };
     answer(&headers, response)
 }
@@ -421,11 +427,7 @@ enum Semantic {
     PermitOnFirstPermit,
 }
 
-async fn evaluations(
-    State(api): State<Arc<PolicyApi>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn evaluations(State(api): State<Authzen>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed = match parse::<Evaluations>(&headers, &body) {
         Ok(parsed) => parsed,
         Err(err) => return answer(&headers, bad_request(err)),
@@ -476,15 +478,12 @@ async fn evaluations(
         Ok(requests) => requests,
         Err(err) => return answer(&headers, bad_request(err)),
     };
-    let results = match api
-        .batch_check(grpc_request(
-            &headers,
-            BatchCheckRequest { items: requests },
-        ))
-        .await
-    {
-        Ok(response) => response.into_inner().results,
-        Err(status) => return answer(&headers, status_response(status)),
+    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
+        return answer(&headers, status_response(err.into()));
+    }
+    let results = match api.decisions.batch_check(&requests).await {
+        Ok(results) => results,
+        Err(err) => return answer(&headers, status_response(err.into())),
     };
     let mut decisions = Vec::with_capacity(results.len());
     for result in results {

@@ -1,6 +1,7 @@
-//! policy-svc's API layer: the gRPC handlers and the AuthZEN HTTP API (both
-//! decide through the same path; Envoy ext_authz is `crate::ext_authz`).
+//! policy-svc's API layer, one module per transport: gRPC, AuthZEN over
+//! HTTP and Envoy ext_authz. Each checks its caller and converts; the
+//! decisions themselves are the decision service's (`crate::decisions`).
 
 pub mod authzen;
+pub mod ext_authz;
 pub mod grpc;
-mod trace;

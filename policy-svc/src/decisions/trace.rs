@@ -1,4 +1,4 @@
-//! What policy-svc adds to a request's span (API layer): the ids and
+//! What policy-svc adds to a request's span: the ids and
 //! outcomes of the decisions it made, the same as in their audit events.
 //! Nothing else of the request: the token, the principal and the request's
 //! attributes stay out of traces, which are read more widely than the

@@ -40,7 +40,8 @@ use agentsec_proto::policy::v1::CheckTokenRequest;
 use serde_json::json;
 use tonic::{Code, Request, Response, Status};
 
-use crate::api::grpc::PolicyApi;
+use crate::auth::AdminAuth;
+use crate::decisions::DecisionService;
 use crate::tokens::MAX_TOKEN_BYTES;
 
 /// The header carrying the decision id upstream.
@@ -51,12 +52,13 @@ const AUDIENCE_EXTENSION: &str = "agentsec_audience";
 const MCP_SERVER_EXTENSION: &str = "agentsec_mcp_server";
 
 pub struct ExtAuthz {
-    api: Arc<PolicyApi>,
+    decisions: Arc<DecisionService>,
+    auth: Arc<AdminAuth>,
 }
 
 impl ExtAuthz {
-    pub fn new(api: Arc<PolicyApi>) -> Self {
-        Self { api }
+    pub fn new(decisions: Arc<DecisionService>, auth: Arc<AdminAuth>) -> Self {
+        Self { decisions, auth }
     }
 }
 
@@ -284,7 +286,7 @@ impl Authorization for ExtAuthz {
     ) -> Result<Response<CheckResponse>, Status> {
         // Envoy's own credentials (its gRPC initial metadata), when
         // decisions.callers asks for them.
-        self.api.decision_caller(request.metadata()).await?;
+        self.auth.decision_caller(request.metadata()).await?;
         let attributes = request.into_inner().attributes.unwrap_or_default();
         let http = attributes
             .request
@@ -298,8 +300,8 @@ impl Authorization for ExtAuthz {
             Err(refusal) => return Ok(Response::new(refused(refusal))),
         };
         let decided = self
-            .api
-            .decide_token(CheckTokenRequest {
+            .decisions
+            .check_token(CheckTokenRequest {
                 token,
                 audience: target.audience,
                 action: target.action,
@@ -313,7 +315,7 @@ impl Authorization for ExtAuthz {
             .await;
         let decision = match decided {
             Ok(response) => response.decision.unwrap_or_default(),
-            Err(status) => return Ok(Response::new(failed(&status))),
+            Err(err) => return Ok(Response::new(failed(&err.into()))),
         };
         if decision.effect == Effect::Allow as i32 && !decision.evaluation_error {
             return Ok(Response::new(CheckResponse {

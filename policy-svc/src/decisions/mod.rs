@@ -1,0 +1,206 @@
+//! The decision service: gRPC Check, BatchCheck, CheckToken and Explain,
+//! AuthZEN and Envoy ext_authz all decide through it, as peers. It
+//! validates a request, decides it (from the decision cache when that holds
+//! the answer), audits each answer and records it on the request's span.
+//! Who may ask is each transport's check (`auth`), made before.
+
+mod token;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentsec_common::error::ApiError;
+use agentsec_common::ids::new_id;
+use agentsec_proto::policy::v1::{
+    CheckRequest, CheckResponse, CheckTokenRequest, CheckTokenResponse, ExplainRequest,
+    ExplainResponse,
+};
+use chrono::Utc;
+
+use crate::cache::{CacheKey, DecisionCache, Lookup};
+use crate::engine::{self, AgentAttributeOrigin, Decision, DecisionRequest, PolicyEngine};
+use crate::events::{decision_event, DecisionAudit};
+use crate::policies::Policies;
+use crate::revocations::RevocationView;
+use crate::tokens::TokenVerifier;
+
+/// policy.proto: BatchCheck takes 1-1,000 items.
+pub const MAX_BATCH: usize = 1_000;
+
+pub struct DecisionService {
+    policies: Arc<Policies>,
+    tokens: TokenVerifier,
+    revocations: Arc<RevocationView>,
+    audit: DecisionAudit,
+    cache_ttl: Duration,
+    cache: Arc<DecisionCache>,
+}
+
+impl DecisionService {
+    pub fn new(
+        policies: Arc<Policies>,
+        tokens: TokenVerifier,
+        revocations: Arc<RevocationView>,
+        audit: DecisionAudit,
+        cache_ttl: Duration,
+        cache: Arc<DecisionCache>,
+    ) -> Self {
+        Self {
+            policies,
+            tokens,
+            revocations,
+            audit,
+            cache_ttl,
+            cache,
+        }
+    }
+
+    /// One decision on a principal the caller states.
+    pub async fn check(&self, request: &CheckRequest) -> Result<CheckResponse, ApiError> {
+        let engine = self.policies.engine();
+        let (decision, cached) = self
+            .decide(
+                &engine,
+                request,
+                "",
+                Utc::now(),
+                AgentAttributeOrigin::Caller,
+            )
+            .await?;
+        let answer = self.answer(request, &decision, cached)?;
+        if let Some(decided) = &answer.decision {
+            trace::record_decision(decided);
+        }
+        Ok(answer)
+    }
+
+    /// 1-[`MAX_BATCH`] decisions, in item order. Every item is validated and
+    /// decided before anything is audited: an invalid item fails the whole
+    /// call.
+    pub async fn batch_check(
+        &self,
+        items: &[CheckRequest],
+    ) -> Result<Vec<CheckResponse>, ApiError> {
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "items",
+                format!("1-{MAX_BATCH} items (got {})", items.len()),
+            ));
+        }
+        let engine = self.policies.engine();
+        let now = Utc::now();
+        // The items' cache reads go to Redis together (one connection,
+        // pipelined), not one after the other.
+        let decisions = futures::future::join_all(items.iter().enumerate().map(|(i, item)| {
+            let prefix = format!("items[{i}].");
+            let engine = &engine;
+            async move {
+                self.decide(engine, item, &prefix, now, AgentAttributeOrigin::Caller)
+                    .await
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        let results = items
+            .iter()
+            .zip(&decisions)
+            .map(|(item, (decision, cached))| self.answer(item, decision, *cached))
+            .collect::<Result<Vec<_>, _>>()?;
+        trace::record_decisions(results.iter().filter_map(|result| result.decision.as_ref()));
+        Ok(results)
+    }
+
+    /// A decision with its explanation (rules matched, conditions read); an
+    /// explained decision is a decision, audited like Check's. The caller
+    /// has checked that the asker may read the tenant's policies.
+    pub fn explain(&self, request: ExplainRequest) -> Result<ExplainResponse, ApiError> {
+        let explanation = self.policies.engine().explain(&request, Utc::now())?;
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        let as_check = CheckRequest {
+            principal: request.principal,
+            audience: request.audience,
+            action: request.action,
+            resource: request.resource,
+            context: request.context,
+        };
+        if let Some(event) = decision_event(&as_check, &explanation.decision, &decision_id, false) {
+            self.audit.record(event);
+        }
+        let explained = explanation.to_proto(decision_id);
+        if let Some(decided) = &explained.decision {
+            trace::record_decision(decided);
+        }
+        Ok(explained)
+    }
+
+    /// A decision on a bearer token (`token`): CheckToken and ext_authz.
+    pub async fn check_token(
+        &self,
+        request: CheckTokenRequest,
+    ) -> Result<CheckTokenResponse, ApiError> {
+        token::check_token(self, request).await
+    }
+
+    /// How long the caller may cache `decision`.
+    fn ttl(&self, decision: &Decision) -> Duration {
+        if decision.evaluation_error || decision.depends_on_time {
+            Duration::ZERO
+        } else {
+            self.cache_ttl
+        }
+    }
+
+    /// Validates and decides `request`, from the cache when it holds the
+    /// answer; true when it did. Invalid requests fail the same way with or
+    /// without the cache: validation comes first.
+    async fn decide(
+        &self,
+        engine: &PolicyEngine,
+        request: &CheckRequest,
+        prefix: &str,
+        now: chrono::DateTime<Utc>,
+        origin: AgentAttributeOrigin,
+    ) -> Result<(Decision, bool), engine::RequestError> {
+        let request = DecisionRequest::from_check(request, prefix, now)?;
+        if engine.is_unloaded(&request.tenant) {
+            return Ok((Decision::no_policy_loaded(&request.tenant), false));
+        }
+        let (set, prepared) = engine.prepare(request, prefix, origin)?;
+        if !self.cache.is_enabled() {
+            return Ok((engine::decide(set, &prepared), false));
+        }
+        match self
+            .cache
+            .get(CacheKey::new(set.version(), &prepared))
+            .await
+        {
+            Lookup::Hit(decision) => Ok((Decision::clone(&decision), true)),
+            Lookup::Miss(ticket) => {
+                let decision = engine::decide(set, &prepared);
+                self.cache.put(ticket, &decision);
+                Ok((decision, false))
+            }
+            Lookup::Bypass => Ok((engine::decide(set, &prepared), false)),
+        }
+    }
+
+    /// The answer to one decided request; its audit event is queued
+    /// without waiting. A cached decision gets a decision id and an audit
+    /// event of its own, like any other: each answer is one decision.
+    fn answer(
+        &self,
+        request: &CheckRequest,
+        decision: &Decision,
+        cached: bool,
+    ) -> Result<CheckResponse, ApiError> {
+        let decision_id = new_id("dec_").map_err(|err| ApiError::internal("decision id", err))?;
+        if let Some(event) = decision_event(request, decision, &decision_id, cached) {
+            self.audit.record(event);
+        }
+        Ok(CheckResponse {
+            decision: Some(decision.to_proto(decision_id, cached, self.ttl(decision))),
+        })
+    }
+}
