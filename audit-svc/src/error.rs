@@ -66,7 +66,7 @@ impl From<AuditError> for Status {
                     ApiError::internal("signing a checkpoint", reason.clone())
                 }
             },
-            AuditError::Read(source) => ApiError::internal("reading the audit store", source),
+            AuditError::Read(source) => ApiError::database("reading the audit store", source),
             AuditError::Keys(source) => ApiError::internal("reading verification keys", source),
             AuditError::Worker(source) => ApiError::internal("verifying the chain", source),
             AuditError::Api(api) => api,

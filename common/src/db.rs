@@ -232,3 +232,60 @@ mod tests {
         assert!(check_schema_name("").is_err());
     }
 }
+
+/// Whether `err` means the database could not be reached (no connection
+/// from the pool in time, a connection refused or broken), as opposed to a
+/// statement that failed on a working connection.
+pub fn is_unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            matches!(
+                err,
+                Sqlx::Io(_)
+                    | Sqlx::Tls(_)
+                    | Sqlx::PoolTimedOut
+                    | Sqlx::PoolClosed
+                    | Sqlx::WorkerCrashed
+            )
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod unreachable {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::is_unreachable;
+    use crate::error::ApiError;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_failed_statement_internal() {
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let unreachable = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::Query(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Io(broken))),
+            DbErr::Exec(RuntimeErr::SqlxError(sea_orm::sqlx::Error::PoolTimedOut)),
+        ];
+        for err in unreachable {
+            assert!(is_unreachable(&err), "{err}");
+            let status = tonic::Status::from(ApiError::database("reading", err));
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert_eq!(status.message(), "the database is unavailable");
+        }
+        let failed = [
+            DbErr::Query(RuntimeErr::Internal("syntax error".into())),
+            DbErr::RecordNotFound("x".into()),
+            DbErr::Exec(RuntimeErr::SqlxError(sea_orm::sqlx::Error::RowNotFound)),
+        ];
+        for err in failed {
+            assert!(!is_unreachable(&err), "{err}");
+            let status = tonic::Status::from(ApiError::database("reading", err));
+            assert_eq!(status.code(), tonic::Code::Internal);
+        }
+    }
+}

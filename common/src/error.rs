@@ -58,6 +58,19 @@ impl ApiError {
             source: source.into(),
         }
     }
+
+    /// A failed database call (`context` says doing what): UNAVAILABLE
+    /// when the database cannot be reached, which a caller may retry;
+    /// INTERNAL otherwise. The cause is logged, never answered.
+    pub fn database(context: &'static str, err: sea_orm::DbErr) -> Self {
+        if crate::db::is_unreachable(&err) {
+            tracing::error!(context, error = %err, "the database is unreachable");
+            return Self::Unavailable {
+                what: "the database".to_owned(),
+            };
+        }
+        Self::internal(context, err)
+    }
 }
 
 impl From<ApiError> for Status {

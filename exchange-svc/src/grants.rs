@@ -18,7 +18,7 @@ use crate::admin::Admin;
 use crate::config::GrantConfig;
 use crate::events::{AuditRecord, Events};
 use crate::person::Person;
-use crate::store::grants::{self, Grant, GrantFilter, GrantStoreError};
+use crate::store::grants::{self, Grant, GrantFilter};
 use crate::upstream::identity::IdentityClient;
 
 const MAX_AUDIENCES: usize = 32;
@@ -47,12 +47,8 @@ fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<U
     agentsec_common::time::required_datetime(field, timestamp)
 }
 
-fn store_error(err: GrantStoreError) -> ApiError {
-    ApiError::internal("grant store", err)
-}
-
 fn db_error(err: sea_orm::DbErr) -> ApiError {
-    ApiError::internal("database", err)
+    ApiError::database("database", err)
 }
 
 /// The grant's state at `now` (computed).
@@ -193,7 +189,7 @@ impl Grants {
         let since = since.map_or(horizon, |since| since.max(horizon));
         grants::revoked_since(&self.db, since)
             .await
-            .map_err(store_error)
+            .map_err(ApiError::from)
     }
 
     /// A new grant from `person`, validated.
@@ -294,7 +290,7 @@ impl Grants {
         let grant = self.new_grant(person, request, now)?;
         self.agent_may_receive(&grant).await?;
         let txn = self.begin().await?;
-        grants::insert(&txn, &grant).await.map_err(store_error)?;
+        grants::insert(&txn, &grant).await.map_err(ApiError::from)?;
         self.events
             .audit(
                 AuditRecord::new(
@@ -347,7 +343,7 @@ impl Grants {
         }
         let grant = grants::get(&self.db, id)
             .await
-            .map_err(store_error)?
+            .map_err(ApiError::from)?
             .filter(|grant| caller.sees(grant))
             .ok_or_else(|| ApiError::not_found("grant", printable_id(id)))?;
         Ok(to_proto(grant, Utc::now()))
@@ -403,7 +399,7 @@ impl Grants {
         let page = Page::parse(request.page.as_ref(), fingerprint)?;
         let mut rows = grants::list(&self.db, &filter, page.after.as_deref(), page.size + 1)
             .await
-            .map_err(store_error)?;
+            .map_err(ApiError::from)?;
         let more = rows.len() as u64 > page.size;
         rows.truncate(page.size as usize);
         let next_page_token = page.next_token(rows.last().map(|grant| grant.id.as_str()), more);
@@ -428,7 +424,7 @@ impl Grants {
         let txn = self.begin().await?;
         let mut grant = grants::get_for_update(&txn, &request.grant_id)
             .await
-            .map_err(store_error)?
+            .map_err(ApiError::from)?
             .filter(|grant| caller.sees(grant))
             .ok_or_else(|| ApiError::not_found("grant", printable_id(&request.grant_id)))?;
         let now = stored_now();
@@ -439,7 +435,7 @@ impl Grants {
         grant.revoke_time = Some(now);
         grant.revoked_by = caller.subject().to_owned();
         grant.revoke_reason = request.reason.clone();
-        grants::save(&txn, &grant).await.map_err(store_error)?;
+        grants::save(&txn, &grant).await.map_err(ApiError::from)?;
         self.events
             .audit(
                 AuditRecord::new(

@@ -53,7 +53,10 @@ pub struct Registry {
 }
 
 fn store_error(err: AgentStoreError) -> ApiError {
-    ApiError::internal("agent store", err)
+    match err {
+        AgentStoreError::Db(err) => ApiError::database("agent store", err),
+        other => ApiError::internal("agent store", other),
+    }
 }
 
 /// A duplicate name is the caller's problem; anything else is ours.
@@ -68,7 +71,7 @@ fn save_error(name: &str) -> impl Fn(AgentStoreError) -> ApiError + '_ {
 }
 
 fn db_error(err: sea_orm::DbErr) -> ApiError {
-    ApiError::internal("identity database", err)
+    ApiError::database("identity database", err)
 }
 
 impl Registry {

@@ -39,7 +39,7 @@ const LISTED_ISSUES: usize = 20;
 /// How often a change is retried when another writer took its version.
 const MAX_ATTEMPTS: usize = 5;
 fn db_error(context: &'static str) -> impl Fn(sea_orm::DbErr) -> ApiError {
-    move |err| ApiError::internal(context, err)
+    move |err| ApiError::database(context, err)
 }
 
 /// `[a-z0-9][a-z0-9_-]{0,63}` (common.proto).

@@ -54,7 +54,7 @@ impl Exchanger {
         if !claims.grant_id.is_empty() {
             let grant = grants::get(&self.db, &claims.grant_id)
                 .await
-                .map_err(|err| Inactive::Failed(ApiError::internal("grant store", err)))?;
+                .map_err(|err| Inactive::Failed(ApiError::from(err)))?;
             if !grant.as_ref().is_some_and(grant_is_active) {
                 return Err(Inactive::Revoked);
             }

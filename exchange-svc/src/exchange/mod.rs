@@ -543,9 +543,7 @@ impl Exchanger {
                 };
                 let grant = grants::list(&self.db, &filter, None, MAX_GRANTS_CONSIDERED)
                     .await
-                    .map_err(|err| {
-                        OAuthError::server_side(ApiError::internal("grant store", err), "exchange")
-                    })?
+                    .map_err(|err| OAuthError::server_side(ApiError::from(err), "exchange"))?
                     .into_iter()
                     .find(|grant| grant.audiences.iter().any(|aud| aud == audience))
                     .ok_or_else(|| {
@@ -571,9 +569,7 @@ impl Exchanger {
                 }
                 let grant = grants::get(&self.db, &claims.grant_id)
                     .await
-                    .map_err(|err| {
-                        OAuthError::server_side(ApiError::internal("grant store", err), "exchange")
-                    })?
+                    .map_err(|err| OAuthError::server_side(ApiError::from(err), "exchange"))?
                     .filter(grant_is_active)
                     .ok_or_else(|| {
                         error(

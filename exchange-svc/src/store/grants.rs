@@ -1,5 +1,6 @@
 //! Grant rows.
 
+use agentsec_common::error::ApiError;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -33,6 +34,16 @@ pub enum GrantStoreError {
     Corrupt { id: String, reason: String },
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl From<GrantStoreError> for ApiError {
+    /// An unreachable database is UNAVAILABLE, anything else INTERNAL.
+    fn from(err: GrantStoreError) -> Self {
+        match err {
+            GrantStoreError::Db(err) => ApiError::database("grant store", err),
+            other => ApiError::internal("grant store", other),
+        }
+    }
 }
 
 /// Which grants a list returns.

@@ -26,7 +26,7 @@ impl TokenService {
         let Some(claims) = self.verified_claims(token).await else {
             return Ok(None);
         };
-        let internal = |err: sea_orm::DbErr| ApiError::internal("introspection", err);
+        let internal = |err: sea_orm::DbErr| ApiError::database("introspection", err);
         if self
             .standing
             .is_revoked(&claims.jti)
