@@ -10,7 +10,8 @@ use agentsec_common::keys;
 
 use super::claims::DelegatedClaims;
 use super::request::MAX_TOKEN_BYTES;
-use super::{grant_is_active, Exchanger, Inactive};
+use super::rules::grant_is_active;
+use super::{Exchanger, Inactive};
 use crate::store::grants;
 
 impl Exchanger {
@@ -55,7 +56,11 @@ impl Exchanger {
             let grant = grants::get(&self.db, &claims.grant_id)
                 .await
                 .map_err(|err| Inactive::Failed(ApiError::from(err)))?;
-            if !grant.as_ref().is_some_and(grant_is_active) {
+            let now = chrono::Utc::now();
+            if !grant
+                .as_ref()
+                .is_some_and(|grant| grant_is_active(grant, now))
+            {
                 return Err(Inactive::Revoked);
             }
         }

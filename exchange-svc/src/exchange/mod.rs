@@ -17,6 +17,7 @@
 pub mod claims;
 pub mod introspection;
 pub mod request;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -35,7 +36,8 @@ use crate::store::grants::{self, Grant, GrantFilter};
 use crate::upstream::identity::IdentityClient;
 use crate::upstream::policy::{PolicyClient, ACTION};
 use claims::{Act, DelegatedClaims};
-use request::{invalid_request, printable, Parsed};
+use request::{invalid_request, printable};
+use rules::DepthLimits;
 
 /// The JWT `typ` of issued tokens (RFC 9068).
 const TOKEN_TYPE: &str = "at+jwt";
@@ -147,10 +149,7 @@ pub struct Exchanger {
     pub policy: Option<PolicyClient>,
     pub targets: Vec<TargetConfig>,
     pub max_lifetime_secs: i64,
-    /// The deepest chain any grant allows.
-    pub grant_depth_limit: u32,
-    /// The deepest chain without a grant (`may_act`).
-    pub may_act_depth_limit: u32,
+    pub depth_limits: DepthLimits,
 }
 
 /// The services an exchange relies on: identity-svc (its tokens verified
@@ -185,8 +184,10 @@ impl Exchanger {
             policy: upstream.policy,
             targets: config.targets.clone(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,
-            grant_depth_limit: config.grants.max_chain_depth,
-            may_act_depth_limit: config.exchange.max_chain_depth,
+            depth_limits: DepthLimits {
+                grants: config.grants.max_chain_depth,
+                may_act: config.exchange.max_chain_depth,
+            },
         }
     }
 
@@ -290,7 +291,12 @@ impl Exchanger {
             attempt.grant_id = grant.id.clone();
         }
 
-        let candidates = delegable_scopes(grant, &subject, &agent, &parsed.requested_scopes)?;
+        let candidates = rules::delegable_scopes(
+            grant,
+            subject.scopes().as_deref(),
+            &agent.scopes,
+            parsed.requested_scopes.as_deref(),
+        )?;
         let principal = Principal {
             tenant: agent.tenant.clone(),
             agent_id: agent.id.clone(),
@@ -331,7 +337,11 @@ impl Exchanger {
                 ),
             ));
         }
-        let scopes = policy_scopes(&candidates, &decision.allowed_scopes, &parsed)?;
+        let scopes = rules::policy_scopes(
+            &candidates,
+            &decision.allowed_scopes,
+            parsed.requested_scopes.is_some(),
+        )?;
         let scope = scopes.join(" ");
         attempt.issued = scope.clone();
 
@@ -518,12 +528,7 @@ impl Exchanger {
         audience: &str,
         depth: usize,
     ) -> Result<Option<Grant>, OAuthError> {
-        let too_deep = |limit: u32, what: &str| {
-            error(
-                OAuthErrorCode::InvalidGrant,
-                format!("a chain of {depth} agents exceeds {what} ({limit})"),
-            )
-        };
+        let store_failed = |err| OAuthError::server_side(ApiError::from(err), "exchange");
         match subject {
             Subject::Person(token) => {
                 if let Some(may_act) = &token.may_act {
@@ -534,65 +539,36 @@ impl Exchanger {
                     }
                     return Ok(None);
                 }
+                let now = Utc::now();
                 let filter = GrantFilter {
                     person: Some((token.person.issuer.clone(), token.person.subject.clone())),
                     tenant: Some(agent.tenant.clone()),
                     agent_id: Some(agent.id.clone()),
-                    active_at: Some(Utc::now()),
+                    active_at: Some(now),
                     ..GrantFilter::default()
                 };
-                let grant = grants::list(&self.db, &filter, None, MAX_GRANTS_CONSIDERED)
+                let grants = grants::list(&self.db, &filter, None, MAX_GRANTS_CONSIDERED)
                     .await
-                    .map_err(|err| OAuthError::server_side(ApiError::from(err), "exchange"))?
-                    .into_iter()
-                    .find(|grant| grant.audiences.iter().any(|aud| aud == audience))
-                    .ok_or_else(|| {
-                        error(
-                            OAuthErrorCode::InvalidGrant,
-                            "no active grant of this person lets this agent act for this audience",
-                        )
-                    })?;
-                Ok(Some(grant))
+                    .map_err(store_failed)?;
+                rules::first_hop_grant(grants, audience, now).map(Some)
             }
             Subject::Delegated(claims) => {
-                if claims.grant_id.is_empty() {
-                    if depth > self.may_act_depth_limit as usize {
-                        return Err(too_deep(
-                            self.may_act_depth_limit,
-                            "exchange.max_chain_depth",
-                        ));
-                    }
-                    return Err(error(
-                        OAuthErrorCode::InvalidGrant,
-                        "the subject_token was authorized by may_act, not a grant; it cannot be delegated further",
-                    ));
-                }
-                let grant = grants::get(&self.db, &claims.grant_id)
-                    .await
-                    .map_err(|err| OAuthError::server_side(ApiError::from(err), "exchange"))?
-                    .filter(grant_is_active)
-                    .ok_or_else(|| {
-                        error(
-                            OAuthErrorCode::InvalidGrant,
-                            "the grant behind the subject_token is no longer active",
-                        )
-                    })?;
-                if !grant.audiences.iter().any(|aud| aud == audience) {
-                    return Err(error(
-                        OAuthErrorCode::InvalidGrant,
-                        "the grant behind the subject_token does not cover this audience",
-                    ));
-                }
-                if depth > grant.max_chain_depth as usize {
-                    return Err(too_deep(
-                        grant.max_chain_depth,
-                        "the grant's max_chain_depth",
-                    ));
-                }
-                if depth > self.grant_depth_limit as usize {
-                    return Err(too_deep(self.grant_depth_limit, "grants.max_chain_depth"));
-                }
-                Ok(Some(grant))
+                let grant = if claims.grant_id.is_empty() {
+                    None
+                } else {
+                    grants::get(&self.db, &claims.grant_id)
+                        .await
+                        .map_err(store_failed)?
+                };
+                rules::next_hop_grant(
+                    &claims.grant_id,
+                    grant,
+                    audience,
+                    depth,
+                    self.depth_limits,
+                    Utc::now(),
+                )
+                .map(Some)
             }
         }
     }
@@ -609,10 +585,6 @@ impl Exchanger {
     }
 }
 
-pub fn grant_is_active(grant: &Grant) -> bool {
-    grant.revoke_time.is_none() && grant.expire_time > Utc::now()
-}
-
 /// Why a delegated token is not active.
 pub enum Inactive {
     /// Not a valid token of this service (signature, issuer, time).
@@ -621,72 +593,6 @@ pub enum Inactive {
     Revoked,
     /// The answer is unknown (a dependency failed).
     Failed(ApiError),
-}
-
-/// requested ⊆ (grant ∩ subject ∩ agent), or all of the intersection.
-fn delegable_scopes(
-    grant: Option<&Grant>,
-    subject: &Subject,
-    agent: &Agent,
-    requested: &Option<Vec<String>>,
-) -> Result<Vec<String>, OAuthError> {
-    let subject_scopes = subject.scopes();
-    let delegable: Vec<String> = agent
-        .scopes
-        .iter()
-        .filter(|scope| grant.is_none_or(|grant| grant.scopes.contains(scope)))
-        .filter(|scope| {
-            subject_scopes
-                .as_ref()
-                .is_none_or(|scopes| scopes.contains(scope))
-        })
-        .cloned()
-        .collect();
-    let candidates = match requested {
-        Some(requested) => {
-            if let Some(beyond) = requested.iter().find(|scope| !delegable.contains(scope)) {
-                return Err(error(
-                    OAuthErrorCode::InvalidScope,
-                    format!(
-                        "scope `{}` is beyond what may be delegated (grant, subject token and agent)",
-                        printable(beyond)
-                    ),
-                ));
-            }
-            requested.clone()
-        }
-        None => delegable,
-    };
-    if candidates.is_empty() {
-        return Err(error(
-            OAuthErrorCode::InvalidScope,
-            "no scope may be delegated (grant, subject token and agent have none in common)",
-        ));
-    }
-    Ok(candidates)
-}
-
-/// The candidates policy allows: all of an explicit request, or at least one.
-fn policy_scopes(
-    candidates: &[String],
-    allowed: &[String],
-    parsed: &Parsed,
-) -> Result<Vec<String>, OAuthError> {
-    if parsed.requested_scopes.is_some() {
-        if let Some(denied) = candidates.iter().find(|scope| !allowed.contains(scope)) {
-            return Err(error(
-                OAuthErrorCode::InvalidScope,
-                format!("policy does not allow scope `{}`", printable(denied)),
-            ));
-        }
-    }
-    if allowed.is_empty() {
-        return Err(error(
-            OAuthErrorCode::InvalidScope,
-            "policy allows none of the scopes that may be delegated",
-        ));
-    }
-    Ok(allowed.to_vec())
 }
 
 fn record(attempt: Attempt, outcome: Outcome) -> AuditRecord {
