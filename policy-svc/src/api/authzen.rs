@@ -580,3 +580,161 @@ mod untrusted_input {
         }
     }
 }
+
+#[cfg(test)]
+mod mapping {
+    use serde_json::json;
+
+    use super::*;
+
+    fn evaluation(body: Value) -> Evaluation {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn mapped(body: Value) -> Result<CheckRequest, String> {
+        check_request(&evaluation(body), &Evaluation::default()).map_err(|err| err.0)
+    }
+
+    fn full() -> Value {
+        json!({
+            "subject": {"type": "agent", "id": "agt_1", "properties": {
+                "tenant": "acme",
+                "person": "alice@example.com",
+                "person_properties": {"department": "sre"},
+                "actor_chain": ["agt_1", "agt_0"],
+                "trust_tier": 2,
+            }},
+            "action": {"name": "tools/call", "properties": {"dry_run": true}},
+            "resource": {"type": "mcp.tool", "id": "mcp:github/list_issues",
+                         "properties": {"labels": ["bug", "p1"], "weight": 0.5}},
+            "context": {"audience": "mcp:github", "time": "2026-12-06T10:00:00Z",
+                        "environment": "prod", "risk_score": 7, "delegation_depth": 1,
+                        "ticket": "INC-1"},
+        })
+    }
+
+    fn value(kind: Kind) -> AttributeValue {
+        AttributeValue { kind: Some(kind) }
+    }
+
+    #[test]
+    fn every_member_lands_in_its_check_request_field() {
+        let request = mapped(full()).unwrap();
+        let principal = request.principal.unwrap();
+        assert_eq!(principal.tenant, "acme");
+        assert_eq!(principal.agent_id, "agt_1");
+        assert_eq!(principal.person_subject, "alice@example.com");
+        assert_eq!(
+            principal.person_attributes["department"],
+            value(Kind::StringValue("sre".into()))
+        );
+        let chain: Vec<_> = principal
+            .actor_chain
+            .unwrap()
+            .actors
+            .into_iter()
+            .map(|actor| actor.agent_id)
+            .collect();
+        assert_eq!(chain, ["agt_1", "agt_0"]);
+        // The other subject properties are the agent's attributes.
+        assert_eq!(principal.agent_attributes.len(), 1);
+        assert_eq!(
+            principal.agent_attributes["trust_tier"],
+            value(Kind::IntValue(2))
+        );
+        assert_eq!(request.audience, "mcp:github");
+        assert_eq!(request.action, "tools/call");
+        let resource = request.resource.unwrap();
+        assert_eq!(
+            (resource.r#type.as_str(), resource.id.as_str()),
+            ("mcp.tool", "mcp:github/list_issues")
+        );
+        assert_eq!(
+            resource.attributes["labels"],
+            value(Kind::StringListValue(StringList {
+                values: vec!["bug".into(), "p1".into()]
+            }))
+        );
+        assert_eq!(resource.attributes["weight"], value(Kind::DoubleValue(0.5)));
+        let context = request.context.unwrap();
+        assert_eq!(context.time.unwrap().seconds, 1_796_551_200);
+        assert_eq!(context.environment, "prod");
+        assert_eq!(context.risk_score, Some(7));
+        assert_eq!(context.delegation_depth, 1);
+        // Other context members and the action's properties are request
+        // attributes.
+        assert_eq!(
+            context.attributes["ticket"],
+            value(Kind::StringValue("INC-1".into()))
+        );
+        assert_eq!(context.attributes["dry_run"], value(Kind::BoolValue(true)));
+        assert_eq!(context.attributes.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_item_takes_what_it_leaves_out_from_the_request() {
+        let defaults = evaluation(full());
+        let item =
+            evaluation(json!({"resource": {"type": "mcp.tool", "id": "mcp:github/delete_repo"}}));
+        let request = check_request(&item, &defaults)
+            .map_err(|err| err.0)
+            .unwrap();
+        assert_eq!(request.resource.unwrap().id, "mcp:github/delete_repo");
+        assert_eq!(request.principal.unwrap().agent_id, "agt_1");
+        assert_eq!(request.action, "tools/call");
+        assert_eq!(request.audience, "mcp:github");
+    }
+
+    #[test]
+    fn what_cannot_be_evaluated_is_named() {
+        let with = |path: &[&str], replacement: Value| {
+            let mut body = full();
+            let mut at = &mut body;
+            for key in &path[..path.len() - 1] {
+                at = &mut at[*key];
+            }
+            match replacement {
+                Value::Null => {
+                    at.as_object_mut().unwrap().remove(path[path.len() - 1]);
+                }
+                other => at[path[path.len() - 1]] = other,
+            }
+            mapped(body).unwrap_err()
+        };
+        let cases = [
+            (with(&["subject"], Value::Null), "subject"),
+            (with(&["subject", "type"], json!("user")), "subject.type"),
+            (
+                with(&["subject", "properties", "tenant"], Value::Null),
+                "subject.properties.tenant",
+            ),
+            (
+                with(&["subject", "properties", "actor_chain"], json!("agt_1")),
+                "subject.properties.actor_chain",
+            ),
+            (
+                with(&["context", "audience"], Value::Null),
+                "context.audience",
+            ),
+            (
+                with(&["context", "time"], json!("yesterday")),
+                "context.time",
+            ),
+            (
+                with(&["context", "risk_score"], json!(-1)),
+                "context.risk_score",
+            ),
+            (
+                with(&["resource", "properties", "labels"], json!([1, 2])),
+                "resource.properties.labels",
+            ),
+            (
+                with(&["resource", "properties", "weight"], json!({"a": 1})),
+                "resource.properties.weight",
+            ),
+        ];
+        for (message, field) in cases {
+            assert!(message.starts_with(field), "{field}: {message}");
+        }
+    }
+}
