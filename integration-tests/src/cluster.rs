@@ -17,6 +17,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::backend::TestBackend;
+use crate::eventually;
 
 /// How long a cluster may take to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -677,22 +678,28 @@ impl TestCluster {
     }
 
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        // One deadline for all of them.
         let deadline = tokio::time::Instant::now() + READY_DEADLINE;
         for index in 0..self.services.len() {
             let (service, addr) = (self.services[index].service, self.services[index].addr);
-            loop {
-                if self.services[index].task.is_finished() {
-                    let running = self.services.remove(index);
-                    let outcome = running.task.await;
-                    bail!("{} stopped during start-up: {outcome:?}", service.name());
-                }
-                if health_status(addr, "").await.ok() == Some(ServingStatus::Serving) {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    bail!("{} not SERVING within {READY_DEADLINE:?}", service.name());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let task = &self.services[index].task;
+            // `false`: the service stopped instead.
+            let serving = eventually(
+                &format!("{} SERVING", service.name()),
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                || async move {
+                    if task.is_finished() {
+                        return Ok(Some(false));
+                    }
+                    let status = health_status(addr, "").await.ok();
+                    Ok((status == Some(ServingStatus::Serving)).then_some(true))
+                },
+            )
+            .await?;
+            if !serving {
+                let running = self.services.remove(index);
+                let outcome = running.task.await;
+                bail!("{} stopped during start-up: {outcome:?}", service.name());
             }
         }
         Ok(())

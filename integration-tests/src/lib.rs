@@ -5,14 +5,17 @@
 //! (SQLite files or PostgreSQL schemas) and Redis key prefix, so tests run in
 //! parallel.
 
+pub mod audit_trail;
 pub mod backend;
 pub mod cluster;
+pub mod eventually;
 pub mod http;
 pub mod relay;
 pub mod tls;
 
 pub use backend::TestBackend;
 pub use cluster::{Service, TestCluster};
+pub use eventually::eventually;
 
 /// A gRPC request carrying `authorization: Bearer <token>`, or none when
 /// `token` is empty (an anonymous caller).

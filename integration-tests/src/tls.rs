@@ -12,7 +12,7 @@ use agentsec_common::tls::{ClientAuth, ClientTls, ClientTlsConfig, TlsConfig};
 use anyhow::{bail, Context as _};
 
 use crate::cluster::{ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_PEPPER};
-use crate::{Service, TestBackend};
+use crate::{eventually, Service, TestBackend};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -167,15 +167,20 @@ where
         let _ = stopped.wait_for(|stop| *stop).await;
     });
     let task = tokio::spawn(serve(listener, shutdown));
-    let deadline = tokio::time::Instant::now() + READY_DEADLINE;
-    while health(client, addr).await?.is_err() {
-        if task.is_finished() {
-            bail!("the service stopped during start-up: {:?}", task.await);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no healthy TLS port at {addr} within {READY_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // `false`: the service stopped instead.
+    let healthy = eventually(
+        &format!("a healthy TLS port at {addr}"),
+        READY_DEADLINE,
+        || async {
+            if health(client, addr).await?.is_ok() {
+                return Ok(Some(true));
+            }
+            Ok(task.is_finished().then_some(false))
+        },
+    )
+    .await?;
+    if !healthy {
+        bail!("the service stopped during start-up: {:?}", task.await);
     }
     Ok((addr, stop))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agentsec_integration_tests::cluster::AuditClient;
-use agentsec_integration_tests::{Service, TestCluster};
+use agentsec_integration_tests::{eventually, Service, TestCluster};
 use agentsec_proto::audit::v1::*;
 use agentsec_proto::common::v1::{Actor, ActorChain, Outcome, PageRequest};
 use sea_orm::ConnectionTrait;
@@ -362,23 +362,19 @@ async fn streaming_append_checkpoints_and_verification() -> anyhow::Result<()> {
     assert!(report.checkpoints_verified >= 1, "{report:?}");
 
     // The timer signs whatever head the cadence left uncovered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let latest = loop {
-        let latest = audit
-            .get_checkpoint(GetCheckpointRequest { sequence: 0 })
-            .await?
-            .into_inner()
-            .checkpoint
-            .unwrap_or_default();
-        if latest.sequence == 500 {
-            break latest;
+    let latest = eventually("the head checkpointed", Duration::from_secs(20), || {
+        let mut audit = audit.clone();
+        async move {
+            let latest = audit
+                .get_checkpoint(GetCheckpointRequest { sequence: 0 })
+                .await?
+                .into_inner()
+                .checkpoint
+                .unwrap_or_default();
+            Ok((latest.sequence == 500).then_some(latest))
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "head not checkpointed within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await?;
     assert_eq!(latest.signature.len(), 64);
     let keys = audit
         .get_verification_keys(GetVerificationKeysRequest {})
@@ -413,22 +409,18 @@ async fn a_timer_checkpoints_a_quiet_chain() -> anyhow::Result<()> {
     let mut audit = client(&cluster).await?;
     append(&mut audit, vec![event("evt_t0", 0), event("evt_t1", 1)]).await?;
     // Two events are far below the 100-event cadence; the 1-second timer
-    // signs the head. Wait for it with a deadline.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(found) = audit
-            .get_checkpoint(GetCheckpointRequest { sequence: 2 })
-            .await
-        {
-            assert_eq!(found.into_inner().checkpoint.map(|c| c.sequence), Some(2));
-            break;
+    // signs the head. Wait for it with a deadline (NOT_FOUND until then).
+    let found = eventually("a timed checkpoint", Duration::from_secs(20), || {
+        let mut audit = audit.clone();
+        async move {
+            Ok(audit
+                .get_checkpoint(GetCheckpointRequest { sequence: 2 })
+                .await
+                .ok())
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no timed checkpoint within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await?;
+    assert_eq!(found.into_inner().checkpoint.map(|c| c.sequence), Some(2));
     cluster.shutdown().await
 }
 

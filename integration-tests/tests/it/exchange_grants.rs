@@ -7,11 +7,11 @@ use std::pin::pin;
 use std::time::Duration;
 
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
+use agentsec_integration_tests::audit_trail::agent_events;
 use agentsec_integration_tests::cluster::{
     test_user_issuer_key, TEST_USER_AUDIENCE, TEST_USER_ISSUER,
 };
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::{EventFilter, Order, QueryEventsRequest, StoredEvent};
 use agentsec_proto::common::v1::PageRequest;
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::{
@@ -187,44 +187,6 @@ async fn next_invalidation(
     }
 }
 
-/// The audit events of `agent` once every kind of `wanted` is there.
-pub(crate) async fn audit_events(
-    cluster: &TestCluster,
-    agent: &str,
-    wanted: &[&str],
-) -> anyhow::Result<Vec<StoredEvent>> {
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let events = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    agent_id: agent.to_owned(),
-                    ..Default::default()
-                }),
-                order: Order::OldestFirst as i32,
-                page: Some(PageRequest {
-                    page_size: 1_000,
-                    page_token: String::new(),
-                }),
-            })
-            .await?
-            .into_inner()
-            .events;
-        let kinds: Vec<String> = events
-            .iter()
-            .filter_map(|stored| stored.event.as_ref().map(|e| e.kind.clone()))
-            .collect();
-        if wanted.iter().all(|kind| kinds.iter().any(|k| k == kind)) {
-            return Ok(events);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("audit-svc has only {kinds:?} for {agent} after {ASYNC_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn exchange_grants_create_get_list_revoke() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
@@ -374,7 +336,13 @@ async fn exchange_grants_create_get_list_revoke() -> anyhow::Result<()> {
     let again = revoke(&mut client, &alice, &second.id, "other reason").await?;
     assert_eq!(again, revoked);
 
-    let events = audit_events(&cluster, &coder, &["grant.created", "grant.revoked"]).await?;
+    let events = agent_events(
+        &cluster,
+        &coder,
+        &["grant.created", "grant.revoked"],
+        ASYNC_DEADLINE,
+    )
+    .await?;
     let created_event = events
         .iter()
         .filter_map(|stored| stored.event.as_ref())

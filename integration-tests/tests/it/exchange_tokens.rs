@@ -7,11 +7,12 @@
 //! issues nothing.
 
 use agentsec_common::keys::{SigningAlgorithm, SigningKey};
+use agentsec_integration_tests::audit_trail::agent_events;
 use agentsec_integration_tests::cluster::{
     TEST_IMPERSONATION_TARGET, TEST_OTHER_TARGET, TEST_TARGET,
 };
 use agentsec_integration_tests::http::{self, HttpResponse};
-use agentsec_integration_tests::{with_bearer, Service, TestCluster};
+use agentsec_integration_tests::{eventually, with_bearer, Service, TestCluster};
 use agentsec_proto::common::v1::{Effect, Outcome};
 use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient;
 use agentsec_proto::exchange::v1::{
@@ -25,7 +26,7 @@ use serde_json::json;
 use tonic::Code;
 
 use crate::exchange_grants::{
-    audit_events, claims, create, key, now, person_token, revoke, timestamp, Client, ASYNC_DEADLINE,
+    claims, create, key, now, person_token, revoke, timestamp, Client, ASYNC_DEADLINE,
 };
 use crate::identity_http::suspend;
 use crate::identity_registry::{get_token, test_client, unverified_claims, TestClient};
@@ -424,7 +425,7 @@ async fn exchange_chains_person_agent_agent_with_nested_act_and_only_shrinks() -
     );
 
     // Every exchange is audited with the person, the chain and the decision.
-    let events = audit_events(&fx.cluster, &b_id, &["token.exchanged"]).await?;
+    let events = agent_events(&fx.cluster, &b_id, &["token.exchanged"], ASYNC_DEADLINE).await?;
     let issued = events
         .iter()
         .filter_map(|stored| stored.event.as_ref())
@@ -537,26 +538,21 @@ async fn exchange_revoked_grant_or_suspended_agent_deactivates_derived_tokens() 
         .exchange(request(&person, &actor_a, TEST_TARGET, ""))
         .await?;
     assert!(issued.expires_in <= 2, "never outlives the grant");
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        match fx
-            .exchange(request(&person, &actor_a, TEST_TARGET, ""))
-            .await
-        {
-            Err(status) => {
-                assert!(
-                    status.message().starts_with("invalid_grant:"),
-                    "{}",
-                    status.message()
-                );
-                break;
-            }
-            Ok(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Ok(_) => bail!("grant {} still authorizes after it expired", short.id),
-        }
-    }
+    let status = eventually(
+        &format!("grant {} refused after it expired", short.id),
+        ASYNC_DEADLINE,
+        || {
+            let mut exchange = fx.exchange.clone();
+            let request = request(&person, &actor_a, TEST_TARGET, "");
+            async move { Ok(exchange.exchange(request).await.err()) }
+        },
+    )
+    .await?;
+    assert!(
+        status.message().starts_with("invalid_grant:"),
+        "{}",
+        status.message()
+    );
     fx.cluster.shutdown().await
 }
 
@@ -864,7 +860,13 @@ async fn exchange_audit_event_and_its_policy_decision_share_the_callers_trace() 
     );
     fx.exchange.exchange(traced).await?;
 
-    let events = audit_events(&fx.cluster, &a_id, &["token.exchanged", "decision"]).await?;
+    let events = agent_events(
+        &fx.cluster,
+        &a_id,
+        &["token.exchanged", "decision"],
+        ASYNC_DEADLINE,
+    )
+    .await?;
     let traced_kinds: Vec<&str> = events
         .iter()
         .filter_map(|stored| stored.event.as_ref())

@@ -890,7 +890,8 @@ async fn an_unavailable_jwks_fails_closed() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> {
-    use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
+    use agentsec_integration_tests::audit_trail::first_event;
+    use agentsec_proto::audit::v1::EventFilter;
 
     let issuer = TestIssuer::new(K8S_ISSUER, SigningAlgorithm::EdDsa)?;
     let cluster = cluster_trusting(vec![inline_issuer(K8S_ISSUER, &[&issuer.key])?]).await?;
@@ -908,28 +909,16 @@ async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> 
         "no federated credential matches",
     )?;
 
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
-    let event = loop {
-        let events = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    kinds: vec!["token.refused".to_owned()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events;
-        if let Some(event) = events.into_iter().find_map(|stored| stored.event) {
-            break event;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no token.refused event reached audit-svc");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let event = first_event(
+        &cluster,
+        "a token.refused event at audit-svc",
+        crate::identity_registry::ASYNC_DEADLINE,
+        EventFilter {
+            kinds: vec!["token.refused".to_owned()],
+            ..Default::default()
+        },
+    )
+    .await?;
     assert_eq!(event.attributes["assertion_iss"], K8S_ISSUER);
     assert_eq!(event.attributes["assertion_sub"], stranger);
     assert!(

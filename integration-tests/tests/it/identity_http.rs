@@ -6,10 +6,10 @@
 use std::pin::pin;
 
 use agentsec_common::keys;
+use agentsec_integration_tests::audit_trail::agent_events;
 use agentsec_integration_tests::http::{self, HttpResponse};
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::{EventFilter, Order, QueryEventsRequest, StoredEvent};
-use agentsec_proto::common::v1::{Outcome, PageRequest};
+use agentsec_proto::common::v1::Outcome;
 use agentsec_proto::identity::v1::{
     IntrospectTokenRequest, IntrospectTokenResponse, ReactivateAgentRequest, RevokeAgentRequest,
     RevokeTokenRequest, SuspendAgentRequest,
@@ -640,47 +640,13 @@ async fn audit_trail_records_registration_credentials_and_token_decisions() -> a
     .await?;
     assert_oauth_error(&refused, 400, "invalid_scope", "scope beyond the ceiling")?;
 
-    let mut audit = cluster.audit_client().await?;
     let wanted = [
         "agent.registered",
         "credential.created",
         "token.issued",
         "token.refused",
     ];
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    let events: Vec<StoredEvent> = loop {
-        let events = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    agent_id: client.id.clone(),
-                    ..Default::default()
-                }),
-                order: Order::OldestFirst as i32,
-                page: Some(PageRequest {
-                    page_size: 1_000,
-                    page_token: String::new(),
-                }),
-            })
-            .await?
-            .into_inner()
-            .events;
-        let all_there = wanted.iter().all(|kind| {
-            events
-                .iter()
-                .any(|stored| stored.event.as_ref().is_some_and(|e| e.kind == *kind))
-        });
-        if all_there {
-            break events;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let kinds: Vec<String> = events
-                .iter()
-                .filter_map(|stored| stored.event.as_ref().map(|e| e.kind.clone()))
-                .collect();
-            bail!("audit-svc has only {kinds:?} for the agent after {ASYNC_DEADLINE:?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let events = agent_events(&cluster, &client.id, &wanted, ASYNC_DEADLINE).await?;
     for kind in wanted {
         let event = events
             .iter()

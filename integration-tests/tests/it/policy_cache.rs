@@ -6,20 +6,22 @@
 //! that agent's decisions, and decisions going on uncached and correct
 //! while Redis is unreachable.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use agentsec_integration_tests::relay::RedisRelay;
-use agentsec_integration_tests::{http, with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
+use agentsec_integration_tests::{eventually, http, with_bearer, Service, TestCluster};
 use agentsec_proto::common::v1::{Decision, Effect};
 use agentsec_proto::identity::v1::SuspendAgentRequest;
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, PolicySet};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 use crate::identity_registry::{default_client, identity, ASYNC_DEADLINE};
-use crate::policy_sets::{check_request, github_set, policy, put, rule, Policy, AGENT, STRANGER};
+use crate::policy_sets::{
+    check_request, decision_event, github_set, policy, put, rule, Policy, AGENT, STRANGER,
+};
 
 fn request() -> CheckRequest {
     check_request("acme", AGENT, "mcp:github/create_issue", "tools/call")
@@ -36,33 +38,41 @@ async fn check(client: &mut Policy, request: CheckRequest) -> anyhow::Result<Dec
 
 /// Checks `request` until the answer comes from the cache (with Redis the
 /// cache is on once the replica follows the invalidation events).
-async fn until_cached(client: &mut Policy, request: &CheckRequest) -> anyhow::Result<Decision> {
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let decision = check(client, request.clone()).await?;
-        if decision.cached {
-            return Ok(decision);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("never served from the cache: {decision:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn until_cached(client: &Policy, request: &CheckRequest) -> anyhow::Result<Decision> {
+    until_cache_says(client, request, true, "never served from the cache").await
 }
 
 /// Checks `request` until the answer is not from the cache.
-async fn until_uncached(client: &mut Policy, request: &CheckRequest) -> anyhow::Result<Decision> {
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let decision = check(client, request.clone()).await?;
-        if !decision.cached {
-            return Ok(decision);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("still served from the cache: {decision:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn until_uncached(client: &Policy, request: &CheckRequest) -> anyhow::Result<Decision> {
+    until_cache_says(client, request, false, "still served from the cache").await
+}
+
+/// Checks `request` until an answer's `cached` is `cached`; `otherwise`
+/// describes the last answer if none is.
+async fn until_cache_says(
+    client: &Policy,
+    request: &CheckRequest,
+    cached: bool,
+    otherwise: &str,
+) -> anyhow::Result<Decision> {
+    let last = RefCell::new(None);
+    eventually(
+        &format!("a decision with cached = {cached}"),
+        ASYNC_DEADLINE,
+        || {
+            let (mut client, request, last) = (client.clone(), request.clone(), &last);
+            async move {
+                let decision = check(&mut client, request).await?;
+                if decision.cached == cached {
+                    return Ok(Some(decision));
+                }
+                last.replace(Some(decision));
+                Ok(None)
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("{otherwise}: {:?}", last.borrow()))
 }
 
 async fn metrics(addr: SocketAddr) -> anyhow::Result<String> {
@@ -89,7 +99,7 @@ async fn repeated_decisions_come_from_the_cache_until_the_policy_changes() -> an
 
     let first = check(&mut client, request()).await?;
     assert!(!first.cached, "{first:?}");
-    let cached = until_cached(&mut client, &request()).await?;
+    let cached = until_cached(&client, &request()).await?;
     // The same answer, as its own decision.
     assert_eq!(cached.effect, Effect::Allow as i32, "{cached:?}");
     assert_eq!(cached.policy_ids, first.policy_ids);
@@ -100,37 +110,12 @@ async fn repeated_decisions_come_from_the_cache_until_the_policy_changes() -> an
     // Attribute maps in another order are the same request.
     let denied = check_request("acme", AGENT, "mcp:github/delete_repo", "tools/call");
     check(&mut client, denied.clone()).await?;
-    let denied = until_cached(&mut client, &denied).await?;
+    let denied = until_cached(&client, &denied).await?;
     assert_eq!(denied.effect, Effect::Deny as i32, "{denied:?}");
     assert_eq!(denied.policy_ids, ["no-delete"]);
 
     // The cached decision is audited under its own decision id.
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    let stored = loop {
-        let events = audit
-            .query_events(with_bearer(
-                QueryEventsRequest {
-                    filter: Some(EventFilter {
-                        decision_id: cached.decision_id.clone(),
-                        ..EventFilter::default()
-                    }),
-                    ..QueryEventsRequest::default()
-                },
-                &admin,
-            ))
-            .await?
-            .into_inner()
-            .events;
-        if let Some(event) = events.into_iter().next() {
-            break event;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("no audit event for the cached decision");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let event = stored.event.unwrap_or_default();
+    let event = decision_event(&cluster, &cached.decision_id).await?;
     assert_eq!(event.kind, "decision");
     assert_eq!(
         event.attributes.get("cached").map(String::as_str),
@@ -240,33 +225,40 @@ async fn replicas_share_decisions_and_stop_serving_old_ones_after_a_change() -> 
     let mut second =
         PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(replica).await?);
     // Both replicas serve from the cache once they follow the events.
-    until_cached(&mut first, &request()).await?;
-    until_cached(&mut second, &request()).await?;
+    until_cached(&first, &request()).await?;
+    until_cached(&second, &request()).await?;
 
     // A decision made on one replica is served from Redis on the other
     // (each attempt with a request neither has seen: the first replica's
     // write to Redis runs in the background).
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    for attempt in 0.. {
-        let shared = check_request(
-            "acme",
-            AGENT,
-            &format!("mcp:github/list_issues_{attempt}"),
-            "tools/call",
-        );
-        let made = check(&mut first, shared.clone()).await?;
-        assert!(!made.cached);
-        let elsewhere = check(&mut second, shared).await?;
-        if elsewhere.cached {
-            assert_eq!(elsewhere.effect, made.effect);
-            assert_eq!(elsewhere.policy_ids, made.policy_ids);
-            assert_eq!(elsewhere.policy_version, made.policy_version);
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the other replica never served a decision from Redis");
-        }
-    }
+    let mut attempt = 0;
+    eventually(
+        "the other replica serving a decision from Redis",
+        ASYNC_DEADLINE,
+        || {
+            let shared = check_request(
+                "acme",
+                AGENT,
+                &format!("mcp:github/list_issues_{attempt}"),
+                "tools/call",
+            );
+            attempt += 1;
+            let (mut first, mut second) = (first.clone(), second.clone());
+            async move {
+                let made = check(&mut first, shared.clone()).await?;
+                assert!(!made.cached);
+                let elsewhere = check(&mut second, shared).await?;
+                if !elsewhere.cached {
+                    return Ok(None);
+                }
+                assert_eq!(elsewhere.effect, made.effect);
+                assert_eq!(elsewhere.policy_ids, made.policy_ids);
+                assert_eq!(elsewhere.policy_version, made.policy_version);
+                Ok(Some(()))
+            }
+        },
+    )
+    .await?;
     let text = metrics(replica).await?;
     assert!(
         metric(
@@ -289,7 +281,7 @@ async fn replicas_share_decisions_and_stop_serving_old_ones_after_a_change() -> 
         "tools/call",
     ));
     let stranger = check_request("acme", STRANGER, "mcp:github/create_issue", "tools/call");
-    until_cached(&mut second, &stranger).await?;
+    until_cached(&second, &stranger).await?;
     for change in 0..changes {
         let set: PolicySet = if change % 2 == 0 {
             open.clone()
@@ -318,7 +310,7 @@ async fn replicas_share_decisions_and_stop_serving_old_ones_after_a_change() -> 
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Warm again, so the next change must evict a cached decision.
-        until_cached(&mut second, &stranger).await?;
+        until_cached(&second, &stranger).await?;
     }
     delays.sort_unstable();
     eprintln!(
@@ -416,9 +408,9 @@ async fn decisions_go_on_uncached_and_correct_while_redis_does_not_answer() -> a
         .await?;
     let mut client =
         PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(replica).await?);
-    let allowed = until_cached(&mut client, &request()).await?;
+    let allowed = until_cached(&client, &request()).await?;
     let denied_request = check_request("acme", STRANGER, "mcp:github/create_issue", "tools/call");
-    let denied = until_cached(&mut client, &denied_request).await?;
+    let denied = until_cached(&client, &denied_request).await?;
 
     relay.black_hole();
     // A request not cached here waits for Redis at most the cache's
@@ -432,7 +424,7 @@ async fn decisions_go_on_uncached_and_correct_while_redis_does_not_answer() -> a
     assert!(!fresh.cached);
     // Local hits need no Redis: the replica notices on its next Redis
     // command or health check, then serves nothing cached.
-    until_uncached(&mut client, &request()).await?;
+    until_uncached(&client, &request()).await?;
     for _ in 0..20 {
         let decision = check(&mut client, request()).await?;
         assert!(!decision.cached, "{decision:?}");
@@ -463,7 +455,7 @@ async fn decisions_go_on_uncached_and_correct_while_redis_does_not_answer() -> a
 
     // Redis answers again: the cache comes back.
     relay.restore();
-    until_cached(&mut client, &request()).await?;
+    until_cached(&client, &request()).await?;
     drop(relay);
     cluster.shutdown().await
 }

@@ -6,12 +6,14 @@
 //!
 //! The helpers at the top are shared with `policy_decisions`.
 
+use std::cell::Cell;
 use std::pin::pin;
 
+use agentsec_integration_tests::audit_trail::{events_until, first_event};
 use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
-use agentsec_integration_tests::{with_bearer, Service, TestCluster};
-use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
-use agentsec_proto::common::v1::{Effect, PageRequest, Principal, Resource};
+use agentsec_integration_tests::{eventually, with_bearer, Service, TestCluster};
+use agentsec_proto::audit::v1::EventFilter;
+use agentsec_proto::common::v1::{Decision, Effect, PageRequest, Principal, Resource};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{
     test_policy_set_request, ChangeType, CheckRequest, DiffPolicyVersionsRequest,
@@ -647,35 +649,27 @@ async fn changes_are_audited_published_and_survive_a_restart() -> anyhow::Result
     put(&mut client, &admin, "acme", second).await?;
 
     // policy.changed reaches audit-svc, with tenant, version and actor.
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    let events = loop {
-        let events: Vec<_> = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    tenant: "acme".to_owned(),
-                    kinds: vec!["policy.changed".to_owned()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .filter_map(|stored| stored.event)
-            .collect();
-        if events.len() >= 2 {
-            break events;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "only {} policy.changed events reached audit-svc",
-                events.len()
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let events: Vec<_> = events_until(
+        &cluster,
+        "two policy.changed events at audit-svc",
+        ASYNC_DEADLINE,
+        EventFilter {
+            tenant: "acme".to_owned(),
+            kinds: vec!["policy.changed".to_owned()],
+            ..Default::default()
+        },
+        |events| {
+            events
+                .iter()
+                .filter(|stored| stored.event.is_some())
+                .count()
+                >= 2
+        },
+    )
+    .await?
+    .into_iter()
+    .filter_map(|stored| stored.event)
+    .collect();
     let mut versions: Vec<&str> = events
         .iter()
         .map(|event| event.attributes["policy_version"].as_str())
@@ -773,16 +767,11 @@ async fn admin_calls_fail_when_admin_authentication_is_not_configured() -> anyho
     let server = tokio::spawn(agentsec_policy::serve(config, listener, async move {
         let _ = stopped.wait_for(|stopped| *stopped).await;
     }));
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    while agentsec_integration_tests::cluster::health_status(addr, "")
-        .await
-        .is_err()
-    {
-        if tokio::time::Instant::now() > deadline {
-            bail!("policy-svc did not start");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("policy-svc started", ASYNC_DEADLINE, || async {
+        let status = agentsec_integration_tests::cluster::health_status(addr, "").await;
+        Ok(status.is_ok().then_some(()))
+    })
+    .await?;
     let mut client =
         PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(addr).await?);
     let status = assert_code(
@@ -800,6 +789,37 @@ async fn admin_calls_fail_when_admin_authentication_is_not_configured() -> anyho
     let _ = stop.send(true);
     server.await??;
     Ok(())
+}
+
+/// Checks `request` at `replica` (named `which`) until it decides with
+/// policy version `version`.
+async fn until_version(
+    replica: &Policy,
+    request: CheckRequest,
+    version: u64,
+    which: &str,
+) -> anyhow::Result<Decision> {
+    let decided_with = Cell::new(0);
+    eventually(
+        &format!("{which} deciding with version {version}"),
+        ASYNC_DEADLINE,
+        || {
+            let (mut replica, request, decided_with) =
+                (replica.clone(), request.clone(), &decided_with);
+            async move {
+                let decision = replica
+                    .check(request)
+                    .await?
+                    .into_inner()
+                    .decision
+                    .unwrap_or_default();
+                decided_with.set(decision.policy_version);
+                Ok((decision.policy_version == version).then_some(decision))
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("{which} still decides with version {}", decided_with.get()))
 }
 
 /// With Redis, a second replica on the same database follows the first
@@ -831,26 +851,8 @@ async fn replicas_follow_each_others_changes() -> anyhow::Result<()> {
         "tools/call",
     ));
     put(&mut first, &admin, "acme", open).await?;
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let decision = second
-            .check(request())
-            .await?
-            .into_inner()
-            .decision
-            .unwrap_or_default();
-        if decision.policy_version == 2 {
-            assert_eq!(decision.effect, Effect::Allow as i32, "{decision:?}");
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the replica still decides with version {}",
-                decision.policy_version
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let decision = until_version(&second, request(), 2, "the replica").await?;
+    assert_eq!(decision.effect, Effect::Allow as i32, "{decision:?}");
     // The replica's own change is version 3, and the first follows it.
     assert_eq!(
         put(&mut second, &admin, "acme", github_set())
@@ -858,26 +860,8 @@ async fn replicas_follow_each_others_changes() -> anyhow::Result<()> {
             .version,
         3
     );
-    let deadline = tokio::time::Instant::now() + ASYNC_DEADLINE;
-    loop {
-        let decision = first
-            .check(request())
-            .await?
-            .into_inner()
-            .decision
-            .unwrap_or_default();
-        if decision.policy_version == 3 {
-            assert_eq!(decision.effect, Effect::Deny as i32, "{decision:?}");
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the first replica still decides with version {}",
-                decision.policy_version
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let decision = until_version(&first, request(), 3, "the first replica").await?;
+    assert_eq!(decision.effect, Effect::Deny as i32, "{decision:?}");
 
     // Both replicas racing: every change gets its own version.
     let mut puts = Vec::new();
@@ -958,29 +942,14 @@ pub(crate) async fn decision_event(
     cluster: &TestCluster,
     decision_id: &str,
 ) -> anyhow::Result<agentsec_proto::audit::v1::Event> {
-    use agentsec_proto::audit::v1::{EventFilter, QueryEventsRequest};
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + crate::identity_registry::ASYNC_DEADLINE;
-    loop {
-        let found = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    decision_id: decision_id.to_owned(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .find_map(|stored| stored.event);
-        if let Some(event) = found {
-            return Ok(event);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("no audit event for decision {decision_id}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    first_event(
+        cluster,
+        &format!("an audit event for decision {decision_id}"),
+        ASYNC_DEADLINE,
+        EventFilter {
+            decision_id: decision_id.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
 }

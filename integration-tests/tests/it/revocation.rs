@@ -5,17 +5,18 @@
 //! (decisions cached before and tokens never seen alike), leave the others
 //! alone, and a reactivated agent does not revive its old tokens.
 
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use agentsec_integration_tests::cluster::TEST_TARGET;
-use agentsec_integration_tests::{with_bearer, with_optional_bearer, Service};
+use agentsec_integration_tests::{eventually, with_bearer, with_optional_bearer, Service};
 use agentsec_proto::common::v1::Effect;
 use agentsec_proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use agentsec_proto::identity::v1::{DeleteCredentialRequest, RevokeAgentRequest};
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::PolicySet;
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -33,6 +34,7 @@ use agentsec_integration_tests::relay::RedisRelay;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// One policy-svc replica, asked both ways.
+#[derive(Clone)]
 struct Point {
     check: PolicyServiceClient<Channel>,
     envoy: AuthorizationClient<Channel>,
@@ -47,6 +49,7 @@ enum Verdict {
     Refused,
 }
 
+#[derive(Clone)]
 struct Enforcement {
     points: Vec<Point>,
 }
@@ -127,18 +130,21 @@ impl Enforcement {
 
     /// Every point refuses `token`, within [`DEADLINE`] of the revoking
     /// RPC's return.
-    async fn refused(&mut self, token: &str, audience: &str, what: &str) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let verdicts = self.verdicts(token, audience).await?;
-            if verdicts.iter().all(|verdict| *verdict == Verdict::Refused) {
-                return Ok(());
+    async fn refused(&self, token: &str, audience: &str, what: &str) -> anyhow::Result<()> {
+        let last = RefCell::new(Vec::new());
+        eventually(&format!("{what}: refused everywhere"), DEADLINE, || {
+            let (mut points, last) = (self.clone(), &last);
+            async move {
+                let verdicts = points.verdicts(token, audience).await?;
+                if verdicts.iter().all(|verdict| *verdict == Verdict::Refused) {
+                    return Ok(Some(()));
+                }
+                last.replace(verdicts);
+                Ok(None)
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{what}: still allowed after {DEADLINE:?}: {verdicts:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
+        .with_context(|| format!("{what}: still allowed: {:?}", last.borrow()))
     }
 
     /// Asks until CheckToken answers from the decision cache on every
@@ -425,24 +431,24 @@ async fn set_attribute(
 
 /// Polls `point` until `tool` is answered `expected`, within [`DEADLINE`].
 async fn until_answer(
-    point: &mut Point,
+    point: &Point,
     token: &str,
     audience: &str,
     tool: &str,
     expected: Result<Effect, Code>,
     what: &str,
 ) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let answer = check_tool(point, token, audience, tool).await;
-        if answer == expected {
-            return Ok(());
+    let answered = Cell::new(None);
+    eventually(&format!("{what}: answered {expected:?}"), DEADLINE, || {
+        let (mut point, answered) = (point.clone(), &answered);
+        async move {
+            let answer = check_tool(&mut point, token, audience, tool).await;
+            answered.set(Some(answer));
+            Ok((answer == expected).then_some(()))
         }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{what}: answered {answer:?}, expected {expected:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
+    .with_context(|| format!("{what}: answered {:?}", answered.get()))
 }
 
 #[tokio::test]
@@ -474,7 +480,7 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
         .allowed(&revoked, &audience, "before the outage")
         .await?;
     until_answer(
-        &mut cut_off.points[0],
+        &cut_off.points[0],
         &kept,
         &audience,
         "mcp:github/delete_repo",

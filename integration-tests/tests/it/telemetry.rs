@@ -9,16 +9,18 @@
 //! of that runtime, so the subscriber sees every span they open, and no
 //! other test's.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentsec_common::server::bind;
 use agentsec_common::telemetry::{current_trace_ids, grpc_server_span, service_context, Tracers};
+use agentsec_integration_tests::audit_trail::{agent_events, events_until};
 use agentsec_integration_tests::cluster::TEST_TARGET;
-use agentsec_integration_tests::{http, Service, TestCluster};
-use agentsec_proto::audit::v1::{Event, EventFilter, Order, QueryEventsRequest};
-use agentsec_proto::common::v1::{Effect, PageRequest, Resource};
+use agentsec_integration_tests::{eventually, http, Service, TestCluster};
+use agentsec_proto::audit::v1::{Event, EventFilter, StoredEvent};
+use agentsec_proto::common::v1::{Effect, Resource};
 use agentsec_proto::policy::v1::CheckTokenRequest;
 use anyhow::{bail, ensure, Context as _};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -36,7 +38,7 @@ use tonic::codegen::http as tonic_http;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::exchange_grants::{audit_events, person_token};
+use crate::exchange_grants::person_token;
 use crate::exchange_tokens::{request, Fixture};
 use crate::policy_sets::policy;
 
@@ -114,45 +116,52 @@ impl Collector {
         tracers: &Arc<Tracers>,
         complete: impl Fn(&[Exported]) -> bool,
     ) -> anyhow::Result<&[Exported]> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            // The exporters answer on this runtime: flush off it.
-            let flushing = tracers.clone();
-            tokio::task::spawn_blocking(move || flushing.force_flush()).await??;
-            while let Ok(batch) = self.exported.try_recv() {
-                for resource_spans in batch.resource_spans {
-                    let service = resource_spans
-                        .resource
-                        .iter()
-                        .flat_map(|resource| &resource.attributes)
-                        .find(|kv| kv.key == "service.name")
-                        .and_then(|kv| kv.value.as_ref())
-                        .and_then(|value| match &value.value {
-                            Some(Value::StringValue(name)) => Some(name.clone()),
-                            _ => None,
-                        })
-                        .unwrap_or_default();
-                    for scope_spans in resource_spans.scope_spans {
-                        self.spans
-                            .extend(scope_spans.spans.into_iter().map(|span| Exported {
-                                service: service.clone(),
-                                span,
-                            }));
-                    }
+        let collector = RefCell::new(&mut *self);
+        let arrived = eventually("the expected spans", DEADLINE, || {
+            let (flushing, collector, complete) = (tracers.clone(), &collector, &complete);
+            async move {
+                // The exporters answer on this runtime: flush off it.
+                tokio::task::spawn_blocking(move || flushing.force_flush()).await??;
+                let mut collector = collector.borrow_mut();
+                collector.receive();
+                Ok(complete(&collector.spans).then_some(()))
+            }
+        })
+        .await;
+        if let Err(err) = arrived {
+            let seen: Vec<String> = self
+                .spans
+                .iter()
+                .map(|exported| format!("{} {}", exported.service, exported.span.name))
+                .collect();
+            return Err(err.context(format!("got {seen:?}")));
+        }
+        Ok(&self.spans)
+    }
+
+    /// Takes the spans the receiver has been sent so far.
+    fn receive(&mut self) {
+        while let Ok(batch) = self.exported.try_recv() {
+            for resource_spans in batch.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|resource| &resource.attributes)
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref())
+                    .and_then(|value| match &value.value {
+                        Some(Value::StringValue(name)) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                for scope_spans in resource_spans.scope_spans {
+                    self.spans
+                        .extend(scope_spans.spans.into_iter().map(|span| Exported {
+                            service: service.clone(),
+                            span,
+                        }));
                 }
             }
-            if complete(&self.spans) {
-                return Ok(&self.spans);
-            }
-            if tokio::time::Instant::now() > deadline {
-                let seen: Vec<String> = self
-                    .spans
-                    .iter()
-                    .map(|exported| format!("{} {}", exported.service, exported.span.name))
-                    .collect();
-                bail!("the expected spans did not arrive within {DEADLINE:?}; got {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -243,36 +252,26 @@ async fn trace_events(
     cluster: &TestCluster,
     complete: impl Fn(&[Event]) -> bool,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut audit = cluster.audit_client().await?;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let events: Vec<Event> = audit
-            .query_events(QueryEventsRequest {
-                filter: Some(EventFilter {
-                    trace_id: TRACE_ID.to_owned(),
-                    ..EventFilter::default()
-                }),
-                order: Order::OldestFirst as i32,
-                page: Some(PageRequest {
-                    page_size: 1_000,
-                    page_token: String::new(),
-                }),
-            })
-            .await?
-            .into_inner()
-            .events
-            .into_iter()
-            .filter_map(|stored| stored.event)
-            .collect();
-        if complete(&events) {
-            return Ok(events);
-        }
-        if tokio::time::Instant::now() > deadline {
-            let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
-            bail!("audit-svc has only {kinds:?} for trace {TRACE_ID} after {DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events = events_until(
+        cluster,
+        &format!("the audit events of trace {TRACE_ID}"),
+        DEADLINE,
+        EventFilter {
+            trace_id: TRACE_ID.to_owned(),
+            ..EventFilter::default()
+        },
+        |stored| complete(&events_of(stored.to_vec())),
+    )
+    .await?;
+    Ok(events_of(events))
+}
+
+/// The events of `stored`.
+fn events_of(stored: Vec<StoredEvent>) -> Vec<Event> {
+    stored
+        .into_iter()
+        .filter_map(|stored| stored.event)
+        .collect()
 }
 
 /// The events of one exchange (`token.exchanged` and its two decisions:
@@ -292,7 +291,13 @@ async fn agent_action(fx: &mut Fixture) -> anyhow::Result<()> {
         .await?;
     // Nothing of the set-up is still queued in an audit client: every
     // batch the action sends holds its own events only.
-    audit_events(&fx.cluster, &agent.agent.id, &["grant.created"]).await?;
+    agent_events(
+        &fx.cluster,
+        &agent.agent.id,
+        &["grant.created"],
+        crate::exchange_grants::ASYNC_DEADLINE,
+    )
+    .await?;
 
     let traceparent = traceparent();
     let exchange_issuer = fx.exchange_issuer();

@@ -15,7 +15,7 @@ use agentsec_integration_tests::tls::{
     client, endpoint, health, loopback, serve_until_healthy, served_leaf, service_tls,
     standalone_identity, write, TestCa,
 };
-use agentsec_integration_tests::{with_bearer, Service, TestBackend, TestCluster};
+use agentsec_integration_tests::{eventually, with_bearer, Service, TestBackend, TestCluster};
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::QueryEventsRequest;
 use agentsec_proto::identity::v1::identity_service_client::IdentityServiceClient;
@@ -149,13 +149,10 @@ async fn tls_a_rotated_certificate_is_served_without_a_restart() -> anyhow::Resu
     std::fs::write(&key_file, &key)?;
     std::fs::write(&cert_file, &cert)?;
     let rotated = CertificateDer::from_pem_slice(cert.as_bytes())?;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while served_leaf(&trusting, addr).await? != rotated {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the rotated certificate was not served within {DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the rotated certificate served", DEADLINE, || async {
+        Ok((served_leaf(&trusting, addr).await? == rotated).then_some(()))
+    })
+    .await?;
     health(&trusting, addr).await??;
 
     stop.send(true)?;
@@ -229,27 +226,28 @@ async fn tls_identity_and_audit_talk_over_mutual_tls() -> anyhow::Result<()> {
         .access_token;
     // audit-svc verifies the admin token with the key set it fetched from
     // identity-svc over TLS, and holds the event identity-svc sent.
-    let mut audit_client = AuditServiceClient::new(operator.connect(endpoint(audit_addr)?).await?);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let events = audit_client
-            .query_events(with_bearer(QueryEventsRequest::default(), &admin))
-            .await?
-            .into_inner()
-            .events;
-        if events.iter().any(|stored| {
-            stored
-                .event
-                .as_ref()
-                .is_some_and(|event| event.service == "identity-svc")
-        }) {
-            break;
+    let audit_client = AuditServiceClient::new(operator.connect(endpoint(audit_addr)?).await?);
+    eventually("identity-svc's audit event at audit-svc", DEADLINE, || {
+        let mut audit_client = audit_client.clone();
+        let request = with_bearer(QueryEventsRequest::default(), &admin);
+        async move {
+            let events = audit_client
+                .query_events(request)
+                .await?
+                .into_inner()
+                .events;
+            Ok(events
+                .iter()
+                .any(|stored| {
+                    stored
+                        .event
+                        .as_ref()
+                        .is_some_and(|event| event.service == "identity-svc")
+                })
+                .then_some(()))
         }
-        if tokio::time::Instant::now() > deadline {
-            bail!("identity-svc's audit event did not reach audit-svc within {DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await?;
 
     stop_identity.send(true)?;
     stop_audit.send(true)?;
