@@ -55,12 +55,8 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let callers = api::auth::Callers::new(&config.admin, &config.audience, &tls.client).map_err(
-        |reason| StartError::Setup {
-            what: "admin".to_owned(),
-            reason,
-        },
-    )?;
+    let callers = api::auth::Callers::new(&config.admin, &config.audience, &tls.client)
+        .map_err(|reason| StartError::setup("admin", reason))?;
     let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping, callers);
     // tonic's default 4 MiB decoding limit is the contract's request limit.
     let service = AuditServiceServer::new(api);

@@ -53,6 +53,17 @@ pub enum StartError {
     Setup { what: String, reason: String },
 }
 
+impl StartError {
+    /// A service-specific step that failed: `what` names it (and the config
+    /// key to look at, where there is one).
+    pub fn setup(what: &str, reason: impl std::fmt::Display) -> Self {
+        Self::Setup {
+            what: what.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Binds the service's port; the error names the setting and the cause
 /// (most often: address already in use).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -39,13 +39,6 @@ pub use config::{
 pub const GRPC_SERVICE_NAME: &str =
     <ExchangeServiceServer<api::grpc::ExchangeApi> as NamedService>::NAME;
 
-fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
-    StartError::Setup {
-        what: what.to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Runs exchange-svc on `listener` until `shutdown` resolves: connects the
 /// database and runs migrations, loads or creates the signing key, serves,
 /// then flushes the audit events still queued.
@@ -63,10 +56,10 @@ pub async fn serve(
 
     let user_issuers = Arc::new(
         person::UserIssuers::new(&config.user_issuers, config.grants.leeway_secs)
-            .map_err(|err| setup("user_issuers", err))?,
+            .map_err(|err| StartError::setup("user_issuers", err))?,
     );
     let admin = admin::admin_auth(&config.admin, &tls.client)
-        .map_err(|err| setup("admin", err))?
+        .map_err(|err| StartError::setup("admin", err))?
         .map(Arc::new);
     let identity = upstream::identity::IdentityClient::new(
         &config.identity,
@@ -75,7 +68,7 @@ pub async fn serve(
         &config.audit.audience,
         &tls.client,
     )
-    .map_err(|err| setup("identity", err))?
+    .map_err(|err| StartError::setup("identity", err))?
     .map(Arc::new);
     if identity.is_none() {
         tracing::warn!(
@@ -87,7 +80,7 @@ pub async fn serve(
         identity.as_ref().map(|identity| identity.audit_token()),
         &tls.client,
     )
-    .map_err(|err| setup("audit", err))?;
+    .map_err(|err| StartError::setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis,
         config.redis.local_bus.clone(),
@@ -95,7 +88,7 @@ pub async fn serve(
     );
     let events = events::Events::new(events::SERVICE, audit, publisher);
     let policy = upstream::policy::PolicyClient::new(&config.policy, &tls.client)
-        .map_err(|err| setup("policy", err))?;
+        .map_err(|err| StartError::setup("policy", err))?;
     let exchanger = Arc::new(exchange::Exchanger::new(
         &config,
         Arc::new(keys.active),

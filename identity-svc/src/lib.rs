@@ -41,13 +41,6 @@ pub use events::INVALIDATION_CHANNEL;
 pub const GRPC_SERVICE_NAME: &str =
     <IdentityServiceServer<api::grpc::IdentityApi> as NamedService>::NAME;
 
-fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
-    StartError::Setup {
-        what: what.to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
 /// The pepper from config, or generated beside the data; it must be the
 /// one this database's secrets were hashed with.
 async fn load_pepper(
@@ -57,16 +50,16 @@ async fn load_pepper(
     let pepper = match (&config.credentials.pepper, &config.credentials.pepper_file) {
         (Some(pepper), _) => secrets::Pepper::new(pepper.as_bytes().to_vec()),
         (None, Some(path)) => secrets::Pepper::from_file(path, false)
-            .map_err(|err| setup("credentials.pepper_file", err))?,
+            .map_err(|err| StartError::setup("credentials.pepper_file", err))?,
         (None, None) => secrets::Pepper::from_file(&config.generated_pepper_path(), true)
-            .map_err(|err| setup("credentials.pepper", err))?,
+            .map_err(|err| StartError::setup("credentials.pepper", err))?,
     };
     let fingerprint = pepper.fingerprint();
     let stored = store::settings::get_or_init(db, "pepper_fingerprint", &fingerprint)
         .await
-        .map_err(|err| setup("reading the pepper fingerprint", err))?;
+        .map_err(|err| StartError::setup("reading the pepper fingerprint", err))?;
     if stored != fingerprint {
-        return Err(setup(
+        return Err(StartError::setup(
             "credentials.pepper",
             "differs from the pepper this database's client secrets were hashed with \
              (every replica must use the same pepper)",
@@ -87,12 +80,12 @@ async fn follow_invalidations(
     standing: &Arc<standing::Standing>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
     let kind = agentsec_common::db::DatabaseKind::of_url(&config.database.url)
-        .map_err(|reason| setup("database.url", reason))?;
+        .map_err(|reason| StartError::setup("database.url", reason))?;
     if kind == agentsec_common::db::DatabaseKind::Sqlite {
         standing
             .go_live()
             .await
-            .map_err(|err| setup("loading the revocation list", err))?;
+            .map_err(|err| StartError::setup("loading the revocation list", err))?;
         return Ok(None);
     }
     if config.redis.url.is_none() {
@@ -153,7 +146,7 @@ pub async fn serve(
         .collect();
     let federation = Arc::new(
         federation::Federation::new(&config.trusted_issuers, config.tokens.leeway_secs)
-            .map_err(|err| setup("trusted_issuers", err))?,
+            .map_err(|err| StartError::setup("trusted_issuers", err))?,
     );
     let (audit, audit_sender) = AuditClient::start(
         config.audit.clone(),
@@ -165,7 +158,7 @@ pub async fn serve(
         ))),
         &tls.client,
     )
-    .map_err(|err| setup("audit", err))?;
+    .map_err(|err| StartError::setup("audit", err))?;
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis.clone(),
         config.redis.local_bus.clone(),

@@ -58,13 +58,6 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// client.
 const DECISION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn setup(what: &str, reason: impl std::fmt::Display) -> StartError {
-    StartError::Setup {
-        what: what.to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Runs policy-svc on `listener` until `shutdown` resolves: connects the
 /// database and runs migrations, loads and compiles every tenant's current
 /// policy set, serves, then flushes the audit events still queued.
@@ -77,7 +70,7 @@ pub async fn serve(
     let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
     let redis = agentsec_common::redis::connect(&config.redis).await?;
     let auth = auth::AdminAuth::new(&config.admin, &config.decisions, &tls.client)
-        .map_err(|err| setup("admin", err))?;
+        .map_err(|err| StartError::setup("admin", err))?;
     if config.decisions.callers == config::DecisionCallers::Any {
         tracing::warn!("decisions.callers = \"any\": decision requests are not authenticated; only trusted callers may reach this port");
     }
@@ -85,7 +78,7 @@ pub async fn serve(
         tracing::warn!("admin.jwks_uri is not set: every admin call answers FAILED_PRECONDITION");
     }
     let tokens = tokens::TokenVerifier::new(&config, &tls.client)
-        .map_err(|err| setup("token_issuers", err))?;
+        .map_err(|err| StartError::setup("token_issuers", err))?;
     if !tokens.is_configured() {
         tracing::warn!(
             "no token issuer is trusted (token_issuers, admin.jwks_uri): CheckToken answers FAILED_PRECONDITION"
@@ -97,7 +90,7 @@ pub async fn serve(
         agentsec_common::admin_token::AUDIT_APPEND_SCOPE,
         &tls.client,
     )
-    .map_err(|err| setup("identity", err))?;
+    .map_err(|err| StartError::setup("identity", err))?;
     if audit_token.is_none() {
         tracing::warn!(
             "identity.endpoint is not set: audit events are sent without a service token, which audit-svc refuses"
@@ -109,7 +102,7 @@ pub async fn serve(
             .map(|identity| Arc::new(identity) as Arc<dyn agentsec_common::upstream::TokenSource>),
         &tls.client,
     )
-    .map_err(|err| setup("audit", err))?;
+    .map_err(|err| StartError::setup("audit", err))?;
     let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
     let publisher = agentsec_common::invalidation::Publisher::new(
         redis,
@@ -123,7 +116,7 @@ pub async fn serve(
         &config.admin.audience,
         &tls.client,
     )
-    .map_err(|err| setup("revocations", err))?
+    .map_err(|err| StartError::setup("revocations", err))?
     .map(Arc::new);
     if owners.is_none() {
         tracing::warn!(
@@ -141,7 +134,7 @@ pub async fn serve(
     let policies = Arc::new(
         policies::Policies::load(db, events)
             .await
-            .map_err(|err| setup("loading the policy sets", err))?,
+            .map_err(|err| StartError::setup("loading the policy sets", err))?,
     );
     let bus = agentsec_common::follower::Bus::of(&config.redis);
     let follower = follower::PolicyFollower {
