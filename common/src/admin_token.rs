@@ -138,6 +138,28 @@ impl AdminConfig {
     }
 }
 
+/// Who an admin may act for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminScope {
+    Global,
+    Tenant(String),
+}
+
+impl AdminScope {
+    /// A token's `tenant` claim: none makes a global admin.
+    pub fn of(tenant: Option<String>) -> Self {
+        tenant.map_or(Self::Global, Self::Tenant)
+    }
+
+    /// Whether this admin may see and change objects of `tenant`.
+    pub fn covers(&self, tenant: &str) -> bool {
+        match self {
+            Self::Global => true,
+            Self::Tenant(own) => own == tenant,
+        }
+    }
+}
+
 /// A verified admin token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminToken {

@@ -43,10 +43,6 @@ pub fn timestamp_of_seconds(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
-fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
-    agentsec_common::time::required_datetime(field, timestamp)
-}
-
 fn db_error(err: sea_orm::DbErr) -> ApiError {
     ApiError::database("database", err)
 }
@@ -220,7 +216,7 @@ impl Grants {
             .expire_time
             .as_ref()
             .ok_or_else(|| ApiError::invalid("grant.expire_time", "is required"))
-            .and_then(|time| time_of(time, "grant.expire_time"))?
+            .and_then(|time| agentsec_common::time::required_datetime("grant.expire_time", time))?
             .trunc_subsecs(6);
         if expire_time <= now {
             return Err(ApiError::invalid(

@@ -136,15 +136,13 @@ fn future_time(
     time: Option<&prost_types::Timestamp>,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let time = time.map(|time| time_of(time, "expire_time")).transpose()?;
+    let time = time
+        .map(|time| agentsec_common::time::required_datetime("expire_time", time))
+        .transpose()?;
     if time.is_some_and(|expire| expire <= now) {
         return Err(ApiError::invalid("expire_time", "must be in the future"));
     }
     Ok(time)
-}
-
-fn time_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, ApiError> {
-    agentsec_common::time::required_datetime(field, timestamp)
 }
 
 impl Registry {

@@ -18,12 +18,7 @@ use crate::config::{DecisionCallers, DecisionConfig};
 use agentsec_common::error::ApiError;
 use tonic::metadata::MetadataMap;
 
-/// Who an admin may act for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminScope {
-    Global,
-    Tenant(String),
-}
+pub use agentsec_common::admin_token::AdminScope;
 
 /// An authenticated admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +32,7 @@ impl From<AdminToken> for Admin {
     fn from(token: AdminToken) -> Self {
         Self {
             subject: token.subject,
-            scope: match token.tenant {
-                Some(tenant) => AdminScope::Tenant(tenant),
-                None => AdminScope::Global,
-            },
+            scope: AdminScope::of(token.tenant),
         }
     }
 }
@@ -48,13 +40,12 @@ impl From<AdminToken> for Admin {
 impl Admin {
     /// PERMISSION_DENIED unless this admin may act on `tenant`.
     pub fn check_tenant(&self, tenant: &str) -> Result<(), ApiError> {
-        match &self.scope {
-            AdminScope::Global => Ok(()),
-            AdminScope::Tenant(own) if own == tenant => Ok(()),
-            AdminScope::Tenant(_) => Err(ApiError::PermissionDenied {
-                reason: "a tenant-scoped admin may only act on its own tenant".to_owned(),
-            }),
+        if self.scope.covers(tenant) {
+            return Ok(());
         }
+        Err(ApiError::PermissionDenied {
+            reason: "a tenant-scoped admin may only act on its own tenant".to_owned(),
+        })
     }
 }
 

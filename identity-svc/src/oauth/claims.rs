@@ -41,19 +41,4 @@ impl AccessClaims {
     }
 }
 
-/// Who an admin may act for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminScope {
-    Global,
-    Tenant(String),
-}
-
-impl AdminScope {
-    /// Whether this admin may see and change objects of `tenant`.
-    pub fn covers(&self, tenant: &str) -> bool {
-        match self {
-            Self::Global => true,
-            Self::Tenant(own) => own == tenant,
-        }
-    }
-}
+pub use agentsec_common::admin_token::AdminScope;

@@ -119,10 +119,7 @@ impl TokenService {
             })?;
         let for_admin_audience = claims.aud == self.config.admin_audience;
         let caller = if for_admin_audience && claims.has_scope(ADMIN_SCOPE) {
-            Caller::Admin(match &claims.tenant {
-                Some(tenant) => AdminScope::Tenant(tenant.clone()),
-                None => AdminScope::Global,
-            })
+            Caller::Admin(AdminScope::of(claims.tenant.clone()))
         } else if claims.tenant.is_none() && self.service_clients.contains_key(&claims.sub) {
             Caller::Service {
                 id: claims.sub.clone(),
