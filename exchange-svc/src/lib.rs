@@ -14,7 +14,6 @@ mod config;
 mod events;
 mod exchange;
 mod grants;
-mod http;
 mod person;
 mod store;
 mod upstream;
@@ -121,7 +120,7 @@ pub async fn serve(
         grpc_services: vec![GRPC_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(ExchangeServiceServer::new(api)),
-        http: http::router(exchanger),
+        http: api::http::router(exchanger),
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let served =

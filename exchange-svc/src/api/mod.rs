@@ -1,4 +1,5 @@
-//! exchange-svc's API layer: gRPC handlers (HTTP routes come from `common`
-//! until the OAuth endpoints land).
+//! exchange-svc's API layer: the gRPC handlers and the OAuth HTTP endpoints
+//! (RFC 8693 token exchange, introspection, JWKS, metadata).
 
 pub mod grpc;
+pub mod http;
