@@ -14,7 +14,7 @@ use tokio_stream::StreamExt as _;
 use tonic::Code;
 
 use crate::audit::event;
-use crate::identity_registry::{agentsec_token, get_token, new_agent, register, test_client};
+use crate::identity_support::{agentsec_token, get_token, new_agent, register, test_client};
 
 type Raw = AuditServiceClient<tonic::transport::Channel>;
 

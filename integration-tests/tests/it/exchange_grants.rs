@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::identity_http::suspend;
-use crate::identity_registry::{new_agent, register};
+use crate::identity_support::{new_agent, register};
 
 pub(crate) const ASYNC_DEADLINE: Duration = Duration::from_secs(10);
 

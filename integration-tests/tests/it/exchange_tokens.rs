@@ -29,7 +29,7 @@ use crate::exchange_grants::{
     claims, create, key, now, person_token, revoke, timestamp, Client, ASYNC_DEADLINE,
 };
 use crate::identity_http::suspend;
-use crate::identity_registry::{get_token, test_client, unverified_claims, TestClient};
+use crate::identity_support::{get_token, test_client, unverified_claims, TestClient};
 use crate::policy_sets::{policy, put, rule};
 
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";

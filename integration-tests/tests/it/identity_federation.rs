@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::identity_registry::{
+use crate::identity_support::{
     assert_code, assert_oauth_error, identity, is_active, new_agent, now, random_id, refused,
     register, token_endpoint, unverified_claims, verify_access_token, AUDIENCE, SCOPES,
 };
@@ -912,7 +912,7 @@ async fn a_refused_workload_is_named_in_the_audit_trail() -> anyhow::Result<()> 
     let event = first_event(
         &cluster,
         "a token.refused event at audit-svc",
-        crate::identity_registry::ASYNC_DEADLINE,
+        crate::identity_support::ASYNC_DEADLINE,
         EventFilter {
             kinds: vec!["token.refused".to_owned()],
             ..Default::default()

@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _};
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-use crate::identity_registry::{
+use crate::identity_support::{
     assert_code, assert_oauth_error, b64url, basic, bearer, default_client, get_token, identity,
     introspect, introspect_raw, is_active, token_endpoint, unverified_claims, verify_access_token,
     TestClient, ASYNC_DEADLINE, AUDIENCE, OWNER,

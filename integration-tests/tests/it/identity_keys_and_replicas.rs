@@ -11,7 +11,7 @@ use agentsec_proto::identity::v1::{
 };
 use tonic::Code;
 
-use crate::identity_registry::{
+use crate::identity_support::{
     agentsec_token, bearer, default_client, get_token, identity, is_active, published_jwks,
     test_client, unverified_claims, verify_access_token, ADMIN_SCOPE, AUDIENCE,
 };
@@ -242,7 +242,7 @@ async fn a_replica_accepts_a_secret_created_elsewhere_and_drops_a_deleted_one() 
         200
     );
 
-    let second = crate::identity_registry::create_secret(&cluster, &admin, &client.id).await?;
+    let second = crate::identity_support::create_secret(&cluster, &admin, &client.id).await?;
     assert_eq!(
         token_status_at(replica, &client.id, &second.client_secret).await?,
         200,

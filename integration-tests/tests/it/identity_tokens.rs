@@ -17,7 +17,7 @@ use agentsec_proto::identity::v1::{
 use anyhow::Context as _;
 use tonic::Code;
 
-use crate::identity_registry::{
+use crate::identity_support::{
     assert_code, assert_oauth_error, b64url, basic, create_secret, default_client, form_body,
     get_token, identity, is_active, new_agent, now, random_id, refused, register, test_client,
     token_endpoint, token_response, verify_access_token, TestClient, AUDIENCE, OWNER, SCOPES,

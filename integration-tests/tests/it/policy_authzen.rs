@@ -12,7 +12,7 @@ use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use serde_json::{json, Value};
 use tonic::Code;
 
-use crate::identity_registry::{get_token, test_client};
+use crate::identity_support::{get_token, test_client};
 use crate::policy_sets::{check_request, github_set, policy, put, AGENT, STRANGER};
 
 async fn post(cluster: &TestCluster, path: &str, body: &Value) -> anyhow::Result<HttpResponse> {

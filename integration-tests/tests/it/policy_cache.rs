@@ -18,7 +18,7 @@ use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{BatchCheckRequest, CheckRequest, PolicySet};
 use anyhow::Context as _;
 
-use crate::identity_registry::{default_client, identity, ASYNC_DEADLINE};
+use crate::identity_support::{default_client, identity, ASYNC_DEADLINE};
 use crate::policy_sets::{
     check_request, decision_event, github_set, policy, put, rule, Policy, AGENT, STRANGER,
 };

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use serde_json::json;
 use tonic::Code;
 
-use crate::identity_registry::{get_token, test_client, SCOPES};
+use crate::identity_support::{get_token, test_client, SCOPES};
 use crate::policy_sets::{assert_code, decision_event, policy, put, rule, Policy, AGENT, STRANGER};
 
 const GITHUB: &str = "mcp:github";

@@ -11,7 +11,7 @@ use tonic::Code;
 
 use agentsec_integration_tests::cluster::ADMIN_AUDIENCE;
 
-use crate::identity_registry::{agentsec_token, test_client, ADMIN_SCOPE};
+use crate::identity_support::{agentsec_token, test_client, ADMIN_SCOPE};
 use crate::policy_sets::{
     assert_code, check_request, decision_event, github_set, policy, put, rule, Policy, AGENT,
     STRANGER,

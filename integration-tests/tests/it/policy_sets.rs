@@ -26,7 +26,7 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::identity_registry::{agentsec_token, test_client, ADMIN_SCOPE, ASYNC_DEADLINE};
+use crate::identity_support::{agentsec_token, test_client, ADMIN_SCOPE, ASYNC_DEADLINE};
 
 pub(crate) type Policy = PolicyServiceClient<Channel>;
 
@@ -564,7 +564,7 @@ async fn admin_calls_need_an_admin_token_for_the_tenant() -> anyhow::Result<()> 
         &["repo:read"],
     )
     .await?;
-    let agent_token = crate::identity_registry::get_token(&cluster, &agent, &[]).await?;
+    let agent_token = crate::identity_support::get_token(&cluster, &agent, &[]).await?;
     assert_code(
         client
             .put_policy_set(with_bearer(request(), &agent_token))

@@ -23,7 +23,7 @@ use tonic::Code;
 use crate::exchange_grants::{person_token, revoke};
 use crate::exchange_tokens::{request, Fixture};
 use crate::identity_http::{reactivate, revoke_token, suspend};
-use crate::identity_registry::{identity, test_client, TestClient};
+use crate::identity_support::{identity, test_client, TestClient};
 use crate::policy_check_token::check_token;
 use crate::policy_ext_authz::{ask, denial, http_check, mcp_call};
 use crate::policy_sets::{policy, put, rule};
@@ -600,7 +600,7 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
     let holder = agent(&fx, "listed").await?;
     let revoked = fx.actor_token(&holder).await?;
     revoke_token(&fx.cluster, &fx.admin, &revoked).await?;
-    let jti = crate::identity_registry::unverified_claims(&revoked)?["jti"]
+    let jti = crate::identity_support::unverified_claims(&revoked)?["jti"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -624,11 +624,11 @@ async fn revocation_listings_answer_global_admins_only() -> anyhow::Result<()> {
         "acme",
         "acme-admin",
         &[ADMIN_AUDIENCE],
-        &[crate::identity_registry::ADMIN_SCOPE],
+        &[crate::identity_support::ADMIN_SCOPE],
     )
     .await?;
     let tenant_admin =
-        crate::identity_registry::agentsec_token(&fx.cluster, &tenant_admin, "agentsec:admin")
+        crate::identity_support::agentsec_token(&fx.cluster, &tenant_admin, "agentsec:admin")
             .await?;
     let agent_token = fx.actor_token(&holder).await?;
     for (who, token, code) in [

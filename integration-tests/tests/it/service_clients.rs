@@ -17,7 +17,7 @@ use agentsec_proto::identity::v1::{
 use agentsec_proto::policy::v1::PolicySet;
 use tonic::Code;
 
-use crate::identity_registry::{identity, new_agent, register};
+use crate::identity_support::{identity, new_agent, register};
 use crate::policy_sets::{policy, put};
 
 /// What each call answered for one caller: `Ok` or the status code.

@@ -29,7 +29,7 @@ use tonic::Code;
 
 use crate::exchange_grants::{claims as person_claims, now, person_token};
 use crate::exchange_tokens::{exchange_policy, request, Fixture};
-use crate::identity_registry::{
+use crate::identity_support::{
     identity, new_agent, random_id, register, token_endpoint, unverified_claims,
 };
 use crate::policy_sets::{policy, put, rule};
