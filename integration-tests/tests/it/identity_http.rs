@@ -20,8 +20,8 @@ use tonic::Code;
 
 use crate::identity_support::{
     assert_code, assert_oauth_error, b64url, basic, bearer, default_client, get_token, identity,
-    introspect, introspect_raw, is_active, token_endpoint, unverified_claims, verify_access_token,
-    TestClient, ASYNC_DEADLINE, AUDIENCE, OWNER,
+    introspect, introspect_raw, is_active, post_token, token_endpoint, unverified_claims,
+    verify_access_token, TestClient, ASYNC_DEADLINE, AUDIENCE, OWNER,
 };
 
 /// `POST /oauth2/revoke` as the caller named by `authorization`.
@@ -30,18 +30,7 @@ async fn revoke_raw(
     authorization: &str,
     token: &str,
 ) -> anyhow::Result<HttpResponse> {
-    let headers: Vec<(&str, &str)> = if authorization.is_empty() {
-        Vec::new()
-    } else {
-        vec![("authorization", authorization)]
-    };
-    http::post_form(
-        cluster.addr(Service::Identity),
-        "/oauth2/revoke",
-        &headers,
-        &[("token", token)],
-    )
-    .await
+    post_token(cluster, "/oauth2/revoke", authorization, token).await
 }
 
 pub(crate) async fn suspend(

@@ -296,6 +296,17 @@ pub(crate) async fn introspect_raw(
     authorization: &str,
     token: &str,
 ) -> anyhow::Result<HttpResponse> {
+    post_token(cluster, "/oauth2/introspect", authorization, token).await
+}
+
+/// `POST path` of identity-svc with the form `token=...`, as the caller
+/// named by `authorization` (none when empty); any answer.
+pub(crate) async fn post_token(
+    cluster: &TestCluster,
+    path: &str,
+    authorization: &str,
+    token: &str,
+) -> anyhow::Result<HttpResponse> {
     let headers: Vec<(&str, &str)> = if authorization.is_empty() {
         Vec::new()
     } else {
@@ -303,7 +314,7 @@ pub(crate) async fn introspect_raw(
     };
     http::post_form(
         cluster.addr(Service::Identity),
-        "/oauth2/introspect",
+        path,
         &headers,
         &[("token", token)],
     )
