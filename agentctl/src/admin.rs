@@ -89,6 +89,10 @@ pub async fn connect(url: &str, what: &str, tls: &Arc<ClientTls>) -> anyhow::Res
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{what} URL `{url}` is not valid"))?
         .connect_timeout(CONNECT_TIMEOUT);
+    // Anything but https goes in cleartext: only say http when meant.
+    if !matches!(endpoint.uri().scheme_str(), Some("http" | "https")) {
+        anyhow::bail!("{what} URL `{url}` must be http:// or https://");
+    }
     tls.connect(endpoint)
         .await
         .with_context(|| format!("connecting to {what} at {url}"))
@@ -208,12 +212,26 @@ mod tests {
         let anonymous = TlsArgs {
             client_cert_file: None,
             client_key_file: None,
-            ..tls
+            ..tls.clone()
         };
         assert!(admin
             .connect_and_token(&anonymous.client().unwrap())
             .await
             .is_err());
+
+        // A scheme other than http or https is refused, not sent in
+        // cleartext.
+        let err = connect(
+            "grpcs://127.0.0.1:1",
+            "identity-svc",
+            &tls.client().unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("must be http:// or https://"),
+            "{err}"
+        );
 
         stop.send(true).unwrap();
         backend.clean_up(&[Service::Identity.name()]).await.unwrap();

@@ -44,7 +44,7 @@ use crate::config::ConfigError;
 
 /// A client that connects and then says nothing must not hold a handshake
 /// slot for long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once; past it the accept loop waits, so a
 /// flood of idle connections queues in the kernel instead of in memory.
 const MAX_HANDSHAKES: usize = 1024;
@@ -241,7 +241,14 @@ fn server_config(
                     .map_err(|err| invalid("tls.client_ca_file", err))?,
             )
         }
-        _ => builder.with_no_client_auth(),
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        // `validate` refuses this; never serve without the check asked for.
+        (ClientAuth::Optional | ClientAuth::Required, None) => {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "is required with tls.client_auth",
+            ))
+        }
     };
     // with_single_cert checks that the key belongs to the leaf: a cert and
     // key caught mid-rotation fail here, not in every handshake.
@@ -349,6 +356,9 @@ impl<T: Send + Sync + 'static> Reloading<T> {
     /// Reads the files; when they changed, builds and swaps in a new config.
     /// `Ok(true)` = swapped.
     async fn reload(&self) -> Result<bool, TlsError> {
+        // Held while reading, so that overlapping reloads cannot swap an
+        // older set back in.
+        let mut seen = self.seen.lock().await;
         let mut contents = Vec::with_capacity(self.files.len());
         for (key, path) in &self.files {
             contents.push(tokio::fs::read(path).await.map_err(|err| TlsError::Read {
@@ -357,7 +367,6 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 reason: err.to_string(),
             })?);
         }
-        let mut seen = self.seen.lock().await;
         if *seen == contents {
             return Ok(false);
         }
@@ -420,6 +429,13 @@ impl ServerTls {
     /// the runtime (the reload task is spawned here).
     pub fn start(config: &TlsConfig) -> Result<Option<Arc<Self>>, TlsError> {
         let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
+            if config.client_auth != ClientAuth::None {
+                // `validate` refuses this; never fall back to plain TCP.
+                return Err(invalid(
+                    "tls.client_auth",
+                    "needs tls.cert_file and tls.key_file",
+                ));
+            }
             return Ok(None);
         };
         let mut files = vec![
