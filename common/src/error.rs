@@ -143,21 +143,28 @@ impl OAuthError {
 }
 
 impl OAuthError {
-    /// A server-side failure while answering an OAuth request: an
-    /// unavailable dependency is `temporarily_unavailable`, anything else
+    /// An [`ApiError`] met while answering an OAuth request (`context` says
+    /// doing what), by one exhaustive map: a bad request is
+    /// `invalid_request`, an unauthenticated caller `invalid_client`, a
+    /// missing, refused or unusable grant `invalid_grant`, an unavailable
+    /// dependency `temporarily_unavailable`, an internal failure
     /// `server_error` (logged here, not shown to the client).
-    pub fn server_side(err: ApiError, context: &str) -> Self {
-        match err {
-            ApiError::Unavailable { what } => Self::new(
-                OAuthErrorCode::TemporarilyUnavailable,
-                format!("{what} is unavailable"),
-            ),
-            other => {
-                let status: Status = other.into();
-                tracing::error!(error = %status.message(), "{context} failed");
-                Self::new(OAuthErrorCode::ServerError, "internal error")
+    pub fn from_api(err: ApiError, context: &str) -> Self {
+        let code = match &err {
+            ApiError::InvalidArgument { .. } | ApiError::AlreadyExists { .. } => {
+                OAuthErrorCode::InvalidRequest
             }
-        }
+            ApiError::Unauthenticated { .. } => OAuthErrorCode::InvalidClient,
+            ApiError::NotFound { .. }
+            | ApiError::PermissionDenied { .. }
+            | ApiError::FailedPrecondition { .. } => OAuthErrorCode::InvalidGrant,
+            ApiError::Unavailable { .. } => OAuthErrorCode::TemporarilyUnavailable,
+            ApiError::Internal { context: at, source } => {
+                tracing::error!(context = at, error = %source, "{context} failed");
+                return Self::new(OAuthErrorCode::ServerError, "internal error");
+            }
+        };
+        Self::new(code, err.to_string())
     }
 
     /// The RFC 6749 code as it appears on the wire.
@@ -279,6 +286,38 @@ mod tests {
             status.message(),
             "invalid `page_size`: must be at most 1000"
         );
+    }
+
+    #[test]
+    fn api_errors_map_to_oauth_codes_and_hide_internal_causes() {
+        let cases = [
+            (ApiError::invalid("scope", "is empty"), "invalid_request"),
+            (
+                ApiError::Unauthenticated {
+                    reason: "no client".into(),
+                },
+                "invalid_client",
+            ),
+            (ApiError::not_found("grant", "grt_1"), "invalid_grant"),
+            (
+                ApiError::PermissionDenied {
+                    reason: "not yours".into(),
+                },
+                "invalid_grant",
+            ),
+            (
+                ApiError::Unavailable {
+                    what: "identity-svc".into(),
+                },
+                "temporarily_unavailable",
+            ),
+            (ApiError::internal("signing", "key file secret"), "server_error"),
+        ];
+        for (err, code) in cases {
+            let oauth = OAuthError::from_api(err, "test");
+            assert_eq!(oauth.code(), code);
+            assert!(!oauth.error_description.contains("secret"));
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod redact;
 pub mod redis;
 pub mod remote_jwks;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -139,7 +139,7 @@ async fn introspect(
                 ApiError::Unauthenticated { reason } => {
                     OAuthError::new(OAuthErrorCode::InvalidClient, reason)
                 }
-                other => OAuthError::server_side(other, "introspection"),
+                other => OAuthError::from_api(other, "introspection"),
             })?;
         let form = Form::parse(&headers, &body, &[])?;
         let token = form
@@ -148,7 +148,7 @@ async fn introspect(
         let claims = exchanger
             .introspect(token)
             .await
-            .map_err(|err| OAuthError::server_side(err, "introspection"))?;
+            .map_err(|err| OAuthError::from_api(err, "introspection"))?;
         Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {
             client_id: claims.azp.clone(),
             token_type: "Bearer",

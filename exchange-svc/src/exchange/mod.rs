@@ -316,7 +316,7 @@ impl Exchanger {
             .identity()?
             .policy_token()
             .await
-            .map_err(|err| OAuthError::server_side(err, "the service token"))?;
+            .map_err(|err| OAuthError::from_api(err, "the service token"))?;
         let decision = policy
             .decide(&principal, &parsed.audience, &candidates, &service_token)
             .await
@@ -324,7 +324,7 @@ impl Exchanger {
                 ApiError::PermissionDenied { reason } => {
                     error(OAuthErrorCode::UnauthorizedClient, reason)
                 }
-                other => OAuthError::server_side(other, "the policy decision"),
+                other => OAuthError::from_api(other, "the policy decision"),
             })?;
         attempt.decision_id = decision.exchange.decision_id.clone();
         attempt.policy_ids = decision.exchange.policy_ids.clone();
@@ -358,7 +358,7 @@ impl Exchanger {
             ));
         }
         let jti = agentsec_common::ids::new_id("dtk_").map_err(|err| {
-            OAuthError::server_side(ApiError::internal("token id", err), "exchange")
+            OAuthError::from_api(ApiError::internal("token id", err), "exchange")
         })?;
         attempt.jti = jti.clone();
         let claims = DelegatedClaims {
@@ -380,13 +380,13 @@ impl Exchanger {
             grant_id: attempt.grant_id.clone(),
         };
         let access_token = self.signing_key.sign(TOKEN_TYPE, &claims).map_err(|err| {
-            OAuthError::server_side(ApiError::internal("signing", err), "exchange")
+            OAuthError::from_api(ApiError::internal("signing", err), "exchange")
         })?;
         let issued_attempt = std::mem::take(attempt);
         self.events
             .audit(record(issued_attempt, Outcome::Allow).reason("token issued"))
             .await
-            .map_err(|err| OAuthError::server_side(err, "auditing the exchange"))?;
+            .map_err(|err| OAuthError::from_api(err, "auditing the exchange"))?;
         Ok(Issued {
             access_token,
             issued_token_type: parsed.issued_token_type,
@@ -418,7 +418,7 @@ impl Exchanger {
                 ApiError::Unauthenticated { .. } => {
                     invalid_request("the actor_token is not a valid access token of identity-svc")
                 }
-                other => OAuthError::server_side(other, "actor token verification"),
+                other => OAuthError::from_api(other, "actor token verification"),
             })?;
         if !verified.audiences.contains(&self.audience) {
             return Err(invalid_request(format!(
@@ -430,7 +430,7 @@ impl Exchanger {
             .identity()?
             .introspect(token)
             .await
-            .map_err(|err| OAuthError::server_side(err, "actor token introspection"))?
+            .map_err(|err| OAuthError::from_api(err, "actor token introspection"))?
             .ok_or_else(|| {
                 invalid_request(
                     "the actor_token is not active (revoked or expired, or the agent is not active)",
@@ -470,7 +470,7 @@ impl Exchanger {
                     OAuthErrorCode::InvalidGrant,
                     "the subject_token is no longer active (its grant was revoked or expired, or an agent in its chain is not active)",
                 ),
-                Inactive::Failed(err) => OAuthError::server_side(err, "subject token check"),
+                Inactive::Failed(err) => OAuthError::from_api(err, "subject token check"),
             })?;
             if claims.act.is_none() {
                 return Err(invalid_request(
@@ -503,7 +503,7 @@ impl Exchanger {
                 ApiError::Unauthenticated { reason } => {
                     invalid_request(format!("subject_token: {reason}"))
                 }
-                other => OAuthError::server_side(other, "subject token verification"),
+                other => OAuthError::from_api(other, "subject token verification"),
             })?;
         if person
             .person
@@ -528,7 +528,7 @@ impl Exchanger {
         audience: &str,
         depth: usize,
     ) -> Result<Option<Grant>, OAuthError> {
-        let store_failed = |err| OAuthError::server_side(ApiError::from(err), "exchange");
+        let store_failed = |err| OAuthError::from_api(ApiError::from(err), "exchange");
         match subject {
             Subject::Person(token) => {
                 if let Some(may_act) = &token.may_act {

@@ -186,7 +186,7 @@ async fn caller(
                 ApiError::Unauthenticated { reason } => {
                     OAuthError::new(OAuthErrorCode::InvalidClient, reason)
                 }
-                other => OAuthError::server_side(other, "introspection"),
+                other => OAuthError::from_api(other, "introspection"),
             });
     }
     match client_credentials(headers, form)? {
@@ -234,7 +234,7 @@ async fn introspect(
         let claims = service
             .introspect(token)
             .await
-            .map_err(|err| OAuthError::server_side(err, "introspection"))?;
+            .map_err(|err| OAuthError::from_api(err, "introspection"))?;
         Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {
             scope: claims.scope,
             client_id: claims.client_id,
