@@ -159,7 +159,10 @@ impl OAuthError {
             | ApiError::PermissionDenied { .. }
             | ApiError::FailedPrecondition { .. } => OAuthErrorCode::InvalidGrant,
             ApiError::Unavailable { .. } => OAuthErrorCode::TemporarilyUnavailable,
-            ApiError::Internal { context: at, source } => {
+            ApiError::Internal {
+                context: at,
+                source,
+            } => {
                 tracing::error!(context = at, error = %source, "{context} failed");
                 return Self::new(OAuthErrorCode::ServerError, "internal error");
             }
@@ -311,7 +314,10 @@ mod tests {
                 },
                 "temporarily_unavailable",
             ),
-            (ApiError::internal("signing", "key file secret"), "server_error"),
+            (
+                ApiError::internal("signing", "key file secret"),
+                "server_error",
+            ),
         ];
         for (err, code) in cases {
             let oauth = OAuthError::from_api(err, "test");

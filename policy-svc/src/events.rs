@@ -30,7 +30,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::{Decision, Effect};
+use crate::domain::engine::{Decision, Effect};
 
 const SERVICE: &str = "policy-svc";
 

@@ -20,7 +20,8 @@ mod auth;
 mod cache;
 mod config;
 mod decisions;
-pub mod engine;
+pub mod domain;
+mod error;
 mod events;
 mod follower;
 mod policies;
@@ -39,6 +40,8 @@ use agentsec_proto::envoy::service::auth::v3::authorization_server::Authorizatio
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
+
+pub use domain::engine;
 
 pub use config::{
     AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, IdentityConfig,
@@ -132,7 +135,7 @@ pub async fn serve(
     let (decision_audit, decision_forwarder) =
         events::DecisionAudit::start(audit, config.decisions.audit_backlog);
     let policies = Arc::new(
-        policies::Policies::load(db, events)
+        policies::Policies::load(store::versions::SqlPolicyVersionStore::new(db), events)
             .await
             .map_err(|err| StartError::setup("loading the policy sets", err))?,
     );

@@ -26,7 +26,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::config::{Config, DEFAULT_TOKEN_ALGORITHMS};
-use crate::engine::request::{is_agent_id, is_tenant, MAX_ACTORS, MAX_PERSON_SUBJECT};
+use crate::domain::engine::request::{is_agent_id, is_tenant, MAX_ACTORS, MAX_PERSON_SUBJECT};
 
 /// policy.proto: CheckTokenRequest.token is at most 8 KiB.
 pub const MAX_TOKEN_BYTES: usize = jwt::MAX_TOKEN_BYTES;

@@ -357,9 +357,8 @@ impl Exchanger {
                 "the subject token, actor token or grant expires now",
             ));
         }
-        let jti = agentsec_common::ids::new_id("dtk_").map_err(|err| {
-            OAuthError::from_api(ApiError::internal("token id", err), "exchange")
-        })?;
+        let jti = agentsec_common::ids::new_id("dtk_")
+            .map_err(|err| OAuthError::from_api(ApiError::internal("token id", err), "exchange"))?;
         attempt.jti = jti.clone();
         let claims = DelegatedClaims {
             iss: self.issuer.clone(),
@@ -379,9 +378,10 @@ impl Exchanger {
             },
             grant_id: attempt.grant_id.clone(),
         };
-        let access_token = self.signing_key.sign(TOKEN_TYPE, &claims).map_err(|err| {
-            OAuthError::from_api(ApiError::internal("signing", err), "exchange")
-        })?;
+        let access_token = self
+            .signing_key
+            .sign(TOKEN_TYPE, &claims)
+            .map_err(|err| OAuthError::from_api(ApiError::internal("signing", err), "exchange"))?;
         let issued_attempt = std::mem::take(attempt);
         self.events
             .audit(record(issued_attempt, Outcome::Allow).reason("token issued"))

@@ -17,11 +17,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Admin, AdminAuth};
 use crate::decisions::DecisionService;
-use crate::engine;
-use crate::policies::{check_tenant, version_to_proto, Policies};
-
-/// How many validation findings a PutPolicySet refusal lists.
-const LISTED_ISSUES: usize = 20;
+use crate::domain::engine;
+use crate::domain::policy_set::check_tenant;
+use crate::policies::{Policies, LISTED_ISSUES};
 
 pub struct PolicyApi {
     decisions: Arc<DecisionService>,
@@ -113,7 +111,7 @@ impl PolicyService for PolicyApi {
         let admin = self.admin(&request).await?;
         let stored = self.policies.put(&admin, request.into_inner()).await?;
         Ok(Response::new(PutPolicySetResponse {
-            version: Some(version_to_proto(&stored)),
+            version: Some((&stored).into()),
         }))
     }
 
@@ -149,7 +147,7 @@ impl PolicyService for PolicyApi {
                 tokio::task::spawn_blocking(move || engine::compile(&tenant, 0, &set))
                     .await
                     .map_err(|err| ApiError::internal("compiling a policy set", err))?
-                    .map_err(|report| report.to_api_error(LISTED_ISSUES))?
+                    .map_err(|report| report.refusal(LISTED_ISSUES))?
             }
             Some(test_policy_set_request::Target::Version(version)) => {
                 self.policies.compiled(&request.tenant, version).await?
@@ -179,7 +177,7 @@ impl PolicyService for PolicyApi {
         admin.check_tenant(&request.tenant)?;
         let (versions, next) = self.policies.list(&request).await?;
         Ok(Response::new(ListPolicyVersionsResponse {
-            versions: versions.iter().map(version_to_proto).collect(),
+            versions: versions.iter().map(PolicySetVersion::from).collect(),
             page: page(next),
         }))
     }
@@ -197,7 +195,7 @@ impl PolicyService for PolicyApi {
             .get_with_content(&request.tenant, request.version)
             .await?;
         Ok(Response::new(GetPolicySetResponse {
-            version: Some(version_to_proto(&stored)),
+            version: Some((&stored).into()),
             policy_set: Some(set),
         }))
     }
@@ -220,7 +218,7 @@ impl PolicyService for PolicyApi {
         let admin = self.admin(&request).await?;
         let stored = self.policies.rollback(&admin, request.into_inner()).await?;
         Ok(Response::new(RollbackPolicySetResponse {
-            version: Some(version_to_proto(&stored)),
+            version: Some((&stored).into()),
         }))
     }
 }

@@ -3,5 +3,6 @@
 //! decisions themselves are the decision service's (`crate::decisions`).
 
 pub mod authzen;
+mod convert;
 pub mod ext_authz;
 pub mod grpc;

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::engine::value::AttrValue;
-use crate::engine::DecisionRequest;
+use crate::domain::engine::value::AttrValue;
+use crate::domain::engine::DecisionRequest;
 
 /// Where a decision is kept: readable parts for the Redis key, and the
 /// digest of everything else.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::engine::Decision;
+use crate::domain::engine::Decision;
 
 const SHARDS: usize = 16;
 
@@ -170,7 +170,7 @@ impl LocalEpochs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Effect;
+    use crate::domain::engine::Effect;
 
     fn decision(reason: &str) -> Arc<Decision> {
         Arc::new(Decision {

@@ -43,7 +43,7 @@ use local::{LocalEpochs, LocalTier};
 use shared::{Failure, SharedTier};
 
 use crate::config::CacheConfig;
-use crate::engine::Decision;
+use crate::domain::engine::Decision;
 
 /// At most one log line per this period about Redis failures.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -357,7 +357,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Effect;
+    use crate::domain::engine::Effect;
 
     fn key(agent: &str, digest: u128) -> CacheKey {
         CacheKey {

@@ -24,7 +24,7 @@ use agentsec_common::redis::RedisHandle;
 use serde::{Deserialize, Serialize};
 
 use super::key::CacheKey;
-use crate::engine::{Decision, Effect};
+use crate::domain::engine::{Decision, Effect};
 
 /// Why a Redis command did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

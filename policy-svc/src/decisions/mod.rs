@@ -19,7 +19,7 @@ use agentsec_proto::policy::v1::{
 use chrono::Utc;
 
 use crate::cache::{CacheKey, DecisionCache, Lookup};
-use crate::engine::{self, AgentAttributeOrigin, Decision, DecisionRequest, PolicyEngine};
+use crate::domain::engine::{self, AgentAttributeOrigin, Decision, DecisionRequest, PolicyEngine};
 use crate::events::{decision_event, DecisionAudit};
 use crate::policies::Policies;
 use crate::revocations::RevocationView;

@@ -13,7 +13,7 @@ use agentsec_proto::policy::v1::{
 use chrono::Utc;
 
 use super::{trace, DecisionService};
-use crate::engine::{self, AgentAttributeOrigin, Decision};
+use crate::domain::engine::{self, AgentAttributeOrigin, Decision};
 use crate::tokens::{VerifiedToken, MAX_TOKEN_BYTES};
 
 /// The context attribute that carries a token's `scope` values in

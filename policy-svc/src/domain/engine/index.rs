@@ -190,8 +190,8 @@ impl RuleIndex {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::compile::compile;
-    use crate::engine::compile::tests::{allow, deny};
+    use crate::domain::engine::compile::compile;
+    use crate::domain::engine::compile::tests::{allow, deny};
     use agentsec_proto::policy::v1 as pb;
 
     fn candidates(

@@ -2,8 +2,9 @@
 //! (`InvalidArgument`, naming the field path as the caller wrote it) and the
 //! findings of policy-set validation (policy id, field, line, column).
 
-use agentsec_common::error::ApiError;
 use agentsec_proto::policy::v1 as pb;
+
+use crate::error::PolicyError;
 
 /// How many validation findings a report lists (ValidatePolicySetResponse);
 /// further findings are only counted.
@@ -29,14 +30,6 @@ impl RequestError {
     pub fn field(&self) -> &str {
         match self {
             Self::InvalidArgument { field, .. } => field,
-        }
-    }
-}
-
-impl From<RequestError> for ApiError {
-    fn from(err: RequestError) -> Self {
-        match err {
-            RequestError::InvalidArgument { field, reason } => ApiError::invalid(field, reason),
         }
     }
 }
@@ -128,7 +121,7 @@ impl ValidationReport {
     }
 
     /// The PutPolicySet refusal: INVALID_ARGUMENT listing the first findings.
-    pub fn to_api_error(&self, first: usize) -> ApiError {
+    pub fn refusal(&self, first: usize) -> PolicyError {
         let mut listed: Vec<String> = self
             .issues
             .iter()
@@ -143,7 +136,7 @@ impl ValidationReport {
             .first()
             .map(|issue| issue.field.clone())
             .unwrap_or_else(|| "policy_set".to_owned());
-        ApiError::invalid(field, listed.join("; "))
+        PolicyError::invalid(field, listed.join("; "))
     }
 }
 
@@ -175,7 +168,7 @@ mod tests {
         assert!(!proto.valid);
         assert_eq!(proto.errors.len(), MAX_LISTED_ISSUES);
         assert_eq!(proto.error_count as usize, MAX_LISTED_ISSUES + 5);
-        let message = report.to_api_error(3).to_string();
+        let message = report.refusal(3).to_string();
         assert!(message.contains("policy_set.rules[0]"), "{message}");
         assert!(message.contains("and 1002 more"), "{message}");
     }

@@ -8,8 +8,8 @@ use super::{
     Builtin, CmpOp, Declarations, Expr, Literal, ParseError, StrTest, TimePart, Ty, Var,
     MAX_NESTING,
 };
-use crate::engine::glob::Glob;
-use crate::engine::value::{is_attribute_key, Source};
+use crate::domain::engine::glob::Glob;
+use crate::domain::engine::value::{is_attribute_key, Source};
 
 pub fn parse(text: &str, declarations: &Declarations) -> Result<Expr, ParseError> {
     let tokens = tokenize(text)?;
@@ -546,7 +546,7 @@ fn utc_offset(text: &str) -> Option<FixedOffset> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::value::AttrType;
+    use crate::domain::engine::value::AttrType;
 
     fn declarations() -> Declarations {
         let mut declarations = Declarations::default();

@@ -7,8 +7,8 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::{Builtin, CmpOp, Condition, Expr, Literal, StrTest, TimePart, Var};
-use crate::engine::request::DecisionRequest;
-use crate::engine::value::AttrValue;
+use crate::domain::engine::request::DecisionRequest;
+use crate::domain::engine::value::AttrValue;
 
 /// Collects the values a condition read, for Explain.
 pub struct Trace<'t>(Option<&'t mut Vec<String>>);
@@ -68,7 +68,7 @@ impl Val<'_> {
 impl fmt::Display for Val<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Str(text) => write!(f, "{:?}", crate::engine::error::printable(text)),
+            Self::Str(text) => write!(f, "{:?}", crate::domain::engine::error::printable(text)),
             Self::Int(number) => write!(f, "{number}"),
             Self::Double(number) => write!(f, "{number:?}"),
             Self::Bool(flag) => write!(f, "{flag}"),
@@ -328,7 +328,9 @@ fn contains(set: Val<'_>, item: Val<'_>) -> Option<bool> {
 fn describe(expr: &Expr) -> String {
     match expr {
         Expr::Var(var) => var.describe(),
-        Expr::Literal(Literal::Str(text)) => format!("{:?}", crate::engine::error::printable(text)),
+        Expr::Literal(Literal::Str(text)) => {
+            format!("{:?}", crate::domain::engine::error::printable(text))
+        }
         Expr::Literal(Literal::Int(number)) => number.to_string(),
         Expr::Literal(Literal::Double(number)) => format!("{number:?}"),
         Expr::Literal(Literal::Bool(flag)) => flag.to_string(),
@@ -348,8 +350,8 @@ fn describe(expr: &Expr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::condition::Declarations;
-    use crate::engine::request::tests::request;
+    use crate::domain::engine::condition::Declarations;
+    use crate::domain::engine::request::tests::request;
 
     fn eval_text(text: &str, request: &DecisionRequest) -> Result<bool, String> {
         Condition::parse(text, &Declarations::default())

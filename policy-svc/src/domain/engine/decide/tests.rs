@@ -7,12 +7,12 @@ use agentsec_proto::common::v1 as common;
 use agentsec_proto::policy::v1 as pb;
 
 use super::*;
-use crate::engine::compile::compile;
-use crate::engine::compile::tests::{allow, assign, declare, deny};
-use crate::engine::fixtures::{case, run_cases};
-use crate::engine::request::tests::{check_request, int, noon_ish, request, string};
-use crate::engine::value::AttrValue;
-use crate::engine::{PolicyEngine, RequestError};
+use crate::domain::engine::compile::compile;
+use crate::domain::engine::compile::tests::{allow, assign, declare, deny};
+use crate::domain::engine::fixtures::{case, run_cases};
+use crate::domain::engine::request::tests::{check_request, int, noon_ish, request, string};
+use crate::domain::engine::value::AttrValue;
+use crate::domain::engine::{PolicyEngine, RequestError};
 
 fn set(rules: Vec<pb::PolicyRule>, role_assignments: Vec<pb::RoleAssignment>) -> CompiledPolicySet {
     compile(
@@ -305,7 +305,7 @@ fn declared_types_registry_conversion_and_unknown_tenants() {
     registry
         .apply_declarations(
             compiled.declarations(),
-            crate::engine::AgentAttributeOrigin::Registry,
+            crate::domain::engine::AgentAttributeOrigin::Registry,
             "",
         )
         .unwrap();
@@ -718,7 +718,7 @@ async fn the_engine_decides_as_casbin_does_with_the_model_text() {
             assign("person:alice", "staff"),
         ];
         let compiled = set(rules, roles);
-        let enforcer = crate::engine::model::reference_enforcer(&compiled)
+        let enforcer = crate::domain::engine::model::reference_enforcer(&compiled)
             .await
             .unwrap();
         for _ in 0..200 {
@@ -747,7 +747,8 @@ async fn the_engine_decides_as_casbin_does_with_the_model_text() {
             request.delegation_depth = 1 + random.next(3) as u32;
             let engine = decide(&compiled, &request);
             let casbin =
-                crate::engine::model::reference_decide(&enforcer, &compiled, &request).unwrap();
+                crate::domain::engine::model::reference_decide(&enforcer, &compiled, &request)
+                    .unwrap();
             assert_eq!(
                 engine.is_allowed(),
                 casbin,
