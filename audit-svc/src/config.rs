@@ -5,7 +5,8 @@ use std::path::Path;
 
 use agentsec_common::admin_token::AdminConfig;
 use agentsec_common::config::{
-    ConfigError, DatabaseConfig, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
+    ConfigError, DatabaseConfig, Sections, ServerConfig, ServiceConfig, SigningConfig,
+    TelemetryConfig,
 };
 use agentsec_common::keys::SigningAlgorithm;
 use agentsec_common::tls::TlsConfig;
@@ -138,18 +139,18 @@ impl Config {
 }
 
 impl ServiceConfig for Config {
-    fn server(&self) -> &ServerConfig {
-        &self.server
+    fn sections(&self) -> Sections<'_> {
+        Sections {
+            server: &self.server,
+            telemetry: &self.telemetry,
+            tls: &self.tls,
+            database: &self.database,
+            redis: None,
+            audit: None,
+        }
     }
 
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.server.validate()?;
-        self.tls.validate()?;
-        self.database.validate()?;
+    fn validate_own(&self) -> Result<(), ConfigError> {
         self.signing.validate()?;
         if self.signing.algorithm != SigningAlgorithm::EdDsa {
             return Err(ConfigError::invalid(

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentsec_common::foundation::Foundation;
 use agentsec_common::server::{ServiceEndpoints, StartError};
-use agentsec_common::tls::ServiceTls;
 use agentsec_proto::audit::v1::audit_service_server::AuditServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -34,8 +34,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let tls = ServiceTls::start(&config.tls)?;
-    let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
+    let foundation = Foundation::start::<store::Migrator>(&config).await?;
+    let db = foundation.db.clone();
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), "checkpoint signing key loaded");
     let active_key_id = keys.active.kid().to_owned();
@@ -55,7 +55,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let callers = api::auth::Callers::new(&config.admin, &config.audience, &tls.client)
+    let callers = api::auth::Callers::new(&config.admin, &config.audience, &foundation.tls.client)
         .map_err(|reason| StartError::setup("admin", reason))?;
     let api = api::grpc::AuditApi::new(db, writer, active_key_id, stopping, callers);
     // tonic's default 4 MiB decoding limit is the contract's request limit.
@@ -67,9 +67,10 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(service),
         http: axum::Router::new(),
     };
+    let served = foundation
+        .serve(&config, endpoints, listener, shutdown)
+        .await;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served =
-        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
     // The server dropped every handle to the writer; it drains its queue.
     if tokio::time::timeout(grace, writer_task).await.is_err() {
         tracing::warn!("chain writer did not drain within the grace period");

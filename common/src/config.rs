@@ -38,12 +38,47 @@ impl ConfigError {
     }
 }
 
+/// The sections every service's configuration has; `None` where a service
+/// has no such section.
+pub struct Sections<'a> {
+    pub server: &'a ServerConfig,
+    pub telemetry: &'a TelemetryConfig,
+    pub tls: &'a crate::tls::TlsConfig,
+    pub database: &'a DatabaseConfig,
+    pub redis: Option<&'a RedisConfig>,
+    pub audit: Option<&'a crate::audit::client::AuditClientConfig>,
+}
+
 /// A service's whole configuration. Implemented by each service's config type.
 pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
-    fn server(&self) -> &ServerConfig;
-    fn telemetry(&self) -> &TelemetryConfig;
-    /// Checks values that the type system cannot (URLs, ranges, combinations).
-    fn validate(&self) -> Result<(), ConfigError>;
+    fn sections(&self) -> Sections<'_>;
+
+    /// Checks the service's own sections: values that the type system
+    /// cannot (URLs, ranges, combinations).
+    fn validate_own(&self) -> Result<(), ConfigError>;
+
+    fn server(&self) -> &ServerConfig {
+        self.sections().server
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        self.sections().telemetry
+    }
+
+    /// Checks every section: the shared ones, then the service's own.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let sections = self.sections();
+        sections.server.validate()?;
+        sections.tls.validate()?;
+        sections.database.validate()?;
+        if let Some(redis) = sections.redis {
+            redis.validate()?;
+        }
+        if let Some(audit) = sections.audit {
+            audit.validate()?;
+        }
+        self.validate_own()
+    }
 }
 
 /// Loads `C` from its defaults, the optional TOML file, and the environment.
@@ -336,17 +371,22 @@ mod tests {
         }
     }
 
+    static NO_TLS: std::sync::LazyLock<crate::tls::TlsConfig> =
+        std::sync::LazyLock::new(crate::tls::TlsConfig::default);
+
     impl ServiceConfig for TestConfig {
-        fn server(&self) -> &ServerConfig {
-            &self.server
+        fn sections(&self) -> Sections<'_> {
+            Sections {
+                server: &self.server,
+                telemetry: &self.telemetry,
+                tls: &NO_TLS,
+                database: &self.database,
+                redis: Some(&self.redis),
+                audit: None,
+            }
         }
-        fn telemetry(&self) -> &TelemetryConfig {
-            &self.telemetry
-        }
-        fn validate(&self) -> Result<(), ConfigError> {
-            self.server.validate()?;
-            self.database.validate()?;
-            self.redis.validate()
+        fn validate_own(&self) -> Result<(), ConfigError> {
+            Ok(())
         }
     }
 

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod follower;
+pub mod foundation;
 pub mod http_boundary;
 pub mod ids;
 pub mod invalidation;

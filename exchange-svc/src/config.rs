@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
-    check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
-    SigningConfig, TelemetryConfig,
+    check_http_url, ConfigError, DatabaseConfig, RedisConfig, Sections, ServerConfig,
+    ServiceConfig, SigningConfig, TelemetryConfig,
 };
 use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
 use agentsec_common::tls::TlsConfig;
@@ -220,20 +220,19 @@ impl Config {
 }
 
 impl ServiceConfig for Config {
-    fn server(&self) -> &ServerConfig {
-        &self.server
+    fn sections(&self) -> Sections<'_> {
+        Sections {
+            server: &self.server,
+            telemetry: &self.telemetry,
+            tls: &self.tls,
+            database: &self.database,
+            redis: Some(&self.redis),
+            audit: Some(&self.audit),
+        }
     }
 
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate_own(&self) -> Result<(), ConfigError> {
         check_http_url("issuer", &self.issuer)?;
-        self.server.validate()?;
-        self.tls.validate()?;
-        self.database.validate()?;
-        self.redis.validate()?;
         self.signing.validate()?;
         self.grants.validate()?;
         self.admin.validate()?;
@@ -249,7 +248,6 @@ impl ServiceConfig for Config {
                 ));
             }
         }
-        self.audit.validate()?;
         self.identity.validate()?;
         check_endpoint("policy.endpoint", self.policy.endpoint.as_deref())?;
         check_timeout("policy.timeout_ms", self.policy.timeout_ms)?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
-    check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
-    SigningConfig, TelemetryConfig,
+    check_http_url, ConfigError, DatabaseConfig, RedisConfig, Sections, ServerConfig,
+    ServiceConfig, SigningConfig, TelemetryConfig,
 };
 use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
 use agentsec_common::tls::TlsConfig;
@@ -181,15 +181,18 @@ impl Config {
 }
 
 impl ServiceConfig for Config {
-    fn server(&self) -> &ServerConfig {
-        &self.server
+    fn sections(&self) -> Sections<'_> {
+        Sections {
+            server: &self.server,
+            telemetry: &self.telemetry,
+            tls: &self.tls,
+            database: &self.database,
+            redis: Some(&self.redis),
+            audit: Some(&self.audit),
+        }
     }
 
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate_own(&self) -> Result<(), ConfigError> {
         check_http_url("issuer", &self.issuer)?;
         if self.issuer.ends_with('/') {
             return Err(ConfigError::invalid(
@@ -197,10 +200,6 @@ impl ServiceConfig for Config {
                 "must not end with `/` (endpoint URLs are appended to it)",
             ));
         }
-        self.server.validate()?;
-        self.tls.validate()?;
-        self.database.validate()?;
-        self.redis.validate()?;
         self.signing.validate()?;
         self.tokens.validate()?;
         self.credentials.validate()?;
@@ -208,7 +207,6 @@ impl ServiceConfig for Config {
         for (client_id, client) in &self.service_clients {
             client.validate(client_id, &self.bootstrap_admin)?;
         }
-        self.audit.validate()?;
         validate_trusted_issuers(&self.trusted_issuers)
     }
 }

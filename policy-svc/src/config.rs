@@ -5,8 +5,8 @@ use std::path::Path;
 
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
-    check_http_url, ConfigError, DatabaseConfig, RedisConfig, ServerConfig, ServiceConfig,
-    TelemetryConfig,
+    check_http_url, ConfigError, DatabaseConfig, RedisConfig, Sections, ServerConfig,
+    ServiceConfig, TelemetryConfig,
 };
 use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
@@ -358,19 +358,18 @@ impl Config {
 }
 
 impl ServiceConfig for Config {
-    fn server(&self) -> &ServerConfig {
-        &self.server
+    fn sections(&self) -> Sections<'_> {
+        Sections {
+            server: &self.server,
+            telemetry: &self.telemetry,
+            tls: &self.tls,
+            database: &self.database,
+            redis: Some(&self.redis),
+            audit: Some(&self.audit),
+        }
     }
 
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.server.validate()?;
-        self.tls.validate()?;
-        self.database.validate()?;
-        self.redis.validate()?;
+    fn validate_own(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
         self.decisions.validate()?;
         if self.decisions.callers == DecisionCallers::Bearer && !self.admin.has_keys() {
@@ -385,8 +384,7 @@ impl ServiceConfig for Config {
             issuer.validate(index)?;
         }
         self.identity.validate()?;
-        self.revocations.validate(&self.identity)?;
-        self.audit.validate()
+        self.revocations.validate(&self.identity)
     }
 }
 

@@ -33,9 +33,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentsec_common::audit::client::AuditClient;
+use agentsec_common::foundation::{flush_audit, Foundation};
 use agentsec_common::server::{ServiceEndpoints, StartError};
-use agentsec_common::tls::ServiceTls;
 use agentsec_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use agentsec_proto::policy::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
@@ -69,9 +68,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let tls = ServiceTls::start(&config.tls)?;
-    let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let redis = agentsec_common::redis::connect(&config.redis).await?;
+    let foundation = Foundation::start::<store::Migrator>(&config).await?;
+    let tls = &foundation.tls;
     let auth = auth::AdminAuth::new(&config.admin, &config.decisions, &tls.client)
         .map_err(|err| StartError::setup("admin", err))?;
     if config.decisions.callers == config::DecisionCallers::Any {
@@ -99,20 +97,16 @@ pub async fn serve(
             "identity.endpoint is not set: audit events are sent without a service token, which audit-svc refuses"
         );
     }
-    let (audit, audit_sender) = AuditClient::start(
-        config.audit.clone(),
+    let (audit, audit_sender) = foundation.audit_client(
+        &config,
         audit_token
             .map(|identity| Arc::new(identity) as Arc<dyn agentsec_common::upstream::TokenSource>),
-        &tls.client,
-    )
-    .map_err(|err| StartError::setup("audit", err))?;
-    let cache = Arc::new(cache::DecisionCache::new(&config.cache, redis.clone()));
-    let publisher = agentsec_common::invalidation::Publisher::new(
-        redis,
-        config.redis.local_bus.clone(),
-        String::new(),
-    );
-    let events = events::Events::new(audit.clone(), publisher);
+    )?;
+    let cache = Arc::new(cache::DecisionCache::new(
+        &config.cache,
+        foundation.redis.clone(),
+    ));
+    let events = events::Events::new(audit.clone(), foundation.publisher(&config, ""));
     let owners = revocations::owners::Owners::new(
         &config.identity,
         &config.revocations,
@@ -135,9 +129,12 @@ pub async fn serve(
     let (decision_audit, decision_forwarder) =
         events::DecisionAudit::start(audit, config.decisions.audit_backlog);
     let policies = Arc::new(
-        policies::Policies::load(store::versions::SqlPolicyVersionStore::new(db), events)
-            .await
-            .map_err(|err| StartError::setup("loading the policy sets", err))?,
+        policies::Policies::load(
+            store::versions::SqlPolicyVersionStore::new(foundation.db.clone()),
+            events,
+        )
+        .await
+        .map_err(|err| StartError::setup("loading the policy sets", err))?,
     );
     let bus = agentsec_common::follower::Bus::of(&config.redis);
     let follower = follower::PolicyFollower {
@@ -194,9 +191,9 @@ pub async fn serve(
             }),
         ),
     };
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served =
-        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
+    let served = foundation
+        .serve(&config, endpoints, listener, shutdown)
+        .await;
     follower.abort();
     // The handlers are gone with the server: once this last handle is
     // dropped the forwarder drains the backlog into the audit client.
@@ -215,8 +212,6 @@ pub async fn serve(
             "decisions answered without an audit event since start"
         );
     }
-    if let Err(err) = audit_sender.shutdown().await {
-        tracing::error!(error = %err, "audit events not delivered at shutdown");
-    }
+    flush_audit(audit_sender).await;
     served
 }
