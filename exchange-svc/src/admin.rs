@@ -13,9 +13,6 @@ use std::sync::Arc;
 use agentsec_common::admin_token::{AdminConfig, AdminVerifier};
 use agentsec_common::tls::ClientTls;
 
-/// An authenticated admin (`tenant` `None` = global admin).
-pub type Admin = agentsec_common::admin_token::AdminToken;
-
 /// What the grant RPCs accept, for the PERMISSION_DENIED of a token that
 /// claims identity-svc's issuer but is not an admin token.
 const NEEDS: &str = "a person token or an admin token";

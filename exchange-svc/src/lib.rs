@@ -7,10 +7,18 @@
 //! grants (CreateGrant, GetGrant, ListGrants, RevokeGrant) for people
 //! authenticated by a trusted user-token issuer, the JWKS and RFC 8414
 //! metadata.
+//!
+//! Layers: `api` (gRPC and HTTP transports, contract conversions),
+//! `exchange` (one exchange, its checks in order) and `grants` (grant
+//! operations and the grant behind an exchange), `domain` (grants, callers,
+//! token claims, hop rules), `store` (the grant store, sea-orm or in
+//! memory), `error` (`ExchangeError`).
 
 mod admin;
 mod api;
 mod config;
+mod domain;
+mod error;
 mod events;
 mod exchange;
 mod grants;
@@ -88,12 +96,18 @@ pub async fn serve(
     let events = events::Events::new(events::SERVICE, audit, publisher);
     let policy = upstream::policy::PolicyClient::new(&config.policy, &tls.client)
         .map_err(|err| StartError::setup("policy", err))?;
+    let grants = Arc::new(grants::Grants::new(
+        store::grants::SqlGrantStore::new(db),
+        events.clone(),
+        config.grants.clone(),
+        identity.clone(),
+    ));
     let exchanger = Arc::new(exchange::Exchanger::new(
         &config,
         Arc::new(keys.active),
         jwks.clone(),
-        db.clone(),
-        events.clone(),
+        grants.clone(),
+        events,
         user_issuers.clone(),
         exchange::Upstream {
             tokens: admin.clone(),
@@ -106,13 +120,6 @@ pub async fn serve(
             "identity.endpoint or policy.endpoint is not set: exchanges answer temporarily_unavailable"
         );
     }
-    let grants = Arc::new(grants::Grants {
-        db,
-        events,
-        config: config.grants.clone(),
-        identity: exchanger.identity.clone(),
-    });
-
     let api =
         api::grpc::ExchangeApi::new(jwks.clone(), grants, user_issuers, admin, exchanger.clone());
     let endpoints = ServiceEndpoints {

@@ -16,18 +16,10 @@ use agentsec_common::verified::{self, VerifiedTokens};
 use serde::Deserialize;
 
 use crate::config::UserIssuerConfig;
+use crate::domain::caller::Person;
 
 /// common.proto: a person subject is 1-256 chars.
 const MAX_SUBJECT_CHARS: usize = 256;
-
-/// A verified person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Person {
-    pub issuer: String,
-    pub subject: String,
-    /// The token's `tenant` claim, when it has one.
-    pub tenant: Option<String>,
-}
 
 /// The trusted user-token issuers.
 pub struct UserIssuers {

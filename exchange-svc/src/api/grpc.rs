@@ -6,12 +6,15 @@ use agentsec_common::admin_token::{AdminVerifier, REVOCATIONS_READ_SCOPE};
 use agentsec_common::bearer::bearer_token;
 use agentsec_common::error::ApiError;
 use agentsec_common::keys::Jwks;
+use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeService;
 use agentsec_proto::exchange::v1::*;
 use tonic::{Request, Response, Status};
 
+use super::convert::{self, actor_chain, timestamp_of_seconds};
+use crate::domain::caller::{Caller, ListQuery, Person};
 use crate::exchange::Exchanger;
-use crate::grants::{timestamp_of_seconds, Caller, Grants};
+use crate::grants::Grants;
 use crate::person::UserIssuers;
 
 pub struct ExchangeApi {
@@ -49,7 +52,7 @@ impl ExchangeApi {
             .as_ref()
             .filter(|admin| admin.issues(&unchecked.iss))
         {
-            return Ok(Caller::Admin(admin.verify(token).await?));
+            return Ok(Caller::Admin(admin.verify(token).await?.into()));
         }
         Ok(Caller::Person(
             self.user_issuers
@@ -93,7 +96,7 @@ impl ExchangeApi {
 
     /// The calling person (CreateGrant: a grant is the person's own
     /// consent, so admin tokens are refused).
-    async fn person<T>(&self, request: &Request<T>) -> Result<crate::person::Person, ApiError> {
+    async fn person<T>(&self, request: &Request<T>) -> Result<Person, ApiError> {
         match self.caller(request).await? {
             Caller::Person(person) => Ok(person),
             Caller::Admin(_) => Err(ApiError::PermissionDenied {
@@ -128,15 +131,7 @@ impl ExchangeService for ExchangeApi {
         let mut batches: Vec<ListRevokedGrantsResponse> = revoked
             .chunks(REVOCATION_BATCH)
             .map(|chunk| ListRevokedGrantsResponse {
-                grants: chunk
-                    .iter()
-                    .map(|grant| RevokedGrantEntry {
-                        grant_id: grant.id.clone(),
-                        tenant: grant.tenant.clone(),
-                        agent_id: grant.agent_id.clone(),
-                        revoke_time: Some(crate::grants::timestamp(grant.revoke_time)),
-                    })
-                    .collect(),
+                grants: chunk.iter().map(RevokedGrantEntry::from).collect(),
                 as_of: None,
             })
             .collect();
@@ -144,7 +139,7 @@ impl ExchangeService for ExchangeApi {
             batches.push(ListRevokedGrantsResponse::default());
         }
         if let Some(last) = batches.last_mut() {
-            last.as_of = Some(crate::grants::timestamp(now));
+            last.as_of = Some(agentsec_common::time::timestamp(now));
         }
         Ok(Response::new(Box::pin(futures::stream::iter(
             batches.into_iter().map(Ok),
@@ -172,11 +167,11 @@ impl ExchangeService for ExchangeApi {
         request: Request<CreateGrantRequest>,
     ) -> Result<Response<CreateGrantResponse>, Status> {
         let person = self.person(&request).await?;
-        let grant = self
-            .grants
-            .create(&person, request.into_inner().grant)
-            .await?;
-        Ok(Response::new(CreateGrantResponse { grant: Some(grant) }))
+        let grant_request = convert::grant_request(request.into_inner().grant)?;
+        let grant = self.grants.create(&person, grant_request).await?;
+        Ok(Response::new(CreateGrantResponse {
+            grant: Some(grant.into()),
+        }))
     }
 
     async fn get_grant(
@@ -188,7 +183,9 @@ impl ExchangeService for ExchangeApi {
             .grants
             .get(&caller, &request.get_ref().grant_id)
             .await?;
-        Ok(Response::new(GetGrantResponse { grant: Some(grant) }))
+        Ok(Response::new(GetGrantResponse {
+            grant: Some(grant.into()),
+        }))
     }
 
     async fn list_grants(
@@ -196,10 +193,16 @@ impl ExchangeService for ExchangeApi {
         request: Request<ListGrantsRequest>,
     ) -> Result<Response<ListGrantsResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let (grants, page) = self.grants.list(&caller, request.get_ref()).await?;
+        let request = request.get_ref();
+        let page = self
+            .grants
+            .list(&caller, &ListQuery::from(request), request.page.as_ref())
+            .await?;
         Ok(Response::new(ListGrantsResponse {
-            grants,
-            page: Some(page),
+            grants: page.grants.into_iter().map(Grant::from).collect(),
+            page: Some(PageResponse {
+                next_page_token: page.next_page_token,
+            }),
         }))
     }
 
@@ -208,8 +211,14 @@ impl ExchangeService for ExchangeApi {
         request: Request<RevokeGrantRequest>,
     ) -> Result<Response<RevokeGrantResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let grant = self.grants.revoke(&caller, request.get_ref()).await?;
-        Ok(Response::new(RevokeGrantResponse { grant: Some(grant) }))
+        let request = request.get_ref();
+        let grant = self
+            .grants
+            .revoke(&caller, &request.grant_id, &request.reason)
+            .await?;
+        Ok(Response::new(RevokeGrantResponse {
+            grant: Some(grant.into()),
+        }))
     }
 
     async fn introspect_token(
@@ -230,7 +239,7 @@ impl ExchangeService for ExchangeApi {
             exp: Some(timestamp_of_seconds(claims.exp)),
             iat: Some(timestamp_of_seconds(claims.iat)),
             nbf: Some(timestamp_of_seconds(claims.nbf)),
-            act: Some(claims.actor_chain()),
+            act: Some(actor_chain(&claims.act_chain())),
             sub: claims.sub,
             aud: vec![claims.aud],
             iss: claims.iss,

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::exchange::claims::DelegatedClaims;
+use crate::domain::claims::DelegatedClaims;
 use crate::exchange::request::{invalid_request, printable, TOKEN_EXCHANGE};
 use crate::exchange::Exchanger;
 

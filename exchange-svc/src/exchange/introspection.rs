@@ -8,13 +8,12 @@ use agentsec_common::error::ApiError;
 use agentsec_common::jwt::Clock;
 use agentsec_common::keys;
 
-use super::claims::DelegatedClaims;
 use super::request::MAX_TOKEN_BYTES;
-use super::rules::grant_is_active;
 use super::{Exchanger, Inactive};
-use crate::store::grants;
+use crate::domain::claims::DelegatedClaims;
+use crate::store::grants::GrantStore;
 
-impl Exchanger {
+impl<S: GrantStore> Exchanger<S> {
     /// The caller of introspection: any valid token of identity-svc (a
     /// registered agent or an admin), verified offline.
     pub async fn authenticate_introspection(&self, bearer: &str) -> Result<(), ApiError> {
@@ -53,14 +52,12 @@ impl Exchanger {
             .and_then(|verified| verified.claims_as())
             .map_err(|_| Inactive::Invalid)?;
         if !claims.grant_id.is_empty() {
-            let grant = grants::get(&self.db, &claims.grant_id)
+            let active = self
+                .grants
+                .is_active(&claims.grant_id, chrono::Utc::now())
                 .await
                 .map_err(|err| Inactive::Failed(ApiError::from(err)))?;
-            let now = chrono::Utc::now();
-            if !grant
-                .as_ref()
-                .is_some_and(|grant| grant_is_active(grant, now))
-            {
+            if !active {
                 return Err(Inactive::Revoked);
             }
         }

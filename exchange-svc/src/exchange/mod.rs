@@ -14,35 +14,33 @@
 //! refused, is an audit event; a token is returned only once its event is
 //! queued.
 
-pub mod claims;
 pub mod introspection;
 pub mod request;
-pub mod rules;
 
 use std::sync::Arc;
 
 use agentsec_common::admin_token::AdminVerifier;
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
 use agentsec_common::keys::{Jwks, SigningKey};
-use agentsec_proto::common::v1::{Actor, ActorChain, Outcome, Principal};
+use agentsec_proto::common::v1::{self as common, ActorChain, Outcome, Principal};
 use agentsec_proto::exchange::v1::{ExchangeRequest, ExchangeResponse};
 use chrono::Utc;
-use sea_orm::DatabaseConnection;
 
 use crate::config::{Config, TargetConfig};
+use crate::domain::claims::{Act, Actor, DelegatedClaims};
+use crate::domain::grant::Grant;
+use crate::domain::hop::{self, DepthLimits};
 use crate::events::{AuditRecord, Events};
+use crate::grants::selection::FirstHop;
+use crate::grants::Grants;
 use crate::person::{PersonToken, UserIssuers};
-use crate::store::grants::{self, Grant, GrantFilter};
+use crate::store::grants::{GrantStore, SqlGrantStore};
 use crate::upstream::identity::IdentityClient;
 use crate::upstream::policy::{PolicyClient, ACTION};
-use claims::{Act, DelegatedClaims};
 use request::{invalid_request, printable};
-use rules::DepthLimits;
 
 /// The JWT `typ` of issued tokens (RFC 9068).
 const TOKEN_TYPE: &str = "at+jwt";
-/// How many grants of one person to one agent an exchange considers.
-const MAX_GRANTS_CONSIDERED: u64 = 100;
 /// audit.proto: an event's reason holds at most 2,048 chars.
 const MAX_REASON_CHARS: usize = 2_048;
 
@@ -134,13 +132,20 @@ impl Subject {
     }
 }
 
-pub struct Exchanger {
+/// A refusal of the hop rules or the grant store, as the token endpoint
+/// answers it.
+fn refused(err: crate::error::ExchangeError) -> OAuthError {
+    err.into_oauth("exchange")
+}
+
+pub struct Exchanger<S: GrantStore = SqlGrantStore> {
     pub issuer: String,
     /// The `aud` of actor tokens.
     pub audience: String,
     pub signing_key: Arc<SigningKey>,
     pub jwks: Arc<Jwks>,
-    pub db: DatabaseConnection,
+    /// The grants that authorize exchanges.
+    pub grants: Arc<Grants<S>>,
     pub events: Events,
     pub user_issuers: Arc<UserIssuers>,
     /// identity-svc's tokens, verified offline (`admin.jwks_uri`).
@@ -161,12 +166,12 @@ pub struct Upstream {
     pub policy: Option<PolicyClient>,
 }
 
-impl Exchanger {
+impl<S: GrantStore> Exchanger<S> {
     pub fn new(
         config: &Config,
         signing_key: Arc<SigningKey>,
         jwks: Arc<Jwks>,
-        db: DatabaseConnection,
+        grants: Arc<Grants<S>>,
         events: Events,
         user_issuers: Arc<UserIssuers>,
         upstream: Upstream,
@@ -176,7 +181,7 @@ impl Exchanger {
             audience: config.exchange_audience().to_owned(),
             signing_key,
             jwks,
-            db,
+            grants,
             events,
             user_issuers,
             identity_tokens: upstream.tokens,
@@ -291,18 +296,19 @@ impl Exchanger {
             attempt.grant_id = grant.id.clone();
         }
 
-        let candidates = rules::delegable_scopes(
+        let candidates = hop::delegable_scopes(
             grant,
             subject.scopes().as_deref(),
             &agent.scopes,
             parsed.requested_scopes.as_deref(),
-        )?;
+        )
+        .map_err(refused)?;
         let principal = Principal {
             tenant: agent.tenant.clone(),
             agent_id: agent.id.clone(),
             person_subject: subject.person().to_owned(),
             actor_chain: Some(ActorChain {
-                actors: chain.clone(),
+                actors: chain.iter().map(common::Actor::from).collect(),
             }),
             ..Principal::default()
         };
@@ -337,11 +343,12 @@ impl Exchanger {
                 ),
             ));
         }
-        let scopes = rules::policy_scopes(
+        let scopes = hop::policy_scopes(
             &candidates,
             &decision.allowed_scopes,
             parsed.requested_scopes.is_some(),
-        )?;
+        )
+        .map_err(refused)?;
         let scope = scopes.join(" ");
         attempt.issued = scope.clone();
 
@@ -528,8 +535,8 @@ impl Exchanger {
         audience: &str,
         depth: usize,
     ) -> Result<Option<Grant>, OAuthError> {
-        let store_failed = |err| OAuthError::from_api(ApiError::from(err), "exchange");
-        match subject {
+        let now = Utc::now();
+        let grant = match subject {
             Subject::Person(token) => {
                 if let Some(may_act) = &token.may_act {
                     if !self.may_act_names(may_act, &agent.id) {
@@ -539,38 +546,22 @@ impl Exchanger {
                     }
                     return Ok(None);
                 }
-                let now = Utc::now();
-                let filter = GrantFilter {
-                    person: Some((token.person.issuer.clone(), token.person.subject.clone())),
-                    tenant: Some(agent.tenant.clone()),
-                    agent_id: Some(agent.id.clone()),
-                    active_at: Some(now),
-                    ..GrantFilter::default()
+                let hop = FirstHop {
+                    person_issuer: &token.person.issuer,
+                    person_subject: &token.person.subject,
+                    tenant: &agent.tenant,
+                    agent_id: &agent.id,
+                    audience,
                 };
-                let grants = grants::list(&self.db, &filter, None, MAX_GRANTS_CONSIDERED)
-                    .await
-                    .map_err(store_failed)?;
-                rules::first_hop_grant(grants, audience, now).map(Some)
+                self.grants.for_first_hop(hop, now).await
             }
             Subject::Delegated(claims) => {
-                let grant = if claims.grant_id.is_empty() {
-                    None
-                } else {
-                    grants::get(&self.db, &claims.grant_id)
-                        .await
-                        .map_err(store_failed)?
-                };
-                rules::next_hop_grant(
-                    &claims.grant_id,
-                    grant,
-                    audience,
-                    depth,
-                    self.depth_limits,
-                    Utc::now(),
-                )
-                .map(Some)
+                self.grants
+                    .for_next_hop(&claims.grant_id, audience, depth, self.depth_limits, now)
+                    .await
             }
-        }
+        };
+        grant.map(Some).map_err(refused)
     }
 
     /// RFC 8693 §4.4: `may_act` names the party allowed to act, by `sub`
@@ -607,7 +598,7 @@ fn record(attempt: Attempt, outcome: Outcome) -> AuditRecord {
     .action(ACTION)
     .resource("token", &attempt.jti)
     .actors(ActorChain {
-        actors: attempt.chain,
+        actors: attempt.chain.iter().map(common::Actor::from).collect(),
     })
     .decision(&attempt.decision_id, &attempt.policy_ids)
     .attribute("scope_requested", attempt.requested)

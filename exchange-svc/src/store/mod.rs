@@ -1,5 +1,6 @@
 //! exchange-svc storage: migrations of its own database and the grant
-//! queries.
+//! store. Rows become domain grants here; nothing above sees a sea-orm
+//! model.
 
 mod entities;
 pub mod grants;

@@ -17,6 +17,8 @@ use tonic::Code;
 
 use super::{authorized, unavailable};
 use crate::config::IdentityConfig;
+use crate::error::ExchangeError;
+use crate::grants::AgentDirectory;
 
 const SERVICE: &str = "identity-svc";
 
@@ -107,6 +109,12 @@ impl IdentityClient {
             Err(status) if status.code() == Code::NotFound => Ok(false),
             Err(status) => Err(upstream_error(&status)),
         }
+    }
+}
+
+impl AgentDirectory for IdentityClient {
+    async fn agent_is_active(&self, tenant: &str, agent_id: &str) -> Result<bool, ExchangeError> {
+        Ok(IdentityClient::agent_is_active(self, tenant, agent_id).await?)
     }
 }
 

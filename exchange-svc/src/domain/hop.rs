@@ -2,11 +2,11 @@
 //! read: which grant authorizes it, how long a chain may grow, and which
 //! scopes the new token gets (they only shrink).
 
-use agentsec_common::error::{OAuthError, OAuthErrorCode};
 use agentsec_common::oauth_http::printable;
 use chrono::{DateTime, Utc};
 
-use crate::store::grants::Grant;
+use super::grant::Grant;
+use crate::error::ExchangeError;
 
 /// How long a chain of agents may grow.
 #[derive(Debug, Clone, Copy)]
@@ -18,19 +18,10 @@ pub struct DepthLimits {
     pub may_act: u32,
 }
 
-fn refused(code: OAuthErrorCode, description: impl Into<String>) -> OAuthError {
-    OAuthError::new(code, description)
-}
-
-fn too_deep(depth: usize, limit: u32, what: &str) -> OAuthError {
-    refused(
-        OAuthErrorCode::InvalidGrant,
-        format!("a chain of {depth} agents exceeds {what} ({limit})"),
-    )
-}
-
-pub fn grant_is_active(grant: &Grant, now: DateTime<Utc>) -> bool {
-    grant.revoke_time.is_none() && grant.expire_time > now
+fn too_deep(depth: usize, limit: u32, what: &str) -> ExchangeError {
+    ExchangeError::grant_refused(format!(
+        "a chain of {depth} agents exceeds {what} ({limit})"
+    ))
 }
 
 /// The first hop: among the person's grants to the agent, the first active
@@ -39,14 +30,13 @@ pub fn first_hop_grant(
     grants: Vec<Grant>,
     audience: &str,
     now: DateTime<Utc>,
-) -> Result<Grant, OAuthError> {
+) -> Result<Grant, ExchangeError> {
     grants
         .into_iter()
-        .filter(|grant| grant_is_active(grant, now))
-        .find(|grant| grant.audiences.iter().any(|aud| aud == audience))
+        .filter(|grant| grant.is_active(now))
+        .find(|grant| grant.covers(audience))
         .ok_or_else(|| {
-            refused(
-                OAuthErrorCode::InvalidGrant,
+            ExchangeError::grant_refused(
                 "no active grant of this person lets this agent act for this audience",
             )
         })
@@ -63,27 +53,19 @@ pub fn next_hop_grant(
     depth: usize,
     limits: DepthLimits,
     now: DateTime<Utc>,
-) -> Result<Grant, OAuthError> {
+) -> Result<Grant, ExchangeError> {
     if grant_id.is_empty() {
         if depth > limits.may_act as usize {
             return Err(too_deep(depth, limits.may_act, "exchange.max_chain_depth"));
         }
-        return Err(refused(
-            OAuthErrorCode::InvalidGrant,
-            "the subject_token was authorized by may_act, not a grant; it cannot be delegated further",
+        return Err(ExchangeError::grant_refused("the subject_token was authorized by may_act, not a grant; it cannot be delegated further",
         ));
     }
-    let grant = grant
-        .filter(|grant| grant_is_active(grant, now))
-        .ok_or_else(|| {
-            refused(
-                OAuthErrorCode::InvalidGrant,
-                "the grant behind the subject_token is no longer active",
-            )
-        })?;
-    if !grant.audiences.iter().any(|aud| aud == audience) {
-        return Err(refused(
-            OAuthErrorCode::InvalidGrant,
+    let grant = grant.filter(|grant| grant.is_active(now)).ok_or_else(|| {
+        ExchangeError::grant_refused("the grant behind the subject_token is no longer active")
+    })?;
+    if !grant.covers(audience) {
+        return Err(ExchangeError::grant_refused(
             "the grant behind the subject_token does not cover this audience",
         ));
     }
@@ -108,7 +90,7 @@ pub fn delegable_scopes(
     subject_scopes: Option<&[String]>,
     agent_scopes: &[String],
     requested: Option<&[String]>,
-) -> Result<Vec<String>, OAuthError> {
+) -> Result<Vec<String>, ExchangeError> {
     let delegable: Vec<String> = agent_scopes
         .iter()
         .filter(|scope| grant.is_none_or(|grant| grant.scopes.contains(scope)))
@@ -118,21 +100,17 @@ pub fn delegable_scopes(
     let candidates = match requested {
         Some(requested) => {
             if let Some(beyond) = requested.iter().find(|scope| !delegable.contains(scope)) {
-                return Err(refused(
-                    OAuthErrorCode::InvalidScope,
-                    format!(
-                        "scope `{}` is beyond what may be delegated (grant, subject token and agent)",
-                        printable(beyond)
-                    ),
-                ));
+                return Err(ExchangeError::scope_refused(format!(
+                    "scope `{}` is beyond what may be delegated (grant, subject token and agent)",
+                    printable(beyond)
+                )));
             }
             requested.to_vec()
         }
         None => delegable,
     };
     if candidates.is_empty() {
-        return Err(refused(
-            OAuthErrorCode::InvalidScope,
+        return Err(ExchangeError::scope_refused(
             "no scope may be delegated (grant, subject token and agent have none in common)",
         ));
     }
@@ -145,18 +123,17 @@ pub fn policy_scopes(
     candidates: &[String],
     allowed: &[String],
     explicit: bool,
-) -> Result<Vec<String>, OAuthError> {
+) -> Result<Vec<String>, ExchangeError> {
     if explicit {
         if let Some(denied) = candidates.iter().find(|scope| !allowed.contains(scope)) {
-            return Err(refused(
-                OAuthErrorCode::InvalidScope,
-                format!("policy does not allow scope `{}`", printable(denied)),
-            ));
+            return Err(ExchangeError::scope_refused(format!(
+                "policy does not allow scope `{}`",
+                printable(denied)
+            )));
         }
     }
     if allowed.is_empty() {
-        return Err(refused(
-            OAuthErrorCode::InvalidScope,
+        return Err(ExchangeError::scope_refused(
             "policy allows none of the scopes that may be delegated",
         ));
     }
@@ -165,9 +142,15 @@ pub fn policy_scopes(
 
 #[cfg(test)]
 mod tests {
+    use agentsec_common::error::{OAuthError, OAuthErrorCode};
     use chrono::Duration;
 
     use super::*;
+
+    /// The answer the token endpoint gives for a refusal.
+    fn oauth(err: ExchangeError) -> OAuthError {
+        err.into_oauth("exchange")
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_900_000_000, 0).unwrap()
@@ -217,12 +200,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chosen.id, "g4");
-        let none = first_hop_grant(
-            vec![grant("g3", &["mcp:jira"], &["a"], 1)],
-            "mcp:github",
-            now(),
-        )
-        .unwrap_err();
+        let none = oauth(
+            first_hop_grant(
+                vec![grant("g3", &["mcp:jira"], &["a"], 1)],
+                "mcp:github",
+                now(),
+            )
+            .unwrap_err(),
+        );
         assert_eq!(none.error, OAuthErrorCode::InvalidGrant);
     }
 
@@ -236,8 +221,7 @@ mod tests {
             "g1"
         );
         let refusal = |grant_id: &str, grant: Option<Grant>, audience: &str, depth: usize| {
-            next_hop_grant(grant_id, grant, audience, depth, LIMITS, now())
-                .unwrap_err()
+            oauth(next_hop_grant(grant_id, grant, audience, depth, LIMITS, now()).unwrap_err())
                 .error_description
         };
         assert!(refusal("g1", None, "mcp:github", 2).contains("no longer active"));
@@ -283,12 +267,12 @@ mod tests {
             ["repo:write"]
         );
         let beyond = strings(&["repo:read", "repo:admin"]);
-        let err = delegable_scopes(Some(&grant), None, &agent, Some(&beyond)).unwrap_err();
+        let err = oauth(delegable_scopes(Some(&grant), None, &agent, Some(&beyond)).unwrap_err());
         assert_eq!(err.error, OAuthErrorCode::InvalidScope);
         assert!(err.error_description.contains("`repo:admin`"));
         // Nothing in common.
         let disjoint = strings(&["issues:read"]);
-        let err = delegable_scopes(Some(&grant), Some(&disjoint), &agent, None).unwrap_err();
+        let err = oauth(delegable_scopes(Some(&grant), Some(&disjoint), &agent, None).unwrap_err());
         assert_eq!(err.error, OAuthErrorCode::InvalidScope);
     }
 
@@ -300,10 +284,10 @@ mod tests {
             policy_scopes(&candidates, &allowed, false).unwrap(),
             ["repo:read"]
         );
-        let err = policy_scopes(&candidates, &allowed, true).unwrap_err();
+        let err = oauth(policy_scopes(&candidates, &allowed, true).unwrap_err());
         assert!(err.error_description.contains("`repo:write`"));
         assert_eq!(
-            policy_scopes(&candidates, &[], false).unwrap_err().error,
+            oauth(policy_scopes(&candidates, &[], false).unwrap_err()).error,
             OAuthErrorCode::InvalidScope
         );
     }

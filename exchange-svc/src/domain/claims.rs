@@ -2,8 +2,14 @@
 //! acting now with earlier actors nested inside (RFC 8693 §4.1), one
 //! `aud`, `azp` = the acting agent, and the grant it was issued under.
 
-use agentsec_proto::common::v1::{Actor, ActorChain};
 use serde::{Deserialize, Serialize};
+
+/// One agent of a chain: its id and the issuer that vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub agent_id: String,
+    pub issuer: String,
+}
 
 /// RFC 8693 §4.1 `act`: `sub` is an agent id, `iss` the issuer that vouched
 /// for it (identity-svc), `act` the actor before it.
@@ -78,10 +84,10 @@ impl DelegatedClaims {
         }
     }
 
-    pub fn actor_chain(&self) -> ActorChain {
-        ActorChain {
-            actors: self.act.as_ref().map(Act::actors).unwrap_or_default(),
-        }
+    /// The chain `act` names, outermost first (empty for an impersonation
+    /// token).
+    pub fn act_chain(&self) -> Vec<Actor> {
+        self.act.as_ref().map(Act::actors).unwrap_or_default()
     }
 
     pub fn scopes(&self) -> Vec<String> {
