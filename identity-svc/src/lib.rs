@@ -19,6 +19,8 @@ mod oauth;
 mod secrets;
 mod standing;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;

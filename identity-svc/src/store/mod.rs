@@ -7,6 +7,8 @@
 pub mod agents;
 pub mod credentials;
 mod entities;
+#[cfg(test)]
+pub mod memory;
 mod migrations;
 pub mod registry;
 pub mod revocations;
