@@ -11,14 +11,16 @@
 mod api;
 mod config;
 mod domain;
+mod error;
 mod events;
 mod federation;
 mod keyring;
 mod oauth;
-mod registry;
 mod secrets;
 mod standing;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -168,8 +170,10 @@ pub async fn serve(
     let standing = standing::Standing::new(db.clone());
     let follower = follow_invalidations(&config, &standing).await?;
 
+    let registry_store = store::SqlRegistryStore::new(db.clone());
     let tokens = Arc::new(oauth::TokenService {
-        db: db.clone(),
+        db,
+        store: registry_store.clone(),
         redis,
         keys,
         issuer: config.issuer.clone(),
@@ -184,8 +188,8 @@ pub async fn serve(
         // no token lives longer than a day.
         verified: agentsec_common::verified::VerifiedTokens::new(Duration::from_secs(24 * 3600)),
     });
-    let registry = Arc::new(registry::Registry {
-        db,
+    let registry = Arc::new(domain::registry::Registry {
+        store: registry_store,
         events,
         pepper,
         federation,

@@ -19,12 +19,13 @@ use std::sync::{Arc, RwLock};
 
 use agentsec_common::follower::{BoxError, Follow};
 use agentsec_common::invalidation::{InvalidationKind, ReceivedInvalidation};
+use agentsec_common::store::{db_err, StoreError};
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::domain::agent::Agent;
-use crate::store::credentials::Credential;
-use crate::store::{agents, credentials, tokens};
+use crate::domain::credential::Credential;
+use crate::store::{tokens, AgentStore, CredentialStore, SqlRegistryStore};
 
 /// What client authentication needs about an agent: the agent and its
 /// client secrets (hashes only).
@@ -39,7 +40,10 @@ const MAX_ENTRIES: usize = 100_000;
 const INACTIVE: i64 = -1;
 
 pub struct Standing {
+    /// The revocation list.
     db: DatabaseConnection,
+    /// Agents and credentials.
+    store: SqlRegistryStore,
     /// Whether the maps may answer.
     live: AtomicBool,
     /// Bumped by every invalidation.
@@ -75,6 +79,7 @@ impl Standing {
     /// answer (at once on SQLite, after subscribing on PostgreSQL).
     pub fn new(db: DatabaseConnection) -> Arc<Self> {
         Arc::new(Self {
+            store: SqlRegistryStore::new(db.clone()),
             db,
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -111,14 +116,16 @@ impl Standing {
     }
 
     /// Whether tokens of `agent_id` from `generation` are good.
-    pub async fn agent_active(&self, agent_id: &str, generation: i64) -> Result<bool, DbErr> {
+    pub async fn agent_active(&self, agent_id: &str, generation: i64) -> Result<bool, StoreError> {
         if self.is_live() {
             if let Some(current) = read(&self.generations).get(agent_id) {
                 return Ok(*current != INACTIVE && *current == generation);
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let current = agents::active_generation(&self.db, agent_id)
+        let current = self
+            .store
+            .active_generation(agent_id)
             .await?
             .unwrap_or(INACTIVE);
         if self.is_live() && self.epoch.load(Ordering::Acquire) == epoch {
@@ -127,25 +134,27 @@ impl Standing {
         Ok(current != INACTIVE && current == generation)
     }
 
-    pub async fn credential_exists(&self, id: &str) -> Result<bool, DbErr> {
+    pub async fn credential_exists(&self, id: &str) -> Result<bool, StoreError> {
         if self.is_live() {
             if let Some(exists) = read(&self.credentials).get(id) {
                 return Ok(*exists);
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let exists = credentials::exists(&self.db, id).await?;
+        let exists = self.store.credential_exists(id).await?;
         if self.is_live() && self.epoch.load(Ordering::Acquire) == epoch {
             bounded_insert(&mut write(&self.credentials), id, exists);
         }
         Ok(exists)
     }
 
-    pub async fn is_revoked(&self, jti: &str) -> Result<bool, DbErr> {
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         if self.is_live() {
             return Ok(read(&self.revoked).contains_key(jti));
         }
-        tokens::is_revoked(&self.db, jti).await
+        tokens::is_revoked(&self.db, jti)
+            .await
+            .map_err(db_err("reading the revocation list"))
     }
 
     /// The current epoch, to pass to [`Self::remember_client`] after a read.

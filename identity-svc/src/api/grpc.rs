@@ -5,20 +5,20 @@ use std::sync::Arc;
 
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::error::ApiError;
-use agentsec_common::keys::{self, store::StoredKey};
+use agentsec_common::keys;
 use agentsec_proto::common::v1::PageResponse;
 use agentsec_proto::identity::v1::identity_service_server::IdentityService;
 use agentsec_proto::identity::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::domain::agent::timestamp;
-use crate::domain::jwk;
+use super::convert;
+use crate::domain::agent::{AgentInput, AgentQuery, NewAgent};
+use crate::domain::credential::{CredentialQuery, NewFederated, NewPublicKey, NewSecret};
+use crate::domain::registry::{Registry, Transition};
 use crate::oauth::claims::AdminScope;
 use crate::oauth::{
     Caller, ClientCredentials, TokenRequest, TokenService, CLIENT_CREDENTIALS, JWT_BEARER,
 };
-use crate::registry::{Registry, Transition};
-use crate::store::credentials::{Credential as StoredCredential, Kind, SubjectMatch};
 
 /// At most this many entries of each list per streamed message.
 const REVOCATION_BATCH: usize = 1_000;
@@ -55,7 +55,7 @@ fn revocation_batches(
         tenant: agent.tenant,
         status: agent
             .status
-            .map_or(AgentStatus::Unspecified, |status| status.to_proto()) as i32,
+            .map_or(AgentStatus::Unspecified, AgentStatus::from) as i32,
         token_generation: agent.token_generation,
         generation_time: agent.generation_time.map(ts),
     });
@@ -137,93 +137,11 @@ impl IdentityApi {
     ) -> Result<Agent, Status> {
         let admin = self.admin(&request).await?;
         let (agent_id, reason) = request.into_inner();
-        Ok(self
+        let agent = self
             .registry
             .transition(&admin, &agent_id, transition, &reason)
-            .await?
-            .to_proto())
-    }
-}
-
-fn credential_to_proto(credential: &StoredCredential) -> Credential {
-    let (r#type, details) = match credential.kind {
-        Kind::ClientSecret => (
-            CredentialType::ClientSecret,
-            credential::Details::ClientSecret(ClientSecretInfo {
-                prefix: credential.secret_prefix.clone().unwrap_or_default(),
-            }),
-        ),
-        Kind::PublicKey => {
-            let jwk = jwk::to_proto(credential.jwk.as_deref().unwrap_or("{}"));
-            let thumbprint = jwk::register(&jwk)
-                .map(|key| key.thumbprint)
-                .unwrap_or_default();
-            (
-                CredentialType::PublicKey,
-                credential::Details::PublicKey(PublicKeyInfo {
-                    jwk: Some(jwk),
-                    thumbprint,
-                }),
-            )
-        }
-        Kind::Federated => {
-            let federated = credential.federated.clone();
-            (
-                CredentialType::Federated,
-                credential::Details::Federated(FederatedCredentialInfo {
-                    issuer: federated
-                        .as_ref()
-                        .map(|federated| federated.issuer.clone())
-                        .unwrap_or_default(),
-                    subject_match: federated
-                        .as_ref()
-                        .map(|federated| match &federated.subject {
-                            SubjectMatch::Exact(subject) => {
-                                federated_credential_info::SubjectMatch::Subject(subject.clone())
-                            }
-                            SubjectMatch::Pattern(pattern) => {
-                                federated_credential_info::SubjectMatch::SubjectPattern(
-                                    pattern.clone(),
-                                )
-                            }
-                        }),
-                    audience: federated
-                        .map(|federated| federated.audience)
-                        .unwrap_or_default(),
-                }),
-            )
-        }
-    };
-    Credential {
-        id: credential.id.clone(),
-        agent_id: credential.agent_id.clone(),
-        r#type: r#type as i32,
-        description: credential.description.clone(),
-        create_time: Some(timestamp(credential.create_time)),
-        expire_time: credential.expire_time.map(timestamp),
-        details: Some(details),
-    }
-}
-
-fn signing_key_to_proto(key: &StoredKey) -> SigningKey {
-    let algorithm = match keys::SigningAlgorithm::parse(&key.algorithm) {
-        Some(keys::SigningAlgorithm::EdDsa) => SigningAlgorithm::Eddsa,
-        Some(keys::SigningAlgorithm::Es256) => SigningAlgorithm::Es256,
-        None => SigningAlgorithm::Unspecified,
-    };
-    let status = if key.retired_at.is_some() {
-        SigningKeyStatus::Retiring
-    } else {
-        SigningKeyStatus::Active
-    };
-    SigningKey {
-        kid: key.jwk.kid.clone(),
-        algorithm: algorithm as i32,
-        status: status as i32,
-        create_time: Some(timestamp(key.created_at)),
-        retire_time: key.retired_at.map(timestamp),
-        remove_time: key.publish_until.map(timestamp),
-        public_jwk: Some((&key.jwk).into()),
+            .await?;
+        Ok(Agent::from(&agent))
     }
 }
 
@@ -254,12 +172,10 @@ impl IdentityService for IdentityApi {
         request: Request<RegisterAgentRequest>,
     ) -> Result<Response<RegisterAgentResponse>, Status> {
         let admin = self.admin(&request).await?;
-        let agent = self
-            .registry
-            .register(&admin, request.into_inner().agent)
-            .await?;
+        let agent = NewAgent::try_from(request.into_inner())?;
+        let agent = self.registry.register(&admin, agent).await?;
         Ok(Response::new(RegisterAgentResponse {
-            agent: Some(agent.to_proto()),
+            agent: Some(Agent::from(&agent)),
         }))
     }
 
@@ -273,7 +189,7 @@ impl IdentityService for IdentityApi {
             .get(&admin, &request.get_ref().agent_id)
             .await?;
         Ok(Response::new(GetAgentResponse {
-            agent: Some(agent.to_proto()),
+            agent: Some(Agent::from(&agent)),
         }))
     }
 
@@ -282,9 +198,14 @@ impl IdentityService for IdentityApi {
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         let admin = self.reader(&request, AGENTS_READ_SCOPE).await?;
-        let (agents, next) = self.registry.list(&admin, request.get_ref()).await?;
+        let request = request.get_ref();
+        let query = AgentQuery::try_from(request)?;
+        let (agents, next) = self
+            .registry
+            .list(&admin, query, request.page.as_ref())
+            .await?;
         Ok(Response::new(ListAgentsResponse {
-            agents: agents.iter().map(|agent| agent.to_proto()).collect(),
+            agents: agents.iter().map(Agent::from).collect(),
             page: page(next),
         }))
     }
@@ -295,16 +216,17 @@ impl IdentityService for IdentityApi {
     ) -> Result<Response<UpdateAgentResponse>, Status> {
         let admin = self.admin(&request).await?;
         let request = request.into_inner();
+        let update = AgentInput::from(convert::required_agent(request.agent)?);
         let mask = request
             .update_mask
             .map(|mask| mask.paths)
             .unwrap_or_default();
         let agent = self
             .registry
-            .update(&admin, &request.agent_id, request.agent, mask)
+            .update(&admin, &request.agent_id, update, mask)
             .await?;
         Ok(Response::new(UpdateAgentResponse {
-            agent: Some(agent.to_proto()),
+            agent: Some(Agent::from(&agent)),
         }))
     }
 
@@ -350,11 +272,11 @@ impl IdentityService for IdentityApi {
         let admin = self.admin(&request).await?;
         let (credential, secret) = self
             .registry
-            .create_secret(&admin, request.get_ref())
+            .create_secret(&admin, NewSecret::from(request.get_ref()))
             .await?;
         Ok(Response::new(CreateClientSecretResponse {
             client_id: credential.agent_id.clone(),
-            credential: Some(credential_to_proto(&credential)),
+            credential: Some(Credential::from(&credential)),
             client_secret: secret,
         }))
     }
@@ -364,12 +286,14 @@ impl IdentityService for IdentityApi {
         request: Request<ListCredentialsRequest>,
     ) -> Result<Response<ListCredentialsResponse>, Status> {
         let admin = self.admin(&request).await?;
+        let request = request.get_ref();
+        let query = CredentialQuery::try_from(request)?;
         let (credentials, next) = self
             .registry
-            .list_credentials(&admin, request.get_ref())
+            .list_credentials(&admin, query, request.page.as_ref())
             .await?;
         Ok(Response::new(ListCredentialsResponse {
-            credentials: credentials.iter().map(credential_to_proto).collect(),
+            credentials: credentials.iter().map(Credential::from).collect(),
             page: page(next),
         }))
     }
@@ -391,12 +315,10 @@ impl IdentityService for IdentityApi {
         request: Request<AddPublicKeyRequest>,
     ) -> Result<Response<AddPublicKeyResponse>, Status> {
         let admin = self.admin(&request).await?;
-        let credential = self
-            .registry
-            .add_public_key(&admin, request.get_ref())
-            .await?;
+        let key = NewPublicKey::try_from(request.get_ref())?;
+        let credential = self.registry.add_public_key(&admin, key).await?;
         Ok(Response::new(AddPublicKeyResponse {
-            credential: Some(credential_to_proto(&credential)),
+            credential: Some(Credential::from(&credential)),
         }))
     }
 
@@ -405,12 +327,13 @@ impl IdentityService for IdentityApi {
         request: Request<AddFederatedCredentialRequest>,
     ) -> Result<Response<AddFederatedCredentialResponse>, Status> {
         let admin = self.admin(&request).await?;
+        let federated = NewFederated::try_from(request.get_ref())?;
         let credential = self
             .registry
-            .add_federated_credential(&admin, request.get_ref())
+            .add_federated_credential(&admin, federated)
             .await?;
         Ok(Response::new(AddFederatedCredentialResponse {
-            credential: Some(credential_to_proto(&credential)),
+            credential: Some(Credential::from(&credential)),
         }))
     }
 
@@ -509,7 +432,7 @@ impl IdentityService for IdentityApi {
         let since =
             agentsec_common::time::optional_datetime("since", request.get_ref().since.as_ref())?;
         let now = chrono::Utc::now();
-        let listed = self.registry.revocations(&admin, since, now).await?;
+        let listed = self.tokens.revocations(&admin, since, now).await?;
         Ok(Response::new(Box::pin(futures::stream::iter(
             revocation_batches(listed, now).into_iter().map(Ok),
         ))))
@@ -532,7 +455,7 @@ impl IdentityService for IdentityApi {
             Err(_) => return Err(ApiError::invalid("algorithm", "unknown algorithm").into()),
         };
         let published = self.tokens.rotate_signing_key(algorithm).await?;
-        let infos: Vec<SigningKey> = published.iter().map(signing_key_to_proto).collect();
+        let infos: Vec<SigningKey> = published.iter().map(convert::signing_key).collect();
         Ok(Response::new(RotateSigningKeyResponse {
             new_key: infos.first().cloned(),
             published_keys: infos,

@@ -1,12 +1,11 @@
 //! An agent of the registry: its validated fields and lifecycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use agentsec_common::error::ApiError;
-use agentsec_proto::identity::v1 as pb;
 use chrono::{DateTime, Utc};
 
 use super::validate::{self, printable};
+use crate::error::IdentityError;
 
 /// Lifecycle status; REVOKED is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,24 +32,32 @@ impl Status {
             _ => None,
         }
     }
+}
 
-    pub fn from_proto(status: i32) -> Result<Option<Self>, ApiError> {
-        match pb::AgentStatus::try_from(status) {
-            Ok(pb::AgentStatus::Unspecified) => Ok(None),
-            Ok(pb::AgentStatus::Active) => Ok(Some(Self::Active)),
-            Ok(pb::AgentStatus::Suspended) => Ok(Some(Self::Suspended)),
-            Ok(pb::AgentStatus::Revoked) => Ok(Some(Self::Revoked)),
-            Err(_) => Err(ApiError::invalid("status", "unknown status")),
-        }
-    }
+/// The caller-supplied fields of an agent as sent, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentInput {
+    pub owner: String,
+    pub name: String,
+    pub description: String,
+    pub model: String,
+    pub provider: String,
+    pub attributes: HashMap<String, String>,
+    pub ceiling: Option<Ceiling>,
+}
 
-    pub fn to_proto(self) -> pb::AgentStatus {
-        match self {
-            Self::Active => pb::AgentStatus::Active,
-            Self::Suspended => pb::AgentStatus::Suspended,
-            Self::Revoked => pb::AgentStatus::Revoked,
-        }
-    }
+/// The most an agent may ever be granted, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ceiling {
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// An agent to register: its tenant and fields as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewAgent {
+    pub tenant: String,
+    pub fields: AgentInput,
 }
 
 /// The mutable, caller-supplied fields of an agent, validated.
@@ -81,30 +88,25 @@ pub struct Agent {
     pub update_time: DateTime<Utc>,
 }
 
-impl Agent {
-    pub fn to_proto(&self) -> pb::Agent {
-        pb::Agent {
-            id: self.id.clone(),
-            tenant: self.tenant.clone(),
-            owner: self.fields.owner.clone(),
-            name: self.fields.name.clone(),
-            description: self.fields.description.clone(),
-            model: self.fields.model.clone(),
-            provider: self.fields.provider.clone(),
-            status: self.status.to_proto() as i32,
-            status_reason: self.status_reason.clone(),
-            attributes: self.fields.attributes.clone().into_iter().collect(),
-            ceiling: Some(pb::Ceiling {
-                audiences: self.fields.ceiling_audiences.clone(),
-                scopes: self.fields.ceiling_scopes.clone(),
-            }),
-            create_time: Some(timestamp(self.create_time)),
-            update_time: Some(timestamp(self.update_time)),
-        }
-    }
+/// Which agents a store listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    pub tenant: Option<String>,
+    pub owner: Option<String>,
+    pub status: Option<Status>,
+    pub updated_since: Option<DateTime<Utc>>,
 }
 
-pub use agentsec_common::time::timestamp;
+/// A listing of agents as asked for (empty strings: no filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentQuery {
+    pub tenant: String,
+    pub owner: String,
+    pub status: Option<Status>,
+    /// Only agents having every one of these attributes with this value.
+    pub attributes: HashMap<String, String>,
+    pub updated_since: Option<DateTime<Utc>>,
+}
 
 /// The fields an update may replace (UpdateAgentRequest.update_mask).
 pub const UPDATABLE: [&str; 7] = [
@@ -120,7 +122,7 @@ pub const UPDATABLE: [&str; 7] = [
 impl AgentFields {
     /// Validates the caller-supplied fields of `agent` (paths prefixed with
     /// `prefix`, e.g. `agent`).
-    pub fn from_proto(agent: &pb::Agent, prefix: &str) -> Result<Self, ApiError> {
+    pub fn validate(agent: &AgentInput, prefix: &str) -> Result<Self, IdentityError> {
         let field = |name: &str| format!("{prefix}.{name}");
         validate::required(&field("owner"), &agent.owner, validate::MAX_NAME)?;
         validate::required(&field("name"), &agent.name, validate::MAX_NAME)?;
@@ -135,7 +137,7 @@ impl AgentFields {
         let ceiling = agent
             .ceiling
             .as_ref()
-            .ok_or_else(|| ApiError::invalid(field("ceiling"), "is required"))?;
+            .ok_or_else(|| IdentityError::invalid(field("ceiling"), "is required"))?;
         let ceiling_audiences = distinct_list(
             &field("ceiling.audiences"),
             &ceiling.audiences,
@@ -149,7 +151,7 @@ impl AgentFields {
             |path, scope| {
                 validate::scope_token(path, scope)?;
                 if agentsec_common::admin_token::SERVICE_ONLY_SCOPES.contains(&scope) {
-                    return Err(ApiError::invalid(
+                    return Err(IdentityError::invalid(
                         path,
                         "is a service client's scope (identity-svc `service_clients`), \
                          never an agent's",
@@ -171,16 +173,16 @@ impl AgentFields {
     }
 
     /// These fields with the paths of `mask` replaced from `update`.
-    pub fn updated(&self, update: &pb::Agent, mask: &[String]) -> Result<Self, ApiError> {
+    pub fn updated(&self, update: &AgentInput, mask: &[String]) -> Result<Self, IdentityError> {
         if mask.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(IdentityError::invalid(
                 "update_mask",
                 "must name at least one field",
             ));
         }
         for path in mask {
             if !UPDATABLE.contains(&path.as_str()) {
-                return Err(ApiError::invalid(
+                return Err(IdentityError::invalid(
                     "update_mask",
                     format!(
                         "`{}` cannot be updated; allowed: {}",
@@ -192,18 +194,17 @@ impl AgentFields {
         }
         // Validate a complete agent made of the current values overlaid with
         // the masked ones, so every rule applies to the result.
-        let mut merged = pb::Agent {
+        let mut merged = AgentInput {
             owner: self.owner.clone(),
             name: self.name.clone(),
             description: self.description.clone(),
             model: self.model.clone(),
             provider: self.provider.clone(),
             attributes: self.attributes.clone().into_iter().collect(),
-            ceiling: Some(pb::Ceiling {
+            ceiling: Some(Ceiling {
                 audiences: self.ceiling_audiences.clone(),
                 scopes: self.ceiling_scopes.clone(),
             }),
-            ..pb::Agent::default()
         };
         for path in mask {
             match path.as_str() {
@@ -216,16 +217,16 @@ impl AgentFields {
                 _ => merged.ceiling = update.ceiling.clone(),
             }
         }
-        Self::from_proto(&merged, "agent")
+        Self::validate(&merged, "agent")
     }
 }
 
 fn attributes(
     field: &str,
-    map: &std::collections::HashMap<String, String>,
-) -> Result<BTreeMap<String, String>, ApiError> {
+    map: &HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, IdentityError> {
     if map.len() > validate::MAX_ATTRIBUTES {
-        return Err(ApiError::invalid(
+        return Err(IdentityError::invalid(
             field,
             format!("at most {} entries", validate::MAX_ATTRIBUTES),
         ));
@@ -245,16 +246,19 @@ fn distinct_list(
     field: &str,
     items: &[String],
     max: usize,
-    check: impl Fn(&str, &str) -> Result<(), ApiError>,
-) -> Result<Vec<String>, ApiError> {
+    check: impl Fn(&str, &str) -> Result<(), IdentityError>,
+) -> Result<Vec<String>, IdentityError> {
     if items.len() > max {
-        return Err(ApiError::invalid(field, format!("at most {max} entries")));
+        return Err(IdentityError::invalid(
+            field,
+            format!("at most {max} entries"),
+        ));
     }
     for (index, item) in items.iter().enumerate() {
         let path = format!("{field}[{index}]");
         check(&path, item)?;
         if items[..index].contains(item) {
-            return Err(ApiError::invalid(path, "is a duplicate"));
+            return Err(IdentityError::invalid(path, "is a duplicate"));
         }
     }
     Ok(items.to_vec())
@@ -264,17 +268,16 @@ fn distinct_list(
 mod tests {
     use super::*;
 
-    fn agent() -> pb::Agent {
-        pb::Agent {
-            tenant: "acme".into(),
+    fn agent() -> AgentInput {
+        AgentInput {
             owner: "alice".into(),
             name: "builder".into(),
             attributes: [("trust_tier".to_string(), "2".to_string())].into(),
-            ceiling: Some(pb::Ceiling {
+            ceiling: Some(Ceiling {
                 audiences: vec!["github-mcp".into()],
                 scopes: vec!["repo:read".into()],
             }),
-            ..pb::Agent::default()
+            ..AgentInput::default()
         }
     }
 
@@ -286,20 +289,20 @@ mod tests {
             .unwrap()
             .scopes
             .push("repo:read".into());
-        let err = AgentFields::from_proto(&bad, "agent")
+        let err = AgentFields::validate(&bad, "agent")
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent.ceiling.scopes[1]"), "{err}");
         let mut bad = agent();
         bad.ceiling = None;
-        let err = AgentFields::from_proto(&bad, "agent")
+        let err = AgentFields::validate(&bad, "agent")
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent.ceiling"), "{err}");
         for reserved in agentsec_common::admin_token::SERVICE_ONLY_SCOPES {
             let mut bad = agent();
             bad.ceiling.as_mut().unwrap().scopes.push(reserved.into());
-            let err = AgentFields::from_proto(&bad, "agent")
+            let err = AgentFields::validate(&bad, "agent")
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("agent.ceiling.scopes[1]"), "{err}");
@@ -309,11 +312,11 @@ mod tests {
 
     #[test]
     fn an_update_replaces_only_masked_fields() {
-        let fields = AgentFields::from_proto(&agent(), "agent").unwrap();
-        let update = pb::Agent {
+        let fields = AgentFields::validate(&agent(), "agent").unwrap();
+        let update = AgentInput {
             name: "renamed".into(),
             owner: "ignored".into(),
-            ..pb::Agent::default()
+            ..AgentInput::default()
         };
         let updated = fields.updated(&update, &["name".into()]).unwrap();
         assert_eq!(updated.name, "renamed");

@@ -1,12 +1,26 @@
 //! Public keys agents register for `private_key_jwt`: only public members,
 //! only the key types and algorithms we verify, one algorithm per key.
 
-use agentsec_common::error::ApiError;
-use agentsec_proto::common::v1::Jwk;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
+
+use crate::error::IdentityError;
+
+/// A JWK's members as a caller sends them (empty: absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: String,
+    pub kid: String,
+    pub r#use: String,
+    pub alg: String,
+    pub crv: String,
+    pub x: String,
+    pub y: String,
+    pub n: String,
+    pub e: String,
+}
 
 /// A registered key: its kid and the JWK as stored (JSON).
 #[derive(Debug, Clone)]
@@ -19,17 +33,17 @@ pub struct RegisteredKey {
 const MAX_KID: usize = 128;
 const MIN_RSA_BYTES: usize = 256;
 
-fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
-    ApiError::invalid(format!("jwk.{field}"), reason)
+fn invalid(field: &str, reason: impl Into<String>) -> IdentityError {
+    IdentityError::invalid(format!("jwk.{field}"), reason)
 }
 
-fn decoded(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+fn decoded(field: &str, value: &str) -> Result<Vec<u8>, IdentityError> {
     URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| invalid(field, "must be base64url without padding"))
 }
 
-fn must_be_empty(fields: &[(&str, &str)]) -> Result<(), ApiError> {
+fn must_be_empty(fields: &[(&str, &str)]) -> Result<(), IdentityError> {
     for (name, value) in fields {
         if !value.is_empty() {
             return Err(invalid(name, "is not a member of this key type"));
@@ -39,7 +53,7 @@ fn must_be_empty(fields: &[(&str, &str)]) -> Result<(), ApiError> {
 }
 
 /// Checks a JWK given to AddPublicKey and returns what to store.
-pub fn register(jwk: &Jwk) -> Result<RegisteredKey, ApiError> {
+pub fn register(jwk: &Jwk) -> Result<RegisteredKey, IdentityError> {
     if !jwk.r#use.is_empty() && jwk.r#use != "sig" {
         return Err(invalid("use", "must be `sig` or empty"));
     }
@@ -116,8 +130,8 @@ pub fn register(jwk: &Jwk) -> Result<RegisteredKey, ApiError> {
     })
 }
 
-/// The stored JSON back as the proto JWK.
-pub fn to_proto(json: &str) -> Jwk {
+/// The stored JSON back as its members.
+pub fn stored(json: &str) -> Jwk {
     let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
     Jwk {
@@ -138,7 +152,7 @@ mod tests {
     use super::*;
     use agentsec_common::keys::{SigningAlgorithm, SigningKey};
 
-    fn proto(key: &SigningKey) -> Jwk {
+    fn public(key: &SigningKey) -> Jwk {
         let public = key.public_jwk();
         Jwk {
             kty: public.kty.clone(),
@@ -157,22 +171,22 @@ mod tests {
     fn the_kid_defaults_to_the_rfc_7638_thumbprint() {
         for algorithm in [SigningAlgorithm::EdDsa, SigningAlgorithm::Es256] {
             let key = SigningKey::generate(algorithm).unwrap();
-            let registered = register(&proto(&key)).unwrap();
+            let registered = register(&public(&key)).unwrap();
             assert_eq!(registered.kid, key.kid(), "same thumbprint as common::keys");
-            assert_eq!(to_proto(&registered.json).alg, key.public_jwk().alg);
+            assert_eq!(stored(&registered.json).alg, key.public_jwk().alg);
         }
     }
 
     #[test]
     fn refuses_mismatched_or_foreign_members() {
         let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
-        let mut jwk = proto(&key);
+        let mut jwk = public(&key);
         jwk.alg = "HS256".into();
         assert!(register(&jwk).unwrap_err().to_string().contains("jwk.alg"));
-        let mut jwk = proto(&key);
+        let mut jwk = public(&key);
         jwk.n = "AQAB".into();
         assert!(register(&jwk).unwrap_err().to_string().contains("jwk.n"));
-        let mut jwk = proto(&key);
+        let mut jwk = public(&key);
         jwk.kty = "oct".into();
         assert!(register(&jwk).is_err());
     }

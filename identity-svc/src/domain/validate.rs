@@ -1,7 +1,7 @@
 //! Field checks shared by the registry and credential RPCs. Each error names
 //! the field path as the caller wrote it (`agent.attributes["tier"]`).
 
-use agentsec_common::error::ApiError;
+use crate::error::IdentityError;
 
 pub const MAX_NAME: usize = 256;
 pub const MAX_DESCRIPTION: usize = 2048;
@@ -13,16 +13,16 @@ pub const MAX_SCOPES: usize = 128;
 pub const MAX_SCOPE: usize = 128;
 pub const MAX_CREDENTIAL_DESCRIPTION: usize = 256;
 
-pub fn required(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub fn required(field: &str, value: &str, max: usize) -> Result<(), IdentityError> {
     if value.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
+        return Err(IdentityError::invalid(field, "is required"));
     }
     at_most(field, value, max)
 }
 
-pub fn at_most(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub fn at_most(field: &str, value: &str, max: usize) -> Result<(), IdentityError> {
     if value.chars().count() > max {
-        return Err(ApiError::invalid(
+        return Err(IdentityError::invalid(
             field,
             format!("must be at most {max} chars"),
         ));
@@ -31,7 +31,7 @@ pub fn at_most(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
 }
 
 /// `[a-z0-9][a-z0-9_-]{0,63}` (common.proto).
-pub fn tenant(field: &str, value: &str) -> Result<(), ApiError> {
+pub fn tenant(field: &str, value: &str) -> Result<(), IdentityError> {
     let bytes = value.as_bytes();
     let valid = (1..=64).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
@@ -39,7 +39,7 @@ pub fn tenant(field: &str, value: &str) -> Result<(), ApiError> {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
     if !valid {
-        return Err(ApiError::invalid(
+        return Err(IdentityError::invalid(
             field,
             "must match [a-z0-9][a-z0-9_-]{0,63}",
         ));
@@ -48,7 +48,7 @@ pub fn tenant(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// `[a-z][a-z0-9_]{0,63}` (common.proto).
-pub fn attribute_key(field: &str, key: &str) -> Result<(), ApiError> {
+pub fn attribute_key(field: &str, key: &str) -> Result<(), IdentityError> {
     let bytes = key.as_bytes();
     let valid = (1..=64).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase()
@@ -56,7 +56,7 @@ pub fn attribute_key(field: &str, key: &str) -> Result<(), ApiError> {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
     if !valid {
-        return Err(ApiError::invalid(
+        return Err(IdentityError::invalid(
             format!("{field}[\"{}\"]", printable(key)),
             "attribute keys must match [a-z][a-z0-9_]{0,63}",
         ));
@@ -65,13 +65,13 @@ pub fn attribute_key(field: &str, key: &str) -> Result<(), ApiError> {
 }
 
 /// RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
-pub fn scope_token(field: &str, scope: &str) -> Result<(), ApiError> {
+pub fn scope_token(field: &str, scope: &str) -> Result<(), IdentityError> {
     let valid = (1..=MAX_SCOPE).contains(&scope.len())
         && scope
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
     if !valid {
-        return Err(ApiError::invalid(
+        return Err(IdentityError::invalid(
             field,
             format!("must be an RFC 6749 scope token of 1-{MAX_SCOPE} chars"),
         ));

@@ -12,14 +12,14 @@ use agentsec_common::error::{OAuthError, OAuthErrorCode};
 use agentsec_common::jwt::{
     self, AudienceRule, JwtError, Rules, TokenType, TrustedIssuer, TrustedIssuers,
 };
+use agentsec_common::store::StoreError;
 use agentsec_common::tls::ClientTls;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::config::TrustedIssuerConfig;
 use crate::domain::agent::Agent;
-use crate::store::agents::{self, AgentStoreError};
-use crate::store::credentials::{self, Credential, SubjectMatch};
+use crate::domain::credential::{Credential, SubjectMatch};
+use crate::store::{AgentStore, CredentialStore};
 pub use verify::ExternalClaims;
 
 /// Why an external token was not accepted. Every variant maps to one OAuth
@@ -38,10 +38,8 @@ pub enum FederationError {
     NoMatch,
     #[error("the assertion matches federated credentials of several agents; pass client_id")]
     Ambiguous,
-    #[error("federated credential lookup failed: {0}")]
-    Store(#[from] DbErr),
-    #[error("agent lookup failed: {0}")]
-    AgentStore(#[from] AgentStoreError),
+    #[error("federated credential or agent lookup failed: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl From<FederationError> for OAuthError {
@@ -54,7 +52,7 @@ impl From<FederationError> for OAuthError {
             FederationError::Token(JwtError::KeysUnavailable) => {
                 OAuthErrorCode::TemporarilyUnavailable
             }
-            FederationError::Store(_) | FederationError::AgentStore(_) => {
+            FederationError::Store(_) => {
                 tracing::error!(error = %err, "jwt-bearer grant internal error");
                 return OAuthError::new(OAuthErrorCode::ServerError, "internal error");
             }
@@ -166,13 +164,14 @@ impl Federation {
     /// those of exactly one agent — or of `client_id` when given.
     pub async fn authenticate(
         &self,
-        db: &impl ConnectionTrait,
+        store: &(impl AgentStore + CredentialStore),
         assertion: &str,
         client_id: Option<&str>,
     ) -> Result<Matched, FederationError> {
         let claims = self.verify(assertion).await?;
-        let candidates =
-            credentials::federated_candidates(db, &claims.iss, &claims.sub, &claims.aud).await?;
+        let candidates = store
+            .federated_candidates(&claims.iss, &claims.sub, &claims.aud)
+            .await?;
         let now = Utc::now();
         let matching: Vec<&Credential> = candidates
             .iter()
@@ -181,7 +180,8 @@ impl Federation {
             .filter(|credential| accepts(credential, &claims))
             .collect();
         let credential = choose(&matching)?;
-        let agent = agents::get(db, &credential.agent_id)
+        let agent = store
+            .agent(&credential.agent_id)
             .await?
             .ok_or(FederationError::NoMatch)?;
         Ok(Matched {
@@ -231,7 +231,7 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use super::*;
-    use crate::store::credentials::{Federated, Kind};
+    use crate::domain::credential::{Federated, Kind};
 
     fn credential(id: &str, agent: &str, subject: SubjectMatch, audience: &str) -> Credential {
         Credential {
@@ -313,7 +313,10 @@ mod tests {
             OAuthErrorCode::TemporarilyUnavailable
         );
         assert_eq!(
-            code(FederationError::Store(DbErr::Custom("x".into()))),
+            code(FederationError::Store(StoreError::db(
+                "reading",
+                sea_orm::DbErr::Custom("x".into())
+            ))),
             OAuthErrorCode::ServerError
         );
     }

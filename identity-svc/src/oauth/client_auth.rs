@@ -15,8 +15,10 @@ use super::{
     oauth, server_error, Client, ClientCredentials, TokenService, AUTH_FAILED, MAX_CLIENT_ID,
     MAX_SECRET,
 };
+use crate::domain::credential::Kind;
+use crate::domain::credentials::MAX_SECRETS;
 use crate::standing::ClientRecord;
-use crate::store::{agents, credentials, tokens};
+use crate::store::{tokens, AgentStore, CredentialStore};
 
 impl TokenService {
     /// Authenticates a client by secret or assertion.
@@ -97,21 +99,24 @@ impl TokenService {
     }
 
     async fn load_client(&self, agent_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
-        let Some(agent) = agents::get(&self.db, agent_id)
+        let Some(agent) = self
+            .store
+            .agent(agent_id)
             .await
             .map_err(|err| server_error("agent lookup", err))?
         else {
             return Ok(None);
         };
-        let secrets = credentials::list(
-            &self.db,
-            &agent.id,
-            Some(credentials::Kind::ClientSecret),
-            None,
-            u64::from(crate::registry::MAX_SECRETS),
-        )
-        .await
-        .map_err(|err| server_error("credential lookup", err))?;
+        let secrets = self
+            .store
+            .credentials(
+                &agent.id,
+                Some(Kind::ClientSecret),
+                None,
+                u64::from(MAX_SECRETS),
+            )
+            .await
+            .map_err(|err| server_error("credential lookup", err))?;
         Ok(Some(ClientRecord { agent, secrets }))
     }
 
@@ -167,11 +172,15 @@ impl TokenService {
         let kid = unverified
             .kid()
             .ok_or_else(|| refused(JwtError::MissingKid))?;
-        let agent = agents::get(&self.db, subject)
+        let agent = self
+            .store
+            .agent(subject)
             .await
             .map_err(|err| server_error("agent lookup", err))?
             .ok_or_else(|| invalid(AUTH_FAILED))?;
-        let credential = credentials::public_key(&self.db, &agent.id, kid)
+        let credential = self
+            .store
+            .public_key(&agent.id, kid)
             .await
             .map_err(|err| server_error("credential lookup", err))?
             .filter(|credential| !credential.is_expired(Utc::now()))

@@ -1,5 +1,5 @@
-//! Introspection (RFC 7662), the callers of the protected endpoints, and
-//! revocation (RFC 7009).
+//! Introspection (RFC 7662), the callers of the protected endpoints,
+//! revocation (RFC 7009), and the revocation listing of enforcement points.
 
 use std::sync::Arc;
 
@@ -12,11 +12,32 @@ use chrono::Utc;
 use super::claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
 use super::{oauth, server_error, Caller, Client, ClientCredentials, TokenService};
 use crate::domain::agent::Status;
+use crate::error::IdentityError;
 use crate::events::{AuditRecord, Invalidation, InvalidationKind};
-use crate::store::tokens;
+use crate::store::{revocations, tokens};
+use agentsec_common::store::db_err;
 use agentsec_common::verified;
 
 impl TokenService {
+    /// What enforcement points need to know about revocations (see
+    /// `store::revocations`). Only a global admin may list it: it spans
+    /// every tenant.
+    pub async fn revocations(
+        &self,
+        admin: &AdminScope,
+        since: Option<chrono::DateTime<Utc>>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<revocations::Revocations, IdentityError> {
+        if *admin != AdminScope::Global {
+            return Err(IdentityError::denied(
+                "listing revocations needs a global admin",
+            ));
+        }
+        Ok(revocations::list(&self.db, since, now)
+            .await
+            .map_err(db_err("listing revocations"))?)
+    }
+
     /// Checks a token of this service: signature, issuer, time, revocation
     /// list, the agent's standing and the credential. `None` = not active.
     pub async fn introspect(&self, token: &str) -> Result<Option<AccessClaims>, ApiError> {
@@ -26,7 +47,7 @@ impl TokenService {
         let Some(claims) = self.verified_claims(token).await else {
             return Ok(None);
         };
-        let internal = |err: sea_orm::DbErr| ApiError::database("introspection", err);
+        let internal = ApiError::from;
         if self
             .standing
             .is_revoked(&claims.jti)

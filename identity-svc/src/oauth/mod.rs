@@ -22,6 +22,7 @@ use crate::domain::agent::{Agent, Status};
 use crate::domain::scope;
 use crate::events::{AuditRecord, Events};
 use crate::secrets::Pepper;
+use crate::store::SqlRegistryStore;
 use claims::{AccessClaims, AdminScope, ADMIN_SCOPE};
 
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -33,6 +34,8 @@ const MAX_CLIENT_ID: usize = 256;
 /// The description every failed client authentication gets, whatever the
 /// cause, so that nobody learns which client ids exist.
 const AUTH_FAILED: &str = "client authentication failed";
+/// What the token endpoint is doing, in logs of its internal errors.
+const TOKEN_REQUEST: &str = "token request";
 
 /// How a client proves who it is at the token endpoint.
 #[derive(Debug)]
@@ -117,7 +120,10 @@ pub struct BootstrapAdmin {
 }
 
 pub struct TokenService {
+    /// The token tables (revocation list, assertion replay store).
     pub db: DatabaseConnection,
+    /// Agents and their credentials.
+    pub store: SqlRegistryStore,
     pub redis: Option<RedisHandle>,
     pub keys: Arc<crate::keyring::LiveKeys>,
     pub issuer: String,
@@ -257,7 +263,7 @@ impl TokenService {
                 }
                 let matched = self
                     .federation
-                    .authenticate(&self.db, &request.assertion, client_id.as_deref())
+                    .authenticate(&self.store, &request.assertion, client_id.as_deref())
                     .await?;
                 Client::Agent {
                     agent: Box::new(matched.agent),
@@ -282,8 +288,10 @@ impl TokenService {
         // Configured clients belong to no tenant and have no credential row
         // or generation: their tokens live as long as their configuration.
         let configured = |client_id: String, audiences: &[String], scopes: &[String]| {
-            let audience = scope::audience(&request.audience, &request.resource, audiences)?;
-            let scopes = scope::grant(&request.scope, scopes)?;
+            let audience = scope::audience(&request.audience, &request.resource, audiences)
+                .map_err(|err| err.into_oauth(TOKEN_REQUEST))?;
+            let scopes = scope::grant(&request.scope, scopes)
+                .map_err(|err| err.into_oauth(TOKEN_REQUEST))?;
             Ok::<_, OAuthError>(AccessClaims {
                 iss: self.issuer.clone(),
                 sub: client_id.clone(),
@@ -331,8 +339,10 @@ impl TokenService {
                     &request.audience,
                     &request.resource,
                     &agent.fields.ceiling_audiences,
-                )?;
-                let scopes = scope::grant(&request.scope, &agent.fields.ceiling_scopes)?;
+                )
+                .map_err(|err| err.into_oauth(TOKEN_REQUEST))?;
+                let scopes = scope::grant(&request.scope, &agent.fields.ceiling_scopes)
+                    .map_err(|err| err.into_oauth(TOKEN_REQUEST))?;
                 AccessClaims {
                     iss: self.issuer.clone(),
                     sub: agent.id.clone(),

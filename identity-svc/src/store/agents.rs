@@ -1,36 +1,19 @@
-//! Agent rows.
+//! The `agents` table: rows to [`Agent`]s and back, and the sea-orm side
+//! of [`AgentStore`] and [`AgentTx`].
 
+use agentsec_common::store::{db_err, StoreError};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 
-use chrono::{DateTime, Utc};
-
 use super::entities::agent::{self, Entity as Agents};
-use crate::domain::agent::{Agent, AgentFields, Status};
+use super::registry::{SqlRegistryStore, SqlRegistryTx};
+use super::{AgentStore, AgentTx, Written};
+use crate::domain::agent::{Agent, AgentFields, AgentFilter, Status};
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentStoreError {
-    #[error("an agent with this name already exists in the tenant")]
-    DuplicateName,
-    #[error("stored agent `{id}` is unreadable: {reason}")]
-    Corrupt { id: String, reason: String },
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Which agents a list returns.
-#[derive(Debug, Default)]
-pub struct AgentFilter {
-    pub tenant: Option<String>,
-    pub owner: Option<String>,
-    pub status: Option<Status>,
-    pub updated_since: Option<DateTime<Utc>>,
-}
-
-fn to_row(agent: &Agent) -> Result<agent::ActiveModel, AgentStoreError> {
-    Ok(agent::ActiveModel {
+fn to_row(agent: &Agent) -> agent::ActiveModel {
+    agent::ActiveModel {
         id: Set(agent.id.clone()),
         tenant: Set(agent.tenant.clone()),
         owner: Set(agent.fields.owner.clone()),
@@ -47,7 +30,7 @@ fn to_row(agent: &Agent) -> Result<agent::ActiveModel, AgentStoreError> {
         token_generation_time: Set(agent.generation_time),
         create_time: Set(agent.create_time),
         update_time: Set(agent.update_time),
-    })
+    }
 }
 
 /// The JSON columns hold maps and lists of strings, which always serialise.
@@ -55,8 +38,9 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn from_row(row: agent::Model) -> Result<Agent, AgentStoreError> {
-    let corrupt = |reason: String| AgentStoreError::Corrupt {
+fn from_row(row: agent::Model) -> Result<Agent, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        kind: "agent",
         id: row.id.clone(),
         reason,
     };
@@ -89,82 +73,90 @@ fn from_row(row: agent::Model) -> Result<Agent, AgentStoreError> {
     })
 }
 
-pub async fn insert(db: &impl ConnectionTrait, agent: &Agent) -> Result<(), AgentStoreError> {
-    match to_row(agent)?.insert(db).await {
-        Ok(_) => Ok(()),
-        Err(err) if super::is_duplicate(&err) => Err(AgentStoreError::DuplicateName),
-        Err(err) => Err(err.into()),
+/// A write refused by the unique (tenant, name) index is a duplicate.
+fn written(result: Result<agent::Model, sea_orm::DbErr>) -> Result<Written, StoreError> {
+    match result {
+        Ok(_) => Ok(Written::Stored),
+        Err(err) if super::is_duplicate(&err) => Ok(Written::Duplicate),
+        Err(err) => Err(StoreError::db("writing an agent", err)),
     }
 }
 
-/// Replaces every column of the stored agent with `agent`'s values.
-pub async fn save(db: &impl ConnectionTrait, agent: &Agent) -> Result<(), AgentStoreError> {
-    match to_row(agent)?.update(db).await {
-        Ok(_) => Ok(()),
-        Err(err) if super::is_duplicate(&err) => Err(AgentStoreError::DuplicateName),
-        Err(err) => Err(err.into()),
-    }
-}
-
-pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Agent>, AgentStoreError> {
+async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Agent>, StoreError> {
     Agents::find_by_id(id.to_owned())
         .one(db)
-        .await?
+        .await
+        .map_err(db_err("reading an agent"))?
         .map(from_row)
         .transpose()
 }
 
-/// Like [`get`], locking the row until the transaction ends.
-pub async fn get_for_update(
-    db: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<Agent>, AgentStoreError> {
-    agentsec_common::db::for_update(Agents::find_by_id(id.to_owned()), db)
-        .one(db)
-        .await?
-        .map(from_row)
-        .transpose()
+impl AgentStore for SqlRegistryStore {
+    async fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        get(&self.db, id).await
+    }
+
+    async fn agents(
+        &self,
+        filter: &AgentFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let mut query = Agents::find().order_by_asc(agent::Column::Id).limit(limit);
+        if let Some(tenant) = &filter.tenant {
+            query = query.filter(agent::Column::Tenant.eq(tenant.as_str()));
+        }
+        if let Some(owner) = &filter.owner {
+            query = query.filter(agent::Column::Owner.eq(owner.as_str()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(agent::Column::Status.eq(status.as_str()));
+        }
+        if let Some(since) = filter.updated_since {
+            query = query.filter(agent::Column::UpdateTime.gte(since));
+        }
+        if let Some(after) = after {
+            query = query.filter(agent::Column::Id.gt(after));
+        }
+        query
+            .all(&self.db)
+            .await
+            .map_err(db_err("listing agents"))?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    async fn active_generation(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(String, i64)> = Agents::find_by_id(id.to_owned())
+            .select_only()
+            .column(agent::Column::Status)
+            .column(agent::Column::TokenGeneration)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err("reading an agent's standing"))?;
+        Ok(row.and_then(|(status, generation)| {
+            (status == Status::Active.as_str()).then_some(generation)
+        }))
+    }
 }
 
-/// Up to `limit` agents matching `filter` with ids after `after`, by id.
-pub async fn list(
-    db: &impl ConnectionTrait,
-    filter: &AgentFilter,
-    after: Option<&str>,
-    limit: u64,
-) -> Result<Vec<Agent>, AgentStoreError> {
-    let mut query = Agents::find().order_by_asc(agent::Column::Id).limit(limit);
-    if let Some(tenant) = &filter.tenant {
-        query = query.filter(agent::Column::Tenant.eq(tenant.as_str()));
+impl AgentTx for SqlRegistryTx {
+    async fn agent_for_update(&mut self, id: &str) -> Result<Option<Agent>, StoreError> {
+        agentsec_common::db::for_update(Agents::find_by_id(id.to_owned()), &self.txn)
+            .one(&self.txn)
+            .await
+            .map_err(db_err("locking an agent"))?
+            .map(from_row)
+            .transpose()
     }
-    if let Some(owner) = &filter.owner {
-        query = query.filter(agent::Column::Owner.eq(owner.as_str()));
-    }
-    if let Some(status) = filter.status {
-        query = query.filter(agent::Column::Status.eq(status.as_str()));
-    }
-    if let Some(since) = filter.updated_since {
-        query = query.filter(agent::Column::UpdateTime.gte(since));
-    }
-    if let Some(after) = after {
-        query = query.filter(agent::Column::Id.gt(after));
-    }
-    query.all(db).await?.into_iter().map(from_row).collect()
-}
 
-/// The agent's token generation if it is active; `None` if it is not (or
-/// does not exist).
-pub async fn active_generation(
-    db: &impl ConnectionTrait,
-    agent_id: &str,
-) -> Result<Option<i64>, DbErr> {
-    let row: Option<(String, i64)> = Agents::find_by_id(agent_id.to_owned())
-        .select_only()
-        .column(agent::Column::Status)
-        .column(agent::Column::TokenGeneration)
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(row
-        .and_then(|(status, generation)| (status == Status::Active.as_str()).then_some(generation)))
+    async fn insert_agent(&mut self, agent: &Agent) -> Result<Written, StoreError> {
+        written(to_row(agent).insert(&self.txn).await)
+    }
+
+    async fn save_agent(&mut self, agent: &Agent) -> Result<Written, StoreError> {
+        written(to_row(agent).update(&self.txn).await)
+    }
 }
