@@ -28,11 +28,9 @@ mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use agentsec_common::audit::client::AuditClient;
+use agentsec_common::foundation::{flush_audit, Foundation};
 use agentsec_common::server::{ServiceEndpoints, StartError};
-use agentsec_common::tls::ServiceTls;
 use agentsec_proto::exchange::v1::exchange_service_server::ExchangeServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -54,9 +52,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let tls = ServiceTls::start(&config.tls)?;
-    let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let redis = agentsec_common::redis::connect(&config.redis).await?;
+    let foundation = Foundation::start::<store::Migrator>(&config).await?;
+    let (tls, db) = (&foundation.tls, foundation.db.clone());
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), alg = %keys.active.algorithm(), "signing key loaded");
     let jwks = Arc::new(keys.published);
@@ -82,17 +79,11 @@ pub async fn serve(
             "identity.endpoint is not set: audit events are sent without a service token, which audit-svc refuses"
         );
     }
-    let (audit, audit_sender) = AuditClient::start(
-        config.audit.clone(),
+    let (audit, audit_sender) = foundation.audit_client(
+        &config,
         identity.as_ref().map(|identity| identity.audit_token()),
-        &tls.client,
-    )
-    .map_err(|err| StartError::setup("audit", err))?;
-    let publisher = agentsec_common::invalidation::Publisher::new(
-        redis,
-        config.redis.local_bus.clone(),
-        config.issuer.clone(),
-    );
+    )?;
+    let publisher = foundation.publisher(&config, &config.issuer);
     let events = events::Events::new(events::SERVICE, audit, publisher);
     let policy = upstream::policy::PolicyClient::new(&config.policy, &tls.client)
         .map_err(|err| StartError::setup("policy", err))?;
@@ -129,12 +120,9 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(ExchangeServiceServer::new(api)),
         http: api::http::router(exchanger),
     };
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served =
-        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
-    if let Err(err) = audit_sender.shutdown().await {
-        // audit-svc was not reachable within audit.shutdown_flush_timeout_secs.
-        tracing::error!(error = %err, "audit events not delivered at shutdown");
-    }
+    let served = foundation
+        .serve(&config, endpoints, listener, shutdown)
+        .await;
+    flush_audit(audit_sender).await;
     served
 }

@@ -26,9 +26,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentsec_common::audit::client::AuditClient;
+use agentsec_common::foundation::{flush_audit, Foundation};
 use agentsec_common::server::{ServiceEndpoints, StartError};
-use agentsec_common::tls::ServiceTls;
 use agentsec_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -113,9 +112,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let tls = ServiceTls::start(&config.tls)?;
-    let db = agentsec_common::db::connect_and_migrate::<store::Migrator>(&config.database).await?;
-    let redis = agentsec_common::redis::connect(&config.redis).await?;
+    let foundation = Foundation::start::<store::Migrator>(&config).await?;
+    let db = foundation.db.clone();
     let keys = keyring::LiveKeys::load(db.clone(), config.signing.clone()).await?;
     {
         let current = keys.current();
@@ -150,22 +148,16 @@ pub async fn serve(
         federation::Federation::new(&config.trusted_issuers, config.tokens.leeway_secs)
             .map_err(|err| StartError::setup("trusted_issuers", err))?,
     );
-    let (audit, audit_sender) = AuditClient::start(
-        config.audit.clone(),
+    let (audit, audit_sender) = foundation.audit_client(
+        &config,
         Some(Arc::new(oauth::own_token::OwnToken::new(
             keys.clone(),
             &config.issuer,
             &config.audit.audience,
             Duration::from_secs(config.tokens.lifetime_secs),
         ))),
-        &tls.client,
-    )
-    .map_err(|err| StartError::setup("audit", err))?;
-    let publisher = agentsec_common::invalidation::Publisher::new(
-        redis.clone(),
-        config.redis.local_bus.clone(),
-        config.issuer.clone(),
-    );
+    )?;
+    let publisher = foundation.publisher(&config, &config.issuer);
     let events = events::Events::new(events::SERVICE, audit, publisher);
     let standing = standing::Standing::new(db.clone());
     let follower = follow_invalidations(&config, &standing).await?;
@@ -174,7 +166,7 @@ pub async fn serve(
     let tokens = Arc::new(oauth::TokenService {
         db,
         store: registry_store.clone(),
-        redis,
+        redis: foundation.redis.clone(),
         keys,
         issuer: config.issuer.clone(),
         config: config.tokens.clone(),
@@ -203,17 +195,13 @@ pub async fn serve(
         grpc: tonic::service::Routes::new(IdentityServiceServer::new(api)),
         http: oauth::http::router(tokens),
     };
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let served =
-        agentsec_common::server::serve(endpoints, listener, tls.server, shutdown, grace).await;
+    let served = foundation
+        .serve(&config, endpoints, listener, shutdown)
+        .await;
     if let Some(follower) = follower {
         follower.abort();
     }
     key_refresher.abort();
-    if let Err(err) = audit_sender.shutdown().await {
-        // The events stay counted in the log line; audit-svc was not
-        // reachable within audit.shutdown_flush_timeout_secs.
-        tracing::error!(error = %err, "audit events not delivered at shutdown");
-    }
+    flush_audit(audit_sender).await;
     served
 }
