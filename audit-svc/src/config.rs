@@ -140,14 +140,7 @@ impl Config {
 
 impl ServiceConfig for Config {
     fn sections(&self) -> Sections<'_> {
-        Sections {
-            server: &self.server,
-            telemetry: &self.telemetry,
-            tls: &self.tls,
-            database: &self.database,
-            redis: None,
-            audit: None,
-        }
+        Sections::new(&self.server, &self.telemetry, &self.tls, &self.database)
     }
 
     fn validate_own(&self) -> Result<(), ConfigError> {

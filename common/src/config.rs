@@ -38,6 +38,42 @@ impl ConfigError {
     }
 }
 
+/// `value` within `min..=max`, or "must be between {min} and {max}".
+pub fn check_between<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `value` at most `max`, or "must be at most {max}".
+pub fn check_at_most<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(ConfigError::invalid(key, format!("must be at most {max}")));
+    }
+    Ok(())
+}
+
+/// A name of 1 to `max` bytes, or "must be 1-{max} chars".
+pub fn check_name(key: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ConfigError::invalid(key, format!("must be 1-{max} chars")));
+    }
+    Ok(())
+}
+
 /// The sections every service's configuration has; `None` where a service
 /// has no such section.
 pub struct Sections<'a> {
@@ -47,6 +83,38 @@ pub struct Sections<'a> {
     pub database: &'a DatabaseConfig,
     pub redis: Option<&'a RedisConfig>,
     pub audit: Option<&'a crate::audit::client::AuditClientConfig>,
+}
+
+impl<'a> Sections<'a> {
+    /// The sections of a service without Redis or an audit client.
+    pub fn new(
+        server: &'a ServerConfig,
+        telemetry: &'a TelemetryConfig,
+        tls: &'a crate::tls::TlsConfig,
+        database: &'a DatabaseConfig,
+    ) -> Self {
+        Self {
+            server,
+            telemetry,
+            tls,
+            database,
+            redis: None,
+            audit: None,
+        }
+    }
+
+    /// With Redis and an audit client.
+    pub fn connected(
+        self,
+        redis: &'a RedisConfig,
+        audit: &'a crate::audit::client::AuditClientConfig,
+    ) -> Self {
+        Self {
+            redis: Some(redis),
+            audit: Some(audit),
+            ..self
+        }
+    }
 }
 
 /// A service's whole configuration. Implemented by each service's config type.

@@ -221,14 +221,8 @@ impl Config {
 
 impl ServiceConfig for Config {
     fn sections(&self) -> Sections<'_> {
-        Sections {
-            server: &self.server,
-            telemetry: &self.telemetry,
-            tls: &self.tls,
-            database: &self.database,
-            redis: Some(&self.redis),
-            audit: Some(&self.audit),
-        }
+        Sections::new(&self.server, &self.telemetry, &self.tls, &self.database)
+            .connected(&self.redis, &self.audit)
     }
 
     fn validate_own(&self) -> Result<(), ConfigError> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use agentsec_common::admin_token::{AGENTS_READ_SCOPE, AUDIT_APPEND_SCOPE, REVOCATIONS_READ_SCOPE};
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
-    check_http_url, ConfigError, DatabaseConfig, RedisConfig, Sections, ServerConfig,
-    ServiceConfig, SigningConfig, TelemetryConfig,
+    check_at_most, check_between, check_http_url, check_name, ConfigError, DatabaseConfig,
+    RedisConfig, Sections, ServerConfig, ServiceConfig, SigningConfig, TelemetryConfig,
 };
 use agentsec_common::issuer_config::{check_issuer_entry, IssuerEntry};
 use agentsec_common::tls::TlsConfig;
@@ -182,14 +182,8 @@ impl Config {
 
 impl ServiceConfig for Config {
     fn sections(&self) -> Sections<'_> {
-        Sections {
-            server: &self.server,
-            telemetry: &self.telemetry,
-            tls: &self.tls,
-            database: &self.database,
-            redis: Some(&self.redis),
-            audit: Some(&self.audit),
-        }
+        Sections::new(&self.server, &self.telemetry, &self.tls, &self.database)
+            .connected(&self.redis, &self.audit)
     }
 
     fn validate_own(&self) -> Result<(), ConfigError> {
@@ -213,31 +207,20 @@ impl ServiceConfig for Config {
 
 impl TokenConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=MAX_TOKEN_LIFETIME_SECS).contains(&self.lifetime_secs) {
-            return Err(ConfigError::invalid(
-                "tokens.lifetime_secs",
-                format!("must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"),
-            ));
-        }
-        if self.leeway_secs > 300 {
-            return Err(ConfigError::invalid(
-                "tokens.leeway_secs",
-                "must be at most 300",
-            ));
-        }
-        if !(1..=3600).contains(&self.max_assertion_lifetime_secs) {
-            return Err(ConfigError::invalid(
-                "tokens.max_assertion_lifetime_secs",
-                "must be between 1 and 3600",
-            ));
-        }
-        if self.admin_audience.is_empty() || self.admin_audience.len() > 256 {
-            return Err(ConfigError::invalid(
-                "tokens.admin_audience",
-                "must be 1-256 chars",
-            ));
-        }
-        Ok(())
+        check_between(
+            "tokens.lifetime_secs",
+            self.lifetime_secs,
+            1,
+            MAX_TOKEN_LIFETIME_SECS,
+        )?;
+        check_at_most("tokens.leeway_secs", self.leeway_secs, 300)?;
+        check_between(
+            "tokens.max_assertion_lifetime_secs",
+            self.max_assertion_lifetime_secs,
+            1,
+            3600,
+        )?;
+        check_name("tokens.admin_audience", &self.admin_audience, 256)
     }
 }
 

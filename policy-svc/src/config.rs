@@ -5,8 +5,8 @@ use std::path::Path;
 
 use agentsec_common::audit::client::AuditClientConfig;
 use agentsec_common::config::{
-    check_http_url, ConfigError, DatabaseConfig, RedisConfig, Sections, ServerConfig,
-    ServiceConfig, TelemetryConfig,
+    check_at_most, check_between, check_http_url, check_name, ConfigError, DatabaseConfig,
+    RedisConfig, Sections, ServerConfig, ServiceConfig, TelemetryConfig,
 };
 use agentsec_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
@@ -241,25 +241,9 @@ impl Default for DecisionConfig {
 
 impl DecisionConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.cache_ttl_secs > 3_600 {
-            return Err(ConfigError::invalid(
-                "decisions.cache_ttl_secs",
-                "must be at most 3600",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.audit_backlog) {
-            return Err(ConfigError::invalid(
-                "decisions.audit_backlog",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if self.caller_audience.is_empty() || self.caller_audience.len() > 256 {
-            return Err(ConfigError::invalid(
-                "decisions.caller_audience",
-                "must be 1-256 chars",
-            ));
-        }
-        Ok(())
+        check_at_most("decisions.cache_ttl_secs", self.cache_ttl_secs, 3_600)?;
+        check_between("decisions.audit_backlog", self.audit_backlog, 1, 1_000_000)?;
+        check_name("decisions.caller_audience", &self.caller_audience, 256)
     }
 }
 
@@ -359,14 +343,8 @@ impl Config {
 
 impl ServiceConfig for Config {
     fn sections(&self) -> Sections<'_> {
-        Sections {
-            server: &self.server,
-            telemetry: &self.telemetry,
-            tls: &self.tls,
-            database: &self.database,
-            redis: Some(&self.redis),
-            audit: Some(&self.audit),
-        }
+        Sections::new(&self.server, &self.telemetry, &self.tls, &self.database)
+            .connected(&self.redis, &self.audit)
     }
 
     fn validate_own(&self) -> Result<(), ConfigError> {

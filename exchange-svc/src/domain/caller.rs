@@ -112,25 +112,7 @@ impl Caller {
 mod tests {
     use super::*;
 
-    fn grant() -> Grant {
-        let now = Utc::now();
-        Grant {
-            id: "grt_1".into(),
-            tenant: "acme".into(),
-            person_issuer: "https://users".into(),
-            person_subject: "alice".into(),
-            agent_id: "agt_1".into(),
-            audiences: vec!["a".into()],
-            scopes: vec!["s".into()],
-            expire_time: now + chrono::Duration::hours(1),
-            max_chain_depth: 1,
-            purpose: "p".into(),
-            create_time: now,
-            revoke_time: None,
-            revoked_by: String::new(),
-            revoke_reason: String::new(),
-        }
-    }
+    use crate::domain::grant::tests::stored as grant;
 
     fn person(issuer: &str, subject: &str) -> Caller {
         Caller::Person(Person {

@@ -302,7 +302,7 @@ pub fn printable_id(id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -320,7 +320,8 @@ mod tests {
         assert_eq!(field(check_names("a", &names(&["a", "b", "c"]), 2, 3)), "a");
     }
 
-    fn stored() -> Grant {
+    /// An active grant of alice (https://users) to agt_1 in acme.
+    pub(crate) fn stored() -> Grant {
         let now = Utc::now();
         Grant {
             id: "grt_1".into(),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::MAX_BATCH_EVENTS;
-use crate::config::{check_http_url, ConfigError};
+use crate::config::{check_between, check_http_url, check_name, ConfigError};
 
 /// How the audit client reaches audit-svc and how much it buffers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,19 +86,13 @@ impl AuditClientConfig {
                 "must be at least audit.retry_initial_backoff_ms and at most 600000",
             ));
         }
-        if !(1..=3_600).contains(&self.shutdown_flush_timeout_secs) {
-            return Err(ConfigError::invalid(
-                "audit.shutdown_flush_timeout_secs",
-                "must be between 1 and 3600",
-            ));
-        }
-        if self.audience.is_empty() || self.audience.len() > 256 {
-            return Err(ConfigError::invalid(
-                "audit.audience",
-                "must be 1-256 chars",
-            ));
-        }
-        Ok(())
+        check_between(
+            "audit.shutdown_flush_timeout_secs",
+            self.shutdown_flush_timeout_secs,
+            1,
+            3_600,
+        )?;
+        check_name("audit.audience", &self.audience, 256)
     }
 }
 

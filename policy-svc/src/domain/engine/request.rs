@@ -67,6 +67,20 @@ pub struct DecisionRequest {
     pub conversion_errors: Vec<String>,
 }
 
+/// The decision fields of a CheckRequest or an ExplainRequest (the same
+/// fields in both messages).
+macro_rules! parts_of {
+    ($request:expr) => {
+        Parts {
+            principal: $request.principal.as_ref(),
+            audience: &$request.audience,
+            action: &$request.action,
+            resource: $request.resource.as_ref(),
+            context: $request.context.as_ref(),
+        }
+    };
+}
+
 impl DecisionRequest {
     pub fn attributes(&self, source: Source) -> &HashMap<String, AttrValue> {
         match source {
@@ -94,17 +108,7 @@ impl DecisionRequest {
         prefix: &str,
         now: DateTime<Utc>,
     ) -> Result<Self, RequestError> {
-        Self::from_parts(
-            Parts {
-                principal: request.principal.as_ref(),
-                audience: &request.audience,
-                action: &request.action,
-                resource: request.resource.as_ref(),
-                context: request.context.as_ref(),
-            },
-            prefix,
-            now,
-        )
+        Self::from_parts(parts_of!(request), prefix, now)
     }
 
     /// Validates an ExplainRequest (the same fields as a CheckRequest).
@@ -113,17 +117,7 @@ impl DecisionRequest {
         prefix: &str,
         now: DateTime<Utc>,
     ) -> Result<Self, RequestError> {
-        Self::from_parts(
-            Parts {
-                principal: request.principal.as_ref(),
-                audience: &request.audience,
-                action: &request.action,
-                resource: request.resource.as_ref(),
-                context: request.context.as_ref(),
-            },
-            prefix,
-            now,
-        )
+        Self::from_parts(parts_of!(request), prefix, now)
     }
 
     /// Validates the request fields shared by every decision RPC. CheckToken
