@@ -22,6 +22,7 @@
         ext_authz needs.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -89,6 +90,12 @@ def manifests(rendered, out):
 # assertions on the rendered chart -------------------------------------------
 
 
+def image_env():
+    """The AGENTSEC_* variables deploy/Dockerfile sets in the image."""
+    text = (REPO / "deploy/Dockerfile").read_text()
+    return dict(re.findall(r"^ENV\s+(AGENTSEC_\w+)=(\S+)", text, re.M))
+
+
 def container_of(deployment):
     containers = deployment["spec"]["template"]["spec"]["containers"]
     if len(containers) != 1:
@@ -110,6 +117,9 @@ def check_deployment_common(deployment):
     psc = pod.get("securityContext", {})
     csc = container.get("securityContext", {})
     wanted = {
+        # Service links would add AGENTSEC_<SERVICE>_PORT variables, which
+        # the services would read as unknown config keys.
+        "enableServiceLinks false": pod.get("enableServiceLinks") is False,
         "pod runAsNonRoot": psc.get("runAsNonRoot") is True,
         "pod runAsUser 10001": psc.get("runAsUser") == 10001,
         "pod seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
@@ -129,7 +139,16 @@ def check_deployment_common(deployment):
     ports = container.get("ports", [])
     if [p.get("name") for p in ports] != ["grpc"]:
         fail(f"{n}: the container port is not named grpc")
-    ok(f"{n}: security context, mounts, checksum/config, args")
+    # The image's own AGENTSEC_* variables (deploy/Dockerfile ENV) beat the
+    # config file, so every container must set them itself.
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    for variable in image_env():
+        if variable not in env:
+            fail(f"{n}: does not set {variable}, which the image sets")
+    listen = f"0.0.0.0:{ports[0]['containerPort']}" if ports else None
+    if env.get("AGENTSEC_SERVER__LISTEN") != listen:
+        fail(f"{n}: AGENTSEC_SERVER__LISTEN is {env.get('AGENTSEC_SERVER__LISTEN')}, expected {listen}")
+    ok(f"{n}: security context, mounts, checksum/config, args, AGENTSEC_SERVER__LISTEN")
 
 
 GRPC_NAMES = {
@@ -184,9 +203,14 @@ def assert_default(rendered):
         if deployment["spec"].get("replicas") != 1:
             fail(f"{svc}: default replicas should be 1 (SQLite)")
         env_names = [e["name"] for e in container.get("env", [])]
-        if any("valueFrom" not in e and e["name"].startswith("AGENTSEC_") for e in container.get("env", [])):
-            fail(f"{svc}: an AGENTSEC_ variable with a literal value")
-        secret_vars = [n for n in env_names if n.startswith("AGENTSEC_")]
+        literal = [
+            e["name"]
+            for e in container.get("env", [])
+            if "valueFrom" not in e and e["name"].startswith("AGENTSEC_") and e["name"] not in image_env()
+        ]
+        if literal:
+            fail(f"{svc}: {literal} set to literal values (the config file is the place)")
+        secret_vars = [n for n in env_names if n.startswith("AGENTSEC_") and n not in image_env()]
         if secret_vars:
             fail(f"{svc}: default values name no Secret, yet {secret_vars} are set")
     for service in by_kind(docs, "Service"):
@@ -229,7 +253,11 @@ def assert_production(rendered):
         if "/etc/agentsec/tls" not in mounts:
             fail(f"{svc}: no TLS mount")
         for env in container["env"]:
-            if env["name"].startswith("AGENTSEC_") and "secretKeyRef" not in env.get("valueFrom", {}):
+            if (
+                env["name"].startswith("AGENTSEC_")
+                and env["name"] not in image_env()
+                and "secretKeyRef" not in env.get("valueFrom", {})
+            ):
                 fail(f"{svc}: {env['name']} is not from a Secret")
         spread = deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
         if not spread or any("labelSelector" not in c for c in spread):
@@ -265,6 +293,8 @@ def assert_production(rendered):
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
         if "--check-config" not in args:
             fail(f"{name(job)}: does not run --check-config")
+        if job["spec"]["template"]["spec"].get("enableServiceLinks") is not False:
+            fail(f"{name(job)}: service links are on")
         labels = job["spec"]["template"]["metadata"]["labels"]
         services = services_of(docs)
         for service in services.values():
@@ -325,30 +355,40 @@ def env_for(container_env):
 
 
 def run_check_config(binary, config_text, env):
-    """`binary --config <config_text> --check-config` with only `env` (and
-    PATH/HOME) in the environment: (exit code, stderr)."""
+    """`binary --config <config_text> --check-config` with the image's
+    AGENTSEC_* variables (deploy/Dockerfile ENV), then `env`, and PATH/HOME:
+    (exit code, stderr, the printed config or None)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "service.toml"
         config.write_text(config_text)
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
         result = subprocess.run(
             [str(binary), "--config", str(config), "--check-config"],
-            env={**base, **env},
+            env={**base, **image_env(), **env},
             cwd=tmp,
             capture_output=True,
             text=True,
             timeout=60,
         )
-    return result.returncode, result.stderr.strip()
+    try:
+        shown = json.loads(result.stdout) if result.returncode == 0 else None
+    except json.JSONDecodeError:
+        shown = None
+    return result.returncode, result.stderr.strip(), shown
 
 
-def expect_accepted(binary, config_text, env, label):
-    code, stderr = run_check_config(binary, config_text, env)
+def expect_accepted(binary, config_text, env, label, port):
+    """The service loads the config and `env`, and listens on `port`."""
+    code, stderr, shown = run_check_config(binary, config_text, env)
     names = sorted(n for n in env if n.startswith("AGENTSEC_"))
-    if code == 0:
-        ok(f"{label}: {binary.name} --check-config accepts {names or 'no AGENTSEC_* variables'}")
-    else:
+    if code != 0:
         fail(f"{label}: {binary.name} --check-config exit {code}: {stderr}")
+        return
+    listen = ((shown or {}).get("server") or {}).get("listen")
+    if listen != f"0.0.0.0:{port}":
+        fail(f"{label}: {binary.name} would listen on {listen}, not 0.0.0.0:{port}")
+        return
+    ok(f"{label}: {binary.name} --check-config accepts {names}, listens on {listen}")
 
 
 def env_check(bin_dir, rendered_files):
@@ -359,7 +399,7 @@ def env_check(bin_dir, rendered_files):
             return 1
     # The check means something only if an unknown name is refused.
     for svc in SERVICES:
-        code, stderr = run_check_config(bin_dir / svc, "", {"AGENTSEC_NO_SUCH_SECTION__KEY": "1"})
+        code, stderr, _ = run_check_config(bin_dir / svc, "", {"AGENTSEC_NO_SUCH_SECTION__KEY": "1"})
         if code != 0 and "no_such_section" in stderr:
             ok(f"{svc} refuses the unknown AGENTSEC_NO_SUCH_SECTION__KEY, naming it")
         else:
@@ -377,7 +417,11 @@ def env_check(bin_dir, rendered_files):
             volume = next(v for v in pod["volumes"] if v["name"] == "config")
             config = configs[volume["configMap"]["name"]]["data"][f"{svc}.toml"]
             env = env_for(container.get("env", []))
-            expect_accepted(bin_dir / svc, config, env, f"{Path(rendered).name} {name(workload)}")
+            port = next(
+                (p["containerPort"] for p in container.get("ports", [])),
+                int(env.get("AGENTSEC_SERVER__LISTEN", ":0").rsplit(":", 1)[1]),
+            )
+            expect_accepted(bin_dir / svc, config, env, f"{Path(rendered).name} {name(workload)}", port)
     compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
     for service_name, service in compose["services"].items():
         command = service.get("command") or []
@@ -389,7 +433,8 @@ def env_check(bin_dir, rendered_files):
             value = re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", SECRET_STAND_IN, value)
             env[key] = value
         config = (REPO / "deploy/config" / f"{command[0]}.toml").read_text()
-        expect_accepted(bin_dir / command[0], config, env, f"compose.yaml {service_name}")
+        port = int(str(service["ports"][0]).rsplit(":", 1)[1])
+        expect_accepted(bin_dir / command[0], config, env, f"compose.yaml {service_name}", port)
     return 0
 
 

@@ -16,6 +16,10 @@ volumes and their mounts. (dict "root" $ "key" "identity" "check" bool)
 {{- $root := .root -}}
 {{- $c := include "agentsec.component" . | fromYaml -}}
 {{- $v := index $root.Values .key -}}
+{{- /* The image sets AGENTSEC_SERVER__LISTEN=0.0.0.0:7401 (deploy/Dockerfile)
+and the environment beats the file: every container sets its own. */}}
+- name: AGENTSEC_SERVER__LISTEN
+  value: {{ printf "0.0.0.0:%v" $c.port | quote }}
 {{- with include "agentsec.databaseSource" . | fromYaml }}
 {{ include "agentsec.secretEnv" (dict "name" "AGENTSEC_DATABASE__URL" "source" .) }}
 {{- end }}
