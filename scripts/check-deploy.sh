@@ -5,7 +5,8 @@
 #  1. values.schema.json is what scripts/helm_values_schema.py writes.
 #  2. `helm lint --strict` with the default values and with
 #     ci/production-values.yaml.
-#  3. `helm template` of both (production with the monitoring.coreos.com/v1
+#  3. `helm template` of both (and NOTES.txt through `helm install
+#     --dry-run=client`; production with the monitoring.coreos.com/v1
 #     and cert-manager.io/v1 APIs), every rendered manifest validated by
 #     `kubernetes-validate --strict` against Kubernetes 1.27 (the chart's
 #     oldest) and the newest bundled version; custom resources
@@ -83,6 +84,11 @@ production="$work/production.yaml"
 "$helm" template agentsec "$chart" --namespace agentsec -f "$chart/ci/production-values.yaml" \
   --api-versions monitoring.coreos.com/v1 --api-versions cert-manager.io/v1 >"$production"
 echo "default values: $(grep -c '^kind:' "$default") documents; production values: $(grep -c '^kind:' "$production") documents"
+# NOTES.txt is rendered by install, not by template.
+notes() { "$helm" install agentsec "$chart" --namespace agentsec --dry-run=client "$@" | grep -q '^AgentSec .* is installed as release'; }
+notes && echo "ok   NOTES.txt renders (default values)" || failed "NOTES.txt (default values)"
+notes -f "$chart/ci/production-values.yaml" && echo "ok   NOTES.txt renders (production values)" \
+  || failed "NOTES.txt (production values)"
 
 step "kubernetes-validate --strict"
 for rendered in "$default" "$production"; do
