@@ -85,7 +85,11 @@ production="$work/production.yaml"
   --api-versions monitoring.coreos.com/v1 --api-versions cert-manager.io/v1 >"$production"
 echo "default values: $(grep -c '^kind:' "$default") documents; production values: $(grep -c '^kind:' "$production") documents"
 # NOTES.txt is rendered by install, not by template.
-notes() { "$helm" install agentsec "$chart" --namespace agentsec --dry-run=client "$@" | grep -q '^AgentSec .* is installed as release'; }
+notes() {
+  local out
+  out="$("$helm" install agentsec "$chart" --namespace agentsec --dry-run=client "$@")" || return 1
+  grep -q '^AgentSec .* is installed as release' <<<"$out"
+}
 notes && echo "ok   NOTES.txt renders (default values)" || failed "NOTES.txt (default values)"
 notes -f "$chart/ci/production-values.yaml" && echo "ok   NOTES.txt renders (production values)" \
   || failed "NOTES.txt (production values)"
@@ -136,7 +140,8 @@ expect_refusal "PostgreSQL without a shared pepper" "needs a shared credential p
   --set database.existingSecret=agentsec-database
 expect_refusal "cert-manager without an issuer" "issuerRef.name" \
   --set tls.enabled=true --set tls.certManager.enabled=true
-if "$helm" template agentsec "$chart" --set serviceMonitor.enabled=true | grep -q '^kind: ServiceMonitor'; then
+monitor_out="$("$helm" template agentsec "$chart" --set serviceMonitor.enabled=true)"
+if grep -q '^kind: ServiceMonitor' <<<"$monitor_out"; then
   failed "a ServiceMonitor is rendered without monitoring.coreos.com/v1"
 else
   echo "ok   no ServiceMonitor without the monitoring.coreos.com/v1 API"
