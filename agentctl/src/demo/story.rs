@@ -244,6 +244,23 @@ impl Story<'_> {
         }
     }
 
+    /// The answer of a call the story cannot go on without; on a refusal,
+    /// `step` is recorded with it and the story stops.
+    fn needed<T>(
+        &mut self,
+        step: Step,
+        answer: Result<T, tonic::Status>,
+    ) -> anyhow::Result<(T, Step)> {
+        match answer {
+            Ok(value) => Ok((value, step)),
+            Err(status) => {
+                let title = step.title.clone();
+                self.transcript.step(step.answered(status_text(&status)));
+                anyhow::bail!("`{title}` was refused, and the rest of the story needs it")
+            }
+        }
+    }
+
     /// `id` with the agent's name, e.g. `agt_01J... (triage-bot)`.
     fn named(&self, id: &str) -> String {
         match self.names.get(id) {
@@ -395,13 +412,8 @@ impl Story<'_> {
              identity-svc IssueToken grant_type=jwt-bearer, audience {} (to act at exchange-svc)",
             self.setting.exchange_issuer
         ));
-        let response = match issued {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, issued)?;
+        let response = response.into_inner();
         let claims = claims(&response.access_token)?;
         let sub = text(&claims["sub"]);
         let step = step
@@ -474,13 +486,8 @@ impl Story<'_> {
             audiences.join(" "),
             GRANTED_SCOPES.join(" ")
         ));
-        let grant = match created {
-            Ok(response) => response.into_inner().grant.unwrap_or_default(),
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, created)?;
+        let grant = response.into_inner().grant.unwrap_or_default();
         let step = step
             .answered(format!(
                 "grant {}, {}, person {} ({}), tenant {}, max_chain_depth {}",
@@ -523,13 +530,8 @@ impl Story<'_> {
              (agent attribute trust_tier declared as int):\n{}",
             described.join("\n")
         ));
-        let version = match put {
-            Ok(response) => response.into_inner().version.unwrap_or_default(),
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, put)?;
+        let version = response.into_inner().version.unwrap_or_default();
         let step = step
             .answered(format!(
                 "version {} of tenant {}, {} rules, sha256 {}",
@@ -623,13 +625,7 @@ impl Story<'_> {
              (all that may be delegated)",
             TRIAGE_SCOPES.join(" ")
         ));
-        let response = match exchanged {
-            Ok(response) => response,
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, exchanged)?;
         let claims = claims(&response.access_token)?;
         let issued_at = claims["iat"].as_i64().unwrap_or_default();
         let expires_at = claims["exp"].as_i64().unwrap_or_default();
@@ -961,13 +957,7 @@ impl Story<'_> {
         expected: impl Fn(&Value, &[String]) -> bool,
         why: &str,
     ) -> anyhow::Result<String> {
-        let response = match exchanged {
-            Ok(response) => response,
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, exchanged)?;
         let claims = claims(&response.access_token)?;
         let actors = Self::actors(&claims);
         let step = step
@@ -1004,13 +994,8 @@ impl Story<'_> {
             "{ALICE}, with her own token: exchange-svc RevokeGrant {}, reason \"triage is done\"",
             grant.id
         ));
-        let revoked = match revoked {
-            Ok(response) => response.into_inner().grant.unwrap_or_default(),
-            Err(status) => {
-                self.require(step.answered(status_text(&status)))?;
-                anyhow::bail!("unreachable: a refused step stops the story");
-            }
-        };
+        let (response, step) = self.needed(step, revoked)?;
+        let revoked = response.into_inner().grant.unwrap_or_default();
         let step = step
             .answered(format!(
                 "grant {} {}, revoked by {}",
