@@ -28,7 +28,7 @@ pub struct AdminArgs {
     )]
     pub identity: String,
     /// Admin client id (the bootstrap admin, or an agent with admin scope).
-    #[arg(long, env = "AGENTSEC_ADMIN_CLIENT_ID", default_value = crate::dev::DEV_ADMIN_CLIENT_ID, global = true)]
+    #[arg(long, env = "AGENTSEC_ADMIN_CLIENT_ID", default_value = crate::stack::DEV_ADMIN_CLIENT_ID, global = true)]
     pub admin_client_id: String,
     /// File holding the admin client secret (`agentctl dev` writes one).
     #[arg(
@@ -110,6 +110,18 @@ pub fn bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     Ok(request)
 }
 
+/// A client-credentials token request of `client_id` for `audience` (all
+/// the scopes the client may hold).
+pub fn client_credentials(client_id: &str, secret: &str, audience: &str) -> IssueTokenRequest {
+    IssueTokenRequest {
+        grant_type: GrantType::ClientCredentials as i32,
+        client_id: client_id.to_owned(),
+        client_authentication: Some(ClientAuthentication::ClientSecret(secret.to_owned())),
+        audience: audience.to_owned(),
+        ..Default::default()
+    }
+}
+
 /// A failed call, as agentctl reports it.
 pub fn failed(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
@@ -128,15 +140,11 @@ impl AdminArgs {
             )
         })?;
         let response = client
-            .issue_token(IssueTokenRequest {
-                grant_type: GrantType::ClientCredentials as i32,
-                client_id: self.admin_client_id.clone(),
-                client_authentication: Some(ClientAuthentication::ClientSecret(
-                    secret.trim().to_owned(),
-                )),
-                audience: self.admin_audience.clone(),
-                ..Default::default()
-            })
+            .issue_token(client_credentials(
+                &self.admin_client_id,
+                secret.trim(),
+                &self.admin_audience,
+            ))
             .await
             .map_err(|status| anyhow::anyhow!("admin token refused: {}", status.message()))?;
         Ok(response.into_inner().access_token)

@@ -1,8 +1,9 @@
-//! The development issuer of people's tokens. `agentctl dev` creates its
-//! Ed25519 key under the data directory and makes exchange-svc trust it;
-//! `agentctl token user` signs person tokens with that key. It exists only
-//! in agentctl, only for a data directory `agentctl dev` has prepared:
-//! no service can be configured to run it.
+//! The development issuer of people's tokens. `agentctl dev` (and
+//! `agentctl demo`, in its temporary directory) creates its Ed25519 key
+//! under the data directory and makes exchange-svc trust it; `agentctl
+//! token user` and the demo sign person tokens with that key. It exists
+//! only in agentctl, only for a data directory agentctl has prepared: no
+//! service can be configured to run it.
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +39,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         lines.join("\n")
     );
-    crate::dev::write_private(&path, &pem)?;
+    crate::stack::write_private(&path, &pem)?;
     Ok(key)
 }
 
@@ -53,4 +54,45 @@ pub fn load(data_dir: &Path) -> anyhow::Result<SigningKey> {
     })?;
     SigningKey::from_pkcs8_pem(SigningAlgorithm::EdDsa, &pem)
         .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
+}
+
+/// What a development person token says.
+#[derive(Debug, Clone)]
+pub struct PersonClaims<'a> {
+    /// The person (`sub`).
+    pub sub: &'a str,
+    /// The person's tenant (`tenant` claim).
+    pub tenant: &'a str,
+    /// The scopes the token carries; none = no `scope` claim.
+    pub scopes: &'a [String],
+    /// An agent id allowed to act for the person without a grant
+    /// (RFC 8693 `may_act`).
+    pub may_act: Option<&'a str>,
+    /// Lifetime in seconds.
+    pub lifetime_secs: i64,
+}
+
+/// A person token signed with the development issuer's `key`.
+pub fn person_token(key: &SigningKey, claims: &PersonClaims<'_>) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs() as i64;
+    let mut body = serde_json::json!({
+        "iss": DEV_USER_ISSUER,
+        "sub": claims.sub,
+        "aud": DEV_USER_AUDIENCE,
+        "tenant": claims.tenant,
+        "iat": now,
+        "nbf": now,
+        "exp": now + claims.lifetime_secs,
+    });
+    if !claims.scopes.is_empty() {
+        body["scope"] = claims.scopes.join(" ").into();
+    }
+    if let Some(agent) = claims.may_act {
+        body["may_act"] = serde_json::json!({ "sub": agent });
+    }
+    key.sign("JWT", &body)
+        .map_err(|err| anyhow::anyhow!("signing: {err}"))
 }

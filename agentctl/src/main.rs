@@ -1,4 +1,6 @@
-//! `agentctl`: the AgentSec operator CLI. `agentctl dev` runs all four
+//! `agentctl`: the AgentSec operator CLI. `agentctl demo` runs the story
+//! AgentSec exists for against a stack it starts, and prints what happened
+//! and why; `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
 //! data directory, for a laptop; `agentctl agent` registers agents and
 //! creates their credentials; `agentctl policy put` replaces a tenant's
@@ -7,10 +9,12 @@
 
 mod admin;
 mod agent;
+mod demo;
 mod dev;
 mod dev_users;
 mod grant;
 mod policy;
+mod stack;
 mod token;
 
 use std::process::ExitCode;
@@ -28,6 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start all four services on ephemeral ports and walk through agent
+    /// identity, delegation, token exchange, policy, revocation and audit.
+    Demo(demo::DemoArgs),
     /// Run identity, policy, exchange and audit in one process (ports 7401-7404).
     Dev(dev::DevArgs),
     /// Register agents and manage their credentials (admin).
@@ -53,6 +60,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Demo(args) => {
+            runtime.block_on(async { demo::run(args, &cli.tls.client()?).await })
+        }
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Agent(args) => {
             runtime.block_on(async { agent::run(args, &cli.tls.client()?).await })

@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
-use crate::dev_users::{self, DEV_USER_AUDIENCE, DEV_USER_ISSUER};
+use crate::dev_users;
 
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
@@ -54,28 +52,16 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
                 "--lifetime-secs must be 1-86400"
             );
             let key = dev_users::load(&data_dir)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the clock is before 1970")?
-                .as_secs() as i64;
-            let mut claims = serde_json::json!({
-                "iss": DEV_USER_ISSUER,
-                "sub": sub,
-                "aud": DEV_USER_AUDIENCE,
-                "tenant": tenant,
-                "iat": now,
-                "nbf": now,
-                "exp": now + lifetime_secs,
-            });
-            if !scopes.is_empty() {
-                claims["scope"] = scopes.join(" ").into();
-            }
-            if let Some(agent) = may_act {
-                claims["may_act"] = serde_json::json!({ "sub": agent });
-            }
-            let token = key
-                .sign("JWT", &claims)
-                .map_err(|err| anyhow::anyhow!("signing: {err}"))?;
+            let token = dev_users::person_token(
+                &key,
+                &dev_users::PersonClaims {
+                    sub: &sub,
+                    tenant: &tenant,
+                    scopes: &scopes,
+                    may_act: may_act.as_deref(),
+                    lifetime_secs,
+                },
+            )?;
             println!("{token}");
             Ok(())
         }

@@ -168,7 +168,7 @@ pub async fn serve(
         grpc_services: vec![GRPC_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME],
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(
-            PolicyServiceServer::from_arc(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+            PolicyServiceServer::from_arc(api).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(AuthorizationServer::new(api::ext_authz::ExtAuthz::new(
             decisions.clone(),
