@@ -17,8 +17,9 @@ use tonic::transport::{Channel, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where the services are; every subcommand that calls one takes all three.
 #[derive(Debug, Clone, clap::Args)]
-pub struct AdminArgs {
+pub struct ServiceUrls {
     /// identity-svc base URL.
     #[arg(
         long,
@@ -27,6 +28,26 @@ pub struct AdminArgs {
         global = true
     )]
     pub identity: String,
+    /// policy-svc base URL.
+    #[arg(
+        long,
+        env = "AGENTSEC_POLICY_URL",
+        default_value = "http://127.0.0.1:7402",
+        global = true
+    )]
+    pub policy: String,
+    /// exchange-svc base URL.
+    #[arg(
+        long,
+        env = "AGENTSEC_EXCHANGE_URL",
+        default_value = "http://127.0.0.1:7403",
+        global = true
+    )]
+    pub exchange: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
     /// Admin client id (the bootstrap admin, or an agent with admin scope).
     #[arg(long, env = "AGENTSEC_ADMIN_CLIENT_ID", default_value = crate::stack::DEV_ADMIN_CLIENT_ID, global = true)]
     pub admin_client_id: String,
@@ -150,13 +171,13 @@ impl AdminArgs {
         Ok(response.into_inner().access_token)
     }
 
-    /// Connects to identity-svc and gets an admin token.
+    /// Connects to identity-svc at `identity` and gets an admin token.
     pub async fn connect_and_token(
         &self,
+        identity: &str,
         tls: &Arc<ClientTls>,
     ) -> anyhow::Result<(IdentityServiceClient<Channel>, String)> {
-        let mut client =
-            IdentityServiceClient::new(connect(&self.identity, "identity-svc", tls).await?);
+        let mut client = IdentityServiceClient::new(connect(identity, "identity-svc", tls).await?);
         let token = self.token(&mut client).await?;
         Ok((client, token))
     }
@@ -197,14 +218,13 @@ mod tests {
         let secret_file = dir.path().join("admin-secret");
         std::fs::write(&secret_file, ADMIN_CLIENT_SECRET).unwrap();
         let admin = AdminArgs {
-            identity: url,
             admin_client_id: ADMIN_CLIENT_ID.to_owned(),
             admin_secret_file: secret_file,
             admin_audience: "agentsec".to_owned(),
         };
 
         let (_, token) = admin
-            .connect_and_token(&tls.client().unwrap())
+            .connect_and_token(&url, &tls.client().unwrap())
             .await
             .unwrap();
         assert_eq!(token.split('.').count(), 3);
@@ -214,7 +234,7 @@ mod tests {
             ..tls.clone()
         };
         assert!(admin
-            .connect_and_token(&untrusting.client().unwrap())
+            .connect_and_token(&url, &untrusting.client().unwrap())
             .await
             .is_err());
         let anonymous = TlsArgs {
@@ -223,7 +243,7 @@ mod tests {
             ..tls.clone()
         };
         assert!(admin
-            .connect_and_token(&anonymous.client().unwrap())
+            .connect_and_token(&url, &anonymous.client().unwrap())
             .await
             .is_err());
 

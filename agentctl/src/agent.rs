@@ -10,12 +10,14 @@ use agentsec_proto::identity::v1::{
     Agent, Ceiling, CreateClientSecretRequest, RegisterAgentRequest, SuspendAgentRequest,
 };
 
-use crate::admin::{bearer, failed, AdminArgs};
+use crate::admin::{bearer, failed, AdminArgs, ServiceUrls};
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     #[command(flatten)]
     admin: AdminArgs,
+    #[command(flatten)]
+    urls: ServiceUrls,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -64,7 +66,10 @@ fn parse_attribute(value: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: AgentArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
-    let (mut client, token) = args.admin.connect_and_token(tls).await?;
+    let (mut client, token) = args
+        .admin
+        .connect_and_token(&args.urls.identity, tls)
+        .await?;
     let output = match &args.command {
         AgentCommand::Register {
             tenant,

@@ -8,18 +8,12 @@ use agentsec_proto::exchange::v1::exchange_service_client::ExchangeServiceClient
 use agentsec_proto::exchange::v1::{CreateGrantRequest, Grant};
 use anyhow::Context as _;
 
-use crate::admin::{bearer, connect, failed};
+use crate::admin::{bearer, connect, failed, ServiceUrls};
 
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
-    /// exchange-svc base URL.
-    #[arg(
-        long,
-        env = "AGENTSEC_EXCHANGE_URL",
-        default_value = "http://127.0.0.1:7403",
-        global = true
-    )]
-    exchange: String,
+    #[command(flatten)]
+    urls: ServiceUrls,
     #[command(subcommand)]
     command: GrantCommand,
 }
@@ -77,8 +71,9 @@ pub async fn run(args: GrantArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
                 purpose,
                 ..Grant::default()
             };
-            let mut client =
-                ExchangeServiceClient::new(connect(&args.exchange, "exchange-svc", tls).await?);
+            let mut client = ExchangeServiceClient::new(
+                connect(&args.urls.exchange, "exchange-svc", tls).await?,
+            );
             let grant = client
                 .create_grant(bearer(
                     CreateGrantRequest { grant: Some(grant) },

@@ -23,20 +23,14 @@ use agentsec_proto::policy::v1::{PolicyRule, PolicySet, PutPolicySetRequest, Rol
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::admin::{bearer, connect, failed, AdminArgs};
+use crate::admin::{bearer, connect, failed, AdminArgs, ServiceUrls};
 
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
     #[command(flatten)]
     admin: AdminArgs,
-    /// policy-svc base URL.
-    #[arg(
-        long,
-        env = "AGENTSEC_POLICY_URL",
-        default_value = "http://127.0.0.1:7402",
-        global = true
-    )]
-    policy: String,
+    #[command(flatten)]
+    urls: ServiceUrls,
     #[command(subcommand)]
     command: PolicyCommand,
 }
@@ -142,9 +136,12 @@ pub async fn run(args: PolicyArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
             let parsed: File = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a policy file", file.display()))?;
             let set = policy_set(parsed)?;
-            let (_, token) = args.admin.connect_and_token(tls).await?;
+            let (_, token) = args
+                .admin
+                .connect_and_token(&args.urls.identity, tls)
+                .await?;
             let mut client =
-                PolicyServiceClient::new(connect(&args.policy, "policy-svc", tls).await?);
+                PolicyServiceClient::new(connect(&args.urls.policy, "policy-svc", tls).await?);
             let version = client
                 .put_policy_set(bearer(
                     PutPolicySetRequest {
