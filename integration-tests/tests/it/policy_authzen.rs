@@ -258,6 +258,20 @@ async fn policy_decision_callers_need_a_token_when_configured() -> anyhow::Resul
     )
     .await?;
     assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    // Without a token, a malformed body is refused as unauthenticated too:
+    // its fields are not examined.
+    for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+        let malformed = http::request(
+            guarded,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            b"{\"subject\": 7}",
+        )
+        .await?;
+        assert_eq!(malformed.status, 401, "{path}");
+    }
     let answered = http::request(
         guarded,
         "POST",

@@ -367,7 +367,15 @@ fn status_response(status: tonic::Status) -> Response {
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (code, Json(json!({"error": status.message()}))).into_response()
+    let mut response = (code, Json(json!({"error": status.message()}))).into_response();
+    if code == StatusCode::UNAUTHORIZED {
+        // RFC 6750 §3: a refused bearer token is answered with a challenge.
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 /// AuthZEN: the PDP echoes the PEP's `X-Request-ID`.
@@ -401,15 +409,16 @@ fn caller(headers: &HeaderMap) -> MetadataMap {
 }
 
 async fn evaluation(State(api): State<Authzen>, headers: HeaderMap, body: Bytes) -> Response {
+    // The caller first: an unauthenticated caller learns nothing of the body.
+    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
+        return answer(&headers, status_response(err.into()));
+    }
     let request = match parse::<Evaluation>(&headers, &body)
         .and_then(|evaluation| check_request(&evaluation, &Evaluation::default()))
     {
         Ok(request) => request,
         Err(err) => return answer(&headers, bad_request(err)),
     };
-    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
-        return answer(&headers, status_response(err.into()));
-    }
     let response = match api.decisions.check(&request).await {
         Ok(response) => match response.decision {
             Some(decision) => Json(decision_json(&decision)).into_response(),
@@ -428,6 +437,10 @@ enum Semantic {
 }
 
 async fn evaluations(State(api): State<Authzen>, headers: HeaderMap, body: Bytes) -> Response {
+    // The caller first: an unauthenticated caller learns nothing of the body.
+    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
+        return answer(&headers, status_response(err.into()));
+    }
     let parsed = match parse::<Evaluations>(&headers, &body) {
         Ok(parsed) => parsed,
         Err(err) => return answer(&headers, bad_request(err)),
@@ -478,9 +491,6 @@ async fn evaluations(State(api): State<Authzen>, headers: HeaderMap, body: Bytes
         Ok(requests) => requests,
         Err(err) => return answer(&headers, bad_request(err)),
     };
-    if let Err(err) = api.auth.decision_caller(&caller(&headers)).await {
-        return answer(&headers, status_response(err.into()));
-    }
     let results = match api.decisions.batch_check(&requests).await {
         Ok(results) => results,
         Err(err) => return answer(&headers, status_response(err.into())),
