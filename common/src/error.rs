@@ -63,13 +63,7 @@ impl ApiError {
     /// when the database cannot be reached, which a caller may retry;
     /// INTERNAL otherwise. The cause is logged, never answered.
     pub fn database(context: &'static str, err: sea_orm::DbErr) -> Self {
-        if crate::db::is_unreachable(&err) {
-            tracing::error!(context, error = %err, "the database is unreachable");
-            return Self::Unavailable {
-                what: "the database".to_owned(),
-            };
-        }
-        Self::internal(context, err)
+        crate::store::StoreError::db(context, err).into()
     }
 }
 

@@ -292,15 +292,6 @@ pub fn revocation_horizon(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> D
     since.map_or(horizon, |since| since.max(horizon))
 }
 
-/// A grant id as it may appear in a message (ids are ASCII; anything else
-/// is cut short).
-pub fn printable_id(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod tests;
 use std::sync::Arc;
 
 use agentsec_common::invalidation::{Invalidation, InvalidationKind};
+use agentsec_common::oauth_http::printable;
 use agentsec_common::page::Page;
 use agentsec_proto::common::v1::{Outcome, PageRequest};
 use chrono::{DateTime, Utc};
@@ -19,8 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::config::GrantConfig;
 use crate::domain::caller::{Caller, ListQuery, Person};
 use crate::domain::grant::{
-    check_reason, printable_id, revocation_horizon, stored_now, GrantRequest, GrantView,
-    RevokedGrant,
+    check_reason, revocation_horizon, stored_now, GrantRequest, GrantView, RevokedGrant,
 };
 use crate::error::ExchangeError;
 use crate::events::{AuditRecord, Events};
@@ -239,6 +239,6 @@ impl<S: GrantStore, D: AgentDirectory> Grants<S, D> {
 fn not_found(id: &str) -> ExchangeError {
     ExchangeError::NotFound {
         kind: "grant",
-        id: printable_id(id),
+        id: printable(id),
     }
 }

@@ -44,23 +44,24 @@ pub enum FederationError {
 
 impl From<FederationError> for OAuthError {
     fn from(err: FederationError) -> Self {
+        let description = err.to_string();
         // RFC 7523 §3.1: an assertion that is not valid is `invalid_grant`.
-        let code = match &err {
+        let code = match err {
+            // An unreachable database is `temporarily_unavailable`.
+            FederationError::Store(store) => {
+                return OAuthError::from_api(store.into(), "jwt-bearer grant");
+            }
             FederationError::NotEnabled => OAuthErrorCode::UnsupportedGrantType,
             FederationError::MissingAssertion
             | FederationError::Token(JwtError::TooLarge { .. }) => OAuthErrorCode::InvalidRequest,
             FederationError::Token(JwtError::KeysUnavailable) => {
                 OAuthErrorCode::TemporarilyUnavailable
             }
-            FederationError::Store(_) => {
-                tracing::error!(error = %err, "jwt-bearer grant internal error");
-                return OAuthError::new(OAuthErrorCode::ServerError, "internal error");
-            }
             FederationError::Token(_) | FederationError::NoMatch | FederationError::Ambiguous => {
                 OAuthErrorCode::InvalidGrant
             }
         };
-        OAuthError::new(code, err.to_string())
+        OAuthError::new(code, description)
     }
 }
 
@@ -318,6 +319,13 @@ mod tests {
                 sea_orm::DbErr::Custom("x".into())
             ))),
             OAuthErrorCode::ServerError
+        );
+        assert_eq!(
+            code(FederationError::Store(StoreError::db(
+                "reading",
+                sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
+            ))),
+            OAuthErrorCode::TemporarilyUnavailable
         );
     }
 }

@@ -12,8 +12,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::assertion::AssertionClaims;
 use super::{
-    oauth, server_error, Client, ClientCredentials, TokenService, AUTH_FAILED, MAX_CLIENT_ID,
-    MAX_SECRET,
+    oauth, server_error, store_failed, Client, ClientCredentials, TokenService, AUTH_FAILED,
+    MAX_CLIENT_ID, MAX_SECRET,
 };
 use crate::domain::credential::Kind;
 use crate::domain::credentials::MAX_SECRETS;
@@ -103,7 +103,7 @@ impl TokenService {
             .store
             .agent(agent_id)
             .await
-            .map_err(|err| server_error("agent lookup", err))?
+            .map_err(store_failed("agent lookup"))?
         else {
             return Ok(None);
         };
@@ -116,7 +116,7 @@ impl TokenService {
                 u64::from(MAX_SECRETS),
             )
             .await
-            .map_err(|err| server_error("credential lookup", err))?;
+            .map_err(store_failed("credential lookup"))?;
         Ok(Some(ClientRecord { agent, secrets }))
     }
 
@@ -176,13 +176,13 @@ impl TokenService {
             .store
             .agent(subject)
             .await
-            .map_err(|err| server_error("agent lookup", err))?
+            .map_err(store_failed("agent lookup"))?
             .ok_or_else(|| invalid(AUTH_FAILED))?;
         let credential = self
             .store
             .public_key(&agent.id, kid)
             .await
-            .map_err(|err| server_error("credential lookup", err))?
+            .map_err(store_failed("credential lookup"))?
             .filter(|credential| !credential.is_expired(Utc::now()))
             .ok_or_else(|| {
                 invalid("client_assertion `kid` is not a registered key of this client")

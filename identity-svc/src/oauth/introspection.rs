@@ -10,7 +10,7 @@ use agentsec_proto::common::v1::Outcome;
 use chrono::Utc;
 
 use super::claims::{AccessClaims, AdminScope, ADMIN_SCOPE, MAX_TOKEN_BYTES};
-use super::{oauth, server_error, Caller, Client, ClientCredentials, TokenService};
+use super::{oauth, server_error, store_failed, Caller, Client, ClientCredentials, TokenService};
 use crate::domain::agent::Status;
 use crate::error::IdentityError;
 use crate::events::{AuditRecord, Invalidation, InvalidationKind};
@@ -214,10 +214,12 @@ impl TokenService {
             .attribute("jti", claims.jti.clone());
         let txn = sea_orm::TransactionTrait::begin(&self.db)
             .await
-            .map_err(|err| server_error("revoke", err))?;
+            .map_err(db_err("revoke"))
+            .map_err(store_failed("revoke"))?;
         tokens::revoke(&txn, &claims.jti, &claims.sub, claims.exp, now)
             .await
-            .map_err(|err| server_error("revoke", err))?;
+            .map_err(db_err("revoke"))
+            .map_err(store_failed("revoke"))?;
         self.events.audit(record).await.map_err(|err| match err {
             ApiError::Unavailable { what } => oauth(
                 OAuthErrorCode::TemporarilyUnavailable,
@@ -227,7 +229,8 @@ impl TokenService {
         })?;
         txn.commit()
             .await
-            .map_err(|err| server_error("revoke", err))?;
+            .map_err(db_err("revoke"))
+            .map_err(store_failed("revoke"))?;
         self.standing.note_revoked(&claims.jti, claims.exp);
         let mut invalidation =
             Invalidation::new(InvalidationKind::TokenRevoked, &tenant, &claims.sub);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
 use agentsec_common::redis::RedisHandle;
+use agentsec_common::store::StoreError;
 use agentsec_proto::common::v1::Outcome;
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
@@ -145,6 +146,12 @@ fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> OAuthError {
 fn server_error(context: &'static str, err: impl std::fmt::Display) -> OAuthError {
     tracing::error!(context, error = %err, "token endpoint internal error");
     oauth(OAuthErrorCode::ServerError, "internal error")
+}
+
+/// A failed store call at a token endpoint: `temporarily_unavailable`
+/// when the database is unreachable, `server_error` otherwise.
+fn store_failed(context: &'static str) -> impl Fn(StoreError) -> OAuthError {
+    move |err| OAuthError::from_api(err.into(), context)
 }
 
 /// Who a client authenticated as.
