@@ -10,7 +10,9 @@
         ci/production-values.yaml (probes, security context, checksums, ...).
     check_deploy.py dockerfile
         Every package the Dockerfile builds and every binary it copies
-        exists in the Cargo workspace.
+        exists in the Cargo workspace; the runtime stage runs as the chart's
+        uid and carries the OCI labels; .dockerignore keeps .git and target
+        directories out of the build context.
     check_deploy.py env BIN_DIR RENDERED.yaml [RENDERED.yaml ...]
         Runs each service binary with `--check-config`, the config file the
         chart rendered for it and the environment its Deployment sets
@@ -336,6 +338,20 @@ def dockerfile():
     for svc in SERVICES:
         if svc not in binaries:
             fail(f"the image lacks {svc}")
+    final_stage = re.split(r"^FROM\s", text, flags=re.M)[-1]
+    users = re.findall(r"^USER\s+(\S+)", final_stage, re.M)
+    if users[-1:] != ["10001:10001"]:
+        fail(f"the runtime stage runs as {users[-1:]}, not 10001:10001 (the chart's runAsUser)")
+    ok("the runtime stage runs as uid 10001, the chart's runAsUser")
+    for label in ("title", "description", "source", "version", "revision"):
+        if f"org.opencontainers.image.{label}=" not in final_stage:
+            fail(f"the image has no org.opencontainers.image.{label} label")
+    ok("the image carries the OCI labels")
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for path in (".git", "**/target"):
+        if path not in ignored:
+            fail(f".dockerignore does not exclude {path}")
+    ok(".dockerignore excludes .git and target directories")
     return 0
 
 
