@@ -497,14 +497,20 @@ def examples():
     policy = [d for d in docs if d["kind"] == "AuthorizationPolicy"]
     if not policy or policy[0]["spec"].get("action") != "CUSTOM":
         fail("istio-ext-authz.yaml: no AuthorizationPolicy with action CUSTOM")
-    mesh = [d for d in docs if d["kind"] == "ConfigMap" or d["kind"] == "IstioOperator"]
-    text = yaml.safe_dump_all(mesh)
-    if "envoyExtAuthzGrpc" not in text:
-        fail("istio-ext-authz.yaml: no envoyExtAuthzGrpc extension provider")
+    if any(d["kind"] in ("ConfigMap", "IstioOperator") for d in docs):
+        fail("istio-ext-authz.yaml: the mesh config belongs in istio-mesh-config.yaml, merged, not applied whole")
+    mesh = yaml.safe_load((base / "istio-mesh-config.yaml").read_text())
+    providers = {
+        p.get("name"): p.get("envoyExtAuthzGrpc")
+        for p in mesh.get("meshConfig", {}).get("extensionProviders", [])
+    }
     provider = policy[0]["spec"].get("provider", {}).get("name") if policy else None
-    if provider and provider not in text:
-        fail(f"istio-ext-authz.yaml: the provider {provider} is not defined in meshConfig")
-    ok(f"istio-ext-authz.yaml: {sorted(k for _, k in kinds)}, CUSTOM action to an envoyExtAuthzGrpc provider")
+    grpc = providers.get(provider)
+    if not grpc:
+        fail(f"istio-mesh-config.yaml: no envoyExtAuthzGrpc provider named {provider}")
+    elif grpc.get("failOpen") is not False or grpc.get("port") != 7402:
+        fail("istio-mesh-config.yaml: the provider must fail closed and reach policy-svc on 7402")
+    ok(f"istio-ext-authz.yaml: {sorted(k for _, k in kinds)}, CUSTOM action to the envoyExtAuthzGrpc provider of istio-mesh-config.yaml")
     return 0
 
 

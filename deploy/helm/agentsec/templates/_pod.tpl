@@ -16,8 +16,8 @@ volumes and their mounts. (dict "root" $ "key" "identity" "check" bool)
 {{- $root := .root -}}
 {{- $c := include "agentsec.component" . | fromYaml -}}
 {{- $v := index $root.Values .key -}}
-{{- /* The image sets AGENTSEC_SERVER__LISTEN=0.0.0.0:7401 (deploy/Dockerfile)
-and the environment beats the file: every container sets its own. */}}
+{{- /* The config files in the image listen on 127.0.0.1; every container
+binds all interfaces on its own port. */}}
 - name: AGENTSEC_SERVER__LISTEN
   value: {{ printf "0.0.0.0:%v" $c.port | quote }}
 {{- with include "agentsec.databaseSource" . | fromYaml }}
