@@ -13,6 +13,7 @@ mod demo;
 mod dev;
 mod dev_users;
 mod grant;
+mod health;
 mod policy;
 mod stack;
 mod token;
@@ -45,6 +46,8 @@ enum Command {
     Grant(grant::GrantArgs),
     /// Development tokens (needs a data directory of `agentctl dev`).
     Token(token::TokenArgs),
+    /// A service's gRPC health status; exits non-zero unless SERVING.
+    Health(health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,9 @@ fn main() -> ExitCode {
             runtime.block_on(async { grant::run(args, &cli.tls.client()?).await })
         }
         Command::Token(args) => token::run(args),
+        Command::Health(args) => {
+            runtime.block_on(async { health::run(args, &cli.tls.client()?).await })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
