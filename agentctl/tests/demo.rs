@@ -3,26 +3,18 @@
 //! checked in its JSON transcript, and the text transcript reads as one.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::Value;
 
-/// The demo must finish well within a minute (a debug build on a busy
-/// machine is slower than a release build).
-const WITHIN: Duration = Duration::from_secs(60);
-
-/// Runs `agentctl demo` with `args`; its stdout, once it has succeeded in
-/// time.
+/// Runs `agentctl demo` with `args`; its stdout, once it has succeeded.
 fn demo(args: &[&str]) -> anyhow::Result<String> {
-    let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_agentctl"))
         .arg("demo")
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .output()?;
-    let elapsed = started.elapsed();
     let stdout = String::from_utf8(output.stdout)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     anyhow::ensure!(
@@ -30,7 +22,6 @@ fn demo(args: &[&str]) -> anyhow::Result<String> {
         "agentctl demo failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
-    anyhow::ensure!(elapsed < WITHIN, "agentctl demo took {elapsed:?}");
     Ok(stdout)
 }
 
@@ -174,7 +165,9 @@ fn the_demo_tells_the_whole_story_and_every_step_goes_as_expected() -> anyhow::R
     assert_eq!(fact(chain, "chain")?, "verified");
     assert!(field(chain, "answered")?.starts_with("chain verified"));
 
-    assert!(transcript["elapsed_ms"].as_u64().unwrap_or(u64::MAX) < 60_000);
+    // How long it took is reported (BENCHMARKS.md has the figures), not
+    // asserted: a timing goal is a benchmark's.
+    assert!(transcript["elapsed_ms"].is_u64(), "{transcript:#}");
     Ok(())
 }
 
