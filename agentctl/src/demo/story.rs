@@ -1428,8 +1428,21 @@ fn denial(response: &CheckResponse) -> (i32, Value) {
     };
     (
         denied.status.as_ref().map_or(0, |status| status.code),
-        serde_json::from_str(&denied.body).unwrap_or(Value::Null),
+        decision_of(serde_json::from_str(&denied.body).unwrap_or(Value::Null)),
     )
+}
+
+/// The decision in a denial body: the body itself, or for an MCP message
+/// the JSON-RPC error's `data` (its message as the reason when it has
+/// none).
+fn decision_of(body: Value) -> Value {
+    match body.get("error") {
+        Some(error) if error.is_object() => error
+            .get("data")
+            .cloned()
+            .unwrap_or_else(|| json!({ "reason": error["message"] })),
+        _ => body,
+    }
 }
 
 fn denial_text(response: &CheckResponse) -> String {

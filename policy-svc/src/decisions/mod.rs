@@ -143,6 +143,12 @@ impl DecisionService {
         token::check_token(self, request).await
     }
 
+    /// Whether `token` is valid, unrevoked and for `audience`, without a
+    /// decision.
+    pub async fn authenticate(&self, token: &str, audience: &str) -> Result<(), ApiError> {
+        token::authenticate(self, token, audience).await
+    }
+
     /// How long the caller may cache `decision`.
     fn ttl(&self, decision: &Decision) -> Duration {
         if decision.evaluation_error || decision.depends_on_time {

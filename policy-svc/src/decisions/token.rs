@@ -28,22 +28,8 @@ pub(super) async fn check_token(
     service: &DecisionService,
     request: CheckTokenRequest,
 ) -> Result<CheckTokenResponse, ApiError> {
-    if request.token.is_empty() {
-        return Err(ApiError::invalid("token", "is required"));
-    }
-    if request.token.len() > MAX_TOKEN_BYTES {
-        return Err(ApiError::invalid("token", "must be at most 8 KiB"));
-    }
-    if !service.tokens.is_configured() {
-        return Err(ApiError::FailedPrecondition {
-            reason: "no token issuer is trusted (token_issuers, or admin.jwks_uri for \
-                     identity-svc)"
-                .to_owned(),
-        });
-    }
-    let verified = service.tokens.verify(&request.token).await?;
-    service.revocations.wait_loaded(FIRST_LOAD_WAIT).await;
-    service.revocations.check(&verified, Utc::now())?;
+    check_token_size(&request.token)?;
+    let verified = verify_unrevoked(service, &request.token).await?;
     let mut principal = verified.principal.clone();
     // policy.proto: the principal carries the agent's registry attributes,
     // from the view (a token cannot carry its own).
@@ -93,6 +79,53 @@ pub(super) async fn check_token(
         decision: answer.decision,
         principal: Some(principal),
     })
+}
+
+/// Whether `token` may be presented to `audience` at all, without a
+/// decision: verified, not revoked, and for that audience. For what needs
+/// no policy decision (MCP `ping` and notifications under ext_authz).
+pub(super) async fn authenticate(
+    service: &DecisionService,
+    token: &str,
+    audience: &str,
+) -> Result<(), ApiError> {
+    check_token_size(token)?;
+    let verified = verify_unrevoked(service, token).await?;
+    if verified.is_for(audience) {
+        return Ok(());
+    }
+    Err(ApiError::PermissionDenied {
+        reason: audience_denial(&verified, audience, 0).reason,
+    })
+}
+
+fn check_token_size(token: &str) -> Result<(), ApiError> {
+    if token.is_empty() {
+        return Err(ApiError::invalid("token", "is required"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::invalid("token", "must be at most 8 KiB"));
+    }
+    Ok(())
+}
+
+/// `token` verified against the trusted issuers and the revocation view
+/// (waiting for its first load right after start).
+async fn verify_unrevoked(
+    service: &DecisionService,
+    token: &str,
+) -> Result<VerifiedToken, ApiError> {
+    if !service.tokens.is_configured() {
+        return Err(ApiError::FailedPrecondition {
+            reason: "no token issuer is trusted (token_issuers, or admin.jwks_uri for \
+                     identity-svc)"
+                .to_owned(),
+        });
+    }
+    let verified = service.tokens.verify(token).await?;
+    service.revocations.wait_loaded(FIRST_LOAD_WAIT).await;
+    service.revocations.check(&verified, Utc::now())?;
+    Ok(verified)
 }
 
 /// The caller's context with what only the token may say: the delegation

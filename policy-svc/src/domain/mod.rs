@@ -5,4 +5,5 @@
 //! imports a transport or a store.
 
 pub mod engine;
+pub mod mcp;
 pub mod policy_set;

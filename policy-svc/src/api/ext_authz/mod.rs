@@ -8,14 +8,21 @@
 //! * The target system (audience) is the route's `agentsec_audience`
 //!   context extension if the ext_authz filter sets one, else the request's
 //!   host without its port. The token's `aud` must name it.
-//! * An MCP JSON-RPC `tools/call` in the forwarded body (the filter's
-//!   `with_request_body`) is action `tools/call` on resource `mcp.tool`
-//!   `mcp:<server>/<tool>`, `<server>` being the `agentsec_mcp_server`
-//!   context extension or else the audience. A JSON-RPC batch holding a
-//!   `tools/call` is denied (each call needs its own decision). Any other
-//!   request is resource `http.path` (the path without its query) with the
-//!   action from the method: GET/HEAD/OPTIONS `read`, POST/PUT/PATCH
-//!   `write`, DELETE `delete`, any other the method in lower case.
+//! * A JSON-RPC body (the filter's `with_request_body`) is MCP, decided
+//!   message by message after the COAZ-MCP method table (see
+//!   `domain::mcp`): `tools/call` is action `tools/call` on resource
+//!   `mcp.tool` `mcp:<server>/<tool>`, `<server>` being the
+//!   `agentsec_mcp_server` context extension or else the audience; `ping`
+//!   and notifications need only a valid token; unknown methods are denied;
+//!   a batch goes through only when every message would. On a route with
+//!   `agentsec_mcp_server`, every non-empty body must be JSON-RPC. An MCP
+//!   refusal is a JSON-RPC error (per message, with its `id`; `-32001`
+//!   denied, `-32602` unmappable, `-32600` not a request, `-32603` no
+//!   decision possible) whose `data` carries the decision.
+//! * Any other request is resource `http.path` (the path without its
+//!   query) with the action from the method: GET/HEAD/OPTIONS `read`,
+//!   POST/PUT/PATCH `write`, DELETE `delete`, any other the method in lower
+//!   case.
 //! * ALLOW: OK, and `x-agentsec-decision-id` set on the upstream request
 //!   (overwriting one a client sent). DENY: 403 with a JSON body (decision,
 //!   reason, decision id, policy ids). A request policy-svc cannot decide
@@ -25,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agentsec_proto::common::v1::{Effect, Resource};
+use agentsec_proto::common::v1::{Decision, Effect, Resource};
 use agentsec_proto::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
 };
@@ -42,7 +49,10 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::auth::AdminAuth;
 use crate::decisions::DecisionService;
+use crate::domain::mcp as table;
 use crate::tokens::MAX_TOKEN_BYTES;
+
+mod mcp;
 
 /// The header carrying the decision id upstream.
 pub const DECISION_ID_HEADER: &str = "x-agentsec-decision-id";
@@ -129,31 +139,6 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// The tool name of an MCP `tools/call` body; Err for a batch holding one.
-fn mcp_tool(body: &[u8]) -> Result<Option<String>, Refusal> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Ok(None);
-    };
-    let is_call = |message: &serde_json::Value| {
-        message.get("method").and_then(serde_json::Value::as_str) == Some("tools/call")
-    };
-    match &value {
-        serde_json::Value::Array(messages) if messages.iter().any(is_call) => Err(
-            Refusal::Forbidden("a JSON-RPC batch with tools/call is not decided as one".to_owned()),
-        ),
-        message if is_call(message) => {
-            let name = message
-                .get("params")
-                .and_then(|params| params.get("name"))
-                .and_then(serde_json::Value::as_str)
-                .filter(|name| !name.is_empty())
-                .ok_or_else(|| Refusal::Forbidden("a tools/call without params.name".to_owned()))?;
-            Ok(Some(name.to_owned()))
-        }
-        _ => Ok(None),
-    }
-}
-
 fn action_of(method: &str) -> String {
     match method.to_ascii_uppercase().as_str() {
         "GET" | "HEAD" | "OPTIONS" => "read".to_owned(),
@@ -163,7 +148,19 @@ fn action_of(method: &str) -> String {
     }
 }
 
-fn target(http: &HttpRequest, extensions: &HashMap<String, String>) -> Result<Target, Refusal> {
+/// What a request asks for: a plain HTTP request's one target, or MCP
+/// messages.
+#[derive(Debug, PartialEq)]
+enum Asked {
+    Http(Target),
+    Mcp {
+        audience: String,
+        messages: Vec<table::Message>,
+        batch: bool,
+    },
+}
+
+fn asked(http: &HttpRequest, extensions: &HashMap<String, String>) -> Asked {
     let audience = extensions
         .get(AUDIENCE_EXTENSION)
         .filter(|audience| !audience.is_empty())
@@ -183,20 +180,24 @@ fn target(http: &HttpRequest, extensions: &HashMap<String, String>) -> Result<Ta
     } else {
         &http.raw_body
     };
-    if let Some(tool) = mcp_tool(body)? {
-        let server = extensions
-            .get(MCP_SERVER_EXTENSION)
-            .filter(|server| !server.is_empty())
-            .unwrap_or(&audience);
-        return Ok(Target {
-            resource_id: format!("mcp:{server}/{tool}"),
+    let server = extensions
+        .get(MCP_SERVER_EXTENSION)
+        .filter(|server| !server.is_empty());
+    let (messages, batch) =
+        match table::Body::read(body, server.unwrap_or(&audience), server.is_some()) {
+            table::Body::NotJsonRpc => (Vec::new(), false),
+            table::Body::Single(message) => (vec![message], false),
+            table::Body::Batch(messages) => (messages, true),
+        };
+    if !messages.is_empty() {
+        return Asked::Mcp {
             audience,
-            action: "tools/call".to_owned(),
-            resource_type: "mcp.tool".to_owned(),
-        });
+            messages,
+            batch,
+        };
     }
     let path = http.path.split(['?', '#']).next().unwrap_or_default();
-    Ok(Target {
+    Asked::Http(Target {
         audience,
         action: action_of(&http.method),
         resource_type: "http.path".to_owned(),
@@ -232,11 +233,7 @@ fn denied(
     CheckResponse {
         status: Some(RpcStatus {
             code: code as i32,
-            message: body
-                .get("reason")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            message: reason_of(&body).to_owned(),
             details: Vec::new(),
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
@@ -245,6 +242,19 @@ fn denied(
             body: body.to_string(),
         })),
     }
+}
+
+/// The reason in a denial body: its `reason`, or the first JSON-RPC
+/// error's message.
+fn reason_of(body: &serde_json::Value) -> &str {
+    let first = body
+        .as_array()
+        .and_then(|errors| errors.first())
+        .unwrap_or(body);
+    body.get("reason")
+        .or_else(|| first.pointer("/error/message"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
 }
 
 fn refused(refusal: Refusal) -> CheckResponse {
@@ -278,6 +288,58 @@ fn failed(status: &Status) -> CheckResponse {
     }
 }
 
+/// The OK of an allowed request: the decision ids (none for what needed
+/// no decision) replace whatever `x-agentsec-decision-id` the client sent.
+fn allowed(decision_ids: &[String]) -> CheckResponse {
+    let (headers, headers_to_remove) = if decision_ids.is_empty() {
+        (Vec::new(), vec![DECISION_ID_HEADER.to_owned()])
+    } else {
+        (
+            vec![header_option(DECISION_ID_HEADER, &decision_ids.join(", "))],
+            Vec::new(),
+        )
+    };
+    CheckResponse {
+        status: Some(RpcStatus {
+            code: Code::Ok as i32,
+            message: String::new(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            response_headers_to_add: Vec::new(),
+        })),
+    }
+}
+
+/// A decision on one target, or the error that prevented it.
+async fn decide(
+    decisions: &DecisionService,
+    token: &str,
+    target: Target,
+) -> Result<Decision, Status> {
+    decisions
+        .check_token(CheckTokenRequest {
+            token: token.to_owned(),
+            audience: target.audience,
+            action: target.action,
+            resource: Some(Resource {
+                r#type: target.resource_type,
+                id: target.resource_id,
+                ..Resource::default()
+            }),
+            context: None,
+        })
+        .await
+        .map(|response| response.decision.unwrap_or_default())
+        .map_err(Status::from)
+}
+
+fn is_allow(decision: &Decision) -> bool {
+    decision.effect == Effect::Allow as i32 && !decision.evaluation_error
+}
+
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
     async fn check(
@@ -292,44 +354,28 @@ impl Authorization for ExtAuthz {
             .request
             .and_then(|request| request.http)
             .unwrap_or_default();
-        let asked = bearer(&http).and_then(|token| {
-            target(&http, &attributes.context_extensions).map(|target| (token, target))
-        });
-        let (token, target) = match asked {
-            Ok(asked) => asked,
+        let token = match bearer(&http) {
+            Ok(token) => token,
             Err(refusal) => return Ok(Response::new(refused(refusal))),
         };
-        let decided = self
-            .decisions
-            .check_token(CheckTokenRequest {
-                token,
-                audience: target.audience,
-                action: target.action,
-                resource: Some(Resource {
-                    r#type: target.resource_type,
-                    id: target.resource_id,
-                    ..Resource::default()
-                }),
-                context: None,
-            })
-            .await;
-        let decision = match decided {
-            Ok(response) => response.decision.unwrap_or_default(),
-            Err(err) => return Ok(Response::new(failed(&err.into()))),
+        let target = match asked(&http, &attributes.context_extensions) {
+            Asked::Http(target) => target,
+            Asked::Mcp {
+                audience,
+                messages,
+                batch,
+            } => {
+                return Ok(Response::new(
+                    mcp::decide_messages(&self.decisions, &token, &audience, messages, batch).await,
+                ))
+            }
         };
-        if decision.effect == Effect::Allow as i32 && !decision.evaluation_error {
-            return Ok(Response::new(CheckResponse {
-                status: Some(RpcStatus {
-                    code: Code::Ok as i32,
-                    message: String::new(),
-                    details: Vec::new(),
-                }),
-                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: vec![header_option(DECISION_ID_HEADER, &decision.decision_id)],
-                    headers_to_remove: Vec::new(),
-                    response_headers_to_add: Vec::new(),
-                })),
-            }));
+        let decision = match decide(&self.decisions, &token, target).await {
+            Ok(decision) => decision,
+            Err(status) => return Ok(Response::new(failed(&status))),
+        };
+        if is_allow(&decision) {
+            return Ok(Response::new(allowed(&[decision.decision_id])));
         }
         Ok(Response::new(denied(
             Code::PermissionDenied,
@@ -357,7 +403,6 @@ mod tests {
             host: String,
             path: String,
         ) {
-            let _ = mcp_tool(&body);
             let request = HttpRequest {
                 method,
                 host,
@@ -365,7 +410,7 @@ mod tests {
                 body: String::from_utf8_lossy(&body).into_owned(),
                 ..HttpRequest::default()
             };
-            let _ = target(&request, &HashMap::new());
+            let _ = asked(&request, &HashMap::new());
         }
     }
 
@@ -380,13 +425,19 @@ mod tests {
         }
     }
 
+    fn target(request: &HttpRequest, extensions: &HashMap<String, String>) -> Target {
+        match asked(request, extensions) {
+            Asked::Http(target) => target,
+            mcp => panic!("not plain HTTP: {mcp:?}"),
+        }
+    }
+
     #[test]
     fn the_target_comes_from_host_path_and_method() {
         let plain = target(
             &http("GET", "api.example.com:8443", "/repos/x?page=2", ""),
             &HashMap::new(),
-        )
-        .unwrap();
+        );
         assert_eq!(
             plain,
             Target {
@@ -401,36 +452,61 @@ mod tests {
         assert_eq!(host_without_port("[::1]:80"), "::1");
         let routed = HashMap::from([(AUDIENCE_EXTENSION.to_owned(), "github".to_owned())]);
         assert_eq!(
-            target(&http("GET", "h", "/", ""), &routed)
-                .unwrap()
-                .audience,
+            target(&http("GET", "h", "/", ""), &routed).audience,
             "github"
+        );
+        // A JSON body that is not JSON-RPC is plain HTTP too.
+        assert_eq!(
+            target(
+                &http("POST", "h", "/repos", r#"{"method": "card"}"#),
+                &routed
+            )
+            .action,
+            "write"
         );
     }
 
     #[test]
-    fn an_mcp_tools_call_names_the_tool() {
+    fn json_rpc_bodies_are_mcp_messages_of_the_routed_server() {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{}}}"#;
         let extensions = HashMap::from([(MCP_SERVER_EXTENSION.to_owned(), "github".to_owned())]);
-        let target = target(&http("POST", "mcp.internal", "/mcp", body), &extensions).unwrap();
-        assert_eq!(target.action, "tools/call");
-        assert_eq!(target.resource_type, "mcp.tool");
-        assert_eq!(target.resource_id, "mcp:github/create_issue");
-        // Other JSON-RPC methods are plain requests.
-        let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-        assert_eq!(target_of(list).action, "write");
-        // A batch smuggling a call, or a call without a name: refused.
+        let Asked::Mcp {
+            audience,
+            messages,
+            batch,
+        } = asked(&http("POST", "mcp.internal", "/mcp", body), &extensions)
+        else {
+            panic!("not MCP");
+        };
+        assert_eq!(audience, "mcp.internal");
+        assert!(!batch);
+        assert_eq!(
+            messages[0].ask,
+            table::Ask::Decide {
+                action: "tools/call".into(),
+                resource_type: "mcp.tool",
+                resource_id: "mcp:github/create_issue".into(),
+            }
+        );
+        // Without the extension, the server is the audience.
+        let Asked::Mcp { messages, .. } =
+            asked(&http("POST", "mcp.internal", "/mcp", body), &HashMap::new())
+        else {
+            panic!("not MCP");
+        };
+        assert!(matches!(&messages[0].ask,
+            table::Ask::Decide { resource_id, .. } if resource_id == "mcp:mcp.internal/create_issue"));
+        // A batch is a batch, and a GET without a body on an MCP route is
+        // plain HTTP.
         let batch = format!("[{body}]");
         assert!(matches!(
-            super::target(&http("POST", "m", "/mcp", &batch), &HashMap::new()),
-            Err(Refusal::Forbidden(_))
+            asked(&http("POST", "m", "/mcp", &batch), &HashMap::new()),
+            Asked::Mcp { batch: true, .. }
         ));
-        let nameless = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
-        assert!(super::target(&http("POST", "m", "/mcp", nameless), &HashMap::new()).is_err());
-    }
-
-    fn target_of(body: &str) -> Target {
-        target(&http("POST", "m", "/mcp", body), &HashMap::new()).unwrap()
+        assert!(matches!(
+            asked(&http("GET", "m", "/mcp", ""), &extensions),
+            Asked::Http(_)
+        ));
     }
 
     #[test]
