@@ -92,6 +92,11 @@ def manifests(rendered, out):
 # assertions on the rendered chart -------------------------------------------
 
 
+# Set by every container itself, not secret: the address it binds (the
+# config files in the image listen on 127.0.0.1).
+CONTAINER_VARIABLES = {"AGENTSEC_SERVER__LISTEN"}
+
+
 def image_env():
     """The AGENTSEC_* variables deploy/Dockerfile sets in the image."""
     text = (REPO / "deploy/Dockerfile").read_text()
@@ -142,9 +147,10 @@ def check_deployment_common(deployment):
     if [p.get("name") for p in ports] != ["grpc"]:
         fail(f"{n}: the container port is not named grpc")
     # The image's own AGENTSEC_* variables (deploy/Dockerfile ENV) beat the
-    # config file, so every container must set them itself.
+    # config file, so every container must set them itself, as it sets its
+    # listen address.
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
-    for variable in image_env():
+    for variable in set(image_env()) | CONTAINER_VARIABLES:
         if variable not in env:
             fail(f"{n}: does not set {variable}, which the image sets")
     listen = f"0.0.0.0:{ports[0]['containerPort']}" if ports else None
@@ -208,11 +214,11 @@ def assert_default(rendered):
         literal = [
             e["name"]
             for e in container.get("env", [])
-            if "valueFrom" not in e and e["name"].startswith("AGENTSEC_") and e["name"] not in image_env()
+            if "valueFrom" not in e and e["name"].startswith("AGENTSEC_") and e["name"] not in CONTAINER_VARIABLES
         ]
         if literal:
             fail(f"{svc}: {literal} set to literal values (the config file is the place)")
-        secret_vars = [n for n in env_names if n.startswith("AGENTSEC_") and n not in image_env()]
+        secret_vars = [n for n in env_names if n.startswith("AGENTSEC_") and n not in CONTAINER_VARIABLES]
         if secret_vars:
             fail(f"{svc}: default values name no Secret, yet {secret_vars} are set")
     for service in by_kind(docs, "Service"):
@@ -257,7 +263,7 @@ def assert_production(rendered):
         for env in container["env"]:
             if (
                 env["name"].startswith("AGENTSEC_")
-                and env["name"] not in image_env()
+                and env["name"] not in CONTAINER_VARIABLES
                 and "secretKeyRef" not in env.get("valueFrom", {})
             ):
                 fail(f"{svc}: {env['name']} is not from a Secret")
@@ -408,7 +414,7 @@ def expect_accepted(binary, config_text, env, label, port):
 
 
 def env_check(bin_dir, rendered_files):
-    bin_dir = Path(bin_dir)
+    bin_dir = Path(bin_dir).resolve()
     for svc in SERVICES:
         if not (bin_dir / svc).is_file():
             fail(f"{bin_dir / svc} is missing (build the workspace binaries first)")
@@ -451,6 +457,13 @@ def env_check(bin_dir, rendered_files):
         config = (REPO / "deploy/config" / f"{command[0]}.toml").read_text()
         port = int(str(service["ports"][0]).rsplit(":", 1)[1])
         expect_accepted(bin_dir / command[0], config, env, f"compose.yaml {service_name}", port)
+        # The healthcheck asks the image's agentctl for the readiness of
+        # this service's API on its own port.
+        probe = (service.get("healthcheck") or {}).get("test") or []
+        wanted = ["CMD", "agentctl", "health", f"http://127.0.0.1:{port}", "--service", GRPC_NAMES[command[0]]]
+        if probe != wanted:
+            fail(f"compose.yaml {service_name}: healthcheck {probe}, expected {wanted}")
+        ok(f"compose.yaml {service_name}: healthcheck `agentctl health` on its readiness name")
     return 0
 
 
