@@ -176,6 +176,7 @@ CONFIG = {
             "audit": AUDIT_CLIENT,
             "identity": IDENTITY_CLIENT,
             "revocations": obj({"max_staleness_ms": integer(500, 60_000), "timeout_ms": integer(10, 60_000)}),
+            "authzen": obj({"pdp_url": string(pattern="^https?://[^/?#]+[^?#]*[^/?#]$")}),
         },
         description="policy-svc TOML keys not wired by the chart.",
     ),

@@ -50,6 +50,39 @@ pub struct Config {
     pub identity: IdentityConfig,
     #[serde(default)]
     pub revocations: RevocationConfig,
+    #[serde(default)]
+    pub authzen: AuthzenConfig,
+}
+
+/// The OpenID AuthZEN Authorization API on this port (`[authzen]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzenConfig {
+    /// The PDP identifier the metadata at
+    /// `/.well-known/authzen-configuration` names (`policy_decision_point`,
+    /// and the base of every endpoint URL in it): the URL PEPs reach this
+    /// service at, e.g. `https://pdp.example.com`. PEPs must find it equal
+    /// to the URL they fetched the metadata from. Unset: this port's scheme
+    /// (https with TLS) and the request's `Host` header, which is right only
+    /// where PEPs reach the port directly.
+    pub pdp_url: Option<String>,
+}
+
+impl AuthzenConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.pdp_url else {
+            return Ok(());
+        };
+        let parsed = check_http_url("authzen.pdp_url", url)?;
+        if parsed.query().is_some() || parsed.fragment().is_some() || url.ends_with('/') {
+            return Err(ConfigError::invalid(
+                "authzen.pdp_url",
+                "must be a base URL without query, fragment or trailing slash (AuthZEN 1.0, \
+                 PDP metadata)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// identity-svc as policy-svc calls it, with its own service client
@@ -322,6 +355,7 @@ impl Config {
             token_issuers: Vec::new(),
             identity: IdentityConfig::default(),
             revocations: RevocationConfig::default(),
+            authzen: AuthzenConfig::default(),
         }
     }
 
@@ -362,7 +396,8 @@ impl ServiceConfig for Config {
             issuer.validate(index)?;
         }
         self.identity.validate()?;
-        self.revocations.validate(&self.identity)
+        self.revocations.validate(&self.identity)?;
+        self.authzen.validate()
     }
 }
 
@@ -376,6 +411,25 @@ mod tests {
         let mut config = Config::default();
         config.decisions.callers = DecisionCallers::Any;
         config
+    }
+
+    #[test]
+    fn the_authzen_pdp_url_is_a_bare_base_url() {
+        for bad in [
+            "pdp.example.com",
+            "ftp://pdp.example.com",
+            "https://pdp.example.com/",
+            "https://pdp.example.com?x=1",
+            "https://pdp.example.com#f",
+        ] {
+            let mut config = open();
+            config.authzen.pdp_url = Some(bad.to_owned());
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("authzen.pdp_url"), "{bad}: {err}");
+        }
+        let mut config = open();
+        config.authzen.pdp_url = Some("https://pdp.example.com/tenant-a".to_owned());
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -174,7 +174,17 @@ pub async fn serve(
             decisions.clone(),
             auth.clone(),
         ))),
-        http: api::authzen::router(api::authzen::Authzen { decisions, auth }).route(
+        http: api::authzen::router(api::authzen::Authzen {
+            decisions,
+            auth,
+            identity: match &config.authzen.pdp_url {
+                Some(url) => api::authzen::PdpIdentity::Configured(url.as_str().into()),
+                None => api::authzen::PdpIdentity::FromRequest {
+                    tls: foundation.tls.server.is_some(),
+                },
+            },
+        })
+        .route(
             "/metrics",
             axum::routing::get(move || {
                 let cache = cache.clone();

@@ -286,3 +286,31 @@ async fn policy_decision_callers_need_a_token_when_configured() -> anyhow::Resul
     assert_eq!(answered.json()?["decision"], true);
     cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn authzen_metadata_names_the_configured_pdp() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let pdp = "https://pdp.example.com";
+    let replica = cluster
+        .start_policy_replica_with(|config| config.authzen.pdp_url = Some(pdp.to_owned()))
+        .await?;
+    let response = http::request(
+        replica,
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[("Host", "attacker.example")],
+        b"",
+    )
+    .await?;
+    assert_eq!(response.status, 200);
+    let metadata = response.json()?;
+    // The configured identifier, whatever Host the request names.
+    assert_eq!(metadata["policy_decision_point"], pdp);
+    assert_eq!(
+        metadata["access_evaluations_endpoint"],
+        format!("{pdp}/access/v1/evaluations")
+    );
+    // Parameters without values are omitted, not empty.
+    assert!(metadata.get("capabilities").is_none(), "{metadata}");
+    cluster.shutdown().await
+}

@@ -40,11 +40,38 @@ const PERSON_PROPERTIES: &str = "person_properties";
 const ACTOR_CHAIN: &str = "actor_chain";
 
 /// What the AuthZEN endpoints decide with: the decision service, after
-/// the caller check every decision API makes.
+/// the caller check every decision API makes; and what the PDP metadata
+/// names this PDP.
 #[derive(Clone)]
 pub struct Authzen {
     pub decisions: Arc<DecisionService>,
     pub auth: Arc<AdminAuth>,
+    pub identity: PdpIdentity,
+}
+
+/// The PDP identifier of the metadata (`policy_decision_point`).
+#[derive(Debug, Clone)]
+pub enum PdpIdentity {
+    /// Configured (`authzen.pdp_url`).
+    Configured(Arc<str>),
+    /// This port's scheme and the request's `Host`.
+    FromRequest { tls: bool },
+}
+
+impl PdpIdentity {
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        match self {
+            Self::Configured(url) => url.to_string(),
+            Self::FromRequest { tls } => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("localhost");
+                let scheme = if *tls { "https" } else { "http" };
+                format!("{scheme}://{host}")
+            }
+        }
+    }
 }
 
 pub fn router(api: Authzen) -> Router {
@@ -520,13 +547,11 @@ async fn evaluations(State(api): State<Authzen>, headers: HeaderMap, body: Bytes
     )
 }
 
-/// AuthZEN PDP metadata, with this server's base URL as its `Host` names it.
-async fn metadata(headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost");
-    let base = format!("http://{host}");
+/// AuthZEN PDP metadata: the PDP identifier and the endpoints this PDP
+/// has. No `capabilities`: no registered capability URN applies, and the
+/// 1.0 text has parameters without values omitted.
+async fn metadata(State(api): State<Authzen>, headers: HeaderMap) -> Response {
+    let base = api.identity.base_url(&headers);
     let mut response = Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}{EVALUATION_PATH}"),
@@ -543,6 +568,18 @@ async fn metadata(headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod untrusted_input {
     use super::*;
+
+    #[test]
+    fn the_pdp_identifier_follows_the_port_or_the_configuration() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("pdp.internal:7402"));
+        let plain = PdpIdentity::FromRequest { tls: false };
+        assert_eq!(plain.base_url(&headers), "http://pdp.internal:7402");
+        let tls = PdpIdentity::FromRequest { tls: true };
+        assert_eq!(tls.base_url(&headers), "https://pdp.internal:7402");
+        let configured = PdpIdentity::Configured("https://pdp.example.com".into());
+        assert_eq!(configured.base_url(&headers), "https://pdp.example.com");
+    }
 
     fn json_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
