@@ -314,3 +314,75 @@ async fn authzen_metadata_names_the_configured_pdp() -> anyhow::Result<()> {
     assert!(metadata.get("capabilities").is_none(), "{metadata}");
     cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn conditions_read_properties_as_peps_name_them() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut set = agentsec_proto::policy::v1::PolicySet::default();
+    let mut owner_only = crate::policy_sets::rule(
+        "owner-only",
+        Effect::Allow,
+        &format!("agent:{AGENT}"),
+        "todo:app/*",
+        "can_update_todo",
+    );
+    owner_only.condition =
+        "resource.ownerID == context.userID && resource[\"x-team\"] == 'payments'".to_owned();
+    set.rules.push(owner_only);
+    put(&mut policy(&cluster).await?, &admin, "acme", set).await?;
+
+    let ask = |owner: &str, team: &str| {
+        json!({
+            "subject": {"type": "agent", "id": AGENT, "properties": {"tenant": "acme"}},
+            "resource": {"type": "todo", "id": "todo:app/7", "properties": {"ownerID": owner, "x-team": team}},
+            "action": {"name": "can_update_todo"},
+            "context": {"audience": "todo-app", "userID": "alice"},
+        })
+    };
+    for (owner, team, allowed) in [
+        ("alice", "payments", true),
+        ("bob", "payments", false),
+        ("alice", "ledger", false),
+    ] {
+        let response = post(&cluster, "/access/v1/evaluation", &ask(owner, team)).await?;
+        assert_eq!(
+            response.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        assert_eq!(response.json()?["decision"], allowed, "{owner} {team}");
+    }
+
+    // A condition naming a declared key in another case is refused.
+    let mut set = agentsec_proto::policy::v1::PolicySet::default();
+    set.attributes
+        .push(agentsec_proto::policy::v1::AttributeDefinition {
+            source: agentsec_proto::policy::v1::AttributeSource::Resource as i32,
+            name: "ownerID".to_owned(),
+            r#type: agentsec_proto::policy::v1::AttributeType::String as i32,
+            ..Default::default()
+        });
+    let mut typo = crate::policy_sets::rule(
+        "typo",
+        Effect::Allow,
+        &format!("agent:{AGENT}"),
+        "todo:app/*",
+        "can_update_todo",
+    );
+    typo.condition = "resource.ownerId == context.userID".to_owned();
+    set.rules.push(typo);
+    let refused = put(&mut policy(&cluster).await?, &admin, "acme", set)
+        .await
+        .expect_err("a typo in a declared key is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("`ownerID` is (keys are case-sensitive)"),
+        "{}",
+        refused.message()
+    );
+    cluster.shutdown().await
+}

@@ -14,7 +14,7 @@ use super::glob::Glob;
 use super::index::RuleIndex;
 use super::model::{RoleGraph, MAX_ROLE_DEPTH};
 use super::request::{is_agent_id, is_tenant};
-use super::value::{is_attribute_key, AttrType, Source};
+use super::value::{is_attribute_key, AttrType, Source, ATTRIBUTE_KEY_RULE};
 
 pub const MAX_RULES: usize = 20_000;
 pub const MAX_ROLE_ASSIGNMENTS: usize = 100_000;
@@ -412,7 +412,7 @@ fn declarations(definitions: &[pb::AttributeDefinition]) -> (Declarations, Vec<V
             issues.push(ValidationIssue::new(
                 "",
                 format!("{field}.name"),
-                "attribute keys must match [a-z][a-z0-9_]{0,63}",
+                ATTRIBUTE_KEY_RULE,
             ));
             continue;
         }
@@ -910,7 +910,7 @@ pub(crate) mod tests {
                 ),
                 declare(
                     pb::AttributeSource::Person,
-                    "Dept",
+                    "De\u{0}pt",
                     pb::AttributeType::String,
                 ),
                 declare(
@@ -938,7 +938,7 @@ pub(crate) mod tests {
                 ),
                 (
                     "policy_set.attributes[3].name".to_owned(),
-                    "attribute keys must match [a-z][a-z0-9_]{0,63}".to_owned()
+                    ATTRIBUTE_KEY_RULE.to_owned()
                 ),
                 (
                     "policy_set.attributes[4].type".to_owned(),

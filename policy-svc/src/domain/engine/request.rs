@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::condition::Declarations;
 use super::error::{printable, RequestError};
-use super::value::{is_attribute_key, AttrType, AttrValue, Source};
+use super::value::{is_attribute_key, AttrType, AttrValue, Source, ATTRIBUTE_KEY_RULE};
 
 pub const MAX_TENANT: usize = 64;
 pub const MAX_AGENT_ID: usize = 64;
@@ -435,7 +435,7 @@ fn attributes(
         if !is_attribute_key(key) {
             return Err(RequestError::invalid(
                 format!("{field}[\"{}\"]", printable(key)),
-                "attribute keys must match [a-z][a-z0-9_]{0,63}",
+                ATTRIBUTE_KEY_RULE,
             ));
         }
         let converted = AttrValue::from_proto(&format!("{field}[\"{key}\"]"), value)?;
@@ -607,9 +607,11 @@ pub(crate) mod tests {
             ),
             (
                 invalid(|p| {
-                    principal(p).agent_attributes.insert("Bad".into(), int(1));
+                    principal(p)
+                        .agent_attributes
+                        .insert("bad\u{7}key".into(), int(1));
                 }),
-                "items[2].principal.agent_attributes[\"Bad\"]",
+                "items[2].principal.agent_attributes[\"badkey\"]",
             ),
             (
                 invalid(|p| {

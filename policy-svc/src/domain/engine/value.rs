@@ -241,14 +241,28 @@ fn bounded_string(field: &str, text: &str) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// `[a-z][a-z0-9_]{0,63}` (common.proto attribute keys).
+/// The longest attribute key of a decision request, in characters.
+pub const MAX_ATTRIBUTE_KEY: usize = 128;
+
+/// What `is_attribute_key` requires, for error messages.
+pub const ATTRIBUTE_KEY_RULE: &str =
+    "attribute keys must be 1-128 characters, none a control character";
+
+/// A key a decision request's attributes may carry: whatever PEPs name
+/// their properties (`ownerID`, `x-team`), 1-128 characters without
+/// control characters.
 pub fn is_attribute_key(key: &str) -> bool {
-    let bytes = key.as_bytes();
-    (1..=64).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    !key.is_empty()
+        && key.chars().count() <= MAX_ATTRIBUTE_KEY
+        && !key.chars().any(char::is_control)
+}
+
+/// A key a condition may name plainly (`resource.ownerID`):
+/// `[A-Za-z_][A-Za-z0-9_]*`. Any other key is quoted
+/// (`resource["x-team"]`).
+pub fn is_plain_key(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -303,9 +317,19 @@ mod tests {
 
     #[test]
     fn attribute_keys_follow_the_common_grammar() {
-        assert!(is_attribute_key("trust_tier"));
-        assert!(!is_attribute_key("Tier"));
-        assert!(!is_attribute_key("9x"));
-        assert!(!is_attribute_key(&"a".repeat(65)));
+        for key in ["trust_tier", "ownerID", "x-team", "9x", "user id", "é"] {
+            assert!(is_attribute_key(key), "{key}");
+        }
+        assert!(is_attribute_key(&"é".repeat(128)));
+        for key in ["", "a\nb", "tab\t"] {
+            assert!(!is_attribute_key(key), "{key:?}");
+        }
+        assert!(!is_attribute_key(&"a".repeat(129)));
+        for key in ["trust_tier", "ownerID", "_x", "A1"] {
+            assert!(is_plain_key(key), "{key}");
+        }
+        for key in ["x-team", "9x", "user id", "é", ""] {
+            assert!(!is_plain_key(key), "{key}");
+        }
     }
 }

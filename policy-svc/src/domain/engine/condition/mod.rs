@@ -87,6 +87,14 @@ impl Declarations {
         self.by_source[Self::slot(source)].insert(key.to_owned(), attr_type)
     }
 
+    /// A declared key of `source` equal to `key` but for ASCII case.
+    pub fn key_like(&self, source: Source, key: &str) -> Option<&str> {
+        self.by_source[Self::slot(source)]
+            .keys()
+            .find(|declared| declared.eq_ignore_ascii_case(key))
+            .map(String::as_str)
+    }
+
     pub fn get(&self, source: Source, key: &str) -> Option<AttrType> {
         self.by_source[Self::slot(source)].get(key).copied()
     }

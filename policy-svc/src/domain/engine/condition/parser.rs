@@ -9,7 +9,7 @@ use super::{
     MAX_NESTING,
 };
 use crate::domain::engine::glob::Glob;
-use crate::domain::engine::value::{is_attribute_key, Source};
+use crate::domain::engine::value::{is_attribute_key, Source, ATTRIBUTE_KEY_RULE};
 
 pub fn parse(text: &str, declarations: &Declarations) -> Result<Expr, ParseError> {
     let tokens = tokenize(text)?;
@@ -268,21 +268,25 @@ impl Parser<'_> {
                 ),
             ));
         };
-        self.expect(&Token::Dot, &format!("after `{name}`"))?;
-        let key_pos = self.pos();
-        let key = match self.bump().map(|spanned| spanned.token) {
-            Some(Token::Ident(key)) if is_attribute_key(&key) => key,
-            _ => {
-                return Err(ParseError::new(
-                    key_pos,
-                    format!("expected an attribute key after `{name}.` ([a-z][a-z0-9_]{{0,63}})"),
-                ))
-            }
-        };
+        let (key, key_pos) = self.attribute_key(name)?;
         if let Some(builtin) = Builtin::lookup(source, &key) {
             return Ok((Var::Builtin(builtin), builtin.ty()));
         }
-        let ty = self.declarations.get(source, &key).map_or(Ty::Any, Ty::of);
+        let declared = self.declarations.get(source, &key);
+        if declared.is_none() {
+            // Keys are case-sensitive: a key declared in another case is
+            // almost certainly what was meant.
+            if let Some(meant) = self.declarations.key_like(source, &key) {
+                return Err(ParseError::new(
+                    key_pos,
+                    format!(
+                        "`{name}` has no attribute `{key}` declared; `{meant}` is (keys are \
+                         case-sensitive)"
+                    ),
+                ));
+            }
+        }
+        let ty = declared.map_or(Ty::Any, Ty::of);
         Ok((
             Var::Attr {
                 source,
@@ -290,6 +294,44 @@ impl Parser<'_> {
             },
             ty,
         ))
+    }
+
+    /// The key after `<source>`: `.key` for a plain key of any case,
+    /// `["any key"]` for the rest; and where the key is.
+    fn attribute_key(&mut self, name: &str) -> Result<(String, Pos), ParseError> {
+        let pos = self.pos();
+        let expected = || {
+            ParseError::new(
+                pos,
+                format!(
+                    "expected `.key` or `[\"key\"]` after `{name}` (a plain key is \
+                     [A-Za-z_][A-Za-z0-9_]*; quote any other)"
+                ),
+            )
+        };
+        let opening = self.bump().map(|spanned| spanned.token);
+        let key_pos = self.pos();
+        let key = match opening {
+            Some(Token::Dot) => match self.bump().map(|spanned| spanned.token) {
+                Some(Token::Ident(key)) => key,
+                _ => return Err(expected()),
+            },
+            Some(Token::LBracket) => {
+                let Some(Token::Str(key)) = self.bump().map(|spanned| spanned.token) else {
+                    return Err(expected());
+                };
+                self.expect(&Token::RBracket, &format!("after `{name}[\"{key}\"`"))?;
+                key
+            }
+            _ => return Err(expected()),
+        };
+        if !is_attribute_key(&key) {
+            return Err(ParseError::new(
+                key_pos,
+                format!("`{name}`: {ATTRIBUTE_KEY_RULE}"),
+            ));
+        }
+        Ok((key, key_pos))
     }
 
     fn call(&mut self, name: &str, pos: Pos) -> Result<(Expr, Ty), ParseError> {
@@ -578,6 +620,57 @@ mod tests {
                 parse(text, &declarations)
             );
         }
+    }
+
+    #[test]
+    fn keys_are_plain_in_any_case_or_quoted() {
+        let parsed = parse(
+            "resource.ownerID == person.userID && resource[\"x-team\"] == 'payments' \
+             && context['user id'] != \"\"",
+            &declarations(),
+        )
+        .unwrap();
+        let Expr::All(items) = parsed else {
+            panic!("expected All")
+        };
+        assert_eq!(items.len(), 3);
+        let keys = format!("{items:?}");
+        for key in ["ownerID", "userID", "x-team", "user id"] {
+            assert!(keys.contains(&format!("{key:?}")), "{key} in {keys}");
+        }
+        // A quoted key that is built in is the built-in.
+        assert!(matches!(
+            parse("resource[\"id\"] == 'x'", &declarations()).unwrap(),
+            Expr::Compare(_, left, _) if matches!(*left, Expr::Var(Var::Builtin(_)))
+        ));
+        for (text, says) in [
+            ("resource[x] == 1", "expected `.key` or `[\"key\"]`"),
+            ("resource[\"x\" == 1", "expected `]`"),
+            ("resource.\"x\" == 1", "expected `.key`"),
+            ("resource[\"\"] == 1", "1-128 characters"),
+        ] {
+            let err = error(text);
+            assert!(err.message.contains(says), "{text}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn a_declared_key_in_another_case_is_a_typo() {
+        let err = error("resource.Project == 'x'");
+        assert!(
+            err.message
+                .contains("`project` is (keys are case-sensitive)"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 1,
+                column: 10
+            }
+        );
+        assert!(parse("resource.Other == 'x'", &declarations()).is_ok());
     }
 
     #[test]
