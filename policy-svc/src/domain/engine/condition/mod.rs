@@ -41,7 +41,7 @@ pub use eval::Trace;
 pub use lexer::Pos;
 
 use super::glob::Glob;
-use super::value::{AttrType, Source};
+use super::value::{is_plain_key, AttrType, Source};
 
 /// policy.proto: a condition is at most 4,096 chars.
 pub const MAX_CONDITION_CHARS: usize = 4096;
@@ -182,7 +182,15 @@ pub enum Var {
 impl Var {
     pub fn describe(&self) -> String {
         match self {
-            Self::Attr { source, key } => format!("{}.{key}", source.prefix()),
+            Self::Attr { source, key } if is_plain_key(key) => {
+                format!("{}.{key}", source.prefix())
+            }
+            // As a condition quotes it (serde_json escapes like the lexer).
+            Self::Attr { source, key } => format!(
+                "{}[{}]",
+                source.prefix(),
+                serde_json::Value::from(key.as_ref())
+            ),
             Self::Builtin(builtin) => builtin.name().to_owned(),
         }
     }

@@ -638,6 +638,17 @@ mod tests {
         for key in ["ownerID", "userID", "x-team", "user id"] {
             assert!(keys.contains(&format!("{key:?}")), "{key} in {keys}");
         }
+        // Variables read back as a condition writes them.
+        let quoted = Var::Attr {
+            source: Source::Resource,
+            key: "x-\"team\"".into(),
+        };
+        assert_eq!(quoted.describe(), r#"resource["x-\"team\""]"#);
+        let plain = Var::Attr {
+            source: Source::Resource,
+            key: "ownerID".into(),
+        };
+        assert_eq!(plain.describe(), "resource.ownerID");
         // A quoted key that is built in is the built-in.
         assert!(matches!(
             parse("resource[\"id\"] == 'x'", &declarations()).unwrap(),
