@@ -17,14 +17,14 @@
 //! `AGENTSEC_BIN_DIR`. Without PostgreSQL and Redis (the SQLite test run)
 //! there is nothing compose would run on, and the test says so and passes.
 
+mod deployed;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use agentsec_integration_tests::TestBackend;
 use anyhow::{bail, Context as _};
-use serde_json::Value;
+use deployed::{Running, Service, Stack};
 
 /// The compose services that run an AgentSec binary.
 const SERVICES: [&str; 4] = ["identity-svc", "policy-svc", "exchange-svc", "audit-svc"];
@@ -119,28 +119,6 @@ fn interpolate(value: &str, variables: &BTreeMap<String, String>) -> anyhow::Res
     Ok(out)
 }
 
-/// A free port on 127.0.0.1 for each name (all held until all are chosen,
-/// so that they differ).
-fn free_ports(names: &[&str]) -> anyhow::Result<BTreeMap<String, u16>> {
-    let listeners: Vec<TcpListener> = names
-        .iter()
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    names
-        .iter()
-        .zip(&listeners)
-        .map(|(name, listener)| Ok(((*name).to_owned(), listener.local_addr()?.port())))
-        .collect()
-}
-
-/// One compose service as this machine runs it.
-struct Service {
-    name: String,
-    binary: PathBuf,
-    args: Vec<String>,
-    env: BTreeMap<String, String>,
-}
-
 /// Where the compose hosts are on this machine.
 struct Hosts {
     /// `<service>:<port>` and `0.0.0.0:<port>` of each AgentSec service,
@@ -219,13 +197,7 @@ fn services(
         let (program, args) = command
             .split_first()
             .with_context(|| format!("{name}: an empty command"))?;
-        let binary = bin_dir.join(program);
-        anyhow::ensure!(
-            binary.is_file(),
-            "{} is missing: build the service binaries first (`cargo build --workspace --bins`, \
-             or `cargo test --workspace`), or name their directory in AGENTSEC_BIN_DIR",
-            binary.display()
-        );
+        let binary = deployed::binary(bin_dir, program)?;
         let args = args
             .iter()
             .map(|arg| {
@@ -270,104 +242,16 @@ fn services(
     Ok(services)
 }
 
-/// The four processes; killed when dropped.
-struct Running {
-    children: Vec<(String, Child, PathBuf)>,
-}
-
-impl Running {
-    fn start(services: &[Service], dir: &Path) -> anyhow::Result<Self> {
-        let mut running = Self {
-            children: Vec::new(),
-        };
-        for service in services {
-            let log = dir.join(format!("{}.log", service.name));
-            let file = std::fs::File::create(&log)?;
-            let workdir = dir.join(&service.name);
-            std::fs::create_dir_all(&workdir)?;
-            let child = Command::new(&service.binary)
-                .args(&service.args)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &workdir)
-                .envs(&service.env)
-                .current_dir(&workdir)
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file)
-                .spawn()
-                .with_context(|| format!("starting {}", service.binary.display()))?;
-            running.children.push((service.name.clone(), child, log));
-        }
-        Ok(running)
-    }
-
-    /// Every service's log, and whether it has exited.
-    fn report(&mut self) -> String {
-        let mut report = String::new();
-        for (name, child, log) in &mut self.children {
-            let state = match child.try_wait() {
-                Ok(Some(status)) => format!("exited: {status}"),
-                Ok(None) => "running".to_owned(),
-                Err(err) => format!("unknown: {err}"),
-            };
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            report.push_str(&format!("\n--- {name} ({state}), last lines of its log:\n"));
-            for line in tail.into_iter().rev() {
-                report.push_str(line);
-                report.push('\n');
-            }
-        }
-        report
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for (_, child, _) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn agentctl(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Command::new(env!("CARGO_BIN_EXE_agentctl"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .output()
-        .context("running agentctl")
-}
-
 /// `agentctl demo --print-trust-config` as `NAME -> value`, as compose
 /// reads it from a `.env` file.
 fn trust_variables(data_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let output = agentctl(&[
-        "demo",
-        "--print-trust-config",
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ])?;
-    anyhow::ensure!(
-        output.status.success(),
-        "agentctl demo --print-trust-config: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout)?;
+    let text = deployed::trust_config(data_dir, "text")?;
     Ok(text
         .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .filter_map(|line| line.split_once('='))
         .map(|(name, value)| (name.to_owned(), value.trim_matches('\'').to_owned()))
         .collect())
-}
-
-fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("random source: {err}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Every `${NAME:?...}` of compose.yaml (what it refuses to start without).
@@ -381,131 +265,18 @@ fn required_variables(compose_text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `agentctl demo --running` against the services; its JSON
-/// transcript, once it has succeeded.
-fn demo(hosts: &Hosts, services: &[Service], data_dir: &Path) -> anyhow::Result<Value> {
-    let url = |name: &str| format!("http://127.0.0.1:{}", hosts.ports[name]);
-    let identity = &services[0].env;
-    let exchange = &services[2].env;
-    let admin_secret_file = data_dir.join("bootstrap-admin-secret");
-    if !admin_secret_file.exists() {
-        std::fs::write(
-            &admin_secret_file,
-            &identity["AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_SECRET"],
-        )?;
-    }
-    let output = agentctl(&[
-        "demo",
-        "--running",
-        "--output",
-        "json",
-        "--identity",
-        &url("identity-svc"),
-        "--policy",
-        &url("policy-svc"),
-        "--exchange",
-        &url("exchange-svc"),
-        "--audit",
-        &url("audit-svc"),
-        "--admin-client-id",
-        &identity["AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_ID"],
-        "--admin-secret-file",
-        &admin_secret_file.display().to_string(),
-        "--exchange-issuer",
-        &exchange["AGENTSEC_ISSUER"],
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ])?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "agentctl demo --running failed: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(serde_json::from_str(&stdout)?)
-}
-
-/// The steps of a transcript, by title.
-fn steps(transcript: &Value) -> BTreeMap<String, &Value> {
-    transcript["chapters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|chapter| chapter["steps"].as_array())
-        .flatten()
-        .filter_map(|step| Some((step["title"].as_str()?.to_owned(), step)))
-        .collect()
-}
-
-fn check_story(transcript: &Value) -> anyhow::Result<String> {
-    let steps = steps(transcript);
-    for (title, step) in &steps {
-        anyhow::ensure!(
-            step["ok"] == true,
-            "`{title}` did not go as expected: {step:#}"
-        );
-    }
-    let fact = |title: &str, key: &str| -> anyhow::Result<String> {
-        steps
-            .get(title)
-            .and_then(|step| step["facts"][key].as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("no fact `{key}` of `{title}` in {transcript:#}"))
-    };
-    // A token, a grant, an exchange, a delegated check allowed and denied,
-    // the audit chain verified.
-    anyhow::ensure!(fact(
-        "triage-bot's token by the jwt-bearer grant (RFC 7523)",
-        "sub"
-    )?
-    .starts_with("agt_"));
-    anyhow::ensure!(fact("alice grants triage-bot delegation", "grant_id")?.starts_with("grt_"));
-    let exchanged = "triage-bot exchanges for an mcp:github token";
-    anyhow::ensure!(fact(exchanged, "sub")? == "alice");
-    anyhow::ensure!(fact(exchanged, "act.sub")? == "triage-bot");
-    anyhow::ensure!(
-        fact(
-            "tools/call list_issues on mcp:github is allowed",
-            "policy_ids"
-        )? == "github-tools"
-    );
-    anyhow::ensure!(fact("tools/call delete_repo on mcp:github is denied", "status")? == "403");
-    anyhow::ensure!(fact("the next ext_authz check is refused", "status")? == "401");
-    anyhow::ensure!(fact("the hash chain is verified", "chain")? == "verified");
-    let grant = steps
-        .get("alice grants triage-bot delegation")
-        .and_then(|step| step["answered"].as_str())
-        .context("no grant step")?;
-    let tenant = grant
-        .split("tenant ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .context("the grant names no tenant")?;
-    Ok(tenant.to_owned())
-}
-
 #[tokio::test]
 async fn the_demo_story_runs_against_the_services_configured_as_compose_configures_them(
 ) -> anyhow::Result<()> {
     let backend = TestBackend::from_env().await?;
-    let (Some(postgres_url), Some(redis_url)) = (
-        std::env::var("AGENTSEC_TEST_DATABASE_URL").ok(),
-        std::env::var("AGENTSEC_TEST_REDIS_URL").ok(),
-    ) else {
+    let Some((postgres_url, redis_url)) = deployed::servers() else {
         eprintln!(
             "compose.yaml runs on PostgreSQL and Redis: this test runs with \
              AGENTSEC_TEST_DATABASE_URL and AGENTSEC_TEST_REDIS_URL set"
         );
         return Ok(());
     };
-    let bin_dir = match std::env::var_os("AGENTSEC_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_BIN_EXE_agentctl"))
-            .parent()
-            .context("agentctl's binary has no directory")?
-            .to_owned(),
-    };
+    let bin_dir = deployed::bin_dir()?;
     let dir = tempfile::tempdir()?;
     let compose_text = std::fs::read_to_string(repo().join("deploy/compose.yaml"))?;
     let compose = compose()?;
@@ -513,9 +284,9 @@ async fn the_demo_story_runs_against_the_services_configured_as_compose_configur
 
     let mut variables = trust_variables(dir.path())?;
     for name in required_variables(&compose_text) {
-        variables.insert(name, random_secret()?);
+        variables.insert(name, deployed::random_secret()?);
     }
-    let ports = free_ports(&[
+    let ports = deployed::free_ports(&[
         "identity-svc",
         "policy-svc",
         "exchange-svc",
@@ -546,17 +317,23 @@ async fn the_demo_story_runs_against_the_services_configured_as_compose_configur
     };
     let services = services(&compose, &image, &hosts, &variables, &backend, &bin_dir)?;
 
+    let identity = &services[0].env;
+    let stack = Stack {
+        urls: SERVICES
+            .iter()
+            .map(|name| {
+                (
+                    (*name).to_owned(),
+                    format!("http://127.0.0.1:{}", hosts.ports[*name]),
+                )
+            })
+            .collect(),
+        admin_client_id: identity["AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_ID"].clone(),
+        admin_secret: identity["AGENTSEC_BOOTSTRAP_ADMIN__CLIENT_SECRET"].clone(),
+        exchange_issuer: services[2].env["AGENTSEC_ISSUER"].clone(),
+    };
     let mut running = Running::start(&services, dir.path())?;
-    let outcome = (|| -> anyhow::Result<()> {
-        let first = check_story(&demo(&hosts, &services, dir.path())?)?;
-        // A second run against the same stack meets nothing of the first.
-        let second = check_story(&demo(&hosts, &services, dir.path())?)?;
-        anyhow::ensure!(
-            first != second && first.starts_with("payments-"),
-            "the runs' tenants: {first}, {second}"
-        );
-        Ok(())
-    })();
+    let outcome = deployed::demo_twice(&stack, dir.path());
     let report = running.report();
     drop(running);
     backend

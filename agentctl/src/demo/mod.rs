@@ -52,7 +52,8 @@ pub struct DemoArgs {
     #[arg(long)]
     running: bool,
     /// Print the settings that make a running stack trust the demo's
-    /// issuers (keys in --data-dir, created if missing) and exit.
+    /// issuers (keys in --data-dir, created if missing) and exit: as
+    /// environment variables, or with --output json by service and key.
     #[arg(long, conflicts_with = "running")]
     print_trust_config: bool,
     /// With --running or --print-trust-config: where the keys of the
@@ -101,7 +102,13 @@ Examples:
 
 pub async fn run(args: DemoArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
     if args.print_trust_config {
-        print!("{}", trust::environment(&args.data_dir)?);
+        match args.output {
+            Output::Text => print!("{}", trust::environment(&args.data_dir)?),
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&trust::json(&args.data_dir)?)?
+            ),
+        }
         return Ok(());
     }
     if args.running {

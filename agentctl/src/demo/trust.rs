@@ -70,6 +70,18 @@ pub fn environment(data_dir: &Path) -> anyhow::Result<String> {
     ))
 }
 
+/// The same settings as JSON, by service and configuration key:
+/// `{"identity-svc": {"trusted_issuers": [...]}, "exchange-svc":
+/// {"user_issuers": [...]}}` (for a Helm values file, say).
+pub fn json(data_dir: &Path) -> anyhow::Result<Value> {
+    let workload = WorkloadIssuer::load_or_create(data_dir)?;
+    let people = dev_users::load_or_create(data_dir)?;
+    Ok(serde_json::json!({
+        "identity-svc": { "trusted_issuers": [workload.trusted()] },
+        "exchange-svc": { "user_issuers": [user_issuer(&people)] },
+    }))
+}
+
 /// `value` in the syntax the services parse `AGENTSEC_*` values with
 /// (figment's: `[..]` arrays, `{key=value}` tables, double-quoted strings
 /// with `\"` and `\\` escapes).
@@ -134,6 +146,16 @@ mod tests {
 
         // The keys are kept: printing again names the same ones.
         assert_eq!(environment(dir.path()).unwrap(), printed);
+        // The JSON form holds the same entries.
+        let json = json(dir.path()).unwrap();
+        assert_eq!(
+            json["identity-svc"]["trusted_issuers"],
+            serde_json::to_value(vec![workload.trusted()]).unwrap()
+        );
+        assert_eq!(
+            json["exchange-svc"]["user_issuers"],
+            serde_json::to_value(vec![user_issuer(&people)]).unwrap()
+        );
     }
 
     #[test]
