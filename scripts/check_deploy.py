@@ -453,6 +453,8 @@ def env_check(bin_dir, rendered_files):
         for key, value in (service.get("environment") or {}).items():
             value = str(value)
             value = re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", SECRET_STAND_IN, value)
+            # ${NAME:-default}: what compose gives when NAME is not set.
+            value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
             env[key] = value
         config = (REPO / "deploy/config" / f"{command[0]}.toml").read_text()
         port = int(str(service["ports"][0]).rsplit(":", 1)[1])

@@ -17,18 +17,27 @@ pub const DEV_USER_ISSUER: &str = "http://localhost/agentsec-dev-users";
 /// The `aud` exchange-svc expects on them.
 pub const DEV_USER_AUDIENCE: &str = "agentsec-dev";
 
-fn key_file(data_dir: &Path) -> PathBuf {
+/// Where the issuer's key is kept in a data directory.
+pub fn key_file(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-user-issuer.pem")
 }
 
 /// The issuer's key, created (owner-only) on first use.
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
-    let path = key_file(data_dir);
+    load_or_create_key(&key_file(data_dir))
+}
+
+/// The Ed25519 key in the PKCS#8 PEM file `path`, generated there
+/// (owner-only) when the file does not exist yet.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<SigningKey> {
     if path.exists() {
-        return load(data_dir);
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return SigningKey::from_pkcs8_pem(SigningAlgorithm::EdDsa, &pem)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()));
     }
     let key = SigningKey::generate(SigningAlgorithm::EdDsa)
-        .map_err(|err| anyhow::anyhow!("generating the dev user key: {err}"))?;
+        .map_err(|err| anyhow::anyhow!("generating {}: {err}", path.display()))?;
     let body = STANDARD.encode(key.pkcs8_der());
     let lines: Vec<&str> = body
         .as_bytes()
@@ -39,7 +48,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         lines.join("\n")
     );
-    crate::stack::write_private(&path, &pem)?;
+    crate::stack::write_private(path, &pem)?;
     Ok(key)
 }
 

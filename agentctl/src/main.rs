@@ -1,5 +1,5 @@
 //! `agentctl`: the AgentSec operator CLI. `agentctl demo` runs the story
-//! AgentSec exists for against a stack it starts, and prints what happened
+//! AgentSec exists for against a stack it starts (or a running one), and prints what happened
 //! and why; `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
 //! data directory, for a laptop; `agentctl agent` registers agents and
@@ -33,8 +33,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start all four services on ephemeral ports and walk through agent
-    /// identity, delegation, token exchange, policy, revocation and audit.
+    /// Walk through agent identity, delegation, token exchange, policy,
+    /// revocation and audit, on all four services started on ephemeral
+    /// ports or (--running) on a running stack.
     Demo(demo::DemoArgs),
     /// Run identity, policy, exchange and audit in one process (ports 7401-7404).
     Dev(dev::DevArgs),

@@ -1,10 +1,13 @@
 //! The four services in one process, wired to each other: SQLite under a
 //! data directory, no Redis (invalidation events travel on an in-process
 //! bus), the bootstrap admin and the services' own clients with secrets
-//! generated into the data directory, and exchange-svc trusting the
-//! development issuer of people's tokens. `agentctl dev` runs it on the
-//! fixed ports 7401-7404; `agentctl demo` on ephemeral ports in a temporary
-//! directory.
+//! generated into the data directory, exchange-svc trusting the
+//! development issuer of people's tokens and identity-svc the demo's
+//! workload issuer (both keys in the data directory, so that `agentctl
+//! demo --running` can tell its story against it), and exchange-svc
+//! issuing tokens for itself and the demo's MCP server. `agentctl dev` runs
+//! it on the fixed ports 7401-7404; `agentctl demo` on ephemeral ports in a
+//! temporary directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,7 +107,7 @@ impl Configs {
 
     /// Wires the services to each other at their listen addresses (call
     /// after [`Self::bind`]); exchange-svc issues delegated tokens for
-    /// `targets` besides itself.
+    /// `targets` besides itself and the demo's MCP server.
     pub fn wire(&mut self, data_dir: &Path, targets: &[String]) -> anyhow::Result<()> {
         let Self {
             identity,
@@ -116,6 +119,8 @@ impl Configs {
         identity.bootstrap_admin.client_secret = Some(dev_secret(&admin_secret_file(data_dir))?);
         identity.issuer = format!("http://{}", identity.server.listen);
         identity.audit.endpoint = format!("http://{}", audit.server.listen);
+        identity.trusted_issuers =
+            vec![crate::demo::workload::WorkloadIssuer::load_or_create(data_dir)?.trusted()];
         // No Redis: the services hear each other's invalidation events in
         // process.
         let bus = agentsec_common::invalidation::LocalBus::new();
@@ -215,16 +220,15 @@ fn configure_exchange(
     exchange.identity.endpoint = Some(identity.issuer.clone());
     exchange.policy.endpoint = Some(format!("http://{}", policy.server.listen));
     let dev_users = crate::dev_users::load_or_create(data_dir)?;
-    exchange.user_issuers = vec![agentsec_exchange::UserIssuerConfig {
-        issuer: crate::dev_users::DEV_USER_ISSUER.to_owned(),
-        jwks: Some(serde_json::json!({ "keys": [dev_users.public_jwk()] }).to_string()),
-        jwks_uri: None,
-        audience: crate::dev_users::DEV_USER_AUDIENCE.to_owned(),
-        algorithms: vec!["EdDSA".to_owned()],
-        jwks_cache_secs: 300,
-    }];
-    exchange.targets = std::iter::once(exchange.issuer.clone())
-        .chain(targets.iter().cloned())
+    exchange.user_issuers = vec![crate::demo::user_issuer(&dev_users)];
+    let mut audiences = vec![exchange.issuer.clone(), crate::demo::MCP_GITHUB.to_owned()];
+    for target in targets {
+        if !audiences.contains(target) {
+            audiences.push(target.clone());
+        }
+    }
+    exchange.targets = audiences
+        .into_iter()
         .map(|audience| agentsec_exchange::TargetConfig {
             audience,
             allow_impersonation: false,

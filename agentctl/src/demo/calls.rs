@@ -3,7 +3,6 @@
 //! spans and audit events all belong to one trace) and, when the caller
 //! has one, its bearer token.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,18 +37,24 @@ pub struct Calls {
     pub audit: AuditServiceClient<Channel>,
 }
 
-/// Where the four services listen.
+/// The four services' base URLs.
 #[derive(Debug, Clone)]
-pub struct Addrs {
-    pub identity: SocketAddr,
-    pub policy: SocketAddr,
-    pub exchange: SocketAddr,
-    pub audit: SocketAddr,
+pub struct Endpoints {
+    pub identity: String,
+    pub policy: String,
+    pub exchange: String,
+    pub audit: String,
 }
 
-impl Addrs {
-    fn all(&self) -> [SocketAddr; 4] {
-        [self.identity, self.policy, self.exchange, self.audit]
+impl Endpoints {
+    /// Each URL with the service's name.
+    pub fn named(&self) -> [(&'static str, &str); 4] {
+        [
+            ("identity-svc", &self.identity),
+            ("policy-svc", &self.policy),
+            ("exchange-svc", &self.exchange),
+            ("audit-svc", &self.audit),
+        ]
     }
 }
 
@@ -62,28 +67,28 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
 impl Calls {
     /// Waits until every service answers gRPC health with SERVING, then
     /// connects to each; the trace id is new.
-    pub async fn connect(addrs: &Addrs, tls: &Arc<ClientTls>) -> anyhow::Result<Self> {
+    pub async fn connect(endpoints: &Endpoints, tls: &Arc<ClientTls>) -> anyhow::Result<Self> {
         let deadline = tokio::time::Instant::now() + READY_DEADLINE;
-        for addr in addrs.all() {
-            wait_until_serving(addr, tls, deadline).await?;
+        for (name, url) in endpoints.named() {
+            wait_until_serving(name, url, tls, deadline).await?;
         }
         let trace_id = random_hex(16)?;
         // The demo's own span: the parent of every service span (sampled).
         let traceparent = format!("00-{trace_id}-{}-01", random_hex(8)?)
             .parse()
             .context("traceparent is not valid metadata")?;
-        let channel = |addr: SocketAddr, what: &'static str| {
-            let tls = tls.clone();
-            async move { connect(&format!("http://{addr}"), what, &tls).await }
-        };
         Ok(Self {
             trace_id,
             traceparent,
-            identity: IdentityServiceClient::new(channel(addrs.identity, "identity-svc").await?),
-            policy: PolicyServiceClient::new(channel(addrs.policy, "policy-svc").await?),
-            exchange: ExchangeServiceClient::new(channel(addrs.exchange, "exchange-svc").await?),
-            envoy: AuthorizationClient::new(channel(addrs.policy, "policy-svc").await?),
-            audit: AuditServiceClient::new(channel(addrs.audit, "audit-svc").await?),
+            identity: IdentityServiceClient::new(
+                connect(&endpoints.identity, "identity-svc", tls).await?,
+            ),
+            policy: PolicyServiceClient::new(connect(&endpoints.policy, "policy-svc", tls).await?),
+            exchange: ExchangeServiceClient::new(
+                connect(&endpoints.exchange, "exchange-svc", tls).await?,
+            ),
+            envoy: AuthorizationClient::new(connect(&endpoints.policy, "policy-svc", tls).await?),
+            audit: AuditServiceClient::new(connect(&endpoints.audit, "audit-svc", tls).await?),
         })
     }
 
@@ -107,24 +112,25 @@ impl Calls {
 }
 
 async fn wait_until_serving(
-    addr: SocketAddr,
+    name: &str,
+    url: &str,
     tls: &Arc<ClientTls>,
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
     let mut last = String::from("no answer yet");
     while tokio::time::Instant::now() < deadline {
-        match health(addr, tls).await {
+        match health(name, url, tls).await {
             Ok(ServingStatus::Serving) => return Ok(()),
             Ok(status) => last = format!("{status:?}"),
             Err(err) => last = format!("{err:#}"),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    anyhow::bail!("the service at {addr} is not SERVING after {READY_DEADLINE:?}: {last}")
+    anyhow::bail!("{name} at {url} is not SERVING after {READY_DEADLINE:?}: {last}")
 }
 
-async fn health(addr: SocketAddr, tls: &Arc<ClientTls>) -> anyhow::Result<ServingStatus> {
-    let mut client = HealthClient::new(connect(&format!("http://{addr}"), "a service", tls).await?);
+async fn health(name: &str, url: &str, tls: &Arc<ClientTls>) -> anyhow::Result<ServingStatus> {
+    let mut client = HealthClient::new(connect(url, name, tls).await?);
     let status = client
         .check(HealthCheckRequest {
             service: String::new(),

@@ -7,11 +7,10 @@
 //! checks its answer against the one the story expects.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentsec_common::keys::{SigningAlgorithm, SigningKey};
+use agentsec_common::keys::SigningKey;
 use agentsec_common::tls::ClientTls;
 use agentsec_proto::audit::v1::{
     Event, EventFilter, Order, QueryEventsRequest, StoredEvent, VerifyChainRequest,
@@ -36,17 +35,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::calls::{Addrs, Calls};
+use super::calls::{Calls, Endpoints};
 use super::transcript::{Step, Transcript};
+use super::workload::{WorkloadIssuer, WORKLOAD_AUDIENCE, WORKLOAD_ISSUER};
 use crate::admin::{client_credentials, failed};
 use crate::dev_users::{self, PersonClaims};
-use crate::stack::DEV_ADMIN_CLIENT_ID;
 
+/// The tenant of the story on a stack of its own; on a running stack, a
+/// run id follows it (`payments-3f9a0c`), so that runs do not meet.
 pub const TENANT: &str = "payments";
 pub const ALICE: &str = "alice";
 pub const TRIAGE: &str = "triage-bot";
 pub const SUMMARIZER: &str = "summarizer-bot";
 pub const REPORTER: &str = "reporter-bot";
+/// The Envoy gateway in front of the MCP servers, as policy-svc's caller.
+pub const GATEWAY: &str = "mcp-gateway";
 /// The target system of the story: a GitHub MCP server behind Envoy.
 pub const MCP_GITHUB: &str = "mcp:github";
 /// Another MCP server behind the same gateway.
@@ -60,13 +63,6 @@ const ONE_HOUR: i64 = 3_600;
 /// The deepest chain alice's grant allows (triage-bot, then one more).
 const GRANT_DEPTH: u32 = 2;
 
-/// The workload issuer the demo plays (a Kubernetes cluster, a CI system):
-/// the `iss` of its tokens, the service account of triage-bot's workload,
-/// and the audience its tokens for identity-svc carry.
-const WORKLOAD_ISSUER: &str = "https://workloads.payments.example";
-const WORKLOAD_SUBJECT: &str = "system:serviceaccount:payments:triage-bot";
-const WORKLOAD_AUDIENCE: &str = "agentsec-identity";
-
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -78,82 +74,50 @@ const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
 /// "at once".
 const REVOCATION_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The external issuer of workload tokens: its key is generated per run,
-/// and identity-svc trusts it (`trusted_issuers`, JWKS inline).
-pub struct WorkloadIssuer {
-    key: SigningKey,
-}
-
-impl WorkloadIssuer {
-    pub fn generate() -> anyhow::Result<Self> {
-        Ok(Self {
-            key: SigningKey::generate(SigningAlgorithm::EdDsa)
-                .map_err(|err| anyhow::anyhow!("generating the workload issuer's key: {err}"))?,
-        })
-    }
-
-    /// identity-svc's `[[trusted_issuers]]` entry for it.
-    pub fn trusted(&self) -> agentsec_identity::TrustedIssuerConfig {
-        agentsec_identity::TrustedIssuerConfig {
-            issuer: WORKLOAD_ISSUER.to_owned(),
-            jwks: Some(json!({ "keys": [self.key.public_jwk()] }).to_string()),
-            jwks_uri: None,
-            algorithms: vec!["EdDSA".to_owned()],
-            jwks_cache_secs: agentsec_common::issuer_config::default_jwks_cache_secs(),
-        }
-    }
-
-    /// A token of triage-bot's workload for identity-svc, valid 2 minutes.
-    fn token(&self) -> anyhow::Result<String> {
-        let now = unix_now();
-        let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).map_err(|err| anyhow::anyhow!("random source: {err}"))?;
-        self.key
-            .sign(
-                "JWT",
-                &json!({
-                    "iss": WORKLOAD_ISSUER,
-                    "sub": WORKLOAD_SUBJECT,
-                    "aud": WORKLOAD_AUDIENCE,
-                    "iat": now,
-                    "nbf": now,
-                    "exp": now + 120,
-                    "jti": URL_SAFE_NO_PAD.encode(jti),
-                }),
-            )
-            .map_err(|err| anyhow::anyhow!("signing the workload token: {err}"))
-    }
+/// The admin client the story registers agents and reads the audit trail
+/// with.
+pub struct AdminClient {
+    pub client_id: String,
+    pub secret: String,
+    /// The audience of admin tokens (identity-svc's `tokens.admin_audience`).
+    pub audience: String,
 }
 
 /// What the story needs to know of the stack it runs against.
 pub struct Setting {
-    pub addrs: Addrs,
-    /// The stack's data directory (the development person-token issuer's
-    /// key is there).
-    pub data_dir: PathBuf,
+    pub endpoints: Endpoints,
+    pub admin: AdminClient,
+    /// The development person-token issuer's key (alice's token).
+    pub person_issuer: SigningKey,
     pub workload_issuer: WorkloadIssuer,
+    /// The tenant of this run's agents, grant and policy set.
+    pub tenant: String,
     /// exchange-svc's issuer, also the audience of actor tokens and of
     /// tokens handed on to the next agent.
     pub exchange_issuer: String,
-    /// exchange-svc's `exchange.max_token_lifetime_secs`.
-    pub exchange_max_lifetime_secs: i64,
+    /// exchange-svc's `exchange.max_token_lifetime_secs`, when known (a
+    /// stack of the demo's own); a running stack's is not visible from
+    /// outside.
+    pub exchange_max_lifetime_secs: Option<i64>,
+    /// policy-svc's `decisions.caller_audience`.
+    pub policy_audience: String,
+}
+
+impl Setting {
+    /// The service account of triage-bot's workload, in this run's tenant.
+    fn workload_subject(&self) -> String {
+        format!("system:serviceaccount:{}:{TRIAGE}", self.tenant)
+    }
 }
 
 /// Runs the story; the transcript says how far it got.
 pub async fn tell(setting: &Setting, tls: &Arc<ClientTls>) -> Transcript {
     let started = Instant::now();
     let mut transcript = Transcript::default();
-    for (name, addr) in [
-        ("identity-svc", setting.addrs.identity),
-        ("policy-svc", setting.addrs.policy),
-        ("exchange-svc", setting.addrs.exchange),
-        ("audit-svc", setting.addrs.audit),
-    ] {
-        transcript
-            .services
-            .insert(name.to_owned(), format!("http://{addr}"));
+    for (name, url) in setting.endpoints.named() {
+        transcript.services.insert(name.to_owned(), url.to_owned());
     }
-    match Calls::connect(&setting.addrs, tls).await {
+    match Calls::connect(&setting.endpoints, tls).await {
         Ok(calls) => {
             transcript.trace_id = calls.trace_id.clone();
             let mut story = Story {
@@ -162,6 +126,7 @@ pub async fn tell(setting: &Setting, tls: &Arc<ClientTls>) -> Transcript {
                 transcript,
                 names: HashMap::new(),
                 exchanges: 0,
+                caller: String::new(),
             };
             if let Err(err) = story.run().await {
                 story.transcript.stopped = format!("{err:#}");
@@ -196,6 +161,9 @@ struct Story<'a> {
     names: HashMap<String, String>,
     /// Exchanges asked for (each is one `token.exchanged` audit event).
     exchanges: usize,
+    /// The gateway's credential towards policy-svc (its own token, once
+    /// registered).
+    caller: String,
 }
 
 impl Story<'_> {
@@ -274,13 +242,11 @@ impl Story<'_> {
     }
 
     async fn admin_token(&mut self) -> anyhow::Result<String> {
-        let secret_file = crate::stack::admin_secret_file(&self.setting.data_dir);
-        let secret = std::fs::read_to_string(&secret_file)
-            .with_context(|| format!("reading {}", secret_file.display()))?;
+        let admin = &self.setting.admin;
         let request = self.calls.plain(client_credentials(
-            DEV_ADMIN_CLIENT_ID,
-            secret.trim(),
-            "agentsec",
+            &admin.client_id,
+            &admin.secret,
+            &admin.audience,
         ));
         Ok(self
             .calls
@@ -293,16 +259,17 @@ impl Story<'_> {
     }
 
     /// Registers an agent of the tenant owned by alice, whose tokens may be
-    /// for exchange-svc.
+    /// for `audience`.
     async fn register(
         &mut self,
         admin: &str,
         name: &str,
         attributes: &[(&str, &str)],
+        audience: &str,
         scopes: &[&str],
     ) -> anyhow::Result<Agent> {
         let agent = Agent {
-            tenant: TENANT.to_owned(),
+            tenant: self.setting.tenant.clone(),
             owner: ALICE.to_owned(),
             name: name.to_owned(),
             attributes: attributes
@@ -310,7 +277,7 @@ impl Story<'_> {
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
             ceiling: Some(Ceiling {
-                audiences: vec![self.setting.exchange_issuer.clone()],
+                audiences: vec![audience.to_owned()],
                 scopes: strings(scopes),
             }),
             ..Agent::default()
@@ -334,13 +301,21 @@ impl Story<'_> {
 
     async fn federated_triage_bot(&mut self, admin: &str) -> anyhow::Result<Actor> {
         let agent = self
-            .register(admin, TRIAGE, &[("trust_tier", "2")], TRIAGE_SCOPES)
+            .register(
+                admin,
+                TRIAGE,
+                &[("trust_tier", "2")],
+                &self.setting.exchange_issuer.clone(),
+                TRIAGE_SCOPES,
+            )
             .await?;
         let registered = Step::new("register triage-bot")
             .asked(format!(
-                "as the bootstrap admin ({DEV_ADMIN_CLIENT_ID}): identity-svc RegisterAgent\n\
-                 tenant {TENANT}, owner {ALICE}, name {TRIAGE}, attribute trust_tier=2,\n\
+                "as the admin ({}): identity-svc RegisterAgent\n\
+                 tenant {}, owner {ALICE}, name {TRIAGE}, attribute trust_tier=2,\n\
                  ceiling: audience {} (exchange-svc), scopes {}",
+                self.setting.admin.client_id,
+                self.setting.tenant,
                 self.setting.exchange_issuer,
                 TRIAGE_SCOPES.join(" ")
             ))
@@ -366,7 +341,7 @@ impl Story<'_> {
                 agent_id: agent.id.clone(),
                 federated: Some(FederatedCredentialInfo {
                     issuer: WORKLOAD_ISSUER.to_owned(),
-                    subject_match: Some(SubjectMatch::Subject(WORKLOAD_SUBJECT.to_owned())),
+                    subject_match: Some(SubjectMatch::Subject(self.setting.workload_subject())),
                     audience: WORKLOAD_AUDIENCE.to_owned(),
                 }),
                 description: "triage-bot's Kubernetes workload".to_owned(),
@@ -387,7 +362,8 @@ impl Story<'_> {
         let federated = Step::new("trust triage-bot's workload identity")
             .asked(format!(
                 "identity-svc AddFederatedCredential for {TRIAGE}:\n\
-                 issuer {WORKLOAD_ISSUER}, subject {WORKLOAD_SUBJECT}, audience {WORKLOAD_AUDIENCE}"
+                 issuer {WORKLOAD_ISSUER}, subject {}, audience {WORKLOAD_AUDIENCE}",
+                self.setting.workload_subject()
             ))
             .answered(format!("credential {}", credential.id))
             .why(format!(
@@ -401,17 +377,22 @@ impl Story<'_> {
 
         let request = self.calls.plain(IssueTokenRequest {
             grant_type: GrantType::JwtBearer as i32,
-            assertion: self.setting.workload_issuer.token()?,
+            assertion: self
+                .setting
+                .workload_issuer
+                .token(&self.setting.workload_subject(), unix_now())?,
             audience: self.setting.exchange_issuer.clone(),
             ..IssueTokenRequest::default()
         });
         let issued = self.calls.identity.issue_token(request).await;
-        let step = Step::new("triage-bot's token by the jwt-bearer grant (RFC 7523)").asked(format!(
-            "{TRIAGE}'s workload presents a JWT signed by the workload issuer\n\
-             (iss {WORKLOAD_ISSUER}, sub {WORKLOAD_SUBJECT}, aud {WORKLOAD_AUDIENCE}, valid 2 min):\n\
+        let step =
+            Step::new("triage-bot's token by the jwt-bearer grant (RFC 7523)").asked(format!(
+                "{TRIAGE}'s workload presents a JWT signed by the workload issuer\n\
+             (iss {WORKLOAD_ISSUER}, sub {}, aud {WORKLOAD_AUDIENCE}, valid 2 min):\n\
              identity-svc IssueToken grant_type=jwt-bearer, audience {} (to act at exchange-svc)",
-            self.setting.exchange_issuer
-        ));
+                self.setting.workload_subject(),
+                self.setting.exchange_issuer
+            ));
         let (response, step) = self.needed(step, issued)?;
         let response = response.into_inner();
         let claims = claims(&response.access_token)?;
@@ -441,12 +422,11 @@ impl Story<'_> {
     }
 
     fn alice(&self) -> anyhow::Result<Person> {
-        let key = dev_users::load(&self.setting.data_dir)?;
         let token = dev_users::person_token(
-            &key,
+            &self.setting.person_issuer,
             &PersonClaims {
                 sub: ALICE,
-                tenant: TENANT,
+                tenant: &self.setting.tenant,
                 scopes: &[],
                 may_act: None,
                 lifetime_secs: ONE_HOUR,
@@ -478,10 +458,11 @@ impl Story<'_> {
         let created = self.calls.exchange.create_grant(request).await;
         let step = Step::new("alice grants triage-bot delegation").asked(format!(
             "{ALICE}, with her own token (development person-token issuer {}, sub {ALICE}, \
-             tenant {TENANT}, 1 h):\n\
+             tenant {}, 1 h):\n\
              exchange-svc CreateGrant: agent {}, audiences {}, scopes {},\n\
              expires in 1 h, max_chain_depth {GRANT_DEPTH}",
             dev_users::DEV_USER_ISSUER,
+            self.setting.tenant,
             self.named(&triage.id),
             audiences.join(" "),
             GRANTED_SCOPES.join(" ")
@@ -505,7 +486,7 @@ impl Story<'_> {
             ))
             .ok(grant.status() == GrantStatus::Active
                 && grant.person_subject == ALICE
-                && grant.tenant == TENANT
+                && grant.tenant == self.setting.tenant
                 && grant.max_chain_depth == GRANT_DEPTH)
             .fact("grant_id", &grant.id);
         self.require(step)?;
@@ -517,7 +498,7 @@ impl Story<'_> {
         let described: Vec<String> = set.rules.iter().map(describe_rule).collect();
         let request = self.calls.bearer(
             PutPolicySetRequest {
-                tenant: TENANT.to_owned(),
+                tenant: self.setting.tenant.clone(),
                 policy_set: Some(set),
                 expected_version: None,
                 description: "agentctl demo".to_owned(),
@@ -526,8 +507,9 @@ impl Story<'_> {
         )?;
         let put = self.calls.policy.put_policy_set(request).await;
         let step = Step::new("the payments tenant's policy set").asked(format!(
-            "as the admin: policy-svc PutPolicySet for tenant {TENANT}\n\
+            "as the admin: policy-svc PutPolicySet for tenant {}\n\
              (agent attribute trust_tier declared as int):\n{}",
+            self.setting.tenant,
             described.join("\n")
         ));
         let (response, step) = self.needed(step, put)?;
@@ -633,23 +615,33 @@ impl Story<'_> {
             .expire_time
             .as_ref()
             .map_or(i64::MAX, |time| time.seconds);
-        let bounds = [
+        let mut bounds = vec![
             ("alice's token", alice.expires_at),
             ("triage-bot's token", triage.expires_at),
             ("the grant", grant_ends),
-            (
-                "exchange-svc's maximum",
-                issued_at + self.setting.exchange_max_lifetime_secs,
-            ),
         ];
+        if let Some(max) = self.setting.exchange_max_lifetime_secs {
+            bounds.push(("exchange-svc's maximum", issued_at + max));
+        }
         let earliest = bounds
             .iter()
             .min_by_key(|(_, at)| *at)
             .map_or(("", 0), |(what, at)| (*what, *at));
-        let bounds_text: Vec<String> = bounds
+        let mut bounds_text: Vec<String> = bounds
             .iter()
             .map(|(what, at)| format!("{what} {} s", at - issued_at))
             .collect();
+        // A running stack's maximum is its own configuration: a lifetime
+        // below every known bound is that maximum.
+        let (earliest, lifetime_ok) = if self.setting.exchange_max_lifetime_secs.is_some() {
+            (earliest.0, expires_at == earliest.1)
+        } else if expires_at < earliest.1 {
+            bounds_text.push("exchange-svc's maximum (its configuration)".to_owned());
+            ("exchange-svc's maximum", true)
+        } else {
+            bounds_text.push("exchange-svc's maximum (its configuration)".to_owned());
+            (earliest.0, expires_at == earliest.1)
+        };
         let actors = Self::actors(&claims);
         let step = step
             .answered(format!(
@@ -664,12 +656,12 @@ impl Story<'_> {
                  dropped;\n\
                  lifetime = the earliest of {}: {}",
                 bounds_text.join(", "),
-                earliest.0
+                earliest
             ))
             .ok(text(&claims["sub"]) == ALICE
                 && actors == [triage.id.clone()]
                 && response.scope == GRANTED_SCOPES.join(" ")
-                && expires_at == earliest.1
+                && lifetime_ok
                 && response.expires_in < ONE_HOUR)
             .fact("expires_in", response.expires_in.to_string());
         let step = self.delegated_facts(step, &claims);
@@ -684,7 +676,13 @@ impl Story<'_> {
         server: &str,
         tool: &str,
     ) -> anyhow::Result<CheckResponse> {
-        let request = self.calls.plain(mcp_check(token, audience, server, tool));
+        // Envoy's own credential, as its gRPC initial metadata: policy-svc
+        // answers only callers with a token of identity-svc for its
+        // decisions.caller_audience, unless it is configured with
+        // `decisions.callers = "any"`.
+        let request = self
+            .calls
+            .bearer(mcp_check(token, audience, server, tool), &self.caller)?;
         Ok(self
             .calls
             .envoy
@@ -714,11 +712,37 @@ impl Story<'_> {
     }
 
     async fn gateway(&mut self, admin: &str, github: &str) -> anyhow::Result<()> {
+        let policy_audience = self.setting.policy_audience.clone();
+        let gateway = self
+            .secret_agent(admin, GATEWAY, &policy_audience, &[])
+            .await?;
+        self.caller = gateway.token;
+        let step = Step::new("register the MCP gateway, policy-svc's caller")
+            .asked(format!(
+                "as the admin: identity-svc RegisterAgent {GATEWAY} (tenant {}, ceiling: \
+                 audience {policy_audience}, no scopes), CreateClientSecret;\n\
+                 {GATEWAY}: IssueToken client_credentials, audience {policy_audience}",
+                self.setting.tenant
+            ))
+            .answered(format!(
+                "{}, with a token for {policy_audience}",
+                self.named(&gateway.id)
+            ))
+            .why(format!(
+                "the gateway is a workload with an identity of its own: policy-svc answers \
+                 decision callers that show a token for its caller audience \
+                 ({policy_audience}), so a stranger cannot probe the policy; the token grants \
+                 nothing else"
+            ))
+            .ok(true);
+        self.require(step)?;
+
         let asked = |tool: &str, audience: &str, server: &str| {
             format!(
                 "an Envoy in front of the MCP servers: policy-svc \
-                 envoy.service.auth.v3.Authorization/Check,\n\
-                 POST https://{GATEWAY_HOST}/mcp, JSON-RPC tools/call {tool},\n\
+                 envoy.service.auth.v3.Authorization/Check, with its own token\n\
+                 ({GATEWAY}'s) as gRPC metadata; POST https://{GATEWAY_HOST}/mcp, JSON-RPC \
+                 tools/call {tool},\n\
                  Authorization: Bearer <the {MCP_GITHUB} token of chapter 3>,\n\
                  route context extensions agentsec_audience={audience}, agentsec_mcp_server={server}"
             )
@@ -802,9 +826,16 @@ impl Story<'_> {
         Ok(())
     }
 
-    /// Registers an agent with a client secret and gets its actor token.
-    async fn secret_agent(&mut self, admin: &str, name: &str) -> anyhow::Result<Actor> {
-        let agent = self.register(admin, name, &[], &[READ_SCOPE]).await?;
+    /// Registers an agent with a client secret and gets its token for
+    /// `audience`.
+    async fn secret_agent(
+        &mut self,
+        admin: &str,
+        name: &str,
+        audience: &str,
+        scopes: &[&str],
+    ) -> anyhow::Result<Actor> {
+        let agent = self.register(admin, name, &[], audience, scopes).await?;
         let request = self.calls.bearer(
             CreateClientSecretRequest {
                 agent_id: agent.id.clone(),
@@ -823,7 +854,7 @@ impl Story<'_> {
         let request = self.calls.plain(client_credentials(
             &secret.client_id,
             &secret.client_secret,
-            &self.setting.exchange_issuer,
+            audience,
         ));
         let token = self
             .calls
@@ -847,13 +878,19 @@ impl Story<'_> {
         alice: &Person,
         triage: &Actor,
     ) -> anyhow::Result<String> {
-        let summarizer = self.secret_agent(admin, SUMMARIZER).await?;
-        let reporter = self.secret_agent(admin, REPORTER).await?;
+        let exchange = self.setting.exchange_issuer.clone();
+        let summarizer = self
+            .secret_agent(admin, SUMMARIZER, &exchange, &[READ_SCOPE])
+            .await?;
+        let reporter = self
+            .secret_agent(admin, REPORTER, &exchange, &[READ_SCOPE])
+            .await?;
         let step = Step::new("register summarizer-bot and reporter-bot")
             .asked(format!(
                 "as the admin: identity-svc RegisterAgent {SUMMARIZER} and {REPORTER} (tenant \
-                 {TENANT}, owner {ALICE}, scope {READ_SCOPE}), CreateClientSecret for each;\n\
+                 {}, owner {ALICE}, scope {READ_SCOPE}), CreateClientSecret for each;\n\
                  each: IssueToken client_credentials, audience {}",
+                self.setting.tenant,
                 self.setting.exchange_issuer
             ))
             .answered(format!(
@@ -865,7 +902,6 @@ impl Story<'_> {
             .ok(true);
         self.require(step)?;
 
-        let exchange = self.setting.exchange_issuer.clone();
         let handed = self
             .exchange(&alice.token, JWT_TYPE, &triage.token, &exchange, READ_SCOPE)
             .await;
