@@ -157,3 +157,54 @@ async fn set(reporter: &HealthReporter, names: &[&'static str], ready: bool) {
         reporter.set_service_status(name, status).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    async fn memory_db() -> DatabaseConnection {
+        sea_orm::Database::connect("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_makes_the_replica_not_ready_until_it_passes() {
+        let readiness = Readiness::new(memory_db().await, Duration::from_millis(500));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = healthy.clone();
+        readiness.require(move || {
+            if flag.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("the view is stale".to_owned())
+            }
+        });
+        let monitor = readiness.monitor().await;
+        let mut ready = monitor.ready();
+        assert!(*ready.borrow_and_update());
+
+        healthy.store(false, Ordering::SeqCst);
+        assert_eq!(readiness.check().await, Err("the view is stale".to_owned()));
+        tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|ready| !*ready))
+            .await
+            .unwrap()
+            .unwrap();
+
+        healthy.store(true, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|ready| *ready))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_database_is_not_ready() {
+        let db = memory_db().await;
+        let readiness = Readiness::new(db.clone(), Duration::from_millis(500));
+        assert_eq!(readiness.check().await, Ok(()));
+        db.close().await.unwrap();
+        let reason = readiness.check().await.unwrap_err();
+        assert!(reason.contains("database"), "{reason}");
+    }
+}
