@@ -12,7 +12,8 @@
 #     oldest) and the newest bundled version; custom resources
 #     (Certificate, ServiceMonitor) have no bundled schema and are skipped,
 #     each one named in the output.
-#  4. What the rendered chart must hold (scripts/check_deploy.py assert-*).
+#  4. What the rendered chart must hold (scripts/check_deploy.py assert-*),
+#     also with the migrations as plain Jobs and as init containers.
 #  5. The schema refuses wrong types, unknown keys and chart-owned config
 #     keys; the templates refuse SQLite with several replicas and PostgreSQL
 #     without a shared pepper; the ServiceMonitor needs its API.
@@ -23,7 +24,9 @@
 #     the rendered config and environment (the services refuse unknown
 #     keys). Needs the binaries in ${AGENTSEC_BIN_DIR:-target/debug}
 #     (`cargo build --workspace --bins`); CHECK_DEPLOY_SKIP_BINARIES=1 skips
-#     this step and says so, for machines that cannot build.
+#     this step and says so, for machines that cannot build. The same
+#     binaries run `--migrate` on a fresh SQLite database (what the chart's
+#     migrations Job and init container run).
 #  9. The demo story runs against the four binaries started with the
 #     ConfigMaps and env the chart renders for ci/demo-values.yaml (Secret
 #     values filled in): agentctl/tests/chart.rs, on the PostgreSQL and
@@ -87,6 +90,13 @@ production="$work/production.yaml"
 "$helm" template agentsec "$chart" --namespace agentsec >"$default"
 "$helm" template agentsec "$chart" --namespace agentsec -f "$chart/ci/production-values.yaml" \
   --api-versions monitoring.coreos.com/v1 --api-versions cert-manager.io/v1 >"$production"
+# The other migrations modes, on the production values.
+gitops="$work/production-gitops.yaml"
+init="$work/production-init.yaml"
+"$helm" template agentsec "$chart" --namespace agentsec -f "$chart/ci/production-values.yaml" \
+  --set migrations.hooks=false >"$gitops"
+"$helm" template agentsec "$chart" --namespace agentsec -f "$chart/ci/production-values.yaml" \
+  --set migrations.mode=initContainer >"$init"
 echo "default values: $(grep -c '^kind:' "$default") documents; production values: $(grep -c '^kind:' "$production") documents"
 # NOTES.txt is rendered by install, not by template.
 notes() {
@@ -99,7 +109,7 @@ notes -f "$chart/ci/production-values.yaml" && echo "ok   NOTES.txt renders (pro
   || failed "NOTES.txt (production values)"
 
 step "kubernetes-validate --strict"
-for rendered in "$default" "$production"; do
+for rendered in "$default" "$production" "$gitops" "$init"; do
   "$py" scripts/check_deploy.py manifests "$rendered" "$rendered.core.yaml"
   for version in 1.27.0 1.37.0; do
     if "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$rendered.core.yaml"; then
@@ -113,6 +123,10 @@ done
 step "what the chart renders"
 "$py" scripts/check_deploy.py assert-default "$default" || failed "default values render"
 "$py" scripts/check_deploy.py assert-production "$production" || failed "production values render"
+"$py" scripts/check_deploy.py assert-migrations startup "$default" || failed "migrations (default values: SQLite)"
+"$py" scripts/check_deploy.py assert-migrations hook "$production" || failed "migrations as hooks"
+"$py" scripts/check_deploy.py assert-migrations job "$gitops" || failed "migrations as plain Jobs"
+"$py" scripts/check_deploy.py assert-migrations initContainer "$init" || failed "migrations in init containers"
 
 step "values and combinations the chart refuses"
 # expect_refusal <what> <expected message fragment> <helm template args...>
@@ -137,7 +151,7 @@ expect_refusal "a chart-owned config key (policy.config.admin.jwks_uri)" "$schem
 expect_refusal "an out-of-range config value (identity.config.tokens.lifetime_secs=0)" "$schema" \
   --set identity.config.tokens.lifetime_secs=0
 expect_refusal "an unknown enum value (tls.clientAuth=sometimes)" "$schema" --set tls.clientAuth=sometimes
-expect_refusal "a migrations mode the binaries cannot do (job)" "$schema" --set migrations.mode=job
+expect_refusal "an unknown migrations mode (migrations.mode=manual)" "$schema" --set migrations.mode=manual
 expect_refusal "a service client id starting with agt_" "$schema" --set serviceClients.policy.clientId=agt_policy
 expect_refusal "SQLite with 3 replicas" "cannot have more than one replica" --set identity.replicaCount=3
 expect_refusal "PostgreSQL without a shared pepper" "needs a shared credential pepper" \
@@ -162,7 +176,8 @@ if [ "${CHECK_DEPLOY_SKIP_BINARIES:-0}" = "1" ]; then
   echo "SKIPPED: CHECK_DEPLOY_SKIP_BINARIES=1 (the service binaries were not run; CI runs this step)"
 else
   bin_dir="${AGENTSEC_BIN_DIR:-target/debug}"
-  "$py" scripts/check_deploy.py env "$bin_dir" "$default" "$production" || failed "AGENTSEC_* variables"
+  "$py" scripts/check_deploy.py env "$bin_dir" "$default" "$production" "$gitops" "$init" || failed "AGENTSEC_* variables"
+  "$py" scripts/check_deploy.py migrate "$bin_dir" || failed "--migrate of the binaries"
 fi
 
 step "the demo story against the services as the chart configures them (agentctl/tests/chart.rs)"

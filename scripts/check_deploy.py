@@ -8,6 +8,14 @@
     check_deploy.py assert-production RENDERED.yaml
         What the chart must render for the default values and for
         ci/production-values.yaml (probes, security context, checksums, ...).
+    check_deploy.py assert-migrations MODE RENDERED.yaml
+        How migrations run, for MODE `startup` (SQLite: each replica
+        migrates), `hook` and `job` (a `--migrate` Job per service, a Helm
+        hook or a plain Job) or `initContainer`: the migrating container has
+        the service's config, environment and mounts, and the services
+        migrate at start exactly when nothing else does.
+    check_deploy.py migrate BIN_DIR
+        Each service binary's `--migrate` on a fresh SQLite database, twice.
     check_deploy.py dockerfile
         Every package the Dockerfile builds and every binary it copies
         exists in the Cargo workspace; the runtime stage runs as the chart's
@@ -294,7 +302,12 @@ def assert_production(rendered):
         if name(policy).endswith("audit-svc") and 6379 in egress_ports:
             fail("audit-svc has no Redis, yet egress to Redis is open")
     ok("production: NetworkPolicies restrict ingress and egress (DNS, PostgreSQL, Redis only where used)")
-    hooks = [d for d in by_kind(docs, "Job") if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    hooks = [
+        d
+        for d in by_kind(docs, "Job")
+        if "helm.sh/hook" in d["metadata"].get("annotations", {})
+        and "--check-config" in d["spec"]["template"]["spec"]["containers"][0]["args"]
+    ]
     if len(hooks) != 4:
         fail("production: expected a config check hook Job per service")
     for job in hooks:
@@ -310,6 +323,117 @@ def assert_production(rendered):
             if all(labels.get(k) == v for k, v in selector.items()):
                 fail(f"{name(job)}: its pod would be selected by Service {name(service)}")
     ok("production: config check hook Jobs run --check-config and no Service selects their pods")
+    return 0
+
+
+# migrations -----------------------------------------------------------------
+
+
+def config_of(docs, pod):
+    """The TOML a pod mounts at /etc/agentsec/<service>.toml."""
+    configs = {name(d): d for d in by_kind(docs, "ConfigMap")}
+    volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    svc = binary_of(pod["containers"][0])
+    return configs[volume["configMap"]["name"]]["data"][f"{svc}.toml"]
+
+
+def migrate_on_start(toml):
+    found = re.findall(r"^migrate_on_start = (true|false)$", toml, re.M)
+    return found[0] == "true" if len(found) == 1 else None
+
+
+def same_pod_setup(label, migrator, service):
+    """The migrating container gets the service's environment and mounts."""
+    if [e["name"] for e in migrator.get("env", [])] != [e["name"] for e in service.get("env", [])]:
+        fail(f"{label}: its environment differs from the service's")
+    if migrator.get("volumeMounts") != service.get("volumeMounts"):
+        fail(f"{label}: its mounts differ from the service's")
+    if migrator["command"] != service["command"] or migrator["image"] != service["image"]:
+        fail(f"{label}: another image or binary than the service's")
+    if migrator["args"] != service["args"] + ["--migrate"]:
+        fail(f"{label}: args {migrator['args']}")
+
+
+def assert_migrations(mode, rendered):
+    docs = load(rendered)
+    jobs = [
+        j
+        for j in by_kind(docs, "Job")
+        if "--migrate" in j["spec"]["template"]["spec"]["containers"][0]["args"]
+    ]
+    deployments = {binary_of(container_of(d)): d for d in by_kind(docs, "Deployment")}
+    migrators = {}
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        svc = binary_of(pod["containers"][0])
+        migrators[svc] = pod["containers"][0]
+        annotations = job["metadata"].get("annotations", {})
+        hook = annotations.get("helm.sh/hook")
+        if mode == "hook" and (hook is None or "pre-upgrade" not in hook or int(annotations.get("helm.sh/hook-weight", "0")) <= 0):
+            fail(f"{name(job)}: not a pre-upgrade hook after the config check")
+        if mode == "job" and (hook is not None or not re.search(r"-migrate-[0-9a-f]{8}$", name(job))):
+            fail(f"{name(job)}: expected a plain Job named after its checksum")
+        if pod.get("enableServiceLinks") is not False or pod.get("restartPolicy") != "Never":
+            fail(f"{name(job)}: service links on or restarts in place")
+        deployment = deployments[svc]["spec"]["template"]["spec"]
+        if config_of(docs, pod) != config_of(docs, deployment):
+            fail(f"{name(job)}: its config differs from the service's")
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        for service in services_of(docs).values():
+            if all(labels.get(k) == v for k, v in service["spec"]["selector"].items()):
+                fail(f"{name(job)}: its pod would be selected by Service {name(service)}")
+    for svc, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        init = pod.get("initContainers", [])
+        if mode == "initContainer":
+            if len(init) != 1:
+                fail(f"{svc}: expected one init container running --migrate")
+                continue
+            migrators[svc] = init[0]
+        elif init:
+            fail(f"{svc}: an init container in mode {mode}")
+        migrated_elsewhere = mode != "startup"
+        if migrate_on_start(config_of(docs, pod)) is not (not migrated_elsewhere):
+            fail(f"{svc}: database.migrate_on_start should be {str(not migrated_elsewhere).lower()}")
+        if migrated_elsewhere and svc not in migrators:
+            fail(f"{svc}: nothing runs --migrate for it")
+        if svc in migrators:
+            same_pod_setup(f"{svc} migrator", migrators[svc], container_of(deployment))
+    ok(
+        f"migrations {mode}: "
+        + ("each replica migrates at start" if mode == "startup" else "--migrate with the service's config, env and mounts; the services only check")
+    )
+    return 0
+
+
+def migrate_binaries(bin_dir):
+    """Each binary's `--migrate` creates its SQLite database and exits 0,
+    and again (nothing pending) on the migrated one."""
+    for svc in SERVICES:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / f"{svc}.db"
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "AGENTSEC_DATABASE__URL": f"sqlite://{db}?mode=rwc",
+                "AGENTSEC_TELEMETRY__LOG_FILTER": "warn",
+            }
+            if svc in ("policy-svc", "audit-svc"):
+                # Required settings; --migrate loads the whole config.
+                env["AGENTSEC_ADMIN__JWKS_URI"] = "http://identity.invalid/jwks.json"
+                env["AGENTSEC_ADMIN__ISSUER"] = "http://identity.invalid"
+            for attempt in ("fresh", "migrated"):
+                done = subprocess.run(
+                    [str(Path(bin_dir) / svc), "--migrate"],
+                    env=env, cwd=tmp, capture_output=True, text=True, timeout=60,
+                )
+                if done.returncode != 0:
+                    fail(f"{svc} --migrate on a {attempt} SQLite database: exit {done.returncode}: {done.stderr.strip()[-300:]}")
+                    break
+            else:
+                if not db.is_file():
+                    fail(f"{svc} --migrate created no database")
+                else:
+                    ok(f"{svc} --migrate migrates a fresh SQLite database and exits 0, also when nothing is pending")
     return 0
 
 
@@ -540,6 +664,10 @@ def main(argv):
         assert_default(*args)
     elif command == "assert-production":
         assert_production(*args)
+    elif command == "assert-migrations":
+        assert_migrations(*args)
+    elif command == "migrate":
+        migrate_binaries(*args)
     elif command == "dockerfile":
         dockerfile()
     elif command == "env":

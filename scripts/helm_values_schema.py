@@ -119,7 +119,13 @@ TARGET = obj(
 
 # TOML sections the services share (the keys the chart does not wire).
 SERVER = obj({"shutdown_grace_secs": integer(0, 300)})
-DATABASE = obj({"max_connections": integer(1, 1000), "connect_timeout_secs": integer(1, 300)})
+DATABASE = obj(
+    {
+        "max_connections": integer(1, 1000),
+        "connect_timeout_secs": integer(1, 300),
+        "acquire_timeout_ms": integer(50, 60_000),
+    }
+)
 AUDIT_CLIENT = obj(
     {
         "queue_capacity": integer(1, 1_000_000),
@@ -386,9 +392,14 @@ SCHEMA = {
             "migrations": obj(
                 {
                     "mode": {
-                        "enum": ["startup"],
-                        "description": "The binaries have no migrate-only mode: each replica migrates at start.",
-                    }
+                        "enum": ["job", "initContainer", "startup"],
+                        "description": "Who runs `<service> --migrate`: a Job per service, an init container per pod, or each replica as it starts.",
+                    },
+                    "hooks": BOOL,
+                    "annotations": STRING_MAP,
+                    "backoffLimit": integer(0, 100),
+                    "activeDeadlineSeconds": integer(1),
+                    "resources": ANY_MAP,
                 }
             ),
             "configCheck": obj(

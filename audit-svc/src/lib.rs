@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
 pub use config::{ChainConfig, Config};
+/// This service's database migrations (run at start and by `--migrate`).
+pub use store::Migrator;
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str = <AuditServiceServer<api::grpc::AuditApi> as NamedService>::NAME;

@@ -36,6 +36,8 @@ impl BenchDatabase {
                     schema: Some(format!("bench_{service}_{}_{run}", std::process::id())),
                     max_connections: 8,
                     connect_timeout_secs: 10,
+                    acquire_timeout_ms: 1_500,
+                    migrate_on_start: true,
                 },
                 backend: "PostgreSQL",
                 _dir: None,

@@ -1,5 +1,6 @@
 //! The shared `main` of every service binary: parse the command line, load
-//! the layered config, start telemetry, bind, serve until SIGTERM/Ctrl-C.
+//! the layered config, start telemetry, bind, serve until SIGTERM/Ctrl-C
+//! (or, with `--migrate`, run the database migrations and exit).
 //! Start-up failures print one line naming the problem and exit with 1
 //! (2 for bad config), never a panic backtrace.
 
@@ -26,13 +27,18 @@ struct ServiceArgs {
     /// with where each came from), and exit.
     #[arg(long)]
     check_config: bool,
+    /// Run the pending database migrations and exit (0 when the schema is
+    /// current); safe to run beside replicas and other migrators.
+    #[arg(long, conflicts_with = "check_config")]
+    migrate: bool,
 }
 
 /// Runs a service binary: `serve` gets the config, a bound listener and the
-/// shutdown signal.
-pub fn run<C, F, Fut>(service_name: &'static str, serve: F) -> ExitCode
+/// shutdown signal; `M` are the service's migrations.
+pub fn run<C, M, F, Fut>(service_name: &'static str, serve: F) -> ExitCode
 where
     C: ServiceConfig,
+    M: sea_orm_migration::MigratorTrait,
     F: FnOnce(C, TcpListener, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), StartError>>,
 {
@@ -74,6 +80,13 @@ where
     let result = runtime.block_on(async {
         let _telemetry = crate::telemetry::init(config.telemetry(), service_name)
             .map_err(|err| err.to_string())?;
+        if args.migrate {
+            crate::foundation::migrate_only::<M>(&config)
+                .await
+                .map_err(|err| err.to_string())?;
+            tracing::info!("the database schema is current");
+            return Ok(());
+        }
         let listener = server::bind(config.server().listen)
             .await
             .map_err(|err| err.to_string())?;

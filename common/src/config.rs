@@ -260,9 +260,22 @@ pub struct DatabaseConfig {
     pub schema: Option<String>,
     /// Upper bound of the connection pool.
     pub max_connections: u32,
-    /// How long to wait for a connection before start-up or a request fails.
+    /// How long start-up waits for the database to accept a connection.
     pub connect_timeout_secs: u64,
+    /// How long a request waits for a connection (from the pool, or newly
+    /// opened when the pool has room) before it fails
+    /// with UNAVAILABLE (`temporarily_unavailable` over OAuth): short, so
+    /// that requests fail fast while the database is unreachable instead of
+    /// queueing for the connect timeout.
+    pub acquire_timeout_ms: u64,
+    /// Whether the service runs its pending migrations at start. `false`:
+    /// it only checks that the schema is current and refuses to start if
+    /// not (migrations then run as `<service> --migrate`, e.g. a Job).
+    pub migrate_on_start: bool,
 }
+
+/// Bounds of `database.acquire_timeout_ms`.
+pub const ACQUIRE_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 50..=60_000;
 
 impl std::fmt::Debug for DatabaseConfig {
     // A password inside the URL never reaches a log.
@@ -272,6 +285,8 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
 }
@@ -283,6 +298,8 @@ impl DatabaseConfig {
             schema: None,
             max_connections: 8,
             connect_timeout_secs: 10,
+            acquire_timeout_ms: 1_500,
+            migrate_on_start: true,
         }
     }
 
@@ -305,6 +322,12 @@ impl DatabaseConfig {
                 "must be between 1 and 300",
             ));
         }
+        check_between(
+            "database.acquire_timeout_ms",
+            self.acquire_timeout_ms,
+            *ACQUIRE_TIMEOUT_MS.start(),
+            *ACQUIRE_TIMEOUT_MS.end(),
+        )?;
         Ok(())
     }
 }

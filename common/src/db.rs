@@ -1,10 +1,14 @@
-//! Database connections for SQLite and PostgreSQL through sea-orm, with the
-//! service's migrations run before it serves.
+//! Database connections for SQLite and PostgreSQL through sea-orm; the
+//! service's migrations, run (one migrator at a time per schema) or checked
+//! before it serves.
 
 use std::path::Path;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+    TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseConfig;
@@ -19,6 +23,14 @@ pub enum DbError {
     Schema { schema: String, reason: String },
     #[error("database migration failed: {reason}")]
     Migrate { reason: String },
+    #[error(
+        "the database schema is not current: {} migration(s) pending ({}); run the service \
+         with `--migrate` first (the chart's migrations Job or init container does) or set \
+         `database.migrate_on_start = true`",
+        pending.len(),
+        pending.join(", ")
+    )]
+    NotMigrated { pending: Vec<String> },
     #[error("reading the database at start-up failed: {reason}")]
     StartupRead { reason: String },
 }
@@ -80,10 +92,71 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     config: &DatabaseConfig,
 ) -> Result<DatabaseConnection, DbError> {
     let db = connect(config).await?;
-    M::up(&db, None).await.map_err(|err| DbError::Migrate {
-        reason: err.to_string(),
-    })?;
+    migrate::<M>(&db).await?;
     Ok(db)
+}
+
+/// Connects and runs `M`'s pending migrations when
+/// `database.migrate_on_start` is set; otherwise only checks that none is
+/// pending.
+pub async fn connect_for_service<M: MigratorTrait>(
+    config: &DatabaseConfig,
+) -> Result<DatabaseConnection, DbError> {
+    if config.migrate_on_start {
+        return connect_and_migrate::<M>(config).await;
+    }
+    let db = connect(config).await?;
+    check_migrated::<M>(&db).await?;
+    Ok(db)
+}
+
+/// Runs `M`'s pending migrations. On PostgreSQL, replicas and migration
+/// Jobs starting at once take turns: sea-orm-migration runs the migrations
+/// in one transaction but takes no lock, so two migrators would both see
+/// the same migrations pending and the second would fail on objects the
+/// first created. A transaction-scoped advisory lock named after the schema
+/// serialises them; whoever comes second finds nothing pending.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbError> {
+    let failed = |err: sea_orm::DbErr| DbError::Migrate {
+        reason: err.to_string(),
+    };
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return M::up(db, None).await.map_err(failed);
+    }
+    let transaction = db.begin().await.map_err(failed)?;
+    transaction
+        .execute_unprepared(MIGRATION_LOCK)
+        .await
+        .map_err(failed)?;
+    M::up(&transaction, None).await.map_err(failed)?;
+    transaction.commit().await.map_err(failed)
+}
+
+/// Waits for this schema's migration lock until the transaction ends.
+const MIGRATION_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('agentsec migrations ' || current_schema()))";
+
+/// Fails with [`DbError::NotMigrated`] naming the pending migrations, if
+/// any. Reading the list creates sea-orm-migration's bookkeeping table on
+/// an empty schema; that happens in a transaction rolled back here, so a
+/// check changes nothing.
+pub async fn check_migrated<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbError> {
+    let failed = |err: sea_orm::DbErr| DbError::Migrate {
+        reason: err.to_string(),
+    };
+    let transaction = db.begin().await.map_err(failed)?;
+    let pending = M::get_pending_migrations(&transaction).await;
+    transaction.rollback().await.map_err(failed)?;
+    let pending: Vec<String> = pending
+        .map_err(failed)?
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(DbError::NotMigrated { pending })
+    }
 }
 
 /// Connects to the configured database without migrating.
@@ -95,14 +168,15 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     if kind == DatabaseKind::Sqlite {
         ensure_sqlite_directory(&config.url)?;
     }
-    if let (DatabaseKind::Postgres, Some(schema)) = (kind, &config.schema) {
-        create_schema(config, schema).await?;
+    if kind == DatabaseKind::Postgres {
+        // The pool below gives up after `acquire_timeout_ms` (requests must
+        // fail fast); start-up waits up to `connect_timeout_secs` here.
+        reach_postgres(config).await?;
     }
     let mut options = ConnectOptions::new(config.url.clone());
     options
         .max_connections(config.max_connections)
-        .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
-        .acquire_timeout(Duration::from_secs(config.connect_timeout_secs))
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         .sqlx_logging(false);
     if let (DatabaseKind::Postgres, Some(schema)) = (kind, &config.schema) {
         options.set_schema_search_path(schema.clone());
@@ -132,11 +206,15 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Ok(db)
 }
 
-async fn create_schema(config: &DatabaseConfig, schema: &str) -> Result<(), DbError> {
-    check_schema_name(schema).map_err(|reason| DbError::Schema {
-        schema: schema.to_owned(),
-        reason,
-    })?;
+/// Connects once within `connect_timeout_secs` and creates the configured
+/// schema if it is missing.
+async fn reach_postgres(config: &DatabaseConfig) -> Result<(), DbError> {
+    if let Some(schema) = &config.schema {
+        check_schema_name(schema).map_err(|reason| DbError::Schema {
+            schema: schema.clone(),
+            reason,
+        })?;
+    }
     let mut options = ConnectOptions::new(config.url.clone());
     options
         .max_connections(1)
@@ -149,6 +227,10 @@ async fn create_schema(config: &DatabaseConfig, schema: &str) -> Result<(), DbEr
             kind: "postgres",
             reason: err.to_string(),
         })?;
+    let Some(schema) = &config.schema else {
+        admin.close().await.ok();
+        return Ok(());
+    };
     let statement = Statement::from_string(
         admin.get_database_backend(),
         format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
@@ -159,7 +241,7 @@ async fn create_schema(config: &DatabaseConfig, schema: &str) -> Result<(), DbEr
         let text = err.to_string();
         if !text.contains("already exists") && !text.contains("duplicate key") {
             return Err(DbError::Schema {
-                schema: schema.to_owned(),
+                schema: schema.clone(),
                 reason: text,
             });
         }

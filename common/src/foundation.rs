@@ -1,7 +1,8 @@
 //! What every service's `serve` starts from and ends with: TLS, its
-//! database with migrations run, Redis when configured, the audit client
-//! and the invalidation publisher; and, after serving, the audit events
-//! still queued flushed.
+//! database with migrations run (or checked, with
+//! `database.migrate_on_start = false`), Redis when configured, the audit
+//! client, the invalidation publisher and the readiness it reports; and,
+//! after serving, the audit events still queued flushed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::audit::client::{AuditClient, AuditSender};
 use crate::config::ServiceConfig;
 use crate::invalidation::Publisher;
+use crate::readiness::Readiness;
 use crate::redis::RedisHandle;
 use crate::server::{ServiceEndpoints, StartError};
 use crate::tls::ServiceTls;
@@ -25,20 +27,31 @@ pub struct Foundation {
     pub db: DatabaseConnection,
     /// `None` when the service has no Redis section or no `redis.url`.
     pub redis: Option<RedisHandle>,
+    /// Ready while the database answers; services add their own conditions.
+    pub readiness: Readiness,
 }
 
 impl Foundation {
-    /// Starts TLS, connects the database and runs `M`'s migrations, and
-    /// connects Redis.
+    /// Starts TLS, connects the database and runs `M`'s migrations (or
+    /// checks that none is pending), and connects Redis.
     pub async fn start<M: MigratorTrait>(config: &impl ServiceConfig) -> Result<Self, StartError> {
         let sections = config.sections();
         let tls = ServiceTls::start(sections.tls)?;
-        let db = crate::db::connect_and_migrate::<M>(sections.database).await?;
+        let db = crate::db::connect_for_service::<M>(sections.database).await?;
         let redis = match sections.redis {
             Some(redis) => crate::redis::connect(redis).await?,
             None => None,
         };
-        Ok(Self { tls, db, redis })
+        let readiness = Readiness::new(
+            db.clone(),
+            Duration::from_millis(sections.database.acquire_timeout_ms),
+        );
+        Ok(Self {
+            tls,
+            db,
+            redis,
+            readiness,
+        })
     }
 
     /// The audit client of a service with an `[audit]` section, sending
@@ -76,15 +89,25 @@ impl Foundation {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let grace = Duration::from_secs(config.server().shutdown_grace_secs);
+        let readiness = self.readiness.monitor().await;
         crate::server::serve(
             endpoints,
             listener,
             self.tls.server.clone(),
             shutdown,
             grace,
+            readiness.ready(),
         )
         .await
     }
+}
+
+/// Runs `M`'s pending migrations on the configured database and returns:
+/// what `<service> --migrate` does (a migrations Job, an init container).
+pub async fn migrate_only<M: MigratorTrait>(config: &impl ServiceConfig) -> Result<(), StartError> {
+    let db = crate::db::connect_and_migrate::<M>(config.sections().database).await?;
+    db.close().await.ok();
+    Ok(())
 }
 
 /// Delivers the audit events still queued, within

@@ -22,6 +22,7 @@ pub mod jwt;
 pub mod keys;
 pub mod oauth_http;
 pub mod page;
+pub mod readiness;
 pub mod redact;
 pub mod redis;
 pub mod remote_jwks;

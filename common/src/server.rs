@@ -1,8 +1,10 @@
 //! The server bootstrap: one port serves a service's gRPC API, its HTTP
 //! endpoints, `grpc.health.v1.Health` and gRPC server reflection. Every
 //! request to a known route but health runs in a span of the service (see
-//! `telemetry`). Shutdown flips health to NOT_SERVING first, then drains
-//! in-flight requests within the configured grace period.
+//! `telemetry`). The gRPC service names report readiness (see
+//! `readiness`), the overall status liveness. Shutdown flips health to
+//! NOT_SERVING first, then drains in-flight requests within the configured
+//! grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -114,20 +116,25 @@ pub struct ServiceEndpoints {
 }
 
 /// Serves `endpoints` on `listener` (over TLS with `tls`) until `shutdown`
-/// resolves, then drains for at most `grace`.
+/// resolves, then drains for at most `grace`. The status of each gRPC
+/// service name follows `ready`.
 pub async fn serve(
     endpoints: ServiceEndpoints,
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    ready: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), StartError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in &endpoints.grpc_services {
-        health_reporter
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let readiness = tokio::spawn(
+        crate::readiness::report(
+            ready,
+            health_reporter.clone(),
+            endpoints.grpc_services.clone(),
+        )
+        .await,
+    );
 
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -186,10 +193,16 @@ pub async fn serve(
 
     tokio::select! {
         result = &mut server => {
+            readiness.abort();
+            let _ = readiness.await;
             return result.map_err(|err| StartError::Serve(err.to_string()));
         }
         () = shutdown => {}
     }
+    // Stopped for good before the shutdown is reported, so that a readiness
+    // change cannot turn a name SERVING again.
+    readiness.abort();
+    let _ = readiness.await;
 
     tracing::info!(
         service = endpoints.name,

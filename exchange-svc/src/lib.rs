@@ -39,6 +39,8 @@ pub use config::{
     AdminConfig, Config, ExchangeConfig, GrantConfig, IdentityConfig, PolicyConfig, TargetConfig,
     UserIssuerConfig,
 };
+/// This service's database migrations (run at start and by `--migrate`).
+pub use store::Migrator;
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =

@@ -37,6 +37,8 @@ pub use config::{
     Config, ServiceClientConfig, TrustedIssuerConfig, EXCHANGE_SVC_CLIENT_ID, POLICY_SVC_CLIENT_ID,
 };
 pub use events::INVALIDATION_CHANNEL;
+/// This service's database migrations (run at start and by `--migrate`).
+pub use store::Migrator;
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =

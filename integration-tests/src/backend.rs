@@ -14,6 +14,9 @@ pub const DATABASE_URL_ENV: &str = "AGENTSEC_TEST_DATABASE_URL";
 /// Names the Redis server the tests run against.
 pub const REDIS_URL_ENV: &str = "AGENTSEC_TEST_REDIS_URL";
 
+/// How long the services of a test cluster wait for a pooled connection.
+pub const TEST_ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+
 /// The databases and cache of one test cluster.
 pub struct TestBackend {
     /// A short random id that names this cluster's schemas and key prefix.
@@ -75,18 +78,25 @@ impl TestBackend {
 
     /// The database of one service of this cluster.
     pub fn database(&self, service: &str) -> DatabaseConfig {
-        match (&self.postgres_url, &self.sqlite_dir) {
+        let mut config = match (&self.postgres_url, &self.sqlite_dir) {
             (Some(url), _) => DatabaseConfig {
                 url: url.clone(),
                 schema: Some(self.schema(service)),
                 max_connections: 4,
                 connect_timeout_secs: 10,
+                acquire_timeout_ms: 0,
+                migrate_on_start: true,
             },
             (None, Some(dir)) => {
                 DatabaseConfig::sqlite_file(&dir.path().join(format!("{service}.db")))
             }
             (None, None) => DatabaseConfig::sqlite_file(&PathBuf::from(format!("{service}.db"))),
-        }
+        };
+        // Many clusters share a loaded test machine and its small pools: a
+        // request may wait longer than the production default for a
+        // connection of a working database. Outage tests set their own.
+        config.acquire_timeout_ms = TEST_ACQUIRE_TIMEOUT_MS;
+        config
     }
 
     /// The Redis of this cluster, with its own key prefix.

@@ -46,6 +46,8 @@ pub use config::{
     AdminConfig, CacheConfig, Config, DecisionCallers, DecisionConfig, IdentityConfig,
     RevocationConfig, TokenIssuerConfig,
 };
+/// This service's database migrations (run at start and by `--migrate`).
+pub use store::Migrator;
 
 /// The gRPC service this crate serves.
 pub const GRPC_SERVICE_NAME: &str =
@@ -136,6 +138,10 @@ pub async fn serve(
         .await
         .map_err(|err| StartError::setup("loading the policy sets", err))?,
     );
+    let readiness_view = view.clone();
+    foundation
+        .readiness
+        .require(move || readiness_view.readiness(chrono::Utc::now()));
     let bus = agentsec_common::follower::Bus::of(&config.redis);
     let follower = follower::PolicyFollower {
         policies: policies.clone(),

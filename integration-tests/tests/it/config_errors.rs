@@ -39,6 +39,25 @@ async fn service_configs_reject_unknown_keys_and_bad_urls() {
     )
     .expect_err("no host");
     assert!(err.to_string().contains("`database.url`"), "{err}");
+    let err = load_from::<agentsec_exchange::Config>(
+        None,
+        env(&[("AGENTSEC_DATABASE__ACQUIRE_TIMEOUT_MS", "10")]),
+    )
+    .expect_err("too short a wait");
+    assert!(
+        err.to_string().contains("`database.acquire_timeout_ms`"),
+        "{err}"
+    );
+    let set = load_from::<agentsec_exchange::Config>(
+        None,
+        env(&[
+            ("AGENTSEC_DATABASE__ACQUIRE_TIMEOUT_MS", "250"),
+            ("AGENTSEC_DATABASE__MIGRATE_ON_START", "false"),
+        ]),
+    )
+    .expect("both settable by env");
+    assert_eq!(set.database.acquire_timeout_ms, 250);
+    assert!(!set.database.migrate_on_start);
     for defaults in [
         load_from::<agentsec_exchange::Config>(None, env(&[])).map(|_| ()),
         load_from::<agentsec_identity::Config>(None, env(&[])).map(|_| ()),

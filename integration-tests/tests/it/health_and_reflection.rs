@@ -1,6 +1,9 @@
 //! Every service answers `grpc.health.v1` and lists itself over reflection.
 
+use std::time::Duration;
+
 use agentsec_integration_tests::cluster::health_status;
+use agentsec_integration_tests::eventually;
 use agentsec_integration_tests::{Service, TestCluster};
 use tokio_stream::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -19,11 +22,18 @@ async fn all_four_services_report_serving() -> anyhow::Result<()> {
             ServingStatus::Serving,
             "{service:?}"
         );
-        assert_eq!(
-            health_status(addr, service.grpc_name()).await?,
-            ServingStatus::Serving,
-            "{service:?}"
-        );
+        // Readiness: policy-svc's turns SERVING once it has loaded the
+        // revocation state from identity-svc and exchange-svc.
+        let name = service.grpc_name();
+        eventually(
+            &format!("{name} SERVING"),
+            Duration::from_secs(30),
+            || async move {
+                let status = health_status(addr, name).await?;
+                Ok((status == ServingStatus::Serving).then_some(()))
+            },
+        )
+        .await?;
     }
     // A name the server does not serve is NOT_FOUND, per the health protocol.
     let unknown = health_status(cluster.addr(Service::Identity), "agentsec.nope.v1.Nope").await;

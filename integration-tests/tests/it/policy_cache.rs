@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agentsec_integration_tests::relay::RedisRelay;
+use agentsec_integration_tests::relay::TcpRelay;
 use agentsec_integration_tests::{eventually, http, with_bearer, Service, TestCluster};
 use agentsec_proto::common::v1::{Decision, Effect};
 use agentsec_proto::identity::v1::SuspendAgentRequest;
@@ -401,7 +401,7 @@ async fn decisions_go_on_uncached_and_correct_while_redis_does_not_answer() -> a
         .get_connection_info()
         .addr()
         .to_string();
-    let relay = RedisRelay::start(upstream).await?;
+    let relay = TcpRelay::start(upstream).await?;
     let relayed_url = format!("redis://{}", relay.addr);
     let replica = cluster
         .start_policy_replica_with(|config| config.redis.url = Some(relayed_url))

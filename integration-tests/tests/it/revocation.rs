@@ -27,7 +27,7 @@ use crate::identity_support::{identity, test_client, TestClient};
 use crate::policy_check_token::check_token;
 use crate::policy_ext_authz::{ask, denial, http_check, mcp_call};
 use crate::policy_sets::{policy, put, rule};
-use agentsec_integration_tests::relay::RedisRelay;
+use agentsec_integration_tests::relay::TcpRelay;
 
 /// How long a revocation may take to reach a replica in these tests; the
 /// measured delay is in BENCHMARKS.md.
@@ -465,7 +465,7 @@ async fn a_replica_cut_off_redis_follows_the_owners_and_fails_closed_without_the
         .get_connection_info()
         .addr()
         .to_string();
-    let relay = RedisRelay::start(upstream).await?;
+    let relay = TcpRelay::start(upstream).await?;
     let relayed_url = format!("redis://{}", relay.addr);
     let replica = fx
         .cluster

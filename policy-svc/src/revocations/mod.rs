@@ -406,6 +406,25 @@ impl RevocationView {
         age_ms <= self.max_staleness.as_millis() as i64
     }
 
+    /// Whether token decisions can be answered at `now` (readiness): `Err`
+    /// says why they fail closed.
+    pub fn readiness(&self, now: DateTime<Utc>) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !self.is_loaded() {
+            return Err("the revocation state is not loaded yet".to_owned());
+        }
+        if !self.is_current(now) {
+            return Err(format!(
+                "the revocation state was last confirmed more than {} ms ago \
+                 (`revocations.max_staleness_ms`)",
+                self.max_staleness.as_millis()
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses a token its owners no longer honour: UNAUTHENTICATED naming
     /// why; UNAVAILABLE when the view cannot be trusted (fail closed).
     pub fn check(&self, token: &VerifiedToken, now: DateTime<Utc>) -> Result<(), ApiError> {

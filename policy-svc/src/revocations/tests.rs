@@ -102,6 +102,19 @@ fn event(
 }
 
 #[test]
+fn readiness_needs_a_loaded_and_current_view() {
+    let view = RevocationView::new(true, STALENESS);
+    assert!(view.readiness(at(1_000)).is_err(), "not loaded");
+    view.replace(Revocations::default(), at(1_000));
+    assert_eq!(view.readiness(at(1_000)), Ok(()));
+    let stale = at(1_000) + chrono::Duration::from_std(STALENESS).unwrap() * 2;
+    let reason = view.readiness(stale).unwrap_err();
+    assert!(reason.contains("revocations.max_staleness_ms"), "{reason}");
+    let disabled = RevocationView::new(false, STALENESS);
+    assert_eq!(disabled.readiness(at(1_000)), Ok(()));
+}
+
+#[test]
 fn nothing_is_decided_before_the_first_load() {
     let view = RevocationView::new(true, STALENESS);
     assert_eq!(

@@ -20,6 +20,8 @@ database:
 {{- else }}
   url: {{ printf "sqlite:///var/lib/agentsec/data/%s.db?mode=rwc" $c.name | quote }}
 {{- end }}
+  # migrations.mode: a Job or an init container migrates, the service checks.
+  migrate_on_start: {{ include "agentsec.migrateOnStart" . }}
 telemetry:
   log_format: {{ $root.Values.telemetry.logFormat | quote }}
   log_filter: {{ $root.Values.telemetry.logFilter | quote }}

@@ -287,3 +287,29 @@ true
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Whether a migrations Job runs for a service: `migrations.mode: job` on
+PostgreSQL (a SQLite file lives in the pod's emptyDir, where only the pod
+itself reaches it). On the first install with `migrations.hooks` and
+`secrets.generate`, a pre-install hook would start before the generated
+Secret exists: that install migrates at start instead.
+(dict "root" $ "key" "identity")
+*/}}
+{{- define "agentsec.migrationsJob" -}}
+{{- $m := .root.Values.migrations -}}
+{{- if and (eq $m.mode "job") (include "agentsec.databaseSource" .) -}}
+{{- if not (and $m.hooks .root.Values.secrets.generate .root.Release.IsInstall) -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* `database.migrate_on_start` of a service: false when a Job or an init container migrates. */}}
+{{- define "agentsec.migrateOnStart" -}}
+{{- if or (eq .root.Values.migrations.mode "initContainer") (include "agentsec.migrationsJob" .) -}}
+false
+{{- else -}}
+true
+{{- end -}}
+{{- end -}}

@@ -158,3 +158,30 @@ periodSeconds: {{ $p.periodSeconds }}
 timeoutSeconds: {{ $p.timeoutSeconds }}
 failureThreshold: {{ $p.failureThreshold }}
 {{- end -}}
+
+{{/*
+The container that runs `<service> --migrate`: the migrations Job's, or a
+pod's init container (`migrations.mode: initContainer`). Same image, config,
+environment and mounts as the service. (dict "root" $ "key" "identity")
+*/}}
+{{- define "agentsec.migrateContainer" -}}
+{{- $root := .root -}}
+{{- $c := include "agentsec.component" . | fromYaml -}}
+name: migrate
+image: {{ include "agentsec.image" $root | quote }}
+imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+command: ["/usr/local/bin/{{ $c.name }}"]
+args: ["--config", "/etc/agentsec/{{ $c.name }}.toml", "--migrate"]
+env:
+  {{- include "agentsec.env" (dict "root" $root "key" .key "check" false) | trim | nindent 2 }}
+{{- with $root.Values.migrations.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.defaults.containerSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumeMounts:
+  {{- include "agentsec.volumeMounts" (dict "root" $root "key" .key "check" false) | nindent 2 }}
+{{- end -}}
