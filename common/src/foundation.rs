@@ -1,6 +1,6 @@
 //! What every service's `serve` starts from and ends with: TLS, its
-//! database with migrations run, Redis when configured, the audit client
-//! and the invalidation publisher; and, after serving, the audit events
+//! database with migrations run, Redis when configured, its metrics
+//! registry, the audit client and the invalidation publisher; and, after serving, the audit events
 //! still queued flushed.
 
 use std::future::Future;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::audit::client::{AuditClient, AuditSender};
 use crate::config::ServiceConfig;
 use crate::invalidation::Publisher;
+use crate::metrics::Metrics;
 use crate::redis::RedisHandle;
 use crate::server::{ServiceEndpoints, StartError};
 use crate::tls::ServiceTls;
@@ -25,6 +26,8 @@ pub struct Foundation {
     pub db: DatabaseConnection,
     /// `None` when the service has no Redis section or no `redis.url`.
     pub redis: Option<RedisHandle>,
+    /// The service's metrics, served on `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl Foundation {
@@ -38,7 +41,12 @@ impl Foundation {
             Some(redis) => crate::redis::connect(redis).await?,
             None => None,
         };
-        Ok(Self { tls, db, redis })
+        Ok(Self {
+            tls,
+            db,
+            redis,
+            metrics: Metrics::new(),
+        })
     }
 
     /// The audit client of a service with an `[audit]` section, sending
@@ -52,8 +60,10 @@ impl Foundation {
             .sections()
             .audit
             .ok_or_else(|| StartError::setup("audit", "this service has no [audit] section"))?;
-        AuditClient::start(audit.clone(), tokens, &self.tls.client)
-            .map_err(|err| StartError::setup("audit", err))
+        let (client, sender) = AuditClient::start(audit.clone(), tokens, &self.tls.client)
+            .map_err(|err| StartError::setup("audit", err))?;
+        client.register_metrics(&self.metrics);
+        Ok((client, sender))
     }
 
     /// The publisher of invalidation events signed as `issuer` ("" for a
