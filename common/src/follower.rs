@@ -385,11 +385,12 @@ mod tests {
     async fn local_events_reach_the_follower_after_its_reload() {
         let bus = LocalBus::new();
         let recorder = Arc::new(Recorder::default());
+        let metrics = Metrics::new();
         let task = tokio::spawn(follow(
             recorder.clone(),
             Bus::Local(bus.clone()),
             Duration::from_millis(10),
-            FollowerMetrics::default(),
+            FollowerMetrics::register(&metrics),
         ));
         let publisher = Publisher::new(None, Some(bus.clone()), "http://id".to_owned());
         // Published until heard: the follower subscribes asynchronously.
@@ -417,5 +418,15 @@ mod tests {
         let log = recorder.log();
         assert_eq!(log.first().map(String::as_str), Some("reload"));
         assert!(log.contains(&"AgentSuspended agt_1".to_owned()), "{log:?}");
+        let text = metrics.encode();
+        assert!(text.contains("agentsec_follower_subscribed 1\n"), "{text}");
+        assert!(
+            !text.contains("agentsec_follower_events_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("agentsec_follower_in_step_timestamp_seconds 0.0\n"),
+            "{text}"
+        );
     }
 }

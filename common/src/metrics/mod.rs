@@ -2,7 +2,7 @@
 //! per service and no process-global state, so services composed in one
 //! process (`agentctl dev`, the tests) keep their own; the request metrics
 //! that `server` records for every call ([`requests`]); and the
-//! OpenMetrics text that `GET /metrics` answers. docs/operations.md lists
+//! OpenMetrics text that `GET /metrics` answers. docs/metrics.md lists
 //! every metric.
 //!
 //! Labels are bounded: gRPC methods and HTTP routes are the ones the
@@ -139,10 +139,12 @@ impl Scrape<'_> {
     /// A counter (`_total` is appended to `name`).
     pub fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
         let metric = ConstCounter::new(value);
-        metric.encode(
-            self.encoder
-                .encode_descriptor(name, help, None, MetricType::Counter)?,
-        )
+        metric.encode(self.encoder.encode_descriptor(
+            name,
+            &sentence(help),
+            None,
+            MetricType::Counter,
+        )?)
     }
 
     /// A counter with one label whose values are `samples`' names.
@@ -153,9 +155,9 @@ impl Scrape<'_> {
         label: &str,
         samples: &[(&str, u64)],
     ) -> fmt::Result {
-        let mut family = self
-            .encoder
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        let mut family =
+            self.encoder
+                .encode_descriptor(name, &sentence(help), None, MetricType::Counter)?;
         for (label_value, value) in samples {
             let labels = [(label, *label_value)];
             ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
@@ -166,10 +168,12 @@ impl Scrape<'_> {
     /// A gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: i64) -> fmt::Result {
         let metric = ConstGauge::new(value);
-        metric.encode(
-            self.encoder
-                .encode_descriptor(name, help, None, MetricType::Gauge)?,
-        )
+        metric.encode(self.encoder.encode_descriptor(
+            name,
+            &sentence(help),
+            None,
+            MetricType::Gauge,
+        )?)
     }
 
     /// A gauge in seconds (`_seconds` is appended to `name`).
@@ -177,11 +181,17 @@ impl Scrape<'_> {
         let metric = ConstGauge::new(value);
         metric.encode(self.encoder.encode_descriptor(
             name,
-            help,
+            &sentence(help),
             Some(&Unit::Seconds),
             MetricType::Gauge,
         )?)
     }
+}
+
+/// A help text ending in a period, as the registry writes the help of the
+/// metrics registered in it.
+fn sentence(help: &str) -> String {
+    format!("{help}.")
 }
 
 type Reader = Box<dyn Fn(&mut Scrape<'_>) -> fmt::Result + Send + Sync>;
