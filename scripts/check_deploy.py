@@ -284,14 +284,14 @@ def assert_production(rendered):
         fail("production: expected three autoscaling/v2 HPAs")
     if not any("behavior" in h["spec"] for h in hpas):
         fail("production: HPA behavior is not rendered")
-    for kind, count in (("Certificate", 4), ("NetworkPolicy", 4), ("PodDisruptionBudget", 4), ("ServiceMonitor", 1)):
+    for kind, count in (("Certificate", 4), ("NetworkPolicy", 4), ("PodDisruptionBudget", 4), ("ServiceMonitor", 4)):
         if len(by_kind(docs, kind)) != count:
             fail(f"production: expected {count} {kind}")
-    monitor = by_kind(docs, "ServiceMonitor")[0]
-    endpoint = monitor["spec"]["endpoints"][0]
-    if endpoint.get("path") != "/metrics" or endpoint.get("scheme") != "https" or "policy-svc" not in name(monitor):
-        fail(f"production: ServiceMonitor endpoint {endpoint}")
-    ok("production: HPAs (autoscaling/v2, behavior), 4 Certificates, 4 NetworkPolicies, 4 PDBs, 1 ServiceMonitor on policy-svc /metrics")
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        endpoint = monitor["spec"]["endpoints"][0]
+        if endpoint.get("path") != "/metrics" or endpoint.get("scheme") != "https" or endpoint.get("port") != "grpc":
+            fail(f"production: ServiceMonitor {name(monitor)} endpoint {endpoint}")
+    ok("production: HPAs (autoscaling/v2, behavior), 4 Certificates, 4 NetworkPolicies, 4 PDBs, 4 ServiceMonitors on /metrics")
     for policy in by_kind(docs, "NetworkPolicy"):
         spec = policy["spec"]
         if spec.get("policyTypes") != ["Ingress", "Egress"]:

@@ -41,14 +41,18 @@ pub async fn serve(
     let keys = agentsec_common::keys::store::load_or_create(&db, &config.signing).await?;
     tracing::info!(kid = keys.active.kid(), "checkpoint signing key loaded");
     let active_key_id = keys.active.kid().to_owned();
-    let (writer, writer_task) =
-        chain::writer::ChainWriter::start(db.clone(), Arc::new(keys.active), config.chain.clone())
-            .await
-            .map_err(|err| {
-                StartError::Database(agentsec_common::db::DbError::StartupRead {
-                    reason: err.to_string(),
-                })
-            })?;
+    let (writer, writer_task) = chain::writer::ChainWriter::start(
+        db.clone(),
+        Arc::new(keys.active),
+        config.chain.clone(),
+        &foundation.metrics,
+    )
+    .await
+    .map_err(|err| {
+        StartError::Database(agentsec_common::db::DbError::StartupRead {
+            reason: err.to_string(),
+        })
+    })?;
 
     // Long-lived streams (tail, export) end when shutdown starts, so that
     // draining does not wait for readers who never hang up.
@@ -68,6 +72,7 @@ pub async fn serve(
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(service),
         http: axum::Router::new(),
+        metrics: foundation.metrics.clone(),
     };
     let served = foundation
         .serve(&config, endpoints, listener, shutdown)

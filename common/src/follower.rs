@@ -13,9 +13,14 @@
 //! [`Follow::catch_up`] runs every `poll_interval` (reading the owners'
 //! state directly); with one, every [`RECONCILE_INTERVAL`]. Without any bus (no Redis, not in one process) the
 //! follower only polls.
+//!
+//! [`FollowerMetrics`] puts whether a subscription is live, when the
+//! follower last knew it was in step with the owners (and how long ago),
+//! the events heard and the subscriptions lost on the service's
+//! `/metrics`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ use futures::StreamExt as _;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::invalidation::{LocalBus, ReceivedInvalidation};
+use crate::metrics::Metrics;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -101,10 +107,96 @@ impl Bus {
     }
 }
 
-/// Follows `bus` for ever (spawn it; abort the task to stop). Catching up
-/// runs beside the subscription attempts, so a subscription that hangs
-/// (a Redis that accepts connections and never answers) does not pause it.
-pub async fn follow<F: Follow>(follower: Arc<F>, bus: Bus, poll_interval: Duration) {
+/// What a follower reports on `/metrics`.
+#[derive(Clone, Default)]
+pub struct FollowerMetrics {
+    state: Arc<FollowerState>,
+}
+
+#[derive(Default)]
+struct FollowerState {
+    subscribed: AtomicBool,
+    /// Unix time in milliseconds when the follower last knew it was in
+    /// step (a reload, a catch-up, an event or an answered PING); 0 before.
+    in_step_ms: AtomicI64,
+    events: AtomicU64,
+    losses: AtomicU64,
+    catch_up_failures: AtomicU64,
+}
+
+impl FollowerMetrics {
+    /// Registers a follower's metrics in `metrics`; the lag is measured at
+    /// every scrape (from the registration while never in step).
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self::default();
+        let state = this.state.clone();
+        let registered_ms = chrono::Utc::now().timestamp_millis();
+        metrics.register_scrape(move |scrape| {
+            let in_step_ms = state.in_step_ms.load(Ordering::Relaxed);
+            let since_ms = if in_step_ms == 0 {
+                registered_ms
+            } else {
+                in_step_ms
+            };
+            let lag_ms = (chrono::Utc::now().timestamp_millis() - since_ms).max(0);
+            scrape.gauge(
+                "agentsec_follower_subscribed",
+                "1 while the invalidation subscription (Redis or in process) is live",
+                i64::from(state.subscribed.load(Ordering::Relaxed)),
+            )?;
+            scrape.gauge_seconds(
+                "agentsec_follower_in_step_timestamp",
+                "Unix time when the follower last knew it was in step with the owners (0: never)",
+                in_step_ms as f64 / 1000.0,
+            )?;
+            scrape.gauge_seconds(
+                "agentsec_follower_lag",
+                "Seconds since the follower last knew it was in step with the owners",
+                lag_ms as f64 / 1000.0,
+            )?;
+            scrape.counter(
+                "agentsec_follower_events",
+                "Invalidation events heard",
+                state.events.load(Ordering::Relaxed),
+            )?;
+            scrape.counter(
+                "agentsec_follower_subscription_losses",
+                "Invalidation subscriptions lost or that could not be set up",
+                state.losses.load(Ordering::Relaxed),
+            )?;
+            scrape.counter(
+                "agentsec_follower_catch_up_failures",
+                "Catch-ups with the owners that failed",
+                state.catch_up_failures.load(Ordering::Relaxed),
+            )
+        });
+        this
+    }
+
+    fn in_step(&self) {
+        self.state
+            .in_step_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    fn subscribed(&self, live: bool) {
+        self.state.subscribed.store(live, Ordering::Relaxed);
+        if live {
+            self.in_step();
+        }
+    }
+}
+
+/// Follows `bus` for ever (spawn it; abort the task to stop), reporting
+/// on `metrics`. Catching up runs beside the subscription attempts, so a
+/// subscription that hangs (a Redis that accepts connections and never
+/// answers) does not pause it.
+pub async fn follow<F: Follow>(
+    follower: Arc<F>,
+    bus: Bus,
+    poll_interval: Duration,
+    metrics: FollowerMetrics,
+) {
     let live = AtomicBool::new(false);
     // Rung when a subscription is lost: catch up at once, not a poll
     // interval later.
@@ -114,8 +206,15 @@ pub async fn follow<F: Follow>(follower: Arc<F>, bus: Bus, poll_interval: Durati
         loop {
             if !live.load(Ordering::Acquire) || last_catch_up.elapsed() >= RECONCILE_INTERVAL {
                 last_catch_up = tokio::time::Instant::now();
-                if let Err(err) = follower.catch_up().await {
-                    tracing::warn!(error = %err, "catching up with the owners failed");
+                match follower.catch_up().await {
+                    Ok(()) => metrics.in_step(),
+                    Err(err) => {
+                        metrics
+                            .state
+                            .catch_up_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %err, "catching up with the owners failed");
+                    }
                 }
             }
             tokio::select! {
@@ -133,12 +232,14 @@ pub async fn follow<F: Follow>(follower: Arc<F>, bus: Bus, poll_interval: Durati
         loop {
             let outcome = match &bus {
                 Bus::Redis { url, channel } => {
-                    follow_redis(&*follower, url, channel, &live, poll_interval).await
+                    follow_redis(&*follower, url, channel, &live, &metrics, poll_interval).await
                 }
-                Bus::Local(local) => follow_local(&*follower, local, &live).await,
+                Bus::Local(local) => follow_local(&*follower, local, &live, &metrics).await,
                 Bus::None => Ok(()),
             };
             live.store(false, Ordering::Release);
+            metrics.subscribed(false);
+            metrics.state.losses.fetch_add(1, Ordering::Relaxed);
             follower.lost();
             lost.notify_one();
             if let Err(err) = outcome {
@@ -155,6 +256,7 @@ async fn follow_redis<F: Follow>(
     url: &str,
     channel: &str,
     live: &AtomicBool,
+    metrics: &FollowerMetrics,
     health_interval: Duration,
 ) -> Result<(), BoxError> {
     let client = redis::Client::open(url)?;
@@ -168,6 +270,7 @@ async fn follow_redis<F: Follow>(
         .map_err(|_| "subscribing timed out")??;
     follower.reload().await?;
     live.store(true, Ordering::Release);
+    metrics.subscribed(true);
     tracing::info!(%channel, "following invalidation events");
     let (mut sink, mut messages) = pubsub.split();
     let mut health = tokio::time::interval(health_interval);
@@ -179,13 +282,16 @@ async fn follow_redis<F: Follow>(
                 let Some(message) = message else {
                     return Err("the subscription ended".into());
                 };
-                deliver(follower, message.get_payload_bytes()).await;
+                deliver(follower, metrics, message.get_payload_bytes()).await;
             }
             _ = health.tick() => {
                 // A connection that went silent (no reset) is only noticed
                 // by asking.
                 match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => follower.healthy().await,
+                    Ok(Ok(_)) => {
+                        metrics.in_step();
+                        follower.healthy().await;
+                    }
                     Ok(Err(err)) => return Err(err.into()),
                     Err(_) => return Err("the subscription did not answer PING in time".into()),
                 }
@@ -201,18 +307,21 @@ async fn follow_local<F: Follow>(
     follower: &F,
     bus: &LocalBus,
     live: &AtomicBool,
+    metrics: &FollowerMetrics,
 ) -> Result<(), BoxError> {
     let mut receiver = bus.subscribe();
     follower.reload().await?;
     live.store(true, Ordering::Release);
+    metrics.subscribed(true);
     follower.healthy().await;
     loop {
         tokio::select! {
             received = receiver.recv() => match received {
-                Ok(payload) => deliver(follower, &payload).await,
+                Ok(payload) => deliver(follower, metrics, &payload).await,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "in-process invalidation events missed; reloading");
                     follower.reload().await?;
+                    metrics.in_step();
                 }
                 Err(RecvError::Closed) => return Err("the in-process bus closed".into()),
             },
@@ -223,11 +332,15 @@ async fn follow_local<F: Follow>(
     }
 }
 
-async fn deliver<F: Follow>(follower: &F, payload: &[u8]) {
+/// Hands one event to the follower; hearing it means the subscription
+/// works, so the follower is in step once it is applied.
+async fn deliver<F: Follow>(follower: &F, metrics: &FollowerMetrics, payload: &[u8]) {
+    metrics.state.events.fetch_add(1, Ordering::Relaxed);
     match ReceivedInvalidation::parse(payload) {
         Some(event) => follower.apply(event).await,
         None => tracing::debug!("ignoring an invalidation event of an unknown kind"),
     }
+    metrics.in_step();
 }
 
 #[cfg(test)]
@@ -272,10 +385,12 @@ mod tests {
     async fn local_events_reach_the_follower_after_its_reload() {
         let bus = LocalBus::new();
         let recorder = Arc::new(Recorder::default());
+        let metrics = Metrics::new();
         let task = tokio::spawn(follow(
             recorder.clone(),
             Bus::Local(bus.clone()),
             Duration::from_millis(10),
+            FollowerMetrics::register(&metrics),
         ));
         let publisher = Publisher::new(None, Some(bus.clone()), "http://id".to_owned());
         // Published until heard: the follower subscribes asynchronously.
@@ -303,5 +418,15 @@ mod tests {
         let log = recorder.log();
         assert_eq!(log.first().map(String::as_str), Some("reload"));
         assert!(log.contains(&"AgentSuspended agt_1".to_owned()), "{log:?}");
+        let text = metrics.encode();
+        assert!(text.contains("agentsec_follower_subscribed 1\n"), "{text}");
+        assert!(
+            !text.contains("agentsec_follower_events_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("agentsec_follower_in_step_timestamp_seconds 0.0\n"),
+            "{text}"
+        );
     }
 }

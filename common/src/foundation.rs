@@ -1,8 +1,8 @@
 //! What every service's `serve` starts from and ends with: TLS, its
 //! database with migrations run (or checked, with
-//! `database.migrate_on_start = false`), Redis when configured, the audit
-//! client, the invalidation publisher and the readiness it reports; and,
-//! after serving, the audit events still queued flushed.
+//! `database.migrate_on_start = false`), Redis when configured, its metrics
+//! registry, the audit client, the invalidation publisher and the readiness
+//! it reports; and, after serving, the audit events still queued flushed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::audit::client::{AuditClient, AuditSender};
 use crate::config::ServiceConfig;
 use crate::invalidation::Publisher;
+use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::redis::RedisHandle;
 use crate::server::{ServiceEndpoints, StartError};
@@ -29,6 +30,8 @@ pub struct Foundation {
     pub redis: Option<RedisHandle>,
     /// Ready while the database answers; services add their own conditions.
     pub readiness: Readiness,
+    /// The service's metrics, served on `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl Foundation {
@@ -51,6 +54,7 @@ impl Foundation {
             db,
             redis,
             readiness,
+            metrics: Metrics::new(),
         })
     }
 
@@ -65,8 +69,10 @@ impl Foundation {
             .sections()
             .audit
             .ok_or_else(|| StartError::setup("audit", "this service has no [audit] section"))?;
-        AuditClient::start(audit.clone(), tokens, &self.tls.client)
-            .map_err(|err| StartError::setup("audit", err))
+        let (client, sender) = AuditClient::start(audit.clone(), tokens, &self.tls.client)
+            .map_err(|err| StartError::setup("audit", err))?;
+        client.register_metrics(&self.metrics);
+        Ok((client, sender))
     }
 
     /// The publisher of invalidation events signed as `issuer` ("" for a

@@ -20,6 +20,7 @@ pub mod invalidation;
 pub mod issuer_config;
 pub mod jwt;
 pub mod keys;
+pub mod metrics;
 pub mod oauth_http;
 pub mod page;
 pub mod readiness;

@@ -1,15 +1,17 @@
 //! The server bootstrap: one port serves a service's gRPC API, its HTTP
-//! endpoints, `grpc.health.v1.Health` and gRPC server reflection. Every
+//! endpoints, `grpc.health.v1.Health`, gRPC server reflection and the
+//! service's Prometheus metrics (`GET /metrics`, see `metrics`). Every
 //! request to a known route but health runs in a span of the service (see
-//! `telemetry`). The gRPC service names report readiness (see
-//! `readiness`), the overall status liveness. Shutdown flips health to
+//! `telemetry`) and is counted in the request metrics; so are requests to
+//! unknown routes, as `unmatched`. The gRPC service names report readiness
+//! (see `readiness`), the overall status liveness. Shutdown flips health to
 //! NOT_SERVING first, then drains in-flight requests within the configured
 //! grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,6 +27,8 @@ use tracing::Instrument as _;
 
 use crate::db::DbError;
 use crate::keys::store::KeyStoreError;
+use crate::metrics::requests::{GrpcCall, GrpcMethods, RequestMetrics, UNMATCHED};
+use crate::metrics::Metrics;
 use crate::redis::RedisError;
 use crate::telemetry;
 use crate::tls::{ServerTls, TlsError};
@@ -113,6 +117,8 @@ pub struct ServiceEndpoints {
     pub grpc: Routes,
     /// Plain HTTP endpoints (OAuth, JWKS, AuthZEN, ...) on the same port.
     pub http: axum::Router,
+    /// The service's registry, served on `GET /metrics`.
+    pub metrics: Metrics,
 }
 
 /// Serves `endpoints` on `listener` (over TLS with `tls`) until `shutdown`
@@ -150,18 +156,43 @@ pub async fn serve(
         .build_v1()
         .map_err(|err| StartError::Reflection(err.to_string()))?;
 
+    let observer = RequestObserver {
+        service: telemetry::service_context(endpoints.name),
+        metrics: endpoints.metrics.requests().clone(),
+        grpc_methods: Arc::new(GrpcMethods::of(
+            &[
+                endpoints.grpc_services.as_slice(),
+                &["grpc.reflection.v1.ServerReflection"],
+            ]
+            .concat(),
+            &[
+                endpoints.descriptor_sets.as_slice(),
+                &[tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET],
+            ]
+            .concat(),
+        )),
+    };
+    let metrics = endpoints.metrics.clone();
+    let unmatched = observer.metrics.clone();
     let router = endpoints
         .grpc
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
         .merge(endpoints.http)
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
+            }),
+        )
         // Only matched routes get a span: an unknown path names no operation.
         .route_layer(axum::middleware::from_fn_with_state(
-            telemetry::service_context(endpoints.name),
+            observer,
             trace_request,
         ))
-        .fallback(unknown_route);
+        .fallback(move |request| unknown_route(unmatched, request));
 
     let local_addr = listener.local_addr().ok();
     tracing::info!(
@@ -230,12 +261,21 @@ pub async fn serve(
     }
 }
 
+/// What the request middleware needs: the service's trace context and
+/// its request metrics.
+#[derive(Clone)]
+struct RequestObserver {
+    service: opentelemetry::Context,
+    metrics: Arc<RequestMetrics>,
+    grpc_methods: Arc<GrpcMethods>,
+}
+
 /// Runs a request in its span, a child of the caller's (W3C
-/// `traceparent`) in the trace context of the service (`service`), and
-/// records its status there. Health checks get none: probes every few
-/// seconds would bury the traces of what agents do.
+/// `traceparent`) in the trace context of the service, records its status
+/// there and counts it in the request metrics. Health checks get neither:
+/// probes every few seconds would bury the traces of what agents do.
 async fn trace_request(
-    State(service): State<opentelemetry::Context>,
+    State(observer): State<RequestObserver>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
@@ -244,32 +284,44 @@ async fn trace_request(
         return next.run(request).await;
     }
     if is_grpc(request.headers()) {
-        let span = telemetry::grpc_server_span(path, request.headers(), &service);
+        let call = GrpcCall::start(observer.metrics, observer.grpc_methods.label(path));
+        let span = telemetry::grpc_server_span(path, request.headers(), &observer.service);
         let response = next.run(request).instrument(span.clone()).await;
-        return with_grpc_status_recorded(span, response);
+        return with_grpc_status_recorded(span, call, response);
     }
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(path, MatchedPath::as_str);
-    let span = telemetry::http_server_span(request.method(), route, request.headers(), &service);
+    let started = Instant::now();
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(path, MatchedPath::as_str);
+    let span = telemetry::http_server_span(&method, route, request.headers(), &observer.service);
     let response = next.run(request).instrument(span.clone()).await;
     telemetry::record_http_status(&span, response.status());
+    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    observer
+        .metrics
+        .http(&method, route, response.status(), started);
     response
 }
 
-/// Records the call's gRPC status on `span`: from the headers of a
-/// trailers-only answer (how tonic answers an error), else from the
-/// trailers at the end of the body, which keeps the span open until then.
-fn with_grpc_status_recorded(span: tracing::Span, response: Response) -> Response {
+/// Records the call's gRPC status on `span` and in `call`: from the
+/// headers of a trailers-only answer (how tonic answers an error), else
+/// from the trailers at the end of the body, which keeps the span open
+/// until then.
+fn with_grpc_status_recorded(
+    span: tracing::Span,
+    mut call: GrpcCall,
+    response: Response,
+) -> Response {
     if let Some(code) = grpc_status(response.headers()) {
         telemetry::record_grpc_status(&span, code, true);
+        call.finish(code);
         return response;
     }
     response.map(|body| {
         axum::body::Body::new(body.map_frame(move |frame| {
             if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
                 telemetry::record_grpc_status(&span, code, true);
+                call.finish(code);
             }
             frame
         }))
@@ -290,13 +342,21 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// Unknown gRPC methods answer UNIMPLEMENTED as gRPC; anything else 404.
-async fn unknown_route(request: axum::extract::Request) -> Response {
+/// Both are counted as `unmatched`.
+async fn unknown_route(metrics: Arc<RequestMetrics>, request: axum::extract::Request) -> Response {
     if is_grpc(request.headers()) {
+        GrpcCall::start(metrics, UNMATCHED.into()).finish(tonic::Code::Unimplemented);
         let path = request.uri().path().to_owned();
         return tonic::Status::unimplemented(format!("unknown method `{path}`"))
             .into_http::<axum::body::Body>()
             .into_response();
     }
+    metrics.http(
+        request.method(),
+        UNMATCHED,
+        StatusCode::NOT_FOUND,
+        Instant::now(),
+    );
     (
         StatusCode::NOT_FOUND,
         axum::Json(

@@ -108,6 +108,7 @@ pub async fn serve(
             policy,
         },
     ));
+    exchanger.register_metrics(&foundation.metrics);
     if exchanger.identity.is_none() || exchanger.policy.is_none() {
         tracing::warn!(
             "identity.endpoint or policy.endpoint is not set: exchanges answer temporarily_unavailable"
@@ -121,6 +122,7 @@ pub async fn serve(
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(ExchangeServiceServer::new(api)),
         http: api::http::router(exchanger),
+        metrics: foundation.metrics.clone(),
     };
     let served = foundation
         .serve(&config, endpoints, listener, shutdown)

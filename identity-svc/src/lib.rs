@@ -81,6 +81,7 @@ const STANDING_POLL_INTERVAL: Duration = Duration::from_secs(1);
 async fn follow_invalidations(
     config: &Config,
     standing: &Arc<standing::Standing>,
+    metrics: &agentsec_common::metrics::Metrics,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
     let kind = agentsec_common::db::DatabaseKind::of_url(&config.database.url)
         .map_err(|reason| StartError::setup("database.url", reason))?;
@@ -103,6 +104,7 @@ async fn follow_invalidations(
         Arc::new(follower),
         agentsec_common::follower::Bus::of(&config.redis),
         STANDING_POLL_INTERVAL,
+        agentsec_common::follower::FollowerMetrics::register(metrics),
     ))))
 }
 
@@ -162,7 +164,7 @@ pub async fn serve(
     let publisher = foundation.publisher(&config, &config.issuer);
     let events = events::Events::new(events::SERVICE, audit, publisher);
     let standing = standing::Standing::new(db.clone());
-    let follower = follow_invalidations(&config, &standing).await?;
+    let follower = follow_invalidations(&config, &standing, &foundation.metrics).await?;
 
     let registry_store = store::SqlRegistryStore::new(db.clone());
     let tokens = Arc::new(oauth::TokenService {
@@ -181,6 +183,7 @@ pub async fn serve(
         // The signature of a token of ours never changes its answer, and
         // no token lives longer than a day.
         verified: agentsec_common::verified::VerifiedTokens::new(Duration::from_secs(24 * 3600)),
+        metrics: oauth::metrics::TokenMetrics::register(&foundation.metrics),
     });
     let registry = Arc::new(domain::registry::Registry {
         store: registry_store,
@@ -196,6 +199,7 @@ pub async fn serve(
         descriptor_sets: vec![agentsec_proto::FILE_DESCRIPTOR_SET],
         grpc: tonic::service::Routes::new(IdentityServiceServer::new(api)),
         http: oauth::http::router(tokens),
+        metrics: foundation.metrics.clone(),
     };
     let served = foundation
         .serve(&config, endpoints, listener, shutdown)

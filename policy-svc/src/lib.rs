@@ -8,8 +8,9 @@
 //! (Check, BatchCheck, Explain, CheckToken) from every tenant's current
 //! compiled set, each audited as `decision` off the hot path; with Redis,
 //! replicas follow each other's changes. Repeated decisions are served from
-//! the decision cache (in-process tier in front of Redis, see `cache`), whose
-//! counters are on `GET /metrics`. The same port serves the OpenID AuthZEN
+//! the decision cache (in-process tier in front of Redis, see `cache`).
+//! Decisions by outcome, the cache's counters, the revocation view's state
+//! and the follower's are on `GET /metrics` with the request metrics. The same port serves the OpenID AuthZEN
 //! API over HTTP (`api::authzen`) and Envoy ext_authz v3 over gRPC
 //! (`api::ext_authz`); every decision API decides through the decision
 //! service (`decisions`). Decision callers are authenticated when
@@ -104,10 +105,12 @@ pub async fn serve(
         audit_token
             .map(|identity| Arc::new(identity) as Arc<dyn agentsec_common::upstream::TokenSource>),
     )?;
+    let metrics = &foundation.metrics;
     let cache = Arc::new(cache::DecisionCache::new(
         &config.cache,
         foundation.redis.clone(),
     ));
+    cache.register_metrics(metrics);
     let events = events::Events::new(audit.clone(), foundation.publisher(&config, ""));
     let owners = revocations::owners::Owners::new(
         &config.identity,
@@ -128,6 +131,7 @@ pub async fn serve(
         owners.is_some(),
         max_staleness,
     ));
+    view.register_metrics(metrics);
     let (decision_audit, decision_forwarder) =
         events::DecisionAudit::start(audit, config.decisions.audit_backlog);
     let policies = Arc::new(
@@ -154,6 +158,7 @@ pub async fn serve(
         Arc::new(follower),
         bus,
         max_staleness / 4,
+        agentsec_common::follower::FollowerMetrics::register(metrics),
     ));
     let auth = Arc::new(auth);
     let decisions = Arc::new(decisions::DecisionService::new(
@@ -163,6 +168,7 @@ pub async fn serve(
         decision_audit.clone(),
         Duration::from_secs(config.decisions.cache_ttl_secs),
         cache.clone(),
+        metrics,
     ));
     let api = Arc::new(api::grpc::PolicyApi::new(
         decisions.clone(),
@@ -189,23 +195,8 @@ pub async fn serve(
                     tls: foundation.tls.server.is_some(),
                 },
             },
-        })
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let cache = cache.clone();
-                let view = view.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        cache.render_metrics() + view.render_metrics(chrono::Utc::now()).as_str(),
-                    )
-                }
-            }),
-        ),
+        }),
+        metrics: metrics.clone(),
     };
     let served = foundation
         .serve(&config, endpoints, listener, shutdown)

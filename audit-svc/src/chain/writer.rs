@@ -12,11 +12,15 @@
 //! A group holds at most `max_group_events` events (a single request larger
 //! than that, at most 1,000 events, forms a group of its own) and is stored
 //! as one or a few blocks (`domain::block`) plus one id row per new event.
+//!
+//! On `/metrics`: the latency of every append (queueing and commit), the
+//! events appended, the jobs queued and the head of the chain.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentsec_common::keys::SigningKey;
+use agentsec_common::metrics::{latency_family, Counter, Family, LatencyFamily, Metrics, Outcome};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -58,6 +62,10 @@ struct Job {
 pub struct ChainWriter {
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<u64>,
+    /// Appends by outcome (`committed`, `failed`).
+    latency: LatencyFamily<Outcome>,
+    /// Events of committed appends, by whether they were new.
+    appended: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl ChainWriter {
@@ -67,6 +75,7 @@ impl ChainWriter {
         db: DatabaseConnection,
         signer: Arc<SigningKey>,
         config: ChainConfig,
+        metrics: &Metrics,
     ) -> Result<(Self, JoinHandle<()>), DbErr> {
         let head = queries::head(&db)
             .await?
@@ -75,17 +84,76 @@ impl ChainWriter {
         let (head_tx, head_rx) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel(config.queue_jobs);
         let task = tokio::spawn(run(db, signer, config, jobs_rx, head_tx));
-        Ok((
-            Self {
-                jobs: jobs_tx,
-                head: head_rx,
-            },
-            task,
-        ))
+        let writer = Self {
+            jobs: jobs_tx,
+            head: head_rx,
+            latency: latency_family(),
+            appended: Family::default(),
+        };
+        writer.register_metrics(metrics);
+        Ok((writer, task))
+    }
+
+    fn register_metrics(&self, metrics: &Metrics) {
+        metrics.register_seconds(
+            "agentsec_audit_append_duration",
+            "Appends (one AppendEvents call's events), queueing and durable commit, by outcome",
+            self.latency.clone(),
+        );
+        metrics.register(
+            "agentsec_audit_events_appended",
+            "Events of committed appends; duplicate=\"true\" were already stored (a retry)",
+            self.appended.clone(),
+        );
+        // Weak: the writer ends once every handle is dropped.
+        let jobs = self.jobs.downgrade();
+        let capacity = self.jobs.max_capacity();
+        let head = self.head.clone();
+        metrics.register_scrape(move |scrape| {
+            let queued = jobs.upgrade().map_or(0, |jobs| capacity - jobs.capacity());
+            scrape.gauge(
+                "agentsec_audit_writer_queued_appends",
+                "Appends waiting for the chain writer",
+                i64::try_from(queued).unwrap_or(i64::MAX),
+            )?;
+            scrape.gauge(
+                "agentsec_audit_chain_head",
+                "The last sequence this process committed or read at start",
+                i64::try_from(*head.borrow()).unwrap_or(i64::MAX),
+            )
+        });
     }
 
     /// Appends events in order; returns once they are committed.
     pub async fn append(
+        &self,
+        events: Vec<PreparedEvent>,
+    ) -> Result<Vec<AppendOutcome>, Arc<WriteError>> {
+        let started = Instant::now();
+        let answer = self.append_unmeasured(events).await;
+        let outcome = match &answer {
+            Ok(outcomes) => {
+                let duplicates = outcomes.iter().filter(|outcome| outcome.duplicate).count();
+                let count = |label, value: usize| {
+                    if value > 0 {
+                        self.appended
+                            .get_or_create(&[("duplicate", label)])
+                            .inc_by(value as u64);
+                    }
+                };
+                count("false", outcomes.len() - duplicates);
+                count("true", duplicates);
+                "committed"
+            }
+            Err(_) => "failed",
+        };
+        self.latency
+            .get_or_create(&Outcome { outcome })
+            .observe(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn append_unmeasured(
         &self,
         events: Vec<PreparedEvent>,
     ) -> Result<Vec<AppendOutcome>, Arc<WriteError>> {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use agentsec_common::admin_token::AdminVerifier;
 use agentsec_common::error::{ApiError, OAuthError, OAuthErrorCode};
 use agentsec_common::keys::{Jwks, SigningKey};
+use agentsec_common::metrics::{Counter, Family, Metrics, Outcome as OutcomeLabel};
 use agentsec_proto::common::v1::{self as common, ActorChain, Outcome, Principal};
 use agentsec_proto::exchange::v1::{ExchangeRequest, ExchangeResponse};
 use chrono::Utc;
@@ -155,6 +156,8 @@ pub struct Exchanger<S: GrantStore = SqlGrantStore> {
     pub targets: Vec<TargetConfig>,
     pub max_lifetime_secs: i64,
     pub depth_limits: DepthLimits,
+    /// Exchanges by outcome: `issued`, or the OAuth error code refusing.
+    pub outcomes: Family<OutcomeLabel, Counter>,
 }
 
 /// The services an exchange relies on: identity-svc (its tokens verified
@@ -193,7 +196,17 @@ impl<S: GrantStore> Exchanger<S> {
                 grants: config.grants.max_chain_depth,
                 may_act: config.exchange.max_chain_depth,
             },
+            outcomes: Family::default(),
         }
+    }
+
+    /// Registers the exchange counters in `metrics`.
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        metrics.register(
+            "agentsec_exchange_exchanges",
+            "Token exchanges, by outcome: issued, or the OAuth error code of the refusal",
+            self.outcomes.clone(),
+        );
     }
 
     fn identity(&self) -> Result<&IdentityClient, OAuthError> {
@@ -205,13 +218,18 @@ impl<S: GrantStore> Exchanger<S> {
         })
     }
 
-    /// Exchanges, and audits the outcome either way.
+    /// Exchanges, and audits and counts the outcome either way.
     pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, OAuthError> {
         let mut attempt = Attempt::default();
         let result = self.try_exchange(request, &mut attempt).await;
-        if let Err(err) = &result {
-            self.audit_refusal(attempt, err).await;
-        }
+        let outcome = match &result {
+            Ok(_) => "issued",
+            Err(err) => {
+                self.audit_refusal(attempt, err).await;
+                err.code()
+            }
+        };
+        self.outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
         result
     }
 

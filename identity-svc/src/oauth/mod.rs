@@ -7,6 +7,7 @@ pub mod claims;
 mod client_auth;
 pub mod http;
 mod introspection;
+pub mod metrics;
 pub mod own_token;
 
 use std::sync::Arc;
@@ -137,6 +138,7 @@ pub struct TokenService {
     pub federation: Arc<crate::federation::Federation>,
     pub standing: Arc<crate::standing::Standing>,
     pub verified: agentsec_common::verified::VerifiedTokens<claims::AccessClaims>,
+    pub metrics: metrics::TokenMetrics,
 }
 
 fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> OAuthError {
@@ -169,8 +171,16 @@ impl TokenService {
         format!("{}/oauth2/token", self.issuer)
     }
 
-    /// The token endpoint: issues a token or refuses, auditing either way.
+    /// The token endpoint: issues a token or refuses, auditing and
+    /// counting either way.
     pub async fn issue(&self, request: TokenRequest) -> Result<IssuedToken, OAuthError> {
+        let grant_type = request.grant_type.clone();
+        let answer = self.issue_audited(request).await;
+        self.metrics.record(&grant_type, &answer);
+        answer
+    }
+
+    async fn issue_audited(&self, request: TokenRequest) -> Result<IssuedToken, OAuthError> {
         let claimed = request
             .credentials
             .as_ref()

@@ -18,6 +18,7 @@ mod identity_keys_and_replicas;
 mod identity_registry;
 mod identity_support;
 mod identity_tokens;
+mod metrics;
 mod migrations;
 mod policy_authzen;
 mod policy_cache;

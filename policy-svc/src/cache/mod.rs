@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use agentsec_common::metrics::Metrics;
 use agentsec_common::redis::RedisHandle;
 use sha2::{Digest as _, Sha256};
 
@@ -285,40 +286,52 @@ impl DecisionCache {
         self.local.clear();
     }
 
-    /// Prometheus text exposition of the counters.
-    pub fn render_metrics(&self) -> String {
-        let stats = self.stats();
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let on = u8::from(self.usable());
-        format!(
-            "# HELP agentsec_policy_decision_cache_hits_total Decisions served from a cache tier.\n\
-             # TYPE agentsec_policy_decision_cache_hits_total counter\n\
-             agentsec_policy_decision_cache_hits_total{{tier=\"local\"}} {}\n\
-             agentsec_policy_decision_cache_hits_total{{tier=\"redis\"}} {}\n\
-             # HELP agentsec_policy_decision_cache_misses_total Decisions looked up and not found.\n\
-             # TYPE agentsec_policy_decision_cache_misses_total counter\n\
-             agentsec_policy_decision_cache_misses_total {}\n\
-             # HELP agentsec_policy_decision_cache_bypassed_total Decisions made uncached because Redis was failing.\n\
-             # TYPE agentsec_policy_decision_cache_bypassed_total counter\n\
-             agentsec_policy_decision_cache_bypassed_total {}\n\
-             # HELP agentsec_policy_decision_cache_redis_failures_total Redis commands of the cache that failed.\n\
-             # TYPE agentsec_policy_decision_cache_redis_failures_total counter\n\
-             agentsec_policy_decision_cache_redis_failures_total{{reason=\"timeout\"}} {}\n\
-             agentsec_policy_decision_cache_redis_failures_total{{reason=\"error\"}} {}\n\
-             # HELP agentsec_policy_decision_cache_on 1 while cached decisions are served.\n\
-             # TYPE agentsec_policy_decision_cache_on gauge\n\
-             agentsec_policy_decision_cache_on {on}\n\
-             # HELP agentsec_policy_decision_cache_local_entries Entries in the in-process tier.\n\
-             # TYPE agentsec_policy_decision_cache_local_entries gauge\n\
-             agentsec_policy_decision_cache_local_entries {}\n",
-            load(&stats.local_hits),
-            load(&stats.shared_hits),
-            load(&stats.misses),
-            load(&stats.bypassed),
-            load(&stats.redis_timeouts),
-            load(&stats.redis_errors),
-            self.local_entries(),
-        )
+    /// Registers the cache's counters and state in `metrics`, read at
+    /// every scrape.
+    pub fn register_metrics(self: &Arc<Self>, metrics: &Metrics) {
+        let cache = Arc::clone(self);
+        metrics.register_scrape(move |scrape| {
+            let stats = cache.stats();
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            scrape.counters(
+                "agentsec_policy_decision_cache_hits",
+                "Decisions served from a cache tier",
+                "tier",
+                &[
+                    ("local", load(&stats.local_hits)),
+                    ("redis", load(&stats.shared_hits)),
+                ],
+            )?;
+            scrape.counter(
+                "agentsec_policy_decision_cache_misses",
+                "Decisions looked up and not found",
+                load(&stats.misses),
+            )?;
+            scrape.counter(
+                "agentsec_policy_decision_cache_bypassed",
+                "Decisions made uncached because Redis was failing",
+                load(&stats.bypassed),
+            )?;
+            scrape.counters(
+                "agentsec_policy_decision_cache_redis_failures",
+                "Redis commands of the cache that failed",
+                "reason",
+                &[
+                    ("timeout", load(&stats.redis_timeouts)),
+                    ("error", load(&stats.redis_errors)),
+                ],
+            )?;
+            scrape.gauge(
+                "agentsec_policy_decision_cache_on",
+                "1 while cached decisions are served",
+                i64::from(cache.usable()),
+            )?;
+            scrape.gauge(
+                "agentsec_policy_decision_cache_local_entries",
+                "Entries in the in-process tier",
+                i64::try_from(cache.local_entries()).unwrap_or(i64::MAX),
+            )
+        });
     }
 }
 

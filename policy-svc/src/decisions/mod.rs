@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::ids::new_id;
+use agentsec_common::metrics::{Counter, Family, Metrics, Outcome};
 use agentsec_proto::policy::v1::{
     CheckRequest, CheckResponse, CheckTokenRequest, CheckTokenResponse, ExplainRequest,
     ExplainResponse,
@@ -35,6 +36,8 @@ pub struct DecisionService {
     audit: DecisionAudit,
     cache_ttl: Duration,
     cache: Arc<DecisionCache>,
+    /// Answers by outcome (`allow`, `deny`, `error`).
+    answered: Family<Outcome, Counter>,
 }
 
 impl DecisionService {
@@ -45,7 +48,14 @@ impl DecisionService {
         audit: DecisionAudit,
         cache_ttl: Duration,
         cache: Arc<DecisionCache>,
+        metrics: &Metrics,
     ) -> Self {
+        let answered = Family::default();
+        metrics.register(
+            "agentsec_policy_decisions",
+            "Decisions answered (each BatchCheck item is one), by outcome",
+            answered.clone(),
+        );
         Self {
             policies,
             tokens,
@@ -53,6 +63,7 @@ impl DecisionService {
             audit,
             cache_ttl,
             cache,
+            answered,
         }
     }
 
@@ -205,6 +216,14 @@ impl DecisionService {
         if let Some(event) = decision_event(request, decision, &decision_id, cached) {
             self.audit.record(event);
         }
+        let outcome = if decision.evaluation_error {
+            "error"
+        } else if decision.effect == engine::Effect::Allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        self.answered.get_or_create(&Outcome { outcome }).inc();
         Ok(CheckResponse {
             decision: Some(decision.to_proto(decision_id, cached, self.ttl(decision))),
         })

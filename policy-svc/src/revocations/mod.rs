@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use agentsec_common::error::ApiError;
 use agentsec_common::invalidation::{InvalidationKind, ReceivedInvalidation};
+use agentsec_common::metrics::Metrics;
 use agentsec_proto::common::v1::{attribute_value, AttributeValue};
 use chrono::{DateTime, Utc};
 
@@ -363,18 +364,24 @@ impl RevocationView {
             .unwrap_or_default()
     }
 
-    /// Prometheus text exposition of the view's size and freshness.
-    pub fn render_metrics(&self, now: DateTime<Utc>) -> String {
-        let entries = read(&self.state).entries();
-        let current = u8::from(self.is_loaded() && self.is_current(now));
-        format!(
-            "# HELP agentsec_policy_revocation_entries Entries in the revocation view.\n\
-             # TYPE agentsec_policy_revocation_entries gauge\n\
-             agentsec_policy_revocation_entries {entries}\n\
-             # HELP agentsec_policy_revocation_current 1 while token decisions may rely on the revocation view.\n\
-             # TYPE agentsec_policy_revocation_current gauge\n\
-             agentsec_policy_revocation_current {current}\n"
-        )
+    /// Registers the view's size and freshness in `metrics`, read at every
+    /// scrape.
+    pub fn register_metrics(self: &Arc<Self>, metrics: &Metrics) {
+        let view = Arc::clone(self);
+        metrics.register_scrape(move |scrape| {
+            let entries = read(&view.state).entries();
+            let current = view.is_loaded() && view.is_current(Utc::now());
+            scrape.gauge(
+                "agentsec_policy_revocation_entries",
+                "Entries in the revocation view",
+                i64::try_from(entries).unwrap_or(i64::MAX),
+            )?;
+            scrape.gauge(
+                "agentsec_policy_revocation_current",
+                "1 while token decisions may rely on the revocation view",
+                i64::from(current),
+            )
+        });
     }
 
     /// Waits for the first load, but only within `limit` of start:

@@ -26,6 +26,10 @@
 //! an event audit-svc refuses as invalid is logged with its id and counted in
 //! [`AuditClient::rejected`].
 //!
+//! [`AuditClient::register_metrics`] puts the queue's depth, the pending
+//! events, the refused and lost ones and the latency of every
+//! `AppendEvents` call on the service's `/metrics`.
+//!
 //! What can be lost: the queued and in-flight events, only if the process
 //! dies, or if [`AuditSender::shutdown`] reaches its timeout while audit-svc
 //! is still unreachable; in the latter case their count and the first and
@@ -54,6 +58,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{validate_event, EventError, MAX_EVENT_BYTES};
 use crate::config::ConfigError;
+use crate::metrics::{latency_family, LatencyFamily, Metrics};
 use crate::telemetry::TraceContextInterceptor;
 use crate::tls::ClientTls;
 use crate::upstream::TokenSource;
@@ -96,6 +101,12 @@ struct Shared {
     pending: AtomicUsize,
     /// Events audit-svc refused one by one as invalid.
     rejected: AtomicU64,
+    /// Events `record()` refused because the queue was full.
+    queue_full: AtomicU64,
+    /// Events given up at the shutdown deadline.
+    unflushed: AtomicU64,
+    /// Every `AppendEvents` call, by gRPC status code.
+    append_latency: LatencyFamily<[(&'static str, &'static str); 1]>,
     /// `Some(deadline)` once shutdown has begun.
     closing: watch::Sender<Option<Instant>>,
 }
@@ -170,9 +181,12 @@ impl AuditClient {
         }
         let permit = match self.when_full {
             WhenFull::Fail => self.queue.try_reserve().map_err(|err| match err {
-                TrySendError::Full(()) => AuditClientError::QueueFull {
-                    capacity: self.queue.max_capacity(),
-                },
+                TrySendError::Full(()) => {
+                    self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                    AuditClientError::QueueFull {
+                        capacity: self.queue.max_capacity(),
+                    }
+                }
                 TrySendError::Closed(()) => AuditClientError::Closed,
             })?,
             WhenFull::Wait => {
@@ -204,6 +218,50 @@ impl AuditClient {
     /// its id); they are no longer pending.
     pub fn rejected(&self) -> u64 {
         self.shared.rejected.load(Ordering::SeqCst)
+    }
+
+    /// Registers this client's metrics in `metrics` (the queue is read at
+    /// every scrape, without keeping it open).
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        metrics.register_seconds(
+            "agentsec_audit_client_append_duration",
+            "AppendEvents calls to audit-svc, by gRPC status code (retries included)",
+            self.shared.append_latency.clone(),
+        );
+        let shared = Arc::clone(&self.shared);
+        let queue = self.queue.downgrade();
+        let capacity = self.queue.max_capacity();
+        metrics.register_scrape(move |scrape| {
+            let queued = queue
+                .upgrade()
+                .map_or(0, |queue| capacity - queue.capacity());
+            let count = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+            scrape.gauge(
+                "agentsec_audit_client_queued_events",
+                "Audit events waiting in the client's queue",
+                count(queued),
+            )?;
+            scrape.gauge(
+                "agentsec_audit_client_pending_events",
+                "Audit events not yet acknowledged by audit-svc (queued or in flight)",
+                count(shared.pending.load(Ordering::Relaxed)),
+            )?;
+            scrape.counter(
+                "agentsec_audit_client_rejected_events",
+                "Audit events audit-svc refused as invalid (not stored)",
+                shared.rejected.load(Ordering::Relaxed),
+            )?;
+            scrape.counter(
+                "agentsec_audit_client_queue_full",
+                "Audit events refused because the queue was full (audit.when_full = \"fail\")",
+                shared.queue_full.load(Ordering::Relaxed),
+            )?;
+            scrape.counter(
+                "agentsec_audit_client_unflushed_events",
+                "Audit events not acknowledged by audit-svc before the shutdown timeout (lost)",
+                shared.unflushed.load(Ordering::Relaxed),
+            )
+        });
     }
 }
 
@@ -240,6 +298,9 @@ impl AuditSender {
                 // The task has no panicking code; this is a runtime shutting
                 // down under us. Whatever was pending is lost: say so.
                 let count = self.shared.pending.swap(0, Ordering::SeqCst);
+                self.shared
+                    .unflushed
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 tracing::error!(
                     error = %join_error,
                     unflushed = count,
@@ -273,6 +334,9 @@ fn start_with_transport<T: AppendTransport>(
     let shared = Arc::new(Shared {
         pending: AtomicUsize::new(0),
         rejected: AtomicU64::new(0),
+        queue_full: AtomicU64::new(0),
+        unflushed: AtomicU64::new(0),
+        append_latency: latency_family(),
         closing: closing_sender,
     });
     let worker = Worker {

@@ -397,6 +397,8 @@ async fn fail_mode_refuses_when_full_with_exact_pending_count() {
         ..unreachable_config()
     };
     let (client, sender) = AuditClient::start(config, None, &plain()).unwrap();
+    let metrics = crate::metrics::Metrics::new();
+    client.register_metrics(&metrics);
     for id in ids("flight", 3) {
         client.record(event(&id)).await.unwrap();
     }
@@ -413,6 +415,15 @@ async fn fail_mode_refuses_when_full_with_exact_pending_count() {
     );
     assert_eq!(client.pending(), 4 + 3);
     assert_eq!(client.rejected(), 0);
+    let text = metrics.encode();
+    for line in [
+        "agentsec_audit_client_queued_events 4\n",
+        "agentsec_audit_client_pending_events 7\n",
+        "agentsec_audit_client_queue_full_total 1\n",
+        "agentsec_audit_client_unflushed_events_total 0\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 
     let err = sender.shutdown().await.unwrap_err();
     assert!(
@@ -420,6 +431,15 @@ async fn fail_mode_refuses_when_full_with_exact_pending_count() {
         "{err:?}"
     );
     assert_eq!(client.pending(), 0);
+    let text = metrics.encode();
+    assert!(
+        text.contains("agentsec_audit_client_unflushed_events_total 7\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agentsec_audit_client_append_duration_seconds_count{code=\"UNAVAILABLE\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 
 use super::transport::append_span;
 use super::*;
+use crate::metrics::requests::grpc_code_label;
 use crate::telemetry;
 
 /// `audit.proto`: an `AppendEventsRequest` is at most 4 MiB, which is also
@@ -264,6 +265,7 @@ impl<T: AppendTransport> Worker<T> {
                 return Sent::Stopped;
             }
             let span = append_span(events);
+            let started = Instant::now();
             let call = self
                 .transport
                 .append(AppendEventsRequest {
@@ -280,11 +282,12 @@ impl<T: AppendTransport> Worker<T> {
                     },
                 }
             };
-            telemetry::record_grpc_status(
-                &span,
-                result.as_ref().map_or_else(Status::code, |_| Code::Ok),
-                false,
-            );
+            let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            telemetry::record_grpc_status(&span, code, false);
+            self.shared
+                .append_latency
+                .get_or_create(&[("code", grpc_code_label(code))])
+                .observe(started.elapsed().as_secs_f64());
             let status = match result {
                 Ok(response) => {
                     self.note_recovery();
@@ -379,6 +382,9 @@ impl<T: AppendTransport> Worker<T> {
             "audit-svc did not acknowledge these audit events before the shutdown timeout; they are lost"
         );
         self.shared.pending.fetch_sub(count, Ordering::SeqCst);
+        self.shared
+            .unflushed
+            .fetch_add(count as u64, Ordering::Relaxed);
         AuditClientError::Unflushed { count }
     }
 }

@@ -32,7 +32,7 @@ identity:
   port: 7401
   grpcService: agentsec.identity.v1.IdentityService
   redis: true
-  metrics: false
+  metrics: true
   signs: true
 policy:
   name: policy-svc
@@ -46,14 +46,14 @@ exchange:
   port: 7403
   grpcService: agentsec.exchange.v1.ExchangeService
   redis: true
-  metrics: false
+  metrics: true
   signs: true
 audit:
   name: audit-svc
   port: 7404
   grpcService: agentsec.audit.v1.AuditService
   redis: false
-  metrics: false
+  metrics: true
   signs: true
 {{- end -}}
 
