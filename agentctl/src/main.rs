@@ -2,10 +2,13 @@
 //! AgentSec exists for against a stack it starts, and prints what happened
 //! and why; `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
-//! data directory, for a laptop; `agentctl agent` registers agents and
-//! creates their credentials; `agentctl policy put` replaces a tenant's
-//! policy set; `agentctl grant create` records a person's delegation;
-//! `agentctl token user` mints development person tokens.
+//! data directory, for a laptop; `agentctl agent` manages the agent
+//! registry (register, get, list, update, suspend, reactivate, revoke) and
+//! agents' credentials (`agent credential`); `agentctl policy put` replaces
+//! a tenant's policy set; `agentctl grant` creates, lists and revokes a
+//! person's delegations; `agentctl token user` mints development person
+//! tokens. The API subcommands print tables, or JSON with `--output json`
+//! (module `output`).
 
 mod admin;
 mod agent;
@@ -13,6 +16,8 @@ mod demo;
 mod dev;
 mod dev_users;
 mod grant;
+mod output;
+mod page;
 mod policy;
 mod stack;
 mod token;

@@ -1,0 +1,462 @@
+//! agentctl's API subcommands as a person runs them: the built binary, as a
+//! process, against one test cluster (all four services in this test
+//! process, on ephemeral ports); each subcommand's table, its JSON and its
+//! error for a bad input.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use agentsec_integration_tests::cluster::{
+    test_user_issuer_key, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_USER_AUDIENCE,
+    TEST_USER_ISSUER,
+};
+use agentsec_integration_tests::{Service, TestCluster};
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+/// What an agentctl run printed, and whether it succeeded.
+#[derive(Debug)]
+struct Ran {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// stdout of a run that must have succeeded.
+    fn ok(self) -> anyhow::Result<String> {
+        anyhow::ensure!(self.success, "agentctl failed: {self:#?}");
+        Ok(self.stdout)
+    }
+
+    /// stdout of a successful run, as JSON.
+    fn json(self) -> anyhow::Result<Value> {
+        let stdout = self.ok()?;
+        serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))
+    }
+
+    /// stderr of a run that must have failed.
+    fn failed(self) -> anyhow::Result<String> {
+        anyhow::ensure!(!self.success, "agentctl succeeded: {self:#?}");
+        anyhow::ensure!(self.stdout.is_empty(), "printed on failure: {self:#?}");
+        Ok(self.stderr)
+    }
+}
+
+/// agentctl pointed at a test cluster with the bootstrap admin.
+struct Agentctl {
+    urls: Vec<String>,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agentctl {
+    fn new(cluster: &TestCluster) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let secret_file: PathBuf = dir.path().join("admin-secret");
+        std::fs::write(&secret_file, ADMIN_CLIENT_SECRET)?;
+        let url = |service| format!("http://{}", cluster.addr(service));
+        Ok(Self {
+            urls: vec![
+                format!("--identity={}", url(Service::Identity)),
+                format!("--policy={}", url(Service::Policy)),
+                format!("--exchange={}", url(Service::Exchange)),
+            ],
+            env: vec![
+                (
+                    "AGENTSEC_ADMIN_CLIENT_ID".to_owned(),
+                    ADMIN_CLIENT_ID.to_owned(),
+                ),
+                (
+                    "AGENTSEC_ADMIN_SECRET_FILE".to_owned(),
+                    secret_file.display().to_string(),
+                ),
+            ],
+            _dir: dir,
+        })
+    }
+
+    /// Runs `agentctl <args>` (with the cluster's URLs) off the runtime
+    /// the cluster runs on.
+    async fn run(&self, args: &[&str]) -> anyhow::Result<Ran> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agentctl"));
+        // The test's own environment must not steer agentctl.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AGENTSEC_") || name.starts_with("AGENTCTL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(args)
+            .args(&self.urls)
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "off");
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        Ok(Ran {
+            success: output.status.success(),
+            stdout: String::from_utf8(output.stdout)?,
+            stderr: String::from_utf8(output.stderr)?,
+        })
+    }
+}
+
+/// A person token for `sub` (tenant acme) from the cluster's user issuer.
+fn person_token(sub: &str) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let key = test_user_issuer_key().context("no test user-issuer key")?;
+    Ok(key.sign(
+        "JWT",
+        &json!({
+            "iss": TEST_USER_ISSUER, "sub": sub, "aud": TEST_USER_AUDIENCE,
+            "tenant": "acme", "iat": now, "nbf": now, "exp": now + 600,
+        }),
+    )?)
+}
+
+/// The value of `field` in a `FIELD  value` table.
+fn field<'a>(table: &'a str, name: &str) -> anyhow::Result<&'a str> {
+    table
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .filter(|rest| rest.starts_with("  "))
+                .map(str::trim)
+        })
+        .with_context(|| format!("no `{name}` in\n{table}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_credentials_and_grants_are_managed_from_the_command_line() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let agentctl = Agentctl::new(&cluster)?;
+
+    // register: a table by default, with the new agent's id.
+    let table = agentctl
+        .run(&[
+            "agent",
+            "register",
+            "--tenant=acme",
+            "--owner=alice",
+            "--name=cli-bot",
+            "--model=claude-sonnet-4",
+            "--provider=anthropic",
+            "--audience=https://api.test",
+            "--scope=issues:read",
+            "--attribute=trust_tier=2",
+        ])
+        .await?
+        .ok()?;
+    let agent_id = field(&table, "ID")?.to_owned();
+    assert!(agent_id.starts_with("agt_"), "{table}");
+    assert_eq!(field(&table, "STATUS")?, "active", "{table}");
+    assert_eq!(field(&table, "MODEL")?, "claude-sonnet-4 (anthropic)");
+    assert_eq!(field(&table, "ATTRIBUTES")?, "trust_tier=2");
+    assert_eq!(field(&table, "CEILING")?, "https://api.test: issues:read");
+
+    // get, as JSON with the proto field names.
+    let agent = agentctl
+        .run(&["agent", "get", "--agent-id", &agent_id, "--output", "json"])
+        .await?
+        .json()?;
+    assert_eq!(agent["id"], agent_id.as_str());
+    assert_eq!(agent["status"], "AGENT_STATUS_ACTIVE");
+    assert_eq!(agent["ceiling"]["scopes"], json!(["issues:read"]));
+    assert!(agent["create_time"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with('Z'));
+
+    // An unknown agent: a clear message, a failure, nothing on stdout.
+    let unknown = "agt_00000000000000000000000000";
+    let stderr = agentctl
+        .run(&["agent", "get", "--agent-id", unknown])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("NotFound"), "{stderr}");
+    assert!(stderr.contains(unknown), "{stderr}");
+
+    // update: only what is given changes; the ceiling keeps its audiences.
+    let updated = agentctl
+        .run(&[
+            "agent",
+            "update",
+            "--agent-id",
+            &agent_id,
+            "--scope=issues:read",
+            "--scope=issues:write",
+            "--attribute=project=payments",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    assert_eq!(
+        updated["ceiling"],
+        json!({"audiences": ["https://api.test"], "scopes": ["issues:read", "issues:write"]})
+    );
+    assert_eq!(
+        updated["attributes"],
+        json!({"trust_tier": "2", "project": "payments"})
+    );
+    assert_eq!(updated["name"], "cli-bot");
+    let stderr = agentctl
+        .run(&["agent", "update", "--agent-id", &agent_id])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("nothing to update"), "{stderr}");
+
+    // list: a table with a row per agent, filters applied.
+    agentctl
+        .run(&[
+            "agent",
+            "register",
+            "--tenant=acme",
+            "--owner=bob",
+            "--name=other-bot",
+        ])
+        .await?
+        .ok()?;
+    let table = agentctl
+        .run(&["agent", "list", "--tenant=acme", "--owner=alice"])
+        .await?
+        .ok()?;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("ID "), "{table}");
+    assert!(lines[1].starts_with(&agent_id), "{table}");
+    assert!(lines[1].contains("active"), "{table}");
+    let listed = agentctl
+        .run(&["agent", "list", "--tenant=acme", "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed:#}");
+    let table = agentctl
+        .run(&["agent", "list", "--tenant=acme", "--status=suspended"])
+        .await?
+        .ok()?;
+    assert_eq!(table, "no agents\n");
+
+    // Credentials: a secret (shown once), a public key, a federated one.
+    let secret = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "add-secret",
+            "--agent-id",
+            &agent_id,
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    assert_eq!(secret["client_id"], agent_id.as_str());
+    assert!(secret["client_secret"].as_str().unwrap_or_default().len() >= 40);
+    let secret_id = secret["credential"]["id"].as_str().unwrap_or_default();
+    assert!(secret_id.starts_with("cred_"), "{secret:#}");
+    // The old spelling still works.
+    let table = agentctl
+        .run(&["agent", "secret", "--agent-id", &agent_id])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "CLIENT ID")?, agent_id);
+    assert_eq!(field(&table, "EXPIRES")?, "never");
+
+    let dir = tempfile::tempdir()?;
+    let jwk_file = dir.path().join("key.jwk");
+    let key = agentsec_common::keys::SigningKey::generate(
+        agentsec_common::keys::SigningAlgorithm::EdDsa,
+    )?;
+    let mut public = serde_json::to_value(key.public_jwk())?;
+    public["kid"] = json!("cli-key");
+    std::fs::write(&jwk_file, public.to_string())?;
+    let jwk_path = jwk_file.display().to_string();
+    let table = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "add-key",
+            "--agent-id",
+            &agent_id,
+            "--jwk-file",
+            &jwk_path,
+            "--description",
+            "laptop key",
+            "--expires-in",
+            "3600",
+        ])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "TYPE")?, "public_key", "{table}");
+    assert!(
+        field(&table, "DETAILS")?.starts_with("kid cli-key"),
+        "{table}"
+    );
+    assert_ne!(field(&table, "EXPIRES")?, "-", "{table}");
+
+    // identity-svc trusts no federated issuer in tests: the refusal is
+    // the service's, named.
+    let stderr = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "add-federated",
+            "--agent-id",
+            &agent_id,
+            "--issuer",
+            "https://ci.example",
+            "--subject",
+            "repo:x",
+            "--audience",
+            "agentsec",
+        ])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("FailedPrecondition"), "{stderr}");
+
+    let table = agentctl
+        .run(&["agent", "credential", "list", "--agent-id", &agent_id])
+        .await?
+        .ok()?;
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains("client_secret"), "{table}");
+    assert!(table.contains("laptop key"), "{table}");
+    let keys = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "list",
+            "--agent-id",
+            &agent_id,
+            "--type",
+            "public-key",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    assert_eq!(keys[0]["public_key"]["jwk"]["kid"], "cli-key", "{keys:#}");
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "{keys:#}");
+
+    let said = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "delete",
+            "--agent-id",
+            &agent_id,
+            "--credential-id",
+            secret_id,
+        ])
+        .await?
+        .ok()?;
+    assert_eq!(
+        said,
+        format!("deleted credential {secret_id} of agent {agent_id}\n")
+    );
+    let stderr = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "delete",
+            "--agent-id",
+            &agent_id,
+            "--credential-id",
+            secret_id,
+        ])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("NotFound"), "{stderr}");
+
+    // Grants, as alice with her token.
+    let alice = person_token("alice")?;
+    let person = format!("--person-token={alice}");
+    let grant = agentctl
+        .run(&[
+            "grant",
+            "create",
+            &person,
+            "--agent-id",
+            &agent_id,
+            "--audience",
+            "https://api.test",
+            "--scope",
+            "issues:read",
+            "--purpose",
+            "triage",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let grant_id = grant["id"].as_str().unwrap_or_default().to_owned();
+    assert!(grant_id.starts_with("grt_"), "{grant:#}");
+    assert_eq!(grant["person_subject"], "alice");
+    assert_eq!(grant["status"], "GRANT_STATUS_ACTIVE");
+    let table = agentctl.run(&["grant", "list", &person]).await?.ok()?;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[1].starts_with(&grant_id), "{table}");
+    assert!(lines[1].contains("active"), "{table}");
+
+    let table = agentctl
+        .run(&[
+            "grant",
+            "revoke",
+            &person,
+            "--grant-id",
+            &grant_id,
+            "--reason",
+            "done",
+        ])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "STATUS")?, "revoked", "{table}");
+    assert_eq!(field(&table, "REVOKE REASON")?, "done", "{table}");
+    let table = agentctl.run(&["grant", "list", &person]).await?.ok()?;
+    assert_eq!(table, "no active grants\n");
+    let all = agentctl
+        .run(&["grant", "list", &person, "--all", "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(all[0]["status"], "GRANT_STATUS_REVOKED", "{all:#}");
+    // Without a person token the error says how to get one.
+    let stderr = agentctl.run(&["grant", "list"]).await?.failed()?;
+    assert!(stderr.contains("agentctl token user"), "{stderr}");
+
+    // The agent's lifecycle: suspend, reactivate, revoke (final).
+    for (command, status) in [
+        ("suspend", "suspended"),
+        ("reactivate", "active"),
+        ("revoke", "revoked"),
+    ] {
+        let table = agentctl
+            .run(&[
+                "agent",
+                command,
+                "--agent-id",
+                &agent_id,
+                "--reason",
+                "cli test",
+            ])
+            .await?
+            .ok()?;
+        assert_eq!(field(&table, "STATUS")?, status, "{command}: {table}");
+        assert_eq!(field(&table, "STATUS REASON")?, "cli test");
+    }
+    let stderr = agentctl
+        .run(&[
+            "agent",
+            "reactivate",
+            "--agent-id",
+            &agent_id,
+            "--reason",
+            "again",
+        ])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("FailedPrecondition"), "{stderr}");
+
+    cluster.shutdown().await
+}
