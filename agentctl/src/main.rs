@@ -6,12 +6,15 @@
 //! registry (register, get, list, update, suspend, reactivate, revoke) and
 //! agents' credentials (`agent credential`); `agentctl policy put` replaces
 //! a tenant's policy set; `agentctl grant` creates, lists and revokes a
-//! person's delegations; `agentctl token user` mints development person
+//! person's delegations; `agentctl check` and `agentctl explain` ask
+//! policy-svc for a decision (from flags, a JSON file, or a token as
+//! ext_authz sees it); `agentctl token user` mints development person
 //! tokens. The API subcommands print tables, or JSON with `--output json`
 //! (module `output`).
 
 mod admin;
 mod agent;
+mod check;
 mod demo;
 mod dev;
 mod dev_users;
@@ -48,6 +51,10 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Delegation grants of people to agents.
     Grant(grant::GrantArgs),
+    /// Ask policy-svc for a decision (from flags, a file, or a token).
+    Check(check::CheckArgs),
+    /// A decision with every candidate rule's evaluation (admin).
+    Explain(check::ExplainArgs),
     /// Development tokens (needs a data directory of `agentctl dev`).
     Token(token::TokenArgs),
 }
@@ -77,6 +84,12 @@ fn main() -> ExitCode {
         }
         Command::Grant(args) => {
             runtime.block_on(async { grant::run(args, &cli.tls.client()?).await })
+        }
+        Command::Check(args) => {
+            runtime.block_on(async { check::check(args, &cli.tls.client()?).await })
+        }
+        Command::Explain(args) => {
+            runtime.block_on(async { check::explain(args, &cli.tls.client()?).await })
         }
         Command::Token(args) => token::run(args),
     };

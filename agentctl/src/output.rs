@@ -98,7 +98,7 @@ pub fn enum_name(name: &str, prefix: &str) -> String {
 
 /// A JSON value as a table cell: lists joined with commas, maps as
 /// `key=value`, nothing as `-`.
-fn cell(value: &Value) -> String {
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(text) if text.is_empty() => "-".to_owned(),

@@ -78,7 +78,7 @@ impl Agentctl {
 
     /// Runs `agentctl <args>` (with the cluster's URLs) off the runtime
     /// the cluster runs on.
-    async fn run(&self, args: &[&str]) -> anyhow::Result<Ran> {
+    async fn run<S: AsRef<str>>(&self, args: &[S]) -> anyhow::Result<Ran> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_agentctl"));
         // The test's own environment must not steer agentctl.
         for (name, _) in std::env::vars() {
@@ -87,7 +87,7 @@ impl Agentctl {
             }
         }
         command
-            .args(args)
+            .args(args.iter().map(AsRef::as_ref))
             .args(&self.urls)
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", "off");
@@ -457,6 +457,199 @@ async fn agents_credentials_and_grants_are_managed_from_the_command_line() -> an
         .await?
         .failed()?;
     assert!(stderr.contains("FailedPrecondition"), "{stderr}");
+
+    cluster.shutdown().await
+}
+
+/// The policy set the decision tests ask about: list_* allowed for trusted
+/// agents on mcp:github, delete_repo denied.
+const POLICY: &str = r#"{"rules": [
+  {"id": "github-tools", "effect": "allow", "agent": "*", "audience": "mcp:github",
+   "resource": "mcp:github/list_*", "actions": ["tools/call"],
+   "condition": "agent.trust_tier in [\"1\", \"2\"]"},
+  {"id": "no-delete", "effect": "deny", "agent": "*", "resource": "mcp:github/delete_*",
+   "actions": ["tools/call"]}
+]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_asked_and_explained_from_flags_a_file_or_a_token() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let agentctl = Agentctl::new(&cluster)?;
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, POLICY)?;
+    let policy = policy.display().to_string();
+    agentctl
+        .run(&["policy", "put", "--tenant=acme", "--file", &policy])
+        .await?
+        .ok()?;
+    let agent = agentctl
+        .run(&[
+            "agent",
+            "register",
+            "--tenant=acme",
+            "--owner=alice",
+            "--name=checked-bot",
+            "--audience=mcp:github",
+            "--attribute=trust_tier=2",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let agent_id = agent["id"].as_str().unwrap_or_default().to_owned();
+    let agent_flag = format!("--agent={agent_id}");
+    let question = |tool: &str| {
+        vec![
+            "--tenant=acme".to_owned(),
+            agent_flag.clone(),
+            "--audience=mcp:github".to_owned(),
+            "--action=tools/call".to_owned(),
+            "--resource-type=mcp.tool".to_owned(),
+            format!("--resource=mcp:github/{tool}"),
+            // Quoted: a string, as registry attributes are.
+            "--agent-attribute=trust_tier=\"2\"".to_owned(),
+        ]
+    };
+    let args = |head: &[&str], tail: &[String]| -> Vec<String> {
+        head.iter()
+            .map(|arg| (*arg).to_owned())
+            .chain(tail.iter().cloned())
+            .collect()
+    };
+
+    // From flags: allowed by github-tools, with a decision id.
+    let table = agentctl
+        .run(&args(&["check"], &question("list_issues")))
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "DECISION")?, "allow", "{table}");
+    assert_eq!(field(&table, "POLICIES")?, "github-tools", "{table}");
+    assert!(field(&table, "DECISION ID")?.starts_with("dec_"), "{table}");
+    let denied = agentctl
+        .run(&args(&["check", "-o", "json"], &question("delete_repo")))
+        .await?
+        .json()?;
+    assert_eq!(denied["effect"], "EFFECT_DENY", "{denied:#}");
+    assert_eq!(denied["policy_ids"], json!(["no-delete"]), "{denied:#}");
+
+    // Unquoted, 2 is an int, which the condition does not take.
+    let mut int_tier = question("list_issues");
+    int_tier.pop();
+    int_tier.push("--agent-attribute=trust_tier=2".to_owned());
+    let denied = agentctl
+        .run(&args(&["check", "-o", "json"], &int_tier))
+        .await?
+        .json()?;
+    assert_eq!(denied["effect"], "EFFECT_DENY", "{denied:#}");
+
+    // From a file, with proto-JSON names.
+    let file = dir.path().join("question.json");
+    std::fs::write(
+        &file,
+        json!({
+            "principal": {"tenant": "acme", "agentId": agent_id,
+                          "agentAttributes": {"trust_tier": "3"}},
+            "audience": "mcp:github", "action": "tools/call",
+            "resource": {"type": "mcp.tool", "id": "mcp:github/list_issues"}
+        })
+        .to_string(),
+    )?;
+    let file = file.display().to_string();
+    let decided = agentctl
+        .run(&["check", "--file", &file, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(decided["effect"], "EFFECT_DENY", "tier 3 > 2: {decided:#}");
+    let stderr = agentctl
+        .run(&["check", "--file", &file, "--tenant=acme"])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("not both"), "{stderr}");
+    let stderr = agentctl
+        .run(&["check", "--tenant=acme", &agent_flag])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("--audience is missing"), "{stderr}");
+
+    // explain: the decision and each candidate rule's evaluation.
+    let table = agentctl
+        .run(&args(&["explain"], &question("list_issues")))
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "DECISION")?, "allow", "{table}");
+    assert!(table.contains("rules considered:"), "{table}");
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("github-tools"))
+        .with_context(|| format!("no github-tools row: {table}"))?;
+    assert!(row.contains("allow") && row.contains("true"), "{row}");
+    let explained = agentctl
+        .run(&["explain", "--file", &file, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(explained["total_rules"], 2, "{explained:#}");
+    let evaluation = &explained["evaluations"][0];
+    assert_eq!(evaluation["policy_id"], "github-tools", "{explained:#}");
+    assert_eq!(evaluation["condition_result"], "CONDITION_RESULT_FALSE");
+    assert_eq!(evaluation["matched"], false);
+
+    // check --token: the principal is the token's.
+    let secret = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "add-secret",
+            "--agent-id",
+            &agent_id,
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let token = cluster
+        .client_token(
+            &agent_id,
+            secret["client_secret"].as_str().unwrap_or_default(),
+            "mcp:github",
+            "",
+        )
+        .await?;
+    let token_flag = format!("--token={token}");
+    let by_token = |tool: &str| {
+        vec![
+            "check".to_owned(),
+            token_flag.clone(),
+            "--audience=mcp:github".to_owned(),
+            "--action=tools/call".to_owned(),
+            "--resource-type=mcp.tool".to_owned(),
+            format!("--resource=mcp:github/{tool}"),
+        ]
+    };
+    let table = agentctl.run(&by_token("list_issues")).await?.ok()?;
+    assert_eq!(field(&table, "DECISION")?, "allow", "{table}");
+    assert_eq!(field(&table, "AGENT")?, agent_id, "{table}");
+    assert_eq!(field(&table, "TENANT")?, "acme", "{table}");
+    assert_eq!(
+        field(&table, "AGENT ATTRIBUTES")?,
+        "trust_tier=2",
+        "{table}"
+    );
+    let mut json_args = by_token("delete_repo");
+    json_args.push("-o=json".to_owned());
+    let denied = agentctl.run(&json_args).await?.json()?;
+    assert_eq!(denied["effect"], "EFFECT_DENY", "{denied:#}");
+    assert_eq!(denied["principal"]["agent_id"], agent_id.as_str());
+    let mut with_principal = by_token("list_issues");
+    with_principal.push("--tenant=acme".to_owned());
+    let stderr = agentctl.run(&with_principal).await?.failed()?;
+    assert!(stderr.contains("--tenant comes from the token"), "{stderr}");
+    // A token that is not one: the service's refusal, without the token.
+    let mut forged = by_token("list_issues");
+    forged[1] = "--token=not.a.token".to_owned();
+    let stderr = agentctl.run(&forged).await?.failed()?;
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    assert!(!stderr.contains("not.a.token"), "{stderr}");
 
     cluster.shutdown().await
 }
