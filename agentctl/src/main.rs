@@ -8,8 +8,10 @@
 //! a tenant's policy set; `agentctl grant` creates, lists and revokes a
 //! person's delegations; `agentctl check` and `agentctl explain` ask
 //! policy-svc for a decision (from flags, a JSON file, or a token as
-//! ext_authz sees it); `agentctl token user` mints development person
-//! tokens. The API subcommands print tables, or JSON with `--output json`
+//! ext_authz sees it); `agentctl token` gets (client-credentials),
+//! exchanges, introspects and decodes tokens (verified against the
+//! issuer's JWKS, the `act` chain drawn), mints development person tokens
+//! (`token user`) and prints their issuer (`token dev-issuer`). The API subcommands print tables, or JSON with `--output json`
 //! (module `output`).
 
 mod admin;
@@ -55,7 +57,8 @@ enum Command {
     Check(check::CheckArgs),
     /// A decision with every candidate rule's evaluation (admin).
     Explain(check::ExplainArgs),
-    /// Development tokens (needs a data directory of `agentctl dev`).
+    /// Get, exchange, introspect and decode tokens; development person
+    /// tokens.
     Token(token::TokenArgs),
 }
 
@@ -91,7 +94,9 @@ fn main() -> ExitCode {
         Command::Explain(args) => {
             runtime.block_on(async { check::explain(args, &cli.tls.client()?).await })
         }
-        Command::Token(args) => token::run(args),
+        Command::Token(args) => {
+            runtime.block_on(async { token::run(args, &cli.tls.client()?).await })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

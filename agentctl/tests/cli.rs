@@ -653,3 +653,286 @@ async fn decisions_are_asked_and_explained_from_flags_a_file_or_a_token() -> any
 
     cluster.shutdown().await
 }
+
+/// Exchanges allowed for any audience and scope in tenant acme.
+const EXCHANGE_POLICY: &str = r#"{"rules": [
+  {"id": "exchange", "effect": "allow", "agent": "*", "resource": "audience:*",
+   "actions": ["token:exchange"], "description": "@match-all"},
+  {"id": "scopes", "effect": "allow", "agent": "*", "resource": "scope:repo:*",
+   "actions": ["token:exchange"]}
+]}"#;
+
+/// A development person-token issuer key in `dir`, as `agentctl dev`
+/// writes it.
+fn dev_issuer_key(dir: &std::path::Path) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let key = agentsec_common::keys::SigningKey::generate(
+        agentsec_common::keys::SigningAlgorithm::EdDsa,
+    )?;
+    let body = base64::engine::general_purpose::STANDARD.encode(key.pkcs8_der());
+    // PEM: base64 in lines of 64 characters.
+    let lines = body
+        .as_bytes()
+        .chunks(64)
+        .map(std::str::from_utf8)
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::write(
+        dir.join("dev-user-issuer.pem"),
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ),
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_obtained_exchanged_decoded_and_introspected() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let agentctl = Agentctl::new(&cluster)?;
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, EXCHANGE_POLICY)?;
+    agentctl
+        .run(&[
+            "policy",
+            "put",
+            "--tenant=acme",
+            "--file",
+            &policy.display().to_string(),
+        ])
+        .await?
+        .ok()?;
+    let identity = cluster.issuer(Service::Identity);
+    let exchange = cluster.issuer(Service::Exchange);
+    let agent = agentctl
+        .run(&[
+            "agent",
+            "register",
+            "--tenant=acme",
+            "--owner=alice",
+            "--name=token-bot",
+            &format!("--audience={exchange}"),
+            "--audience=https://api.test",
+            "--scope=repo:read",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let agent_id = agent["id"].as_str().unwrap_or_default().to_owned();
+    let secret = agentctl
+        .run(&[
+            "agent",
+            "credential",
+            "add-secret",
+            "--agent-id",
+            &agent_id,
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let secret_file = dir.path().join("bot.secret");
+    std::fs::write(
+        &secret_file,
+        secret["client_secret"].as_str().unwrap_or_default(),
+    )?;
+    let secret_file = secret_file.display().to_string();
+
+    // client-credentials: the token alone, or its facts.
+    let actor = agentctl
+        .run(&[
+            "token",
+            "client-credentials",
+            "--client-id",
+            &agent_id,
+            "--client-secret-file",
+            &secret_file,
+            "--audience",
+            &exchange,
+            "--token-only",
+        ])
+        .await?
+        .ok()?
+        .trim()
+        .to_owned();
+    assert_eq!(actor.split('.').count(), 3, "{actor}");
+    let table = agentctl
+        .run(&[
+            "token",
+            "client-credentials",
+            "--client-id",
+            &agent_id,
+            "--client-secret-file",
+            &secret_file,
+            "--audience",
+            &exchange,
+        ])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "SCOPE")?, "repo:read", "{table}");
+    assert_eq!(field(&table, "TOKEN TYPE")?, "Bearer", "{table}");
+    let stderr = agentctl
+        .run(&[
+            "token",
+            "client-credentials",
+            "--client-id",
+            &agent_id,
+            "--client-secret-file",
+            &secret_file,
+            "--audience",
+            "https://nowhere.test",
+        ])
+        .await?
+        .failed()?;
+    assert!(
+        stderr.contains("invalid_target") || stderr.contains("audience"),
+        "{stderr}"
+    );
+
+    // decode: verified against identity-svc's JWKS.
+    let table = agentctl
+        .run(&["token", "decode", "--token", &actor])
+        .await?
+        .ok()?;
+    assert_eq!(
+        field(&table, "SIGNATURE")?,
+        format!("verified with {identity}/.well-known/jwks.json"),
+        "{table}"
+    );
+    assert_eq!(field(&table, "VALIDITY")?, "valid", "{table}");
+    assert_eq!(field(&table, "SUBJECT")?, agent_id, "{table}");
+    assert!(!table.contains("Delegation"), "{table}");
+    // A token whose signature does not match is refused, named as such.
+    let (signed, _) = actor.rsplit_once('.').context("a JWT")?;
+    let forged = format!("{signed}.AAAA");
+    let stderr = agentctl
+        .run(&["token", "decode", "--token", &forged])
+        .await?
+        .failed()?;
+    assert!(
+        stderr.contains("the token has an invalid signature"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(signed), "{stderr}");
+    let stderr = agentctl
+        .run(&["token", "decode", "--token", "garbage"])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("not a well-formed JWT"), "{stderr}");
+
+    // exchange alice's token and the agent's for a delegated one.
+    let alice = person_token("alice")?;
+    agentctl
+        .run(&[
+            "grant",
+            "create",
+            &format!("--person-token={alice}"),
+            "--agent-id",
+            &agent_id,
+            "--audience=https://api.test",
+            "--scope=repo:read",
+            "--purpose=tokens",
+        ])
+        .await?
+        .ok()?;
+    let exchanged = agentctl
+        .run(&[
+            "token",
+            "exchange",
+            "--subject-token",
+            &alice,
+            "--actor-token",
+            &actor,
+            "--audience",
+            "https://api.test",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    assert_eq!(exchanged["scope"], "repo:read", "{exchanged:#}");
+    assert_eq!(
+        exchanged["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let delegated = exchanged["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let decoded = agentctl
+        .run(&["token", "decode", "--token", &delegated, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(decoded["claims"]["sub"], "alice", "{decoded:#}");
+    assert_eq!(decoded["act_chain"], json!([agent_id]), "{decoded:#}");
+    assert_eq!(
+        decoded["verified_with"],
+        format!("{exchange}/.well-known/jwks.json")
+    );
+    let table = agentctl
+        .run(&["token", "decode", "--token", &delegated])
+        .await?
+        .ok()?;
+    assert!(
+        table.ends_with(&format!(
+            "Delegation (act):\nalice  (sub)\n└─ {agent_id}  (acting)\n"
+        )),
+        "{table}"
+    );
+
+    // introspect at the issuing service, found from `iss`.
+    let table = agentctl
+        .run(&["token", "introspect", "--token", &delegated])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "ACTIVE")?, "true", "{table}");
+    assert_eq!(field(&table, "ACT")?, agent_id, "{table}");
+    assert!(field(&table, "GRANT")?.starts_with("grt_"), "{table}");
+    let introspected = agentctl
+        .run(&["token", "introspect", "--token", &actor, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(introspected["active"], true, "{introspected:#}");
+    assert_eq!(introspected["sub"], agent_id.as_str());
+    let inactive = agentctl
+        .run(&["token", "introspect", "--token", &forged, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(inactive, json!({"active": false}));
+
+    // The development issuer: its metadata, its tokens, and decode with
+    // its key from the data directory.
+    dev_issuer_key(dir.path())?;
+    let data_dir = format!("--data-dir={}", dir.path().display());
+    let issuer = agentctl
+        .run(&["token", "dev-issuer", &data_dir, "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(issuer["issuer"], "http://localhost/agentsec-dev-users");
+    assert_eq!(issuer["audience"], "agentsec-dev");
+    assert_eq!(issuer["jwks"]["keys"][0]["kty"], "OKP", "{issuer:#}");
+    let person = agentctl
+        .run(&["token", "user", &data_dir, "--sub", "bob"])
+        .await?
+        .ok()?;
+    let table = agentctl
+        .run(&["token", "decode", &data_dir, "--token", person.trim()])
+        .await?
+        .ok()?;
+    assert!(
+        field(&table, "SIGNATURE")?.starts_with("verified with the development issuer's key"),
+        "{table}"
+    );
+    assert_eq!(field(&table, "SUBJECT")?, "bob", "{table}");
+    // Without verification the claims are shown, marked.
+    let table = agentctl
+        .run(&["token", "decode", "--no-verify", "--token", &alice])
+        .await?
+        .ok()?;
+    assert_eq!(field(&table, "SIGNATURE")?, "NOT VERIFIED (--no-verify)");
+    assert_eq!(field(&table, "SUBJECT")?, "alice");
+
+    cluster.shutdown().await
+}

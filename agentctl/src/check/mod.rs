@@ -5,7 +5,6 @@
 
 mod question;
 
-use std::io::Read as _;
 use std::sync::Arc;
 
 use agentsec_common::tls::ClientTls;
@@ -14,7 +13,6 @@ use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
 use agentsec_proto::policy::v1::{
     CheckRequest, CheckTokenRequest, ExplainRequest, ExplainResponse, RuleEvaluation,
 };
-use anyhow::Context as _;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
@@ -221,23 +219,12 @@ async fn policy_client(
     Ok((client, token))
 }
 
-/// The token of `--token`: as given, or read from stdin for `-`.
-fn token_argument(token: String) -> anyhow::Result<String> {
-    if token != "-" {
-        return Ok(token);
-    }
-    let mut read = String::new();
-    std::io::stdin()
-        .read_to_string(&mut read)
-        .context("reading the token from stdin")?;
-    let token = read.trim().to_owned();
-    anyhow::ensure!(!token.is_empty(), "--token -: stdin held no token");
-    Ok(token)
-}
-
 pub async fn check(args: CheckArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
     let format = args.output.output;
-    let token = args.token.map(token_argument).transpose()?;
+    let token = args
+        .token
+        .map(|token| crate::token::token_argument(token, "--token"))
+        .transpose()?;
     let question = args.question.question(token.is_none())?;
     let (mut client, caller) = policy_client(&args.admin, &args.urls, tls).await?;
     let printed = match token {
