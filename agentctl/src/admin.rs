@@ -17,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the services are; every subcommand that calls one takes all three.
+/// Where the services are; every subcommand that calls one takes all four.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceUrls {
     /// identity-svc base URL.
@@ -44,6 +44,14 @@ pub struct ServiceUrls {
         global = true
     )]
     pub exchange: String,
+    /// audit-svc base URL.
+    #[arg(
+        long,
+        env = "AGENTSEC_AUDIT_URL",
+        default_value = "http://127.0.0.1:7404",
+        global = true
+    )]
+    pub audit: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]

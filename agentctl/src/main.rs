@@ -11,11 +11,14 @@
 //! ext_authz sees it); `agentctl token` gets (client-credentials),
 //! exchanges, introspects and decodes tokens (verified against the
 //! issuer's JWKS, the `act` chain drawn), mints development person tokens
-//! (`token user`) and prints their issuer (`token dev-issuer`). The API subcommands print tables, or JSON with `--output json`
+//! (`token user`) and prints their issuer (`token dev-issuer`); `agentctl
+//! audit` queries, verifies and exports the audit trail (progress on a
+//! terminal for the long ones). The API subcommands print tables, or JSON with `--output json`
 //! (module `output`).
 
 mod admin;
 mod agent;
+mod audit;
 mod check;
 mod demo;
 mod dev;
@@ -24,6 +27,7 @@ mod grant;
 mod output;
 mod page;
 mod policy;
+mod progress;
 mod stack;
 mod token;
 
@@ -57,6 +61,8 @@ enum Command {
     Check(check::CheckArgs),
     /// A decision with every candidate rule's evaluation (admin).
     Explain(check::ExplainArgs),
+    /// Query, verify and export the audit trail (admin).
+    Audit(audit::AuditArgs),
     /// Get, exchange, introspect and decode tokens; development person
     /// tokens.
     Token(token::TokenArgs),
@@ -93,6 +99,9 @@ fn main() -> ExitCode {
         }
         Command::Explain(args) => {
             runtime.block_on(async { check::explain(args, &cli.tls.client()?).await })
+        }
+        Command::Audit(args) => {
+            runtime.block_on(async { audit::run(args, &cli.tls.client()?).await })
         }
         Command::Token(args) => {
             runtime.block_on(async { token::run(args, &cli.tls.client()?).await })

@@ -61,6 +61,7 @@ impl Agentctl {
                 format!("--identity={}", url(Service::Identity)),
                 format!("--policy={}", url(Service::Policy)),
                 format!("--exchange={}", url(Service::Exchange)),
+                format!("--audit={}", url(Service::Audit)),
             ],
             env: vec![
                 (
@@ -933,6 +934,146 @@ async fn tokens_are_obtained_exchanged_decoded_and_introspected() -> anyhow::Res
         .ok()?;
     assert_eq!(field(&table, "SIGNATURE")?, "NOT VERIFIED (--no-verify)");
     assert_eq!(field(&table, "SUBJECT")?, "alice");
+
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_queried_verified_and_exported() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let agentctl = Agentctl::new(&cluster)?;
+    let agent = agentctl
+        .run(&[
+            "agent",
+            "register",
+            "--tenant=acme",
+            "--owner=alice",
+            "--name=audited-bot",
+            "-o",
+            "json",
+        ])
+        .await?
+        .json()?;
+    let agent_id = agent["id"].as_str().unwrap_or_default().to_owned();
+    agentctl
+        .run(&[
+            "agent",
+            "suspend",
+            "--agent-id",
+            &agent_id,
+            "--reason",
+            "audit test",
+        ])
+        .await?
+        .ok()?;
+
+    // Events reach audit-svc off the request path: wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let events = loop {
+        let events = agentctl
+            .run(&[
+                "audit",
+                "query",
+                "--agent",
+                &agent_id,
+                "--oldest-first",
+                "-o",
+                "json",
+            ])
+            .await?
+            .json()?;
+        if events.as_array().map_or(0, Vec::len) >= 2 {
+            break events;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the agent's events never reached audit-svc: {events:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(events[0]["kind"], "agent.registered", "{events:#}");
+    assert_eq!(events[1]["kind"], "agent.suspended", "{events:#}");
+    assert_eq!(events[1]["outcome"], "OUTCOME_ALLOW", "{events:#}");
+    assert_eq!(events[0]["hash"].as_str().map(str::len), Some(64));
+    let table = agentctl
+        .run(&[
+            "audit",
+            "query",
+            "--agent",
+            &agent_id,
+            "--kind",
+            "agent.suspended",
+            "--since",
+            "1h",
+        ])
+        .await?
+        .ok()?;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("SEQ "), "{table}");
+    assert!(lines[1].contains("agent.suspended"), "{table}");
+    assert!(lines[1].contains("allow"), "{table}");
+    let table = agentctl
+        .run(&[
+            "audit",
+            "query",
+            "--agent",
+            &agent_id,
+            "--until",
+            "2000-01-01T00:00:00Z",
+        ])
+        .await?
+        .ok()?;
+    assert_eq!(table, "no events match\n");
+    let stderr = agentctl
+        .run(&["audit", "query", "--since", "yesterday"])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("--since `yesterday`"), "{stderr}");
+
+    // verify: the whole chain, intact.
+    let verdict = agentctl
+        .run(&["audit", "verify", "-o", "json"])
+        .await?
+        .json()?;
+    assert_eq!(verdict["ok"], true, "{verdict:#}");
+    let head = verdict["end_sequence"].as_u64().unwrap_or_default();
+    assert!(head >= 2, "{verdict:#}");
+    assert_eq!(verdict["events_verified"], head, "{verdict:#}");
+    let table = agentctl.run(&["audit", "verify"]).await?.ok()?;
+    assert_eq!(field(&table, "CHAIN")?, "intact", "{table}");
+
+    // export: JSON lines with the chain fields, up to the head.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("trail.jsonl");
+    let to = format!("--to={head}");
+    let ran = agentctl
+        .run(&[
+            "audit",
+            "export",
+            "--file",
+            &file.display().to_string(),
+            &to,
+        ])
+        .await?;
+    assert!(
+        ran.stderr.contains(&format!("exported {head} events")),
+        "{ran:#?}"
+    );
+    ran.ok()?;
+    let exported = std::fs::read_to_string(&file)?;
+    let lines: Vec<Value> = exported
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len() as u64, head);
+    assert_eq!(lines[0]["sequence"], 1);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    let stdout = agentctl
+        .run(&["audit", "export", "--agent", &agent_id])
+        .await?
+        .ok()?;
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
 
     cluster.shutdown().await
 }
