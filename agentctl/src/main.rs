@@ -13,7 +13,8 @@
 //! issuer's JWKS, the `act` chain drawn), mints development person tokens
 //! (`token user`) and prints their issuer (`token dev-issuer`); `agentctl
 //! audit` queries, verifies and exports the audit trail (progress on a
-//! terminal for the long ones). The API subcommands print tables, or JSON with `--output json`
+//! terminal for the long ones); `agentctl completions` prints a shell
+//! completion script. The API subcommands print tables, or JSON with `--output json`
 //! (module `output`).
 
 mod admin;
@@ -33,7 +34,7 @@ mod token;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "agentctl", version, about = "AgentSec operator CLI")]
@@ -63,6 +64,15 @@ enum Command {
     Explain(check::ExplainArgs),
     /// Query, verify and export the audit trail (admin).
     Audit(audit::AuditArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Install, e.g.:
+  bash: agentctl completions bash > ~/.local/share/bash-completion/completions/agentctl
+  zsh:  agentctl completions zsh > \"${fpath[1]}/_agentctl\"
+  fish: agentctl completions fish > ~/.config/fish/completions/agentctl.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Get, exchange, introspect and decode tokens; development person
     /// tokens.
     Token(token::TokenArgs),
@@ -81,6 +91,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "agentctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Demo(args) => {
             runtime.block_on(async { demo::run(args, &cli.tls.client()?).await })
         }

@@ -1077,3 +1077,36 @@ async fn the_audit_trail_is_queried_verified_and_exported() -> anyhow::Result<()
 
     cluster.shutdown().await
 }
+
+#[test]
+fn completion_scripts_cover_the_subcommands() -> anyhow::Result<()> {
+    let script = |shell: &str| -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_agentctl"))
+            .args(["completions", shell])
+            .output()?)
+    };
+    for (shell, marker) in [
+        ("bash", "complete -F _agentctl"),
+        ("zsh", "#compdef agentctl"),
+        ("fish", "complete -c agentctl"),
+    ] {
+        let output = script(shell)?;
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let text = String::from_utf8(output.stdout)?;
+        assert!(text.contains(marker), "{shell}: no `{marker}`");
+        for word in [
+            "credential",
+            "add-federated",
+            "explain",
+            "introspect",
+            "export",
+        ] {
+            assert!(text.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let output = script("tcsh")?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(stderr.contains("possible values: bash"), "{stderr}");
+    Ok(())
+}
