@@ -2,25 +2,41 @@
 //! AgentSec exists for against a stack it starts (or a running one), and prints what happened
 //! and why; `agentctl dev` runs all four
 //! services in one process on the default ports, on SQLite under a local
-//! data directory, for a laptop; `agentctl agent` registers agents and
-//! creates their credentials; `agentctl policy put` replaces a tenant's
-//! policy set; `agentctl grant create` records a person's delegation;
-//! `agentctl token user` mints development person tokens.
+//! data directory, for a laptop; `agentctl agent` manages the agent
+//! registry (register, get, list, update, suspend, reactivate, revoke) and
+//! agents' credentials (`agent credential`); `agentctl policy put` replaces
+//! a tenant's policy set; `agentctl grant` creates, lists and revokes a
+//! person's delegations; `agentctl check` and `agentctl explain` ask
+//! policy-svc for a decision (from flags, a JSON file, or a token as
+//! ext_authz sees it); `agentctl token` gets (client-credentials),
+//! exchanges, introspects and decodes tokens (verified against the
+//! issuer's JWKS, the `act` chain drawn), mints development person tokens
+//! (`token user`) and prints their issuer (`token dev-issuer`); `agentctl
+//! audit` queries, verifies and exports the audit trail (progress on a
+//! terminal for the long ones); `agentctl health` is a probe of one
+//! service's gRPC health; `agentctl completions` prints a shell
+//! completion script. The API subcommands print tables, or JSON with `--output json`
+//! (module `output`).
 
 mod admin;
 mod agent;
+mod audit;
+mod check;
 mod demo;
 mod dev;
 mod dev_users;
 mod grant;
 mod health;
+mod output;
+mod page;
 mod policy;
+mod progress;
 mod stack;
 mod token;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "agentctl", version, about = "AgentSec operator CLI")]
@@ -45,7 +61,23 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Delegation grants of people to agents.
     Grant(grant::GrantArgs),
-    /// Development tokens (needs a data directory of `agentctl dev`).
+    /// Ask policy-svc for a decision (from flags, a file, or a token).
+    Check(check::CheckArgs),
+    /// A decision with every candidate rule's evaluation (admin).
+    Explain(check::ExplainArgs),
+    /// Query, verify and export the audit trail (admin).
+    Audit(audit::AuditArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Install, e.g.:
+  bash: agentctl completions bash > ~/.local/share/bash-completion/completions/agentctl
+  zsh:  agentctl completions zsh > \"${fpath[1]}/_agentctl\"
+  fish: agentctl completions fish > ~/.config/fish/completions/agentctl.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Get, exchange, introspect and decode tokens; development person
+    /// tokens.
     Token(token::TokenArgs),
     /// A service's gRPC health status; exits non-zero unless SERVING.
     Health(health::HealthArgs),
@@ -64,6 +96,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "agentctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Demo(args) => {
             runtime.block_on(async { demo::run(args, &cli.tls.client()?).await })
         }
@@ -77,7 +118,18 @@ fn main() -> ExitCode {
         Command::Grant(args) => {
             runtime.block_on(async { grant::run(args, &cli.tls.client()?).await })
         }
-        Command::Token(args) => token::run(args),
+        Command::Check(args) => {
+            runtime.block_on(async { check::check(args, &cli.tls.client()?).await })
+        }
+        Command::Explain(args) => {
+            runtime.block_on(async { check::explain(args, &cli.tls.client()?).await })
+        }
+        Command::Audit(args) => {
+            runtime.block_on(async { audit::run(args, &cli.tls.client()?).await })
+        }
+        Command::Token(args) => {
+            runtime.block_on(async { token::run(args, &cli.tls.client()?).await })
+        }
         Command::Health(args) => {
             runtime.block_on(async { health::run(args, &cli.tls.client()?).await })
         }

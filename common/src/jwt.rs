@@ -266,6 +266,18 @@ impl<'a> Unverified<'a> {
         self.claim_str("sub")
     }
 
+    /// The JOSE header, unverified: to show it, or to tell a token's kind
+    /// (`typ`) before choosing how to send it.
+    pub fn header(&self) -> &Map<String, Value> {
+        &self.header
+    }
+
+    /// The claims, unverified: only to show them (`agentctl token decode`
+    /// when the issuer's keys are out of reach).
+    pub fn unverified_claims(&self) -> &Map<String, Value> {
+        &self.payload
+    }
+
     /// The `kid` header, unverified: only to pick a client's key.
     pub fn kid(&self) -> Option<&str> {
         self.header
