@@ -409,6 +409,7 @@ def assert_migrations(mode, rendered):
 def migrate_binaries(bin_dir):
     """Each binary's `--migrate` creates its SQLite database and exits 0,
     and again (nothing pending) on the migrated one."""
+    bin_dir = Path(bin_dir).resolve()
     for svc in SERVICES:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / f"{svc}.db"

@@ -128,9 +128,11 @@ fn localize(
     Ok(value)
 }
 
-/// The Deployments' services, ready to start here.
+/// The Deployments' services, ready to start here, and the migration Jobs
+/// that run before them.
 struct Chart {
     services: Vec<Service>,
+    migrations: Vec<Service>,
     /// The PostgreSQL schema each service's ConfigMap names.
     schemas: Vec<String>,
     admin_client_id: String,
@@ -155,12 +157,25 @@ fn chart(
     let mut secrets: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut chart = Chart {
         services: Vec::new(),
+        migrations: Vec::new(),
         schemas: Vec::new(),
         admin_client_id: String::new(),
         exchange_issuer: String::new(),
     };
-    for deployment in of_kind(documents, "Deployment") {
-        let pod = &deployment["spec"]["template"]["spec"];
+    // The migration Jobs (hooks before the Deployments by default), then
+    // the Deployments.
+    let migrations = of_kind(documents, "Job").into_iter().filter(|job| {
+        job["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .is_some_and(|args| args.iter().any(|arg| arg == "--migrate"))
+    });
+    let workloads = migrations.map(|job| (job, true)).chain(
+        of_kind(documents, "Deployment")
+            .into_iter()
+            .map(|d| (d, false)),
+    );
+    for (workload, migrates) in workloads {
+        let pod = &workload["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
         let program = text(&container["command"][0], "command")?;
         let name = Path::new(program)
@@ -226,6 +241,15 @@ fn chart(
             "AGENTSEC_DATABASE__SCHEMA".to_owned(),
             backend.schema(&schema),
         );
+        if migrates {
+            chart.migrations.push(Service {
+                name,
+                binary,
+                args,
+                env,
+            });
+            continue;
+        }
         chart.schemas.push(schema);
         if env.contains_key("AGENTSEC_REDIS__URL") {
             env.insert(
@@ -308,6 +332,23 @@ async fn the_demo_story_runs_against_the_services_configured_as_the_chart_config
         exchange_issuer: chart.exchange_issuer.clone(),
     };
 
+    // What the pre-install hooks do: each migration Job runs to completion.
+    for migration in &chart.migrations {
+        let done = std::process::Command::new(&migration.binary)
+            .args(&migration.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .envs(&migration.env)
+            .current_dir(dir.path())
+            .output()?;
+        anyhow::ensure!(
+            done.status.success(),
+            "the migration Job of {} failed: {}",
+            migration.name,
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
     let mut running = Running::start(&chart.services, dir.path())?;
     let outcome = deployed::demo_twice(&stack, &demo_dir);
     let report = running.report();

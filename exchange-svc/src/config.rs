@@ -47,10 +47,27 @@ pub struct Config {
     /// can authenticate.
     #[serde(default)]
     pub user_issuers: Vec<UserIssuerConfig>,
-    /// The target systems tokens may be exchanged for. Empty = none (every
-    /// exchange is `invalid_target`).
+    /// The target systems tokens may be exchanged for, besides exchange-svc
+    /// itself (its `issuer`), which is always one so that an agent can
+    /// delegate on (see [`Config::effective_targets`]).
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+}
+
+impl Config {
+    /// `targets` with exchange-svc's own issuer added when not listed: a
+    /// token for exchange-svc is the subject token of the next hop of a
+    /// chain. Listing it keeps its `allow_impersonation`.
+    pub fn effective_targets(&self) -> Vec<TargetConfig> {
+        let mut targets = self.targets.clone();
+        if !targets.iter().any(|target| target.audience == self.issuer) {
+            targets.push(TargetConfig {
+                audience: self.issuer.clone(),
+                allow_impersonation: false,
+            });
+        }
+        targets
+    }
 }
 
 /// How exchange-svc reaches identity-svc: actor tokens are introspected
@@ -399,6 +416,32 @@ impl UserIssuerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_svc_is_always_a_target_of_itself() {
+        let mut config = Config {
+            issuer: "http://exchange-svc:7403".to_owned(),
+            targets: vec![TargetConfig {
+                audience: "mcp:github".to_owned(),
+                allow_impersonation: false,
+            }],
+            ..Config::default()
+        };
+        let audiences: Vec<String> = config
+            .effective_targets()
+            .into_iter()
+            .map(|target| target.audience)
+            .collect();
+        assert_eq!(audiences, ["mcp:github", "http://exchange-svc:7403"]);
+        // Listed, it keeps its settings and is not added twice.
+        config.targets.push(TargetConfig {
+            audience: config.issuer.clone(),
+            allow_impersonation: true,
+        });
+        let targets = config.effective_targets();
+        assert_eq!(targets.len(), 2);
+        assert!(targets[1].allow_impersonation);
+    }
 
     const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
 

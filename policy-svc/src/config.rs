@@ -34,10 +34,13 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditClientConfig,
     /// The issuers whose tokens CheckToken accepts (`[[token_issuers]]`).
-    /// Empty (the default): exactly identity-svc's agent tokens are
-    /// trusted, i.e. tokens with `iss` = `admin.issuer` signed with a key
-    /// published at `admin.jwks_uri` (EdDSA or ES256); when `admin.jwks_uri`
-    /// is unset too, nothing is trusted and CheckToken answers
+    /// Empty (the default): identity-svc's agent tokens are trusted, i.e.
+    /// tokens with `iss` = `admin.issuer` signed with a key published at
+    /// `admin.jwks_uri` (EdDSA or ES256), and, with
+    /// `revocations.exchange_endpoint`, exchange-svc's delegated tokens
+    /// (`iss` = that URL, keys at its `/.well-known/jwks.json`; list
+    /// exchange-svc here instead when its issuer is another URL). When
+    /// neither is set, nothing is trusted and CheckToken answers
     /// FAILED_PRECONDITION. Non-empty: exactly the listed issuers are trusted
     /// (list identity-svc here too if its tokens should stay accepted).
     /// Key-set refresh and clock leeway follow `admin.jwks_cache_ttl_secs`

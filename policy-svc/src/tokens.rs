@@ -121,8 +121,10 @@ fn refused(err: JwtError) -> ApiError {
 }
 
 impl TokenVerifier {
-    /// The configured issuers, or identity-svc (`admin.issuer` /
-    /// `admin.jwks_uri`) when none is listed. Every issuer's tokens are
+    /// The configured issuers; when none is listed, identity-svc
+    /// (`admin.issuer` / `admin.jwks_uri`) and, with
+    /// `revocations.exchange_endpoint`, exchange-svc at that URL (its
+    /// issuer, keys at `/.well-known/jwks.json`). Every issuer's tokens are
     /// access tokens (`typ` `at+jwt`, RFC 9068 §4); the audience is
     /// compared with the request's, which makes a mismatch a DENY decision
     /// (policy.proto), not an error.
@@ -142,15 +144,26 @@ impl TokenVerifier {
         };
         let mut issuers = Vec::new();
         if config.token_issuers.is_empty() {
+            let defaults: Vec<String> = DEFAULT_TOKEN_ALGORITHMS
+                .iter()
+                .map(|alg| (*alg).to_owned())
+                .collect();
             if let (Some(uri), Some(issuer)) = (&config.admin.jwks_uri, &config.admin.issuer) {
-                let defaults: Vec<String> = DEFAULT_TOKEN_ALGORITHMS
-                    .iter()
-                    .map(|alg| (*alg).to_owned())
-                    .collect();
                 issuers.push(TrustedIssuer {
                     rules: rules(issuer, jwt::algorithms(&defaults)?),
                     keys: jwt::key_set(None, Some(uri), ttl, tls)
                         .map_err(|err| format!("admin.{err}"))?,
+                });
+            }
+            // Told where exchange-svc is, policy-svc trusts the delegated
+            // tokens it issues there (its issuer is the URL it serves at).
+            if let Some(endpoint) = &config.revocations.exchange_endpoint {
+                let issuer = endpoint.trim_end_matches('/');
+                let uri = format!("{issuer}/.well-known/jwks.json");
+                issuers.push(TrustedIssuer {
+                    rules: rules(issuer, jwt::algorithms(&defaults)?),
+                    keys: jwt::key_set(None, Some(&uri), ttl, tls)
+                        .map_err(|err| format!("revocations.exchange_endpoint: {err}"))?,
                 });
             }
         }
@@ -437,6 +450,34 @@ mod tests {
         assert_eq!(rules[0].issuer, "http://127.0.0.1:7401");
         assert_eq!(rules[0].algorithms, [Algorithm::EdDSA, Algorithm::ES256]);
         assert_eq!(rules[0].token_type, TokenType::AccessToken);
+
+        // Told where exchange-svc is, its delegated tokens are trusted too.
+        config.revocations.exchange_endpoint = Some("http://exchange-svc:7403/".into());
+        let verifier = TokenVerifier::new(&config, &ClientTls::public_roots().unwrap()).unwrap();
+        let issuers: Vec<&str> = verifier
+            .issuers
+            .rules()
+            .map(|rules| rules.issuer.as_str())
+            .collect();
+        assert_eq!(
+            issuers,
+            ["http://127.0.0.1:7401", "http://exchange-svc:7403"]
+        );
+
+        // Listed issuers are exactly the trusted ones.
+        config.token_issuers.push(TokenIssuerConfig {
+            issuer: "https://other.example".into(),
+            jwks_uri: Some("https://other.example/jwks".into()),
+            jwks: None,
+            algorithms: vec!["EdDSA".into()],
+        });
+        let verifier = TokenVerifier::new(&config, &ClientTls::public_roots().unwrap()).unwrap();
+        let issuers: Vec<&str> = verifier
+            .issuers
+            .rules()
+            .map(|rules| rules.issuer.as_str())
+            .collect();
+        assert_eq!(issuers, ["https://other.example"]);
     }
 
     proptest::proptest! {

@@ -190,7 +190,7 @@ impl<S: GrantStore> Exchanger<S> {
             identity_tokens: upstream.tokens,
             identity: upstream.identity,
             policy: upstream.policy,
-            targets: config.targets.clone(),
+            targets: config.effective_targets(),
             max_lifetime_secs: config.exchange.max_token_lifetime_secs as i64,
             depth_limits: DepthLimits {
                 grants: config.grants.max_chain_depth,
