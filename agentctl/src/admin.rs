@@ -23,7 +23,7 @@ pub struct ServiceUrls {
     /// identity-svc base URL.
     #[arg(
         long,
-        env = "AGENTSEC_IDENTITY_URL",
+        env = "AGENTCTL_IDENTITY_URL",
         default_value = "http://127.0.0.1:7401",
         global = true
     )]
@@ -31,7 +31,7 @@ pub struct ServiceUrls {
     /// policy-svc base URL.
     #[arg(
         long,
-        env = "AGENTSEC_POLICY_URL",
+        env = "AGENTCTL_POLICY_URL",
         default_value = "http://127.0.0.1:7402",
         global = true
     )]
@@ -39,7 +39,7 @@ pub struct ServiceUrls {
     /// exchange-svc base URL.
     #[arg(
         long,
-        env = "AGENTSEC_EXCHANGE_URL",
+        env = "AGENTCTL_EXCHANGE_URL",
         default_value = "http://127.0.0.1:7403",
         global = true
     )]
@@ -47,7 +47,7 @@ pub struct ServiceUrls {
     /// audit-svc base URL.
     #[arg(
         long,
-        env = "AGENTSEC_AUDIT_URL",
+        env = "AGENTCTL_AUDIT_URL",
         default_value = "http://127.0.0.1:7404",
         global = true
     )]
@@ -57,12 +57,12 @@ pub struct ServiceUrls {
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
     /// Admin client id (the bootstrap admin, or an agent with admin scope).
-    #[arg(long, env = "AGENTSEC_ADMIN_CLIENT_ID", default_value = crate::stack::DEV_ADMIN_CLIENT_ID, global = true)]
+    #[arg(long, env = "AGENTCTL_ADMIN_CLIENT_ID", default_value = crate::stack::DEV_ADMIN_CLIENT_ID, global = true)]
     pub admin_client_id: String,
     /// File holding the admin client secret (`agentctl dev` writes one).
     #[arg(
         long,
-        env = "AGENTSEC_ADMIN_SECRET_FILE",
+        env = "AGENTCTL_ADMIN_SECRET_FILE",
         default_value = ".agentsec/admin-secret",
         global = true
     )]

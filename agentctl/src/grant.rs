@@ -17,7 +17,7 @@ use crate::page::{LimitArgs, Pager};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  export AGENTSEC_PERSON_TOKEN=\"$(agentctl token user --sub alice)\"
+  export AGENTCTL_PERSON_TOKEN=\"$(agentctl token user --sub alice)\"
   agentctl grant create --agent-id agt_... --audience https://api.example.dev \\
     --scope issues:read --purpose 'triage my issues' --expires-in 3600
   agentctl grant list
@@ -31,7 +31,7 @@ pub struct GrantArgs {
     /// The person's token: every grant call is made as them.
     #[arg(
         long,
-        env = "AGENTSEC_PERSON_TOKEN",
+        env = "AGENTCTL_PERSON_TOKEN",
         global = true,
         hide_env_values = true
     )]
@@ -139,7 +139,7 @@ pub async fn run(args: GrantArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
     let Some(token) = args.person_token else {
         anyhow::bail!(
             "grant calls are made as a person: give their token with --person-token or \
-             AGENTSEC_PERSON_TOKEN (on `agentctl dev`: agentctl token user --sub <person>)"
+             AGENTCTL_PERSON_TOKEN (on `agentctl dev`: agentctl token user --sub <person>)"
         );
     };
     let format = args.output.output;

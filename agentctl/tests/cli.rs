@@ -65,11 +65,11 @@ impl Agentctl {
             ],
             env: vec![
                 (
-                    "AGENTSEC_ADMIN_CLIENT_ID".to_owned(),
+                    "AGENTCTL_ADMIN_CLIENT_ID".to_owned(),
                     ADMIN_CLIENT_ID.to_owned(),
                 ),
                 (
-                    "AGENTSEC_ADMIN_SECRET_FILE".to_owned(),
+                    "AGENTCTL_ADMIN_SECRET_FILE".to_owned(),
                     secret_file.display().to_string(),
                 ),
             ],

@@ -169,37 +169,67 @@ pub fn load_from<C: ServiceConfig>(
         })?;
         figment = figment.merge(Toml::file_exact(path));
     }
-    let config_vars: Vec<(String, String)> = env
+    // (dotted key, the variable as written, its value)
+    let config_vars: Vec<(String, String, String)> = env
         .into_iter()
         .filter_map(|(name, value)| {
             let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
             let is_config = !NON_CONFIG_ENV_PREFIXES
                 .iter()
                 .any(|skip| key.starts_with(skip));
-            is_config.then(|| (key.replace("__", "."), value))
+            is_config.then(|| (key.replace("__", "."), name, value))
         })
         .collect();
-    for (key, value) in config_vars {
+    for (key, _, value) in &config_vars {
         // Values are parsed like TOML scalars (numbers, booleans, arrays);
         // anything else is taken as a string.
         let parsed = match value.parse::<figment::value::Value>() {
             Ok(parsed) => parsed,
             Err(never) => match never {},
         };
-        figment = figment.merge(Serialized::global(&key, parsed));
+        figment = figment.merge(Serialized::global(key, parsed));
     }
     let config: C = figment
         .extract()
-        .map_err(|err| ConfigError::Parse(describe_figment_error(&err)))?;
+        .map_err(|err| ConfigError::Parse(describe_figment_error(&err, &config_vars)))?;
     config.validate()?;
     Ok(config)
 }
 
-fn describe_figment_error(err: &figment::Error) -> String {
+/// The environment variable, as written, that set `key` (or a key under
+/// it).
+fn variable_of<'a>(key: &str, config_vars: &'a [(String, String, String)]) -> Option<&'a str> {
+    config_vars
+        .iter()
+        .find(|(var_key, _, _)| {
+            var_key == key
+                || var_key
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .map(|(_, name, _)| name.as_str())
+}
+
+fn describe_figment_error(
+    err: &figment::Error,
+    config_vars: &[(String, String, String)],
+) -> String {
     err.clone()
         .into_iter()
         .map(|one| {
             let key = one.path.join(".");
+            // An unknown key may be reported at its parent: name the key
+            // itself.
+            let full_key = match &one.kind {
+                figment::error::Kind::UnknownField(field, _) if one.path.last() != Some(field) => {
+                    if key.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{key}.{field}")
+                    }
+                }
+                _ => key.clone(),
+            };
             let source = match one.metadata.as_ref().and_then(|meta| meta.source.as_ref()) {
                 Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
                 _ if one
@@ -207,7 +237,10 @@ fn describe_figment_error(err: &figment::Error) -> String {
                     .as_ref()
                     .is_some_and(|meta| meta.name.contains("Value")) =>
                 {
-                    " (from an AGENTSEC_* environment variable)".to_owned()
+                    match variable_of(&full_key, config_vars) {
+                        Some(name) => format!(" (from the environment variable `{name}`)"),
+                        None => " (from an AGENTSEC_* environment variable)".to_owned(),
+                    }
                 }
                 _ => String::new(),
             };
@@ -538,6 +571,36 @@ mod tests {
         let err =
             load_from::<TestConfig>(None, env(&[("AGENTSEC_DATABSE__URL", "x")])).unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("from the environment variable `AGENTSEC_DATABSE__URL`"),
+            "{err}"
+        );
+        // A variable of another tool in the same namespace, named as written.
+        let err = load_from::<TestConfig>(None, env(&[("AGENTSEC_IDENTITY_URL", "http://h")]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("from the environment variable `AGENTSEC_IDENTITY_URL`"),
+            "{err}"
+        );
+        let err =
+            load_from::<TestConfig>(None, env(&[("AGENTSEC_SERVER__LISTNE", "x")])).unwrap_err();
+        assert!(
+            err.to_string().contains("`AGENTSEC_SERVER__LISTNE`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_env_value_names_its_variable() {
+        let err = load_from::<TestConfig>(None, env(&[("AGENTSEC_SERVER__LISTEN", "localhost")]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("from the environment variable `AGENTSEC_SERVER__LISTEN`"),
+            "{err}"
+        );
     }
 
     #[test]

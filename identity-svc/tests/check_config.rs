@@ -62,3 +62,37 @@ fn check_config_prints_no_secret() {
         assert!(stdout.contains(note), "{note} missing:\n{stdout}");
     }
 }
+
+/// One shell can set up agentctl and start a service: agentctl's variables
+/// (`AGENTCTL_*`) are not the service's, and a stray `AGENTSEC_*` one is
+/// refused by its name as written.
+#[test]
+fn agentctl_variables_do_not_reach_the_service_and_unknown_ones_are_named() {
+    let agentctl = [
+        ("AGENTCTL_IDENTITY_URL", "http://127.0.0.1:7401"),
+        ("AGENTCTL_ADMIN_SECRET_FILE", "/tmp/admin-secret"),
+        ("AGENTCTL_PERSON_TOKEN", "eyJhbGciOiJub25lIn0.e30."),
+    ];
+    let run = |extra: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_identity-svc"))
+            .arg("--check-config")
+            .env_clear()
+            .envs(agentctl)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("identity-svc runs")
+    };
+    let accepted = run(&[]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let refused = run(&[("AGENTSEC_IDENTITY_URL", "http://127.0.0.1:7401")]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("from the environment variable `AGENTSEC_IDENTITY_URL`"),
+        "{stderr}"
+    );
+}

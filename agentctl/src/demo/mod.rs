@@ -77,8 +77,8 @@ pub struct DemoArgs {
 const RUNNING_HELP: &str = "\
 Against a running stack (--running), the demo needs:
   * the four URLs (--identity, --policy, --exchange, --audit, or
-    AGENTSEC_IDENTITY_URL, AGENTSEC_POLICY_URL, AGENTSEC_EXCHANGE_URL,
-    AGENTSEC_AUDIT_URL);
+    AGENTCTL_IDENTITY_URL, AGENTCTL_POLICY_URL, AGENTCTL_EXCHANGE_URL,
+    AGENTCTL_AUDIT_URL);
   * an admin client (--admin-client-id, --admin-secret-file): identity-svc's
     bootstrap admin, or an agent with admin scope; it registers the demo's
     agents, sets the tenant's policy set and reads the audit trail;
