@@ -34,8 +34,6 @@ use agentsec_proto::policy::v1::{
     AttributeDefinition, AttributeSource, AttributeType, PolicyRule, PolicySet, PutPolicySetRequest,
 };
 use anyhow::Context as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::calls::{Calls, Endpoints};
@@ -331,11 +329,9 @@ fn oauth_error(status: &tonic::Status) -> String {
 /// A JWT's claims, unverified (the services verified it; the transcript
 /// only shows what it says).
 fn claims(token: &str) -> anyhow::Result<Value> {
-    let payload = token.split('.').nth(1).context("the token is not a JWT")?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .context("the token's payload is not base64url")?;
-    serde_json::from_slice(&bytes).context("the token's payload is not JSON")
+    let parsed = agentsec_common::jwt::Unverified::parse(token)
+        .map_err(|err| anyhow::anyhow!("the token is not a JWT: {err}"))?;
+    Ok(Value::Object(parsed.unverified_claims().clone()))
 }
 
 /// A JSON value as text: strings without quotes, arrays space-separated.
@@ -360,11 +356,7 @@ fn strings(values: &[&str]) -> Vec<String> {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
+    chrono::Utc::now().timestamp()
 }
 
 #[cfg(test)]
