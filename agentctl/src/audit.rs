@@ -1,15 +1,18 @@
 //! `agentctl audit ...`: read audit-svc's hash-chained trail as a reader
 //! (an admin token): query events by agent, person, trace, decision, kind,
 //! outcome and time; verify the chain (in ranges, with progress on a
-//! terminal); export it as the JSON lines audit-svc defines.
+//! terminal); follow it as events are committed (`tail`); export it as the
+//! JSON lines audit-svc defines.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use agentsec_common::tls::ClientTls;
 use agentsec_proto::audit::v1::audit_service_client::AuditServiceClient;
 use agentsec_proto::audit::v1::{
-    EventFilter, ExportEventsRequest, Order, QueryEventsRequest, StoredEvent, VerifyChainRequest,
+    EventFilter, ExportEventsRequest, Order, QueryEventsRequest, StoredEvent, TailEventsRequest,
+    VerifyChainRequest,
 };
 use agentsec_proto::common::v1::{Outcome, PageRequest};
 use anyhow::Context as _;
@@ -17,7 +20,7 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 use crate::admin::{bearer, connect, failed, AdminArgs, ServiceUrls};
-use crate::output::{now, time, Column, OutputArgs};
+use crate::output::{now, time, Column, Format, OutputArgs};
 use crate::page::{LimitArgs, Pager};
 use crate::progress::Progress;
 
@@ -31,6 +34,7 @@ const VERIFY_RANGE: u64 = 10_000;
   agentctl audit query --trace-id 4bf92f3577b34da6a3ce929d0e0e4736 --oldest-first
   agentctl audit query --decision-id dec_... --output json
   agentctl audit query --person alice --kind grant.created --kind grant.revoked
+  agentctl audit tail --kind decision
   agentctl audit verify
   agentctl audit export --file trail.jsonl
 
@@ -57,6 +61,19 @@ enum AuditCommand {
         oldest_first: bool,
         #[command(flatten)]
         limit: LimitArgs,
+    },
+    /// Follow events as they are committed, one line each (a table row,
+    /// or a JSON object per line); Ctrl-C stops.
+    Tail {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Every matching event from this sequence on, then the live ones
+        /// (default: only events committed from now on).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Recompute the hash chain and check its signed checkpoints.
     Verify {
@@ -331,6 +348,45 @@ impl Reader {
         Ok(verdict)
     }
 
+    /// Prints matching events as they are committed, from `from` (0: from
+    /// now on), until `count` events or the end of the stream.
+    async fn tail(
+        &mut self,
+        filter: EventFilter,
+        from: u64,
+        count: Option<u64>,
+        format: Format,
+    ) -> anyhow::Result<()> {
+        let request = TailEventsRequest {
+            filter: Some(filter),
+            start_sequence: from,
+        };
+        let mut stream = self
+            .client
+            .tail_events(bearer(request, &self.token)?)
+            .await
+            .map_err(failed)?
+            .into_inner();
+        if format == Format::Table {
+            let headers: Vec<&str> = EVENTS.iter().map(Column::header).collect();
+            println!("{}", headers.join("  "));
+        }
+        let mut printed = 0u64;
+        while count.is_none_or(|count| printed < count) {
+            let Some(answer) = stream.message().await.map_err(failed)? else {
+                break;
+            };
+            if let Some(stored) = answer.event {
+                let mut out = std::io::stdout().lock();
+                out.write_all(format.line(&event_json(&stored), &EVENTS).as_bytes())
+                    .and_then(|()| out.flush())
+                    .context("writing an event")?;
+                printed += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Streams the export into `out`; the number of events written.
     async fn export(
         &mut self,
@@ -402,6 +458,11 @@ pub async fn run(args: AuditArgs, tls: &Arc<ClientTls>) -> anyhow::Result<()> {
             let events: Vec<Value> = events.iter().map(event_json).collect();
             print!("{}", format.list(&events, &EVENTS, "no events match"));
         }
+        AuditCommand::Tail {
+            filter,
+            from,
+            count,
+        } => reader.tail(filter.filter()?, from, count, format).await?,
         AuditCommand::Verify { from, to } => {
             let verdict = reader.verify(from, to).await?;
             print!("{}", format.one(&verdict, &VERDICT));

@@ -12,7 +12,7 @@
 //! exchanges, introspects and decodes tokens (verified against the
 //! issuer's JWKS, the `act` chain drawn), mints development person tokens
 //! (`token user`) and prints their issuer (`token dev-issuer`); `agentctl
-//! audit` queries, verifies and exports the audit trail (progress on a
+//! audit` queries, follows, verifies and exports the audit trail (progress on a
 //! terminal for the long ones); `agentctl health` is a probe of one
 //! service's gRPC health; `agentctl completions` prints a shell
 //! completion script. The API subcommands print tables, or JSON with `--output json`

@@ -75,6 +75,10 @@ impl Column {
         }
     }
 
+    pub fn header(&self) -> &'static str {
+        self.header
+    }
+
     fn cell(&self, item: &Value) -> String {
         match self.shows {
             Shows::Field(key) => cell(item.get(key).unwrap_or(&Value::Null)),
@@ -141,6 +145,18 @@ impl Format {
                         .map(|item| columns.iter().map(|column| column.cell(item)).collect()),
                 ),
             ),
+        }
+    }
+
+    /// One item of a stream: its cells on one line (not aligned: later
+    /// items are not known yet), or the item as one line of JSON.
+    pub fn line(self, item: &Value, columns: &[Column]) -> String {
+        match self {
+            Self::Json => format!("{item}\n"),
+            Self::Table => {
+                let cells: Vec<String> = columns.iter().map(|column| column.cell(item)).collect();
+                format!("{}\n", cells.join("  "))
+            }
         }
     }
 

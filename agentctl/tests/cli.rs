@@ -939,7 +939,7 @@ async fn tokens_are_obtained_exchanged_decoded_and_introspected() -> anyhow::Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_trail_is_queried_verified_and_exported() -> anyhow::Result<()> {
+async fn the_audit_trail_is_queried_verified_tailed_and_exported() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let agentctl = Agentctl::new(&cluster)?;
     let agent = agentctl
@@ -1074,6 +1074,52 @@ async fn the_audit_trail_is_queried_verified_and_exported() -> anyhow::Result<()
         .await?
         .ok()?;
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
+
+    // tail: the matching events from a sequence on, then live ones, one
+    // line each.
+    let from = format!("--from={}", head + 1);
+    let tail_args = [
+        "audit", "tail", "--agent", &agent_id, &from, "--count", "1", "-o", "json",
+    ];
+    let reactivate_args = [
+        "agent",
+        "reactivate",
+        "--agent-id",
+        &agent_id,
+        "--reason",
+        "tail test",
+    ];
+    let tail = agentctl.run(&tail_args);
+    let reactivate = agentctl.run(&reactivate_args);
+    let (tailed, reactivated) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(tail, reactivate)
+    })
+    .await
+    .context("audit tail never printed the reactivation")?;
+    reactivated?.ok()?;
+    let tailed = tailed?.ok()?;
+    let event: Value = serde_json::from_str(tailed.trim())?;
+    assert_eq!(event["kind"], "agent.reactivated", "{tailed}");
+    assert!(
+        event["sequence"].as_u64().unwrap_or_default() > head,
+        "{tailed}"
+    );
+    let table = agentctl
+        .run(&[
+            "audit",
+            "tail",
+            "--agent",
+            &agent_id,
+            "--from=1",
+            "--count=2",
+        ])
+        .await?
+        .ok()?;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("SEQ "), "{table}");
+    assert!(lines[1].contains("agent.registered"), "{table}");
+    assert!(lines[2].contains("agent.suspended"), "{table}");
 
     cluster.shutdown().await
 }
