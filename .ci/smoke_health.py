@@ -24,9 +24,16 @@ def check(host: str, port: int, service: str, deadline: float) -> None:
     grpc.channel_ready_future(channel).result(timeout=max(deadline - time.time(), 0.1))
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", service):
-        status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
-        if status != health_pb2.HealthCheckResponse.SERVING:
-            raise SystemExit(f"{port} {name or '<server>'}: status {status}")
+        # The service name is readiness: NOT_SERVING until the service can
+        # answer (e.g. policy-svc's first revocation load), polled as a
+        # readiness probe polls it.
+        while True:
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"{port} {name or '<server>'}: status {status}")
+            time.sleep(0.2)
     print(f"{host}:{port} {service}: SERVING")
 
 
