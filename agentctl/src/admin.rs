@@ -151,9 +151,40 @@ pub fn client_credentials(client_id: &str, secret: &str, audience: &str) -> Issu
     }
 }
 
-/// A failed call, as agentctl reports it.
+/// A failed call, as agentctl reports it: the status, its message, and
+/// what to do next where the code says it.
 pub fn failed(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+    let said = format!("{:?}: {}", status.code(), status.message());
+    match next_step(status.code()) {
+        Some(hint) => anyhow::anyhow!("{said}\n  {hint}"),
+        None => anyhow::anyhow!("{said}"),
+    }
+}
+
+/// What to try after a call failed with `code`; none where the message
+/// already names what is wrong (invalid arguments).
+fn next_step(code: tonic::Code) -> Option<&'static str> {
+    use tonic::Code;
+    Some(match code {
+        Code::Unauthenticated => {
+            "the credentials were refused: check --admin-client-id and --admin-secret-file \
+             (AGENTCTL_ADMIN_CLIENT_ID, AGENTCTL_ADMIN_SECRET_FILE), or get a new person token"
+        }
+        Code::PermissionDenied => {
+            "the caller may not do this: use an admin of the right tenant, or the person the \
+             grant belongs to"
+        }
+        Code::NotFound => {
+            "check the id: `agentctl agent list` and `agentctl grant list` show what exists"
+        }
+        Code::AlreadyExists => "it exists already: use another name, or update it",
+        Code::Aborted => "it changed meanwhile: read it again and retry",
+        Code::Unavailable | Code::DeadlineExceeded => {
+            "the service or its database cannot answer now: is it running? \
+             (`agentctl health <url>`)"
+        }
+        _ => return None,
+    })
 }
 
 impl AdminArgs {
@@ -175,7 +206,14 @@ impl AdminArgs {
                 &self.admin_audience,
             ))
             .await
-            .map_err(|status| anyhow::anyhow!("admin token refused: {}", status.message()))?;
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "admin token refused: {}\n  check --admin-client-id and \
+                     --admin-secret-file (AGENTCTL_ADMIN_CLIENT_ID, AGENTCTL_ADMIN_SECRET_FILE); \
+                     `agentctl dev` writes its admin's secret to .agentsec/admin-secret",
+                    status.message()
+                )
+            })?;
         Ok(response.into_inner().access_token)
     }
 

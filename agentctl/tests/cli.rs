@@ -177,6 +177,20 @@ async fn agents_credentials_and_grants_are_managed_from_the_command_line() -> an
         .failed()?;
     assert!(stderr.contains("NotFound"), "{stderr}");
     assert!(stderr.contains(unknown), "{stderr}");
+    assert!(stderr.contains("`agentctl agent list`"), "{stderr}");
+
+    // A wrong admin secret: refused, with where the credentials come from.
+    let dir = tempfile::tempdir()?;
+    let wrong = dir.path().join("wrong-secret");
+    std::fs::write(&wrong, "not-the-admin-secret-0123456789abcdef")?;
+    let wrong = format!("--admin-secret-file={}", wrong.display());
+    let stderr = agentctl
+        .run(&["agent", "list", "--tenant=acme", &wrong])
+        .await?
+        .failed()?;
+    assert!(stderr.contains("admin token refused"), "{stderr}");
+    assert!(stderr.contains("AGENTCTL_ADMIN_SECRET_FILE"), "{stderr}");
+    assert!(!stderr.contains("not-the-admin-secret"), "{stderr}");
 
     // update: only what is given changes; the ceiling keeps its audiences.
     let updated = agentctl
