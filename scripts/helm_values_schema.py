@@ -182,7 +182,10 @@ CONFIG = {
             "audit": AUDIT_CLIENT,
             "identity": IDENTITY_CLIENT,
             "revocations": obj({"max_staleness_ms": integer(500, 60_000), "timeout_ms": integer(10, 60_000)}),
-            "authzen": obj({"pdp_url": string(pattern="^https?://[^/?#]+[^?#]*[^/?#]$")}),
+            "authzen": obj({
+                "pdp_url": string(pattern="^https?://[^/?#]+[^?#]*[^/?#]$"),
+                "default_tenant": string(pattern="^[a-z0-9][a-z0-9_-]{0,63}$"),
+            }),
         },
         description="policy-svc TOML keys not wired by the chart.",
     ),

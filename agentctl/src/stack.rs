@@ -23,6 +23,10 @@ use tokio::task::JoinSet;
 /// `<data dir>/admin-secret` on first start.
 pub const DEV_ADMIN_CLIENT_ID: &str = "dev-admin";
 
+/// The tenant of the development stack: person tokens' default, and
+/// policy-svc's AuthZEN default tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The services' names, as they report their spans and audit events.
 pub const SERVICES: [&str; 4] = ["identity-svc", "policy-svc", "exchange-svc", "audit-svc"];
 
@@ -130,6 +134,8 @@ impl Configs {
         policy.audit.endpoint = identity.audit.endpoint.clone();
         // A laptop's loopback: decision callers need no token.
         policy.decisions.callers = agentsec_policy::DecisionCallers::Any;
+        // AuthZEN requests written to the spec carry no tenant.
+        policy.authzen.default_tenant = Some(DEFAULT_TENANT.to_owned());
         // policy-svc accepts identity-svc's admin tokens.
         policy.admin.jwks_uri = Some(format!("{}/.well-known/jwks.json", identity.issuer));
         policy.admin.issuer = Some(identity.issuer.clone());

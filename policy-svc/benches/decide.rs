@@ -107,7 +107,7 @@ fn measure(
         set.index().candidates(
             &request.action,
             &request.resource_id,
-            &request.agent_id,
+            request.agent_id.as_deref(),
             &mut candidates,
         );
         candidate_total += candidates.len();

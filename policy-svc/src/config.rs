@@ -69,10 +69,22 @@ pub struct AuthzenConfig {
     /// (https with TLS) and the request's `Host` header, which is right only
     /// where PEPs reach the port directly.
     pub pdp_url: Option<String>,
+    /// The tenant of an AuthZEN request whose subject has no `tenant`
+    /// property (PEPs written to the spec send none). Unset: such a request
+    /// is a 400 naming `subject.properties.tenant`.
+    pub default_tenant: Option<String>,
 }
 
 impl AuthzenConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(tenant) = &self.default_tenant {
+            if !crate::domain::engine::request::is_tenant(tenant) {
+                return Err(ConfigError::invalid(
+                    "authzen.default_tenant",
+                    "must be a tenant id ([a-z0-9][a-z0-9_-]{0,63})",
+                ));
+            }
+        }
         let Some(url) = &self.pdp_url else {
             return Ok(());
         };
@@ -432,6 +444,16 @@ mod tests {
         }
         let mut config = open();
         config.authzen.pdp_url = Some("https://pdp.example.com/tenant-a".to_owned());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_authzen_default_tenant_is_a_tenant_id() {
+        let mut config = open();
+        config.authzen.default_tenant = Some("Acme Corp".to_owned());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("authzen.default_tenant"), "{err}");
+        config.authzen.default_tenant = Some("default".to_owned());
         assert!(config.validate().is_ok());
     }
 

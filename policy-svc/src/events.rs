@@ -216,8 +216,10 @@ pub fn decision_event(
         time: Some(timestamp(Utc::now())),
         service: SERVICE.to_owned(),
         kind: "decision".to_owned(),
-        tenant: principal.tenant,
-        agent_id: principal.agent_id,
+        // Bounded as audit.proto bounds them: AuthZEN decides (DENY) even
+        // requests naming a tenant or agent id that cannot exist.
+        tenant: principal.tenant.chars().take(64).collect(),
+        agent_id: principal.agent_id.chars().take(64).collect(),
         person_subject: principal.person_subject,
         actor_chain,
         action: request.action.clone(),

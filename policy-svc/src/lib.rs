@@ -189,6 +189,9 @@ pub async fn serve(
         http: api::authzen::router(api::authzen::Authzen {
             decisions,
             auth,
+            rules: Arc::new(api::authzen::mapping::MappingRules {
+                default_tenant: config.authzen.default_tenant.clone(),
+            }),
             identity: match &config.authzen.pdp_url {
                 Some(url) => api::authzen::PdpIdentity::Configured(url.as_str().into()),
                 None => api::authzen::PdpIdentity::FromRequest {

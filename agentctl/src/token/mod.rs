@@ -63,7 +63,7 @@ enum TokenCommand {
         #[arg(long)]
         sub: String,
         /// The person's tenant (`tenant` claim).
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = crate::stack::DEFAULT_TENANT)]
         tenant: String,
         /// A scope the token carries (repeatable); none = no `scope` claim.
         #[arg(long = "scope")]

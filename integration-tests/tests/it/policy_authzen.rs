@@ -9,6 +9,7 @@ use agentsec_integration_tests::http::{self, HttpResponse};
 use agentsec_integration_tests::{with_bearer, Service, TestCluster};
 use agentsec_proto::common::v1::Effect;
 use agentsec_proto::policy::v1::policy_service_client::PolicyServiceClient;
+use agentsec_proto::policy::v1::CheckRequest;
 use serde_json::{json, Value};
 use tonic::Code;
 
@@ -130,22 +131,19 @@ async fn policy_authzen_evaluations_decide_like_check() -> anyhow::Result<()> {
     assert_eq!(permitted["evaluations"].as_array().map(Vec::len), Some(1));
 
     // Bad requests: 400 naming what is wrong, no decision.
-    let mut user = evaluation(AGENT, "mcp:github/create_issue");
-    user["subject"]["type"] = json!("user");
+    let mut no_type = evaluation(AGENT, "mcp:github/create_issue");
+    no_type["subject"]["type"] = json!("");
     let mut no_tenant = evaluation(AGENT, "mcp:github/create_issue");
     no_tenant["subject"]["properties"] = json!({});
-    let mut no_audience = evaluation(AGENT, "mcp:github/create_issue");
-    no_audience["context"] = json!({});
+    let mut no_action = evaluation(AGENT, "mcp:github/create_issue");
+    no_action["action"] = json!({"name": ""});
     let mut object_attribute = evaluation(AGENT, "mcp:github/create_issue");
     object_attribute["resource"]["properties"] = json!({"owner": {"nested": true}});
-    let mut unknown_tenant = evaluation(AGENT, "mcp:github/create_issue");
-    unknown_tenant["subject"]["properties"]["tenant"] = json!("nobody");
     for (body, names) in [
-        (user, "subject.type"),
+        (no_type, "subject.type"),
         (no_tenant, "subject.properties.tenant"),
-        (no_audience, "context.audience"),
+        (no_action, "action.name"),
         (object_attribute, "resource.properties.owner"),
-        (unknown_tenant, "principal.tenant"),
     ] {
         let response = post(&cluster, "/access/v1/evaluation", &body).await?;
         assert_eq!(
@@ -159,6 +157,23 @@ async fn policy_authzen_evaluations_decide_like_check() -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_owned();
         assert!(error.contains(names), "{names}: {error}");
+    }
+    // Well-formed requests naming what nobody knows are decided: DENY.
+    let mut unknown_tenant = evaluation(AGENT, "mcp:github/create_issue");
+    unknown_tenant["subject"]["properties"]["tenant"] = json!("nobody");
+    let unknown_agent = evaluation("bob-the-bot", "mcp:github/create_issue");
+    for (body, reason) in [
+        (unknown_tenant, "tenant `nobody` has no policy set"),
+        (unknown_agent, "no agent has the id `bob-the-bot`"),
+    ] {
+        let response = post(&cluster, "/access/v1/evaluation", &body).await?;
+        assert_eq!(response.status, 200, "{reason}");
+        let decided = response.json()?;
+        assert_eq!(decided["decision"], false, "{reason}");
+        let said = decided["context"]["reason_admin"]["en"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(said.contains(reason), "{reason}: {said}");
     }
     let not_json = http::request(
         cluster.addr(Service::Policy),
@@ -383,6 +398,181 @@ async fn conditions_read_properties_as_peps_name_them() -> anyhow::Result<()> {
             .contains("`ownerID` is (keys are case-sensitive)"),
         "{}",
         refused.message()
+    );
+    cluster.shutdown().await
+}
+
+/// `acme`'s GitHub set, plus rules for persons: alice may read todos on her
+/// own; an `mcp-users` agent may list issues for alice.
+fn persons_set() -> agentsec_proto::policy::v1::PolicySet {
+    let mut set = github_set();
+    let mut reads =
+        crate::policy_sets::rule("alice-reads", Effect::Allow, "*", "todo:app/*", "can_read");
+    reads.person = "person:alice".to_owned();
+    let mut lists = crate::policy_sets::rule(
+        "agents-list-for-alice",
+        Effect::Allow,
+        "role:mcp-users",
+        "list_issues",
+        "tools/call",
+    );
+    lists.person = "person:alice".to_owned();
+    set.rules.extend([reads, lists]);
+    set
+}
+
+fn check_for(person: &str, agent: &str, action: &str, resource: &str) -> CheckRequest {
+    let mut request = check_request("acme", agent, resource, action);
+    request.audience.clear();
+    if let Some(principal) = request.principal.as_mut() {
+        principal.person_subject = person.to_owned();
+    }
+    request
+}
+
+#[tokio::test]
+async fn authzen_decides_spec_minimal_person_and_agent_for_person_requests() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    put(&mut policy(&cluster).await?, &admin, "acme", persons_set()).await?;
+    let pdp = cluster
+        .start_policy_replica_with(|config| config.authzen.default_tenant = Some("acme".into()))
+        .await?;
+    let ask = |body: Value| async move {
+        let response = http::request(
+            pdp,
+            "POST",
+            "/access/v1/evaluation",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+        anyhow::ensure!(
+            response.status == 200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()
+    };
+
+    // Spec-minimal: a user, an action, a resource; no tenant, no context.
+    let minimal = |user: &str| {
+        json!({
+            "subject": {"type": "user", "id": user},
+            "action": {"name": "can_read"},
+            "resource": {"type": "todo", "id": "todo:app/1"},
+        })
+    };
+    let alice = ask(minimal("alice")).await?;
+    assert_eq!(alice["decision"], true, "{alice}");
+    assert_eq!(alice["context"]["policy_ids"], json!(["alice-reads"]));
+    let bob = ask(minimal("bob")).await?;
+    assert_eq!(bob["decision"], false);
+    assert!(
+        bob["context"]["reason_admin"]["en"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("default deny")),
+        "{bob}"
+    );
+
+    // The COAZ-MCP shape: the person is the subject, the agent in context.
+    let coaz = |agent: Option<&str>| {
+        let mut body = json!({
+            "subject": {"type": "identity", "id": "alice"},
+            "action": {"name": "tools/call"},
+            "resource": {"type": "mcp.tool", "id": "list_issues"},
+        });
+        if let Some(agent) = agent {
+            body["context"] = json!({"agent": agent, "actor_chain": [agent]});
+        }
+        body
+    };
+    let mut grpc =
+        PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(pdp).await?);
+    for (agent, allowed) in [(Some(AGENT), true), (Some(STRANGER), false), (None, false)] {
+        let answered = ask(coaz(agent)).await?;
+        assert_eq!(answered["decision"], allowed, "{agent:?}: {answered}");
+        // The same decision as the equivalent CheckRequest.
+        let checked = grpc
+            .check(check_for(
+                "alice",
+                agent.unwrap_or(""),
+                "tools/call",
+                "list_issues",
+            ))
+            .await?
+            .into_inner()
+            .decision
+            .unwrap_or_default();
+        assert_eq!(checked.effect == Effect::Allow as i32, allowed, "{agent:?}");
+        assert_eq!(answered["context"]["policy_ids"], json!(checked.policy_ids));
+    }
+
+    // gRPC Check: a person without an agent, and neither.
+    let alone = grpc
+        .check(check_for("alice", "", "can_read", "todo:app/1"))
+        .await?
+        .into_inner()
+        .decision
+        .unwrap_or_default();
+    assert_eq!(alone.policy_ids, ["alice-reads"]);
+    let nobody = grpc
+        .check(check_for("", "", "can_read", "todo:app/1"))
+        .await
+        .expect_err("a principal needs an agent or a person");
+    assert_eq!(nobody.code(), Code::InvalidArgument);
+    assert!(
+        nobody.message().contains("principal.agent_id"),
+        "{}",
+        nobody.message()
+    );
+
+    // A batch: an entry that cannot be evaluated is `false` with its error,
+    // the others are decided.
+    let batch = json!({
+        "subject": {"type": "user", "id": "alice"},
+        "evaluations": [
+            {"action": {"name": "can_read"}, "resource": {"type": "todo", "id": "todo:app/1"}},
+            {"action": {"name": "can_read"}, "resource": {"type": "todo", "id": ""}},
+            {"action": {"name": "tools/call"}, "resource": {"type": "mcp.tool", "id": "list_issues"},
+             "context": {"agent": "not-an-agent"}},
+            {"action": {"name": "tools/call"}, "resource": {"type": "mcp.tool", "id": "list_issues"},
+             "context": {"agent": AGENT}},
+        ],
+    });
+    let response = http::request(
+        pdp,
+        "POST",
+        "/access/v1/evaluations",
+        &[("Content-Type", "application/json")],
+        batch.to_string().as_bytes(),
+    )
+    .await?;
+    assert_eq!(response.status, 200);
+    let answered = response.json()?;
+    let decisions: Vec<&Value> = answered["evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| &entry["decision"])
+        .collect();
+    assert_eq!(
+        decisions,
+        [&json!(true), &json!(false), &json!(false), &json!(true)]
+    );
+    let error = &answered["evaluations"][1]["context"]["error"];
+    assert_eq!(error["status"], 400, "{answered}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("evaluations[1].resource.id")),
+        "{error}"
+    );
+    assert!(
+        answered["evaluations"][2]["context"]["reason_admin"]["en"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no agent has the id `not-an-agent`")),
+        "{answered}"
     );
     cluster.shutdown().await
 }

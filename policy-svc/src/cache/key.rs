@@ -122,10 +122,10 @@ impl Canonical {
 fn digest(policy_version: u64, request: &DecisionRequest) -> u128 {
     let mut out = Canonical(Sha256::new());
     // A layout version: a change of this encoding never reuses old keys.
-    out.tag(1);
+    out.tag(2);
     out.str(&request.tenant);
     out.u64(policy_version);
-    out.str(&request.agent_id);
+    out.opt_str(request.agent_id.as_deref());
     out.attributes(b'A', &request.agent_attributes);
     out.opt_str(request.person_subject.as_deref());
     out.attributes(b'P', &request.person_attributes);
@@ -166,7 +166,7 @@ mod tests {
     fn request() -> DecisionRequest {
         DecisionRequest {
             tenant: "acme".into(),
-            agent_id: "agt_1".into(),
+            agent_id: Some("agt_1".into()),
             agent_attributes: HashMap::from([
                 ("tier".into(), AttrValue::Int(2)),
                 ("project".into(), AttrValue::String("x".into())),
@@ -207,9 +207,10 @@ mod tests {
         let base = CacheKey::new(3, &request()).digest;
         assert_ne!(CacheKey::new(4, &request()).digest, base);
         type Change = fn(&mut DecisionRequest);
-        let changes: [Change; 12] = [
+        let changes: [Change; 13] = [
             |r| r.tenant = "globex".into(),
-            |r| r.agent_id = "agt_2".into(),
+            |r| r.agent_id = Some("agt_2".into()),
+            |r| r.agent_id = None,
             |r| {
                 r.agent_attributes
                     .insert("tier".into(), AttrValue::String("2".into()));

@@ -123,6 +123,56 @@ impl DecisionService {
         Ok(results)
     }
 
+    /// Decisions each on its own (AuthZEN evaluations): an item that cannot
+    /// be decided is an error in its place, and the others are decided and
+    /// audited.
+    pub async fn check_each(&self, items: &[CheckRequest]) -> Vec<Result<CheckResponse, ApiError>> {
+        let engine = self.policies.engine();
+        let now = Utc::now();
+        let decisions = futures::future::join_all(items.iter().enumerate().map(|(i, item)| {
+            let prefix = format!("evaluations[{i}].");
+            let engine = &engine;
+            async move {
+                self.decide(engine, item, &prefix, now, AgentAttributeOrigin::Caller)
+                    .await
+            }
+        }))
+        .await;
+        let results: Vec<Result<CheckResponse, ApiError>> = items
+            .iter()
+            .zip(decisions)
+            .map(|(item, decided)| {
+                let (decision, cached) = decided?;
+                self.answer(item, &decision, cached)
+            })
+            .collect();
+        trace::record_decisions(
+            results
+                .iter()
+                .filter_map(|result| result.as_ref().ok()?.decision.as_ref()),
+        );
+        results
+    }
+
+    /// Whether `tenant` has a policy set (loaded, or stored but unloadable).
+    pub fn has_policy_set(&self, tenant: &str) -> bool {
+        self.policies.engine().has_tenant(tenant)
+    }
+
+    /// The DENY of a request naming what policy-svc does not know
+    /// (`reason`), answered, audited and counted like any decision.
+    pub fn deny_unknown(
+        &self,
+        request: &CheckRequest,
+        reason: &str,
+    ) -> Result<CheckResponse, ApiError> {
+        let answer = self.answer(request, &Decision::unknown(reason), false)?;
+        if let Some(decided) = &answer.decision {
+            trace::record_decision(decided);
+        }
+        Ok(answer)
+    }
+
     /// A decision with its explanation (rules matched, conditions read); an
     /// explained decision is a decision, audited like Check's. The caller
     /// has checked that the asker may read the tenant's policies.

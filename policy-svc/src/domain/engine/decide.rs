@@ -54,6 +54,21 @@ impl Decision {
         )
     }
 
+    /// The DENY of a request that names what policy-svc does not know (a
+    /// tenant without a policy set, an id no agent can have), where the
+    /// caller's protocol wants a decision rather than an error (AuthZEN):
+    /// version 0, no policy, not an evaluation error.
+    pub fn unknown(reason: &str) -> Self {
+        Self {
+            effect: Effect::Deny,
+            reason: bounded(format!("denied: {reason}"), MAX_REASON),
+            policy_ids: Vec::new(),
+            policy_version: 0,
+            evaluation_error: false,
+            depends_on_time: false,
+        }
+    }
+
     fn error(policy_version: u64, reason: String, policy_ids: Vec<String>) -> Self {
         Self {
             effect: Effect::Deny,
@@ -187,7 +202,11 @@ pub fn explain(set: &CompiledPolicySet, request: &DecisionRequest) -> Explanatio
         .unwrap_or_default();
     Explanation {
         decision,
-        agent_roles: set.roles().roles_of(&format!("agent:{}", request.agent_id)),
+        agent_roles: request
+            .agent_id
+            .as_ref()
+            .map(|agent| set.roles().roles_of(&format!("agent:{agent}")))
+            .unwrap_or_default(),
         person_roles,
         evaluations,
         total_rules: u32::try_from(set.rules().len()).unwrap_or(u32::MAX),
@@ -221,9 +240,10 @@ impl<'a> Members<'a> {
                 .get_or_insert_with(|| format!("person:{subject}"));
             self.roles.has_role(member, role_member)
         } else {
-            let member = self
-                .agent
-                .get_or_insert_with(|| format!("agent:{}", request.agent_id));
+            let Some(agent) = &request.agent_id else {
+                return false;
+            };
+            let member = self.agent.get_or_insert_with(|| format!("agent:{agent}"));
             self.roles.has_role(member, role_member)
         };
         self.answers.push((role_member, for_person, held));
@@ -255,7 +275,7 @@ fn evaluate(
     set.index().candidates(
         &request.action,
         &request.resource_id,
-        &request.agent_id,
+        request.agent_id.as_deref(),
         &mut candidates,
     );
     let mut members = Members {
@@ -417,7 +437,7 @@ fn match_parts<'a>(
     }
     parts.agent = match &rule.agent {
         SubjectMatch::Any => true,
-        SubjectMatch::Exact(agent_id) => *agent_id == request.agent_id,
+        SubjectMatch::Exact(agent_id) => request.agent_id.as_deref() == Some(agent_id.as_str()),
         SubjectMatch::Role(role_member) => members.holds(request, role_member, false),
     };
     if !explaining && !parts.agent {

@@ -46,9 +46,9 @@ impl Bucket {
         }
     }
 
-    fn collect(&self, agent_id: &str, out: &mut Vec<u32>) {
+    fn collect(&self, agent_id: Option<&str>, out: &mut Vec<u32>) {
         out.extend_from_slice(&self.others);
-        if let Some(own) = self.by_agent.get(agent_id) {
+        if let Some(own) = agent_id.and_then(|agent| self.by_agent.get(agent)) {
             out.extend_from_slice(own);
         }
     }
@@ -83,7 +83,7 @@ impl ResourceIndex {
         }
     }
 
-    fn collect(&self, resource_id: &str, agent_id: &str, out: &mut Vec<u32>) {
+    fn collect(&self, resource_id: &str, agent_id: Option<&str>, out: &mut Vec<u32>) {
         if let Some(bucket) = self.exact.get(resource_id) {
             bucket.collect(agent_id, out);
         }
@@ -157,7 +157,14 @@ impl RuleIndex {
     }
 
     /// The positions of the rules that may match, ascending, each once.
-    pub fn candidates(&self, action: &str, resource_id: &str, agent_id: &str, out: &mut Vec<u32>) {
+    /// `agent_id` is None for a person deciding without an agent.
+    pub fn candidates(
+        &self,
+        action: &str,
+        resource_id: &str,
+        agent_id: Option<&str>,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
         if let Some(resources) = self.by_action.get(action) {
             resources.collect(resource_id, agent_id, out);
@@ -210,7 +217,8 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        set.index().candidates(action, resource, agent, &mut out);
+        set.index()
+            .candidates(action, resource, Some(agent), &mut out);
         out.iter()
             .map(|i| set.rules()[*i as usize].id.clone())
             .collect()

@@ -72,6 +72,11 @@ impl PolicyEngine {
         self.unloaded.contains(tenant)
     }
 
+    /// Whether `tenant` has a policy set, loaded or not.
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant) || self.unloaded.contains(tenant)
+    }
+
     pub fn remove(&mut self, tenant: &str) -> Option<Arc<CompiledPolicySet>> {
         self.tenants.remove(tenant)
     }

@@ -248,7 +248,11 @@ pub fn reference_request(set: &CompiledPolicySet, request: &DecisionRequest) -> 
         .map(|rule| rule.id.as_str())
         .collect();
     vec![
-        format!("agent:{}", request.agent_id),
+        request
+            .agent_id
+            .as_ref()
+            .map(|agent| format!("agent:{agent}"))
+            .unwrap_or_default(),
         request
             .person_subject
             .as_ref()

@@ -43,12 +43,15 @@ pub enum AgentAttributeOrigin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRequest {
     pub tenant: String,
-    pub agent_id: String,
+    /// The acting agent; None when a person decides without an agent
+    /// (then `person_subject` is set).
+    pub agent_id: Option<String>,
     pub agent_attributes: HashMap<String, AttrValue>,
     /// None when the agent acts on its own behalf.
     pub person_subject: Option<String>,
     pub person_attributes: HashMap<String, AttrValue>,
-    /// Agent ids, outermost (the acting agent) first; never empty.
+    /// Agent ids, outermost (the acting agent) first; empty exactly when
+    /// there is no agent.
     pub actor_chain: Vec<String>,
     pub audience: String,
     pub action: String,
@@ -132,11 +135,6 @@ impl DecisionRequest {
             .principal
             .ok_or_else(|| RequestError::invalid(field("principal"), "is required"))?;
         tenant(&field("principal.tenant"), &principal.tenant)?;
-        agent_id(&field("principal.agent_id"), &principal.agent_id)?;
-        let agent_attributes = attributes(
-            &field("principal.agent_attributes"),
-            &principal.agent_attributes,
-        )?;
         at_most(
             &field("principal.person_subject"),
             &principal.person_subject,
@@ -144,6 +142,22 @@ impl DecisionRequest {
         )?;
         let person_subject =
             (!principal.person_subject.is_empty()).then(|| principal.person_subject.clone());
+        let acting = if principal.agent_id.is_empty() && person_subject.is_some() {
+            without_agent(&field("principal"), principal)?;
+            None
+        } else if principal.agent_id.is_empty() {
+            return Err(RequestError::invalid(
+                field("principal.agent_id"),
+                "is required unless principal.person_subject names a person deciding without an agent",
+            ));
+        } else {
+            agent_id(&field("principal.agent_id"), &principal.agent_id)?;
+            Some(principal.agent_id.clone())
+        };
+        let agent_attributes = attributes(
+            &field("principal.agent_attributes"),
+            &principal.agent_attributes,
+        )?;
         if person_subject.is_none() && !principal.person_attributes.is_empty() {
             return Err(RequestError::invalid(
                 field("principal.person_attributes"),
@@ -154,9 +168,12 @@ impl DecisionRequest {
             &field("principal.person_attributes"),
             &principal.person_attributes,
         )?;
-        let actor_chain = actor_chain(&field("principal.actor_chain"), principal)?;
+        let actor_chain = match acting {
+            Some(_) => actor_chain(&field("principal.actor_chain"), principal)?,
+            None => Vec::new(),
+        };
 
-        required(&field("audience"), parts.audience, MAX_AUDIENCE)?;
+        at_most(&field("audience"), parts.audience, MAX_AUDIENCE)?;
         required(&field("action"), parts.action, MAX_ACTION)?;
         let resource = parts
             .resource
@@ -183,10 +200,9 @@ impl DecisionRequest {
                 format!("must be at most {MAX_DELEGATION_DEPTH}"),
             ));
         }
+        // A person deciding without an agent delegates nothing: depth 0.
         let delegation_depth = match context.delegation_depth {
-            0 => u32::try_from(actor_chain.len())
-                .unwrap_or(MAX_DELEGATION_DEPTH)
-                .max(1),
+            0 => u32::try_from(actor_chain.len()).unwrap_or(MAX_DELEGATION_DEPTH),
             depth => depth,
         };
         if context
@@ -202,7 +218,7 @@ impl DecisionRequest {
 
         Ok(Self {
             tenant: principal.tenant.clone(),
-            agent_id: principal.agent_id.clone(),
+            agent_id: acting,
             agent_attributes,
             person_subject,
             person_attributes,
@@ -378,6 +394,27 @@ fn resource_type(field: &str, value: &str) -> Result<(), RequestError> {
         return Err(RequestError::invalid(
             field,
             "must match [a-z][a-z0-9_.-]* (1-64 chars)",
+        ));
+    }
+    Ok(())
+}
+
+/// A person deciding without an agent: nothing of an agent may be given.
+fn without_agent(field: &str, principal: &common::Principal) -> Result<(), RequestError> {
+    if !principal.agent_attributes.is_empty() {
+        return Err(RequestError::invalid(
+            format!("{field}.agent_attributes"),
+            "must be empty when principal.agent_id is empty (a person deciding without an agent)",
+        ));
+    }
+    if principal
+        .actor_chain
+        .as_ref()
+        .is_some_and(|chain| !chain.actors.is_empty())
+    {
+        return Err(RequestError::invalid(
+            format!("{field}.actor_chain"),
+            "must be empty when principal.agent_id is empty (a person deciding without an agent)",
         ));
     }
     Ok(())
@@ -574,6 +611,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_person_may_decide_without_an_agent_or_an_audience() {
+        let mut proto = check_request();
+        proto.audience.clear();
+        let principal = principal(&mut proto);
+        principal.agent_id.clear();
+        principal.agent_attributes.clear();
+        principal.actor_chain = None;
+        let request = DecisionRequest::from_check(&proto, "", noon_ish()).unwrap();
+        assert_eq!(request.agent_id, None);
+        assert!(request.actor_chain.is_empty());
+        assert_eq!(request.delegation_depth, 0, "nothing is delegated");
+        assert_eq!(request.person_subject.as_deref(), Some("alice"));
+        assert_eq!(request.audience, "");
+    }
+
+    #[test]
     fn bad_input_names_the_field() {
         let cases: Vec<(RequestError, &str)> = vec![
             (invalid(|p| p.principal = None), "items[2].principal"),
@@ -591,7 +644,25 @@ pub(crate) mod tests {
             ),
             (invalid(|p| p.action.clear()), "items[2].action"),
             (invalid(|p| p.action = "a".repeat(129)), "items[2].action"),
-            (invalid(|p| p.audience.clear()), "items[2].audience"),
+            (
+                invalid(|p| {
+                    principal(p).agent_id.clear();
+                    principal(p).person_subject.clear();
+                    principal(p).person_attributes.clear();
+                }),
+                "items[2].principal.agent_id",
+            ),
+            (
+                invalid(|p| principal(p).agent_id.clear()),
+                "items[2].principal.agent_attributes",
+            ),
+            (
+                invalid(|p| {
+                    principal(p).agent_id.clear();
+                    principal(p).agent_attributes.clear();
+                }),
+                "items[2].principal.actor_chain",
+            ),
             (
                 invalid(|p| p.audience = "a".repeat(257)),
                 "items[2].audience",

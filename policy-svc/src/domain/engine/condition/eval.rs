@@ -249,7 +249,11 @@ fn read<'a>(var: &Var, request: &'a DecisionRequest) -> Result<Val<'a>, String> 
             None => Err(missing()),
         },
         Var::Builtin(builtin) => match builtin {
-            Builtin::AgentId => Ok(Val::Str(&request.agent_id)),
+            Builtin::AgentId => request
+                .agent_id
+                .as_deref()
+                .map(Val::Str)
+                .ok_or_else(|| format!("{} (a person decides without an agent)", missing())),
             Builtin::PersonSubject => request
                 .person_subject
                 .as_deref()
@@ -278,6 +282,7 @@ fn read<'a>(var: &Var, request: &'a DecisionRequest) -> Result<Val<'a>, String> 
 fn has(var: &Var, request: &DecisionRequest) -> bool {
     match var {
         Var::Attr { source, key } => request.attributes(*source).contains_key(&**key),
+        Var::Builtin(Builtin::AgentId) => request.agent_id.is_some(),
         Var::Builtin(Builtin::PersonSubject) => request.person_subject.is_some(),
         Var::Builtin(Builtin::Environment) => request.environment.is_some(),
         Var::Builtin(Builtin::RiskScore) => request.risk_score.is_some(),

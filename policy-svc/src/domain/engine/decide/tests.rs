@@ -76,6 +76,67 @@ fn default_deny_without_a_matching_rule() {
     );
 }
 
+/// A person deciding without an agent (AuthZEN with a person subject).
+fn person_alone() -> DecisionRequest {
+    let mut request = request();
+    request.agent_id = None;
+    request.actor_chain.clear();
+    request.agent_attributes.clear();
+    request.delegation_depth = 0;
+    request
+}
+
+#[test]
+fn a_person_without_an_agent_is_decided_by_the_rules_for_persons() {
+    let mut for_alice = allow("alice", "*", "mcp:github/*", &["tools/call"]);
+    for_alice.person = "person:alice".into();
+    let mut for_eng = allow("eng", "*", "mcp:github/*", &["read"]);
+    for_eng.person = "role:eng".into();
+    let rules = vec![
+        for_alice,
+        for_eng,
+        allow("agent-a", "agent:agt_a", "mcp:github/*", &["write"]),
+        allow("coders", "role:coders", "mcp:github/*", &["write"]),
+        with_condition(
+            allow("agents-only", "*", "mcp:github/*", &["tools/list"]),
+            "has(agent.id)",
+        ),
+        with_condition(
+            allow("reads-agent", "*", "mcp:github/*", &["delete"]),
+            "agent.id == 'agt_a'",
+        ),
+    ];
+    let roles = vec![
+        assign("person:alice", "eng"),
+        assign("agent:agt_a", "coders"),
+    ];
+    let compiled = set(rules, roles);
+    let decide_as = |action: &str| {
+        let mut request = person_alone();
+        request.action = action.to_owned();
+        decide(&compiled, &request)
+    };
+    assert_eq!(decide_as("tools/call").policy_ids, vec!["alice"]);
+    assert!(decide_as("read").is_allowed(), "through the person's role");
+    let write = decide_as("write");
+    assert!(
+        !write.is_allowed() && write.policy_ids.is_empty(),
+        "rules for an agent or an agent role need an agent: {}",
+        write.reason
+    );
+    assert!(
+        !decide_as("tools/list").is_allowed(),
+        "has(agent.id) is false"
+    );
+    let reads_agent = decide_as("delete");
+    assert!(reads_agent.evaluation_error, "{}", reads_agent.reason);
+    assert!(
+        reads_agent.reason.contains("agent.id is missing"),
+        "{}",
+        reads_agent.reason
+    );
+}
+
 #[test]
 fn an_explicit_deny_beats_any_allow() {
     let mut rules = github_call();
@@ -140,7 +201,7 @@ fn roles_are_inherited_for_agents_and_people() {
     assert_eq!(decision.policy_ids, vec!["via-role", "leads"]);
 
     let mut other = request();
-    other.agent_id = "agt_other".into();
+    other.agent_id = Some("agt_other".into());
     other.actor_chain = vec!["agt_other".into()];
     other.person_subject = Some("bob".into());
     assert_eq!(
@@ -518,7 +579,7 @@ fn explain_shows_candidates_roles_and_condition_details() {
     assert!(!proto.decision.unwrap().cached);
 
     let mut other_agent = late.clone();
-    other_agent.agent_id = "agt_x".into();
+    other_agent.agent_id = Some("agt_x".into());
     let explanation = explain(&set, &other_agent);
     let mcp = explanation
         .evaluations
@@ -723,9 +784,19 @@ async fn the_engine_decides_as_casbin_does_with_the_model_text() {
             .unwrap();
         for _ in 0..200 {
             let mut request = request();
-            request.agent_id = random.pick(&["agt_a", "agt_b", "agt_c"]).to_owned();
             request.person_subject =
                 [Some("alice".to_owned()), Some("bob".to_owned()), None][random.next(3)].clone();
+            // A person may decide without an agent.
+            let agent = random.pick(&["agt_a", "agt_b", "agt_c", ""]);
+            if agent.is_empty() && request.person_subject.is_some() {
+                request.agent_id = None;
+                request.actor_chain.clear();
+                request.agent_attributes.clear();
+            } else {
+                let agent = if agent.is_empty() { "agt_a" } else { agent };
+                request.agent_id = Some(agent.to_owned());
+                request.actor_chain = vec![agent.to_owned()];
+            }
             request.audience = random
                 .pick(&["github-mcp", "gitlab-mcp", "docs"])
                 .to_owned();
@@ -741,11 +812,20 @@ async fn the_engine_decides_as_casbin_does_with_the_model_text() {
             request.action = random
                 .pick(&["tools/call", "read", "write", "tools/list"])
                 .to_owned();
-            request
-                .agent_attributes
-                .insert("trust_tier".into(), AttrValue::Int(random.next(4) as i64));
+            if request.agent_id.is_some() {
+                request
+                    .agent_attributes
+                    .insert("trust_tier".into(), AttrValue::Int(random.next(4) as i64));
+            }
             request.delegation_depth = 1 + random.next(3) as u32;
             let engine = decide(&compiled, &request);
+            if engine.evaluation_error {
+                // A condition read what a person alone does not have
+                // (`agent.trust_tier`): the engine denies, a case the
+                // reference does not model.
+                assert!(!engine.is_allowed());
+                continue;
+            }
             let casbin =
                 crate::domain::engine::model::reference_decide(&enforcer, &compiled, &request)
                     .unwrap();
