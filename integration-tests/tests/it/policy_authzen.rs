@@ -576,3 +576,179 @@ async fn authzen_decides_spec_minimal_person_and_agent_for_person_requests() -> 
     );
     cluster.shutdown().await
 }
+
+#[tokio::test]
+async fn authzen_searches_return_only_what_an_evaluation_allows_in_pages() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let mut set = persons_set();
+    for (index, (person, todo)) in [
+        ("alice", "todo:app/1"),
+        ("alice", "todo:app/2"),
+        ("alice", "todo:app/3"),
+        ("bob", "todo:bob/9"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut reads = crate::policy_sets::rule(
+            &format!("reads-{index}"),
+            Effect::Allow,
+            "*",
+            todo,
+            "can_read",
+        );
+        reads.person = format!("person:{person}");
+        set.rules.push(reads);
+    }
+    put(&mut policy(&cluster).await?, &admin, "acme", set).await?;
+    let pdp = cluster
+        .start_policy_replica_with(|config| config.authzen.default_tenant = Some("acme".into()))
+        .await?;
+    let post_to = |path: &'static str, body: Value| async move {
+        http::request(
+            pdp,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await
+    };
+    let found = |path: &'static str, body: Value| async move {
+        let response = post_to(path, body).await?;
+        anyhow::ensure!(
+            response.status == 200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()
+    };
+
+    // Resources alice may read, two per page; bob's todo is a candidate
+    // the decision refuses, and the glob rule names no resource.
+    let resources = |page: Value| {
+        json!({
+            "subject": {"type": "user", "id": "alice"},
+            "action": {"name": "can_read"},
+            "resource": {"type": "todo"},
+            "page": page,
+        })
+    };
+    let first = found("/access/v1/search/resource", resources(json!({"limit": 2}))).await?;
+    assert_eq!(
+        first["results"],
+        json!([{"type": "todo", "id": "todo:app/1"}, {"type": "todo", "id": "todo:app/2"}])
+    );
+    assert_eq!(first["page"]["total"], 3);
+    let token = first["page"]["next_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!token.is_empty(), "{first}");
+    let second = found(
+        "/access/v1/search/resource",
+        resources(json!({"limit": 2, "token": token})),
+    )
+    .await?;
+    assert_eq!(
+        second["results"],
+        json!([{"type": "todo", "id": "todo:app/3"}])
+    );
+    assert_eq!(second["page"]["next_token"], "");
+    // The token belongs to that search: with another limit it is refused.
+    let changed = post_to(
+        "/access/v1/search/resource",
+        resources(json!({"limit": 3, "token": token})),
+    )
+    .await?;
+    assert_eq!(changed.status, 400);
+    assert!(String::from_utf8_lossy(&changed.body).contains("page.token"));
+
+    // Actions: what an MCP gateway needs to filter tools/list.
+    let actions = |subject: Value, context: Value, tool: &str| json!({"subject": subject, "resource": {"type": "mcp.tool", "id": tool}, "context": context});
+    let alice = json!({"type": "identity", "id": "alice"});
+    let listed = found(
+        "/access/v1/search/action",
+        actions(alice.clone(), json!({"agent": AGENT}), "list_issues"),
+    )
+    .await?;
+    assert_eq!(listed["results"], json!([{"name": "tools/call"}]));
+    let stranger = found(
+        "/access/v1/search/action",
+        actions(alice.clone(), json!({"agent": STRANGER}), "list_issues"),
+    )
+    .await?;
+    assert_eq!(stranger["results"], json!([]));
+    let agent = json!({"type": "agent", "id": AGENT});
+    let denied = found(
+        "/access/v1/search/action",
+        actions(
+            agent.clone(),
+            json!({"audience": "github-mcp"}),
+            "mcp:github/delete_repo",
+        ),
+    )
+    .await?;
+    assert_eq!(denied["results"], json!([]), "the explicit deny wins");
+
+    // Subjects: persons and agents the policy names that are allowed.
+    let people = found(
+        "/access/v1/search/subject",
+        json!({"subject": {"type": "user"}, "action": {"name": "can_read"},
+               "resource": {"type": "todo", "id": "todo:app/1"}}),
+    )
+    .await?;
+    assert_eq!(people["results"], json!([{"type": "user", "id": "alice"}]));
+    let agents = found(
+        "/access/v1/search/subject",
+        json!({"subject": {"type": "agent"}, "action": {"name": "tools/call"},
+               "resource": {"type": "mcp.tool", "id": "mcp:github/create_issue"}}),
+    )
+    .await?;
+    assert_eq!(agents["results"], json!([{"type": "agent", "id": AGENT}]));
+
+    // Every result, asked as an evaluation, is allowed.
+    for (subject, action, resource) in [
+        (
+            json!({"type": "user", "id": "alice"}),
+            "can_read",
+            "todo:app/3",
+        ),
+        (
+            json!({"type": "agent", "id": AGENT}),
+            "tools/call",
+            "mcp:github/create_issue",
+        ),
+    ] {
+        let decided = found(
+            "/access/v1/evaluation",
+            json!({"subject": subject, "action": {"name": action},
+                   "resource": {"type": "any", "id": resource}}),
+        )
+        .await?;
+        assert_eq!(decided["decision"], true, "{resource}: {decided}");
+    }
+
+    // A search without what it needs is a 400 naming it.
+    let missing = post_to(
+        "/access/v1/search/action",
+        json!({"subject": {"type": "user"}, "resource": {"type": "todo", "id": "todo:app/1"}}),
+    )
+    .await?;
+    assert_eq!(missing.status, 400);
+    assert!(String::from_utf8_lossy(&missing.body).contains("subject.id"));
+
+    // The metadata names the three endpoints.
+    let metadata = http::get(pdp, "/.well-known/authzen-configuration")
+        .await?
+        .json()?;
+    for (key, path) in [
+        ("search_subject_endpoint", "/access/v1/search/subject"),
+        ("search_resource_endpoint", "/access/v1/search/resource"),
+        ("search_action_endpoint", "/access/v1/search/action"),
+    ] {
+        assert_eq!(metadata[key], format!("http://{pdp}{path}"), "{key}");
+    }
+    cluster.shutdown().await
+}

@@ -4,6 +4,7 @@
 //! the answer), audits each answer and records it on the request's span.
 //! Who may ask is each transport's check (`auth`), made before.
 
+pub mod search;
 mod token;
 pub mod trace;
 

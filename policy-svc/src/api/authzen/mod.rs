@@ -7,6 +7,7 @@
 //! is in docs/authzen.md.
 
 pub mod mapping;
+mod search;
 
 use std::sync::Arc;
 
@@ -74,13 +75,22 @@ pub fn router(api: Authzen) -> Router {
     let routes = Router::new()
         .route(EVALUATION_PATH, post(evaluation))
         .route(EVALUATIONS_PATH, post(evaluations))
+        .route(search::SUBJECT_PATH, post(search::subjects))
+        .route(search::RESOURCE_PATH, post(search::resources))
+        .route(search::ACTION_PATH, post(search::actions))
         .route("/.well-known/authzen-configuration", get(metadata));
     guard(
         routes,
         BodyRules {
             max_bytes: MAX_BODY,
             media_type: "application/json",
-            post_paths: &[EVALUATION_PATH, EVALUATIONS_PATH],
+            post_paths: &[
+                EVALUATION_PATH,
+                EVALUATIONS_PATH,
+                search::SUBJECT_PATH,
+                search::RESOURCE_PATH,
+                search::ACTION_PATH,
+            ],
             render: error_response,
         },
     )
@@ -367,6 +377,9 @@ async fn metadata(State(api): State<Authzen>, headers: HeaderMap) -> Response {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}{EVALUATION_PATH}"),
         "access_evaluations_endpoint": format!("{base}{EVALUATIONS_PATH}"),
+        "search_subject_endpoint": format!("{base}{}", search::SUBJECT_PATH),
+        "search_resource_endpoint": format!("{base}{}", search::RESOURCE_PATH),
+        "search_action_endpoint": format!("{base}{}", search::ACTION_PATH),
     }))
     .into_response();
     response.headers_mut().insert(

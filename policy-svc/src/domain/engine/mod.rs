@@ -26,6 +26,7 @@ pub mod glob;
 pub mod index;
 pub mod model;
 pub mod request;
+pub mod search;
 pub mod value;
 
 use std::collections::{HashMap, HashSet};
