@@ -256,14 +256,15 @@ impl Phase {
     }
 }
 
-/// `clients` keep-alive connections POST the `bodies` in turn to `path`
-/// (with `authorization` when not empty) until `seconds` have passed;
-/// anything but 200 fails the phase.
+/// `clients` keep-alive connections POST the `bodies` (of `content_type`)
+/// in turn to `path` (with `authorization` when not empty) until `seconds`
+/// have passed; anything but 200 fails the phase.
 pub async fn hammer(
     addr: SocketAddr,
     clients: u64,
     seconds: u64,
     path: &'static str,
+    content_type: &'static str,
     authorization: String,
     bodies: Vec<String>,
 ) -> anyhow::Result<Phase> {
@@ -287,7 +288,8 @@ pub async fn hammer(
                 let body = &bodies[sent % bodies.len()];
                 sent += 1;
                 let began = Instant::now();
-                let (status, response) = connection.post_form(path, &headers, body).await?;
+                let (status, response) =
+                    connection.post(path, content_type, &headers, body).await?;
                 latencies.push(began.elapsed());
                 if status != 200 {
                     bail!(
@@ -341,15 +343,16 @@ impl KeepAlive {
         })
     }
 
-    /// POSTs a form body; returns the status and the body.
-    pub async fn post_form(
+    /// POSTs a body of `content_type`; returns the status and the body.
+    pub async fn post(
         &mut self,
         path: &str,
+        content_type: &str,
         headers: &[(&str, &str)],
         body: &str,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             self.host,
             body.len()
         );

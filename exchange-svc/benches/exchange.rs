@@ -290,6 +290,7 @@ async fn one_run(run: u64, seconds: u64, clients: u64) -> anyhow::Result<(Phase,
         clients,
         seconds,
         "/oauth2/token",
+        "application/x-www-form-urlencoded",
         String::new(),
         vec![body],
     )

@@ -110,6 +110,7 @@ async fn one_run(
         clients,
         seconds,
         "/oauth2/token",
+        "application/x-www-form-urlencoded",
         basic.clone(),
         vec!["grant_type=client_credentials&audience=github-mcp&scope=repo%3Aread".to_owned()],
     )
@@ -137,6 +138,7 @@ async fn one_run(
         clients,
         seconds,
         "/oauth2/introspect",
+        "application/x-www-form-urlencoded",
         format!("Bearer {}", tokens[0]),
         tokens
             .iter()

@@ -20,9 +20,18 @@
 //! set is tenant 0's; the revocation view follows identity-svc unless
 //! `BENCH_VIEW=0`).
 //!
+//!
 //! ```sh
 //! BENCH_TOKEN=1 cargo bench -p agentsec-policy --bench check_grpc            # view on
 //! BENCH_TOKEN=1 BENCH_VIEW=0 cargo bench -p agentsec-policy --bench check_grpc
+//! ```
+//!
+//! `BENCH_AUTHZEN=1`: the same requests as AuthZEN evaluations
+//! (`POST /access/v1/evaluation`, JSON, the mapping of docs/authzen.md) over
+//! `BENCH_CLIENTS` keep-alive HTTP/1.1 connections, as a PEP sends them.
+//!
+//! ```sh
+//! BENCH_AUTHZEN=1 BENCH_CLIENTS=12 cargo bench -p agentsec-policy --bench check_grpc
 //! ```
 
 mod workload;
@@ -120,12 +129,64 @@ use agentsec_bench_support::{
 struct Run {
     rss_loaded_mib: f64,
     rss_filled_mib: f64,
-    hit_ratio: f64,
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
-    allowed: f64,
+    /// Shares of allowed and cached answers (gRPC: the load reads them).
+    shares: Option<(f64, f64)>,
+}
+
+/// `request` as the AuthZEN evaluation a PEP would send for it: the agent
+/// as the subject (docs/authzen.md, "Mapping").
+fn authzen_body(request: &pb::CheckRequest) -> String {
+    use agentsec_proto::common::v1::attribute_value::Kind;
+    use serde_json::{json, Map, Value};
+    let attributes = |attributes: &std::collections::HashMap<
+        String,
+        agentsec_proto::common::v1::AttributeValue,
+    >| {
+        attributes
+            .iter()
+            .filter_map(|(key, value)| {
+                let value = match value.kind.as_ref()? {
+                    Kind::StringValue(text) => json!(text),
+                    Kind::IntValue(number) => json!(number),
+                    Kind::DoubleValue(number) => json!(number),
+                    Kind::BoolValue(flag) => json!(flag),
+                    Kind::StringListValue(list) => json!(list.values),
+                };
+                Some((key.clone(), value))
+            })
+            .collect::<Map<String, Value>>()
+    };
+    let principal = request.principal.clone().unwrap_or_default();
+    let mut subject = attributes(&principal.agent_attributes);
+    subject.insert("tenant".into(), json!(principal.tenant));
+    if !principal.person_subject.is_empty() {
+        subject.insert("person".into(), json!(principal.person_subject));
+    }
+    let resource = request.resource.clone().unwrap_or_default();
+    let context = request.context.clone().unwrap_or_default();
+    let mut evaluation_context = attributes(&context.attributes);
+    evaluation_context.insert("audience".into(), json!(request.audience));
+    if let Some(time) = context.time {
+        let time = chrono::DateTime::from_timestamp(time.seconds, 0).unwrap_or_default();
+        evaluation_context.insert("time".into(), json!(time.to_rfc3339()));
+    }
+    evaluation_context.insert("environment".into(), json!(context.environment));
+    evaluation_context.insert("delegation_depth".into(), json!(context.delegation_depth));
+    if let Some(risk) = context.risk_score {
+        evaluation_context.insert("risk_score".into(), json!(risk));
+    }
+    json!({
+        "subject": {"type": "agent", "id": principal.agent_id, "properties": subject},
+        "action": {"name": request.action},
+        "resource": {"type": resource.r#type, "id": resource.id,
+                     "properties": attributes(&resource.attributes)},
+        "context": evaluation_context,
+    })
+    .to_string()
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
@@ -282,6 +343,12 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     let checks: Vec<pb::CheckRequest> = (0..4096)
         .map(|_| check_request(&mut random, tenants, rules / tenants))
         .collect();
+    let authzen = knob("BENCH_AUTHZEN", 0) == 1;
+    let bodies: Vec<String> = if authzen {
+        checks.iter().map(authzen_body).collect()
+    } else {
+        Vec::new()
+    };
     let requests: std::sync::Arc<Vec<Call>> = std::sync::Arc::new(if by_token {
         let tokens = bench_tokens(identity_addr, &mut client, &admin, rules / tenants).await?;
         checks
@@ -315,6 +382,56 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
             }
         }
     }
+    let measured = if authzen {
+        let phase = agentsec_bench_support::hammer(
+            policy_addr,
+            clients,
+            seconds,
+            "/access/v1/evaluation",
+            "application/json",
+            String::new(),
+            bodies,
+        )
+        .await?;
+        (
+            phase.per_sec,
+            [phase.p50_ms, phase.p99_ms, phase.p999_ms],
+            None,
+        )
+    } else {
+        grpc_load(&channel, policy_addr, requests, clients, seconds).await?
+    };
+    let _ = stop.send(true);
+    for task in tasks {
+        task.await??;
+    }
+    for database in databases {
+        database.drop().await?;
+    }
+    let (per_sec, [p50_ms, p99_ms, p999_ms], shares) = measured;
+    Ok(Run {
+        rss_loaded_mib,
+        rss_filled_mib,
+        per_sec,
+        p50_ms,
+        p99_ms,
+        p999_ms,
+        shares,
+    })
+}
+
+/// Decisions/s, latency percentiles (p50, p99, p999 in ms) and the shares
+/// of allowed and cached answers.
+type Measured = (f64, [f64; 3], Option<(f64, f64)>);
+
+/// `clients` gRPC clients send `requests` in turn for `seconds`.
+async fn grpc_load(
+    channel: &Channel,
+    policy_addr: SocketAddr,
+    requests: std::sync::Arc<Vec<Call>>,
+    clients: u64,
+    seconds: u64,
+) -> anyhow::Result<Measured> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -362,23 +479,16 @@ async fn one_run(run: u64) -> anyhow::Result<Run> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let latencies = Latencies::new(all);
-    let _ = stop.send(true);
-    for task in tasks {
-        task.await??;
-    }
-    for database in databases {
-        database.drop().await?;
-    }
-    Ok(Run {
-        rss_loaded_mib,
-        rss_filled_mib,
-        hit_ratio: cached as f64 / latencies.len().max(1) as f64,
-        per_sec: latencies.len() as f64 / elapsed,
-        p50_ms: latencies.percentile_ms(0.50),
-        p99_ms: latencies.percentile_ms(0.99),
-        p999_ms: latencies.percentile_ms(0.999),
-        allowed: allowed as f64 / latencies.len().max(1) as f64,
-    })
+    let count = latencies.len().max(1) as f64;
+    Ok((
+        latencies.len() as f64 / elapsed,
+        [
+            latencies.percentile_ms(0.50),
+            latencies.percentile_ms(0.99),
+            latencies.percentile_ms(0.999),
+        ],
+        Some((allowed as f64 / count, cached as f64 / count)),
+    ))
 }
 
 /// The in-process tier's default capacity (policy-svc.toml `[cache]`).
@@ -424,15 +534,20 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     for run in 0..runs {
         let result = one_run(run).await?;
+        let shares = result.shares.map_or(String::new(), |(allowed, cached)| {
+            format!(
+                " ({:.0}% allowed, {:.0}% cached)",
+                allowed * 100.0,
+                cached * 100.0
+            )
+        });
         println!(
-            "run {}: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms ({:.0}% allowed, {:.0}% cached); RSS {:.0} MiB with the policies loaded, {:.0} MiB after filling",
+            "run {}: {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{shares}; RSS {:.0} MiB with the policies loaded, {:.0} MiB after filling",
             run + 1,
             result.per_sec,
             result.p50_ms,
             result.p99_ms,
             result.p999_ms,
-            result.allowed * 100.0,
-            result.hit_ratio * 100.0,
             result.rss_loaded_mib,
             result.rss_filled_mib,
         );
@@ -440,9 +555,14 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "median of {runs} runs ({}, {} rules, {} clients, cache: {}): {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
-        match (knob("BENCH_TOKEN", 0), knob("BENCH_VIEW", 1)) {
-            (0, _) => "Check",
-            (_, 0) => "CheckToken, revocation view off",
+        match (
+            knob("BENCH_AUTHZEN", 0),
+            knob("BENCH_TOKEN", 0),
+            knob("BENCH_VIEW", 1)
+        ) {
+            (1, _, _) => "AuthZEN evaluation over HTTP/1.1",
+            (_, 0, _) => "Check",
+            (_, _, 0) => "CheckToken, revocation view off",
             _ => "CheckToken, revocation view on",
         },
         knob("BENCH_RULES", 1000),
