@@ -154,11 +154,33 @@ pub fn client_credentials(client_id: &str, secret: &str, audience: &str) -> Issu
 /// A failed call, as agentctl reports it: the status, its message, and
 /// what to do next where the code says it.
 pub fn failed(status: tonic::Status) -> anyhow::Error {
-    let said = format!("{:?}: {}", status.code(), status.message());
+    let said = status_text(&status);
     match next_step(status.code()) {
         Some(hint) => anyhow::anyhow!("{said}\n  {hint}"),
         None => anyhow::anyhow!("{said}"),
     }
+}
+
+/// A status as agentctl shows it: `Code: message`.
+pub fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// An admin's token from identity-svc for `request` (client credentials);
+/// a refusal says where the credentials came from.
+pub async fn admin_token(
+    client: &mut IdentityServiceClient<Channel>,
+    request: impl tonic::IntoRequest<IssueTokenRequest>,
+) -> anyhow::Result<String> {
+    let response = client.issue_token(request).await.map_err(|status| {
+        anyhow::anyhow!(
+            "admin token refused: {}\n  check --admin-client-id and \
+             --admin-secret-file (AGENTCTL_ADMIN_CLIENT_ID, AGENTCTL_ADMIN_SECRET_FILE); \
+             `agentctl dev` writes its admin's secret to .agentsec/admin-secret",
+            status.message()
+        )
+    })?;
+    Ok(response.into_inner().access_token)
 }
 
 /// What to try after a call failed with `code`; none where the message
@@ -199,22 +221,11 @@ impl AdminArgs {
                 self.admin_secret_file.display()
             )
         })?;
-        let response = client
-            .issue_token(client_credentials(
-                &self.admin_client_id,
-                secret.trim(),
-                &self.admin_audience,
-            ))
-            .await
-            .map_err(|status| {
-                anyhow::anyhow!(
-                    "admin token refused: {}\n  check --admin-client-id and \
-                     --admin-secret-file (AGENTCTL_ADMIN_CLIENT_ID, AGENTCTL_ADMIN_SECRET_FILE); \
-                     `agentctl dev` writes its admin's secret to .agentsec/admin-secret",
-                    status.message()
-                )
-            })?;
-        Ok(response.into_inner().access_token)
+        admin_token(
+            client,
+            client_credentials(&self.admin_client_id, secret.trim(), &self.admin_audience),
+        )
+        .await
     }
 
     /// Connects to identity-svc at `identity` and gets an admin token.

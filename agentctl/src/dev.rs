@@ -38,6 +38,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     configs.wire(&args.data_dir, &args.targets)?;
     configs.validate()?;
     let endpoints = configs.endpoints();
+    let profile_file = args.data_dir.join(crate::profile::FILE_NAME);
+    crate::profile::Profile::of_stack(
+        endpoints.map(|(_, addr)| addr),
+        DEV_ADMIN_CLIENT_ID,
+        &stack::admin_secret_file(&args.data_dir),
+        &args.data_dir,
+    )?
+    .write(&profile_file)?;
     let mut running = stack::serve(configs, listeners);
 
     println!(
@@ -54,6 +62,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "  person tokens agentctl token user --sub <person> (development issuer, {})",
         crate::dev_users::DEV_USER_ISSUER
+    );
+    let profile_file = std::path::absolute(&profile_file).unwrap_or(profile_file);
+    println!(
+        "  profile       {} (agentctl run here uses it; elsewhere: export AGENTCTL_PROFILE={})",
+        profile_file.display(),
+        profile_file.display()
     );
     println!("Ctrl-C stops them.");
 

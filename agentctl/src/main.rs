@@ -16,7 +16,8 @@
 //! terminal for the long ones); `agentctl health` is a probe of one
 //! service's gRPC health; `agentctl completions` prints a shell
 //! completion script. The API subcommands print tables, or JSON with `--output json`
-//! (module `output`).
+//! (module `output`), and find the services in the profile `agentctl dev`
+//! writes where no flag or variable names them (module `profile`).
 
 mod admin;
 mod agent;
@@ -30,6 +31,7 @@ mod health;
 mod output;
 mod page;
 mod policy;
+mod profile;
 mod progress;
 mod stack;
 mod token;
@@ -43,6 +45,12 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     tls: admin::TlsArgs,
+    /// The profile to take endpoints and admin credentials from where no
+    /// flag or variable gives them (`agentctl dev` writes
+    /// `<data dir>/profile.json`; default: `.agentsec/profile.json` if
+    /// present).
+    #[arg(long, env = "AGENTCTL_PROFILE", global = true)]
+    profile: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +93,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `dev` writes the profile; every other subcommand reads it, and is
+    // parsed again with it standing in for unset variables.
+    let cli = if matches!(cli.command, Command::Dev(_)) {
+        cli
+    } else {
+        if let Err(err) = profile::apply(cli.profile.as_deref()) {
+            eprintln!("agentctl: {err:#}");
+            return ExitCode::FAILURE;
+        }
+        Cli::parse()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

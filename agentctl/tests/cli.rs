@@ -101,6 +101,42 @@ impl Agentctl {
     }
 }
 
+impl Agentctl {
+    /// Runs `agentctl <args>` with a terminal (a pseudo-terminal from
+    /// util-linux `script`) as stdout and stderr; returns what the terminal
+    /// showed.
+    async fn run_on_terminal(&self, args: &[&str]) -> anyhow::Result<Ran> {
+        let quote = |arg: &str| format!("'{}'", arg.replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_agentctl"))
+            .chain(args.iter().copied())
+            .chain(self.urls.iter().map(String::as_str))
+            .map(quote)
+            .collect();
+        let mut command = Command::new("script");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AGENTSEC_") || name.starts_with("AGENTCTL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                &line.join(" "),
+                "/dev/null",
+            ])
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "off");
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        Ok(Ran {
+            success: output.status.success(),
+            stdout: String::from_utf8(output.stdout)?,
+            stderr: String::from_utf8(output.stderr)?,
+        })
+    }
+}
+
 /// A person token for `sub` (tenant acme) from the cluster's user issuer.
 fn person_token(sub: &str) -> anyhow::Result<String> {
     let now = std::time::SystemTime::now()
@@ -1054,8 +1090,22 @@ async fn the_audit_trail_is_queried_verified_tailed_and_exported() -> anyhow::Re
     let head = verdict["end_sequence"].as_u64().unwrap_or_default();
     assert!(head >= 2, "{verdict:#}");
     assert_eq!(verdict["events_verified"], head, "{verdict:#}");
-    let table = agentctl.run(&["audit", "verify"]).await?.ok()?;
+    let ran = agentctl.run(&["audit", "verify"]).await?;
+    assert!(
+        !ran.stderr.contains("verifying"),
+        "no terminal, no progress: {ran:#?}"
+    );
+    let table = ran.ok()?;
     assert_eq!(field(&table, "CHAIN")?, "intact", "{table}");
+    // On a terminal: a progress line, cleared before the result.
+    let shown = agentctl.run_on_terminal(&["audit", "verify"]).await?.ok()?;
+    let progress = "\rverifying the audit chain: 1-";
+    assert!(shown.contains(progress), "{shown:?}");
+    let cleared = shown.find("\r\x1b[K").unwrap_or(0);
+    assert!(
+        cleared > shown.find(progress).unwrap_or(usize::MAX) && shown[cleared..].contains("intact"),
+        "{shown:?}"
+    );
 
     // export: JSON lines with the chain fields, up to the head.
     let dir = tempfile::tempdir()?;

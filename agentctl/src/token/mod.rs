@@ -90,7 +90,7 @@ enum TokenCommand {
 #[derive(Debug, clap::Args)]
 struct DataDir {
     /// The data directory of `agentctl dev`.
-    #[arg(long, default_value = ".agentsec")]
+    #[arg(long, env = "AGENTCTL_DATA_DIR", default_value = ".agentsec")]
     data_dir: PathBuf,
 }
 

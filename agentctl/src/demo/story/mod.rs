@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use super::calls::{Calls, Endpoints};
 use super::transcript::{Step, Transcript};
 use super::workload::{WorkloadIssuer, WORKLOAD_AUDIENCE, WORKLOAD_ISSUER};
-use crate::admin::{client_credentials, failed};
+use crate::admin::{client_credentials, failed, status_text};
 use crate::dev_users::{self, PersonClaims};
 
 mod audit;
@@ -259,14 +259,7 @@ impl Story<'_> {
             &admin.secret,
             &admin.audience,
         ));
-        Ok(self
-            .calls
-            .identity
-            .issue_token(request)
-            .await
-            .map_err(|status| anyhow::anyhow!("admin token refused: {}", status.message()))?
-            .into_inner()
-            .access_token)
+        crate::admin::admin_token(&mut self.calls.identity, request).await
     }
 
     /// Registers an agent of the tenant owned by alice, whose tokens may be
@@ -313,10 +306,6 @@ impl Story<'_> {
 
 /// A refused call as the transcript shows it: the gRPC status and the
 /// message (for OAuth errors, `<error>: <description>`).
-fn status_text(status: &tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
-}
-
 /// The OAuth error code of a refused exchange (before the `:`).
 fn oauth_error(status: &tonic::Status) -> String {
     status
