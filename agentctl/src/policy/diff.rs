@@ -5,6 +5,7 @@
 //! change, and an exit status as diff(1)'s.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentsec_proto::policy::v1::{
@@ -14,7 +15,7 @@ use agentsec_proto::policy::v1::{
 use serde_json::{json, Value};
 
 use super::document::{assignment_json, attribute_json, rule_json, Input};
-use super::{version_not_found, Admin, Diff};
+use super::{version_not_found, Admin};
 use crate::admin::bearer;
 use crate::output::{cell, enum_name, Column, Format};
 
@@ -59,6 +60,23 @@ impl Side {
             Self::File(name) => name.clone(),
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Diff {
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// The older side: a stored version (with --file, default the
+    /// current one).
+    #[arg(long, required_unless_present = "file")]
+    from: Option<u64>,
+    /// The newer side: a stored version (default the current one).
+    #[arg(long, conflicts_with = "file")]
+    to: Option<u64>,
+    /// The newer side: a policy file (YAML or JSON; `-` for stdin).
+    #[arg(long)]
+    file: Option<PathBuf>,
 }
 
 pub async fn run(admin: &mut Admin, diff: Diff) -> anyhow::Result<Outcome> {
