@@ -6,8 +6,8 @@
 //! registry (register, get, list, update, suspend, reactivate, revoke) and
 //! agents' credentials (`agent credential`); `agentctl policy` applies,
 //! validates, tests, lists, diffs and rolls back tenants' policy sets from
-//! YAML or JSON files and shows their history; `agentctl grant` creates, lists and revokes a
-//! person's delegations; `agentctl check` and `agentctl explain` ask
+//! YAML or JSON files and shows their history; `agentctl grant` creates,
+//! lists and revokes a person's delegations; `agentctl check` and `agentctl explain` ask
 //! policy-svc for a decision (from flags, a JSON file, or a token as
 //! ext_authz sees it); `agentctl token` gets (client-credentials),
 //! exchanges, introspects and decodes tokens (verified against the
