@@ -183,6 +183,12 @@ pub async fn admin_token(
     Ok(response.into_inner().access_token)
 }
 
+/// A failed call with a next step of the caller's own, for codes whose
+/// general hint would not fit (policy versions are not agents or grants).
+pub fn failed_then(status: tonic::Status, next_step: &str) -> anyhow::Error {
+    anyhow::anyhow!("{}\n  {next_step}", status_text(&status))
+}
+
 /// What to try after a call failed with `code`; none where the message
 /// already names what is wrong (invalid arguments).
 fn next_step(code: tonic::Code) -> Option<&'static str> {

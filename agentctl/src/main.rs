@@ -4,9 +4,10 @@
 //! services in one process on the default ports, on SQLite under a local
 //! data directory, for a laptop; `agentctl agent` manages the agent
 //! registry (register, get, list, update, suspend, reactivate, revoke) and
-//! agents' credentials (`agent credential`); `agentctl policy put` replaces
-//! a tenant's policy set; `agentctl grant` creates, lists and revokes a
-//! person's delegations; `agentctl check` and `agentctl explain` ask
+//! agents' credentials (`agent credential`); `agentctl policy` applies,
+//! validates, tests, lists, diffs and rolls back tenants' policy sets from
+//! YAML or JSON files and shows their history; `agentctl grant` creates,
+//! lists and revokes a person's delegations; `agentctl check` and `agentctl explain` ask
 //! policy-svc for a decision (from flags, a JSON file, or a token as
 //! ext_authz sees it); `agentctl token` gets (client-credentials),
 //! exchanges, introspects and decodes tokens (verified against the
@@ -65,7 +66,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Register agents and manage their credentials (admin).
     Agent(agent::AgentArgs),
-    /// Manage tenants' policy sets (admin).
+    /// Apply, validate, test, list, diff and roll back tenants' policy
+    /// sets; their history (admin).
     Policy(policy::PolicyArgs),
     /// Delegation grants of people to agents.
     Grant(grant::GrantArgs),
@@ -131,8 +133,12 @@ fn main() -> ExitCode {
         Command::Agent(args) => {
             runtime.block_on(async { agent::run(args, &cli.tls.client()?).await })
         }
+        // `policy diff` answers with its exit status, as diff(1) does.
         Command::Policy(args) => {
-            runtime.block_on(async { policy::run(args, &cli.tls.client()?).await })
+            match runtime.block_on(async { policy::run(args, &cli.tls.client()?).await }) {
+                Ok(status) => return status,
+                Err(err) => Err(err),
+            }
         }
         Command::Grant(args) => {
             runtime.block_on(async { grant::run(args, &cli.tls.client()?).await })

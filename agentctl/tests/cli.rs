@@ -3,139 +3,17 @@
 //! process, on ephemeral ports); each subcommand's table, its JSON and its
 //! error for a bad input.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 use agentsec_integration_tests::cluster::{
-    test_user_issuer_key, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_USER_AUDIENCE,
-    TEST_USER_ISSUER,
+    test_user_issuer_key, TEST_USER_AUDIENCE, TEST_USER_ISSUER,
 };
 use agentsec_integration_tests::{Service, TestCluster};
 use anyhow::Context as _;
 use serde_json::{json, Value};
-
-/// What an agentctl run printed, and whether it succeeded.
-#[derive(Debug)]
-struct Ran {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    /// stdout of a run that must have succeeded.
-    fn ok(self) -> anyhow::Result<String> {
-        anyhow::ensure!(self.success, "agentctl failed: {self:#?}");
-        Ok(self.stdout)
-    }
-
-    /// stdout of a successful run, as JSON.
-    fn json(self) -> anyhow::Result<Value> {
-        let stdout = self.ok()?;
-        serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))
-    }
-
-    /// stderr of a run that must have failed.
-    fn failed(self) -> anyhow::Result<String> {
-        anyhow::ensure!(!self.success, "agentctl succeeded: {self:#?}");
-        anyhow::ensure!(self.stdout.is_empty(), "printed on failure: {self:#?}");
-        Ok(self.stderr)
-    }
-}
-
-/// agentctl pointed at a test cluster with the bootstrap admin.
-struct Agentctl {
-    urls: Vec<String>,
-    env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl Agentctl {
-    fn new(cluster: &TestCluster) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let secret_file: PathBuf = dir.path().join("admin-secret");
-        std::fs::write(&secret_file, ADMIN_CLIENT_SECRET)?;
-        let url = |service| format!("http://{}", cluster.addr(service));
-        Ok(Self {
-            urls: vec![
-                format!("--identity={}", url(Service::Identity)),
-                format!("--policy={}", url(Service::Policy)),
-                format!("--exchange={}", url(Service::Exchange)),
-                format!("--audit={}", url(Service::Audit)),
-            ],
-            env: vec![
-                (
-                    "AGENTCTL_ADMIN_CLIENT_ID".to_owned(),
-                    ADMIN_CLIENT_ID.to_owned(),
-                ),
-                (
-                    "AGENTCTL_ADMIN_SECRET_FILE".to_owned(),
-                    secret_file.display().to_string(),
-                ),
-            ],
-            _dir: dir,
-        })
-    }
-
-    /// Runs `agentctl <args>` (with the cluster's URLs) off the runtime
-    /// the cluster runs on.
-    async fn run<S: AsRef<str>>(&self, args: &[S]) -> anyhow::Result<Ran> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agentctl"));
-        // The test's own environment must not steer agentctl.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AGENTSEC_") || name.starts_with("AGENTCTL_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .args(args.iter().map(AsRef::as_ref))
-            .args(&self.urls)
-            .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "off");
-        let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        Ok(Ran {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout)?,
-            stderr: String::from_utf8(output.stderr)?,
-        })
-    }
-}
-
-impl Agentctl {
-    /// Runs `agentctl <args>` with a terminal (a pseudo-terminal from
-    /// util-linux `script`) as stdout and stderr; returns what the terminal
-    /// showed.
-    async fn run_on_terminal(&self, args: &[&str]) -> anyhow::Result<Ran> {
-        let quote = |arg: &str| format!("'{}'", arg.replace('\'', r"'\''"));
-        let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_agentctl"))
-            .chain(args.iter().copied())
-            .chain(self.urls.iter().map(String::as_str))
-            .map(quote)
-            .collect();
-        let mut command = Command::new("script");
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AGENTSEC_") || name.starts_with("AGENTCTL_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .args([
-                "--quiet",
-                "--return",
-                "--command",
-                &line.join(" "),
-                "/dev/null",
-            ])
-            .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "off");
-        let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        Ok(Ran {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout)?,
-            stderr: String::from_utf8(output.stderr)?,
-        })
-    }
-}
+use support::{field, Agentctl};
 
 /// A person token for `sub` (tenant acme) from the cluster's user issuer.
 fn person_token(sub: &str) -> anyhow::Result<String> {
@@ -150,18 +28,6 @@ fn person_token(sub: &str) -> anyhow::Result<String> {
             "tenant": "acme", "iat": now, "nbf": now, "exp": now + 600,
         }),
     )?)
-}
-
-/// The value of `field` in a `FIELD  value` table.
-fn field<'a>(table: &'a str, name: &str) -> anyhow::Result<&'a str> {
-    table
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)
-                .filter(|rest| rest.starts_with("  "))
-                .map(str::trim)
-        })
-        .with_context(|| format!("no `{name}` in\n{table}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! for a decision with the evaluation of every candidate rule (Explain),
 //! the question given by flags or a JSON file.
 
-mod question;
+pub mod question;
 
 use std::sync::Arc;
 

@@ -204,10 +204,11 @@ fn timestamp(text: &str, what: &str) -> anyhow::Result<prost_types::Timestamp> {
 }
 
 /// The file form: proto field names (snake_case, or the proto-JSON
-/// lowerCamelCase), attributes as plain JSON values.
+/// lowerCamelCase), attributes as plain JSON values. `agentctl policy test`
+/// reads its cases' requests in this form too.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub struct File {
     principal: Option<PrincipalFile>,
     audience: String,
     action: String,
@@ -219,6 +220,8 @@ struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PrincipalFile {
+    /// Policy test cases take the tested tenant when it is left out.
+    #[serde(default)]
     tenant: String,
     #[serde(alias = "agentId")]
     agent_id: String,
@@ -275,7 +278,7 @@ struct ContextFile {
 }
 
 impl File {
-    fn question(self) -> anyhow::Result<Question> {
+    pub fn question(self) -> anyhow::Result<Question> {
         let principal = self
             .principal
             .map(|principal| -> anyhow::Result<Principal> {
@@ -379,6 +382,14 @@ impl QuestionArgs {
                 )
             })?;
             let question = file.question()?;
+            anyhow::ensure!(
+                question
+                    .principal
+                    .as_ref()
+                    .is_none_or(|principal| !principal.tenant.is_empty()),
+                "{}: `principal.tenant` is missing",
+                path.display()
+            );
             anyhow::ensure!(
                 question.principal.is_some() == with_principal,
                 "{}: {}",
