@@ -120,6 +120,9 @@ def discover(http: httpx2.Client, args) -> tuple[dict, dict]:
     )
     expect("names an authorization server", bool(resource.get("authorization_servers")))
     expect("bearer tokens in the header", "header" in resource.get("bearer_methods_supported", ["header"]))
+    origin = args.server.split("/", 3)[:3]
+    root_document = http.get("/".join(origin) + "/.well-known/oauth-protected-resource").json()
+    expect("the root well-known URI (MCP clients' fallback) serves the same", root_document == resource)
     issuer = resource["authorization_servers"][0]
     authorization_server = http.get(f"{issuer.rstrip('/')}/.well-known/oauth-authorization-server").json()
     expect(

@@ -6,7 +6,7 @@
 #   examples/mcp/run.sh [AGENTCTL]
 #
 # AGENTCTL (argument or variable; default `agentctl` on PATH) is the binary;
-# AGENTSEC_DEV_DIR the directory `agentctl dev` runs in (default: the current
+# MCP_DEV_DIR the directory `agentctl dev` runs in (default: the current
 # one, where its .agentsec/ is); PYTHON an interpreter with requirements.txt
 # installed (default python3); MCP_PORT the server's port (default 7410).
 # exchange-svc must list the server among its targets:
@@ -20,7 +20,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 agentctl="${1:-${AGENTCTL:-agentctl}}"
 python="${PYTHON:-python3}"
 port="${MCP_PORT:-7410}"
-dev_dir="${AGENTSEC_DEV_DIR:-$PWD}"
+dev_dir="${MCP_DEV_DIR:-$PWD}"
 server_url="http://127.0.0.1:$port/mcp"
 work="$(mktemp -d)"
 server_log="$work/mcp-server.log"
