@@ -47,9 +47,13 @@ class CheckFailed(Exception):
     pass
 
 
+PASSED: list[str] = []
+
+
 def expect(name: str, condition: bool, detail: str = "") -> None:
     if not condition:
         raise CheckFailed(f"{name}{': ' + detail if detail else ''}")
+    PASSED.append(name)
     print(f"  ok  {name}")
 
 
@@ -278,12 +282,14 @@ def main() -> int:
         run(args)
     except CheckFailed as failure:
         print(f"\nMCP example FAILED: {failure}", file=sys.stderr)
+        print(f"mcp: {len(PASSED)} passed, 1 failed")
         return 1
     except Exception as failure:  # noqa: BLE001 -- the stack or the server did not answer as a protocol says
         for cause in root_causes(failure):
             print(f"\nMCP example FAILED: {type(cause).__name__}: {cause}", file=sys.stderr)
+        print(f"mcp: {len(PASSED)} passed, 1 failed")
         return 1
-    print("\nMCP example: every check passed")
+    print(f"\nmcp: {len(PASSED)} passed, 0 failed")
     return 0
 
 
