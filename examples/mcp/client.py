@@ -4,8 +4,9 @@
 Steps, each printed and checked; the first mismatch ends the run with exit 1:
   1. a request without a token is refused: 401 with a Bearer challenge naming
      the RFC 9728 metadata, and no error code (RFC 6750 §3.1);
-  2. the metadata names this server as `resource` and an authorization server,
-     whose RFC 8414 metadata is fetched and its issuer checked;
+  2. the metadata (at the URI the challenge names, and the same at the root
+     well-known URI) names this server as `resource` and an authorization
+     server, whose RFC 8414 metadata is fetched and its issuer checked;
   3. the agent's own token from identity-svc (client credentials), which the
      MCP server refuses: 401 with error="invalid_token";
   4. an RFC 8693 exchange of the person's token (subject_token) and the agent's
