@@ -452,6 +452,15 @@ mod tests {
         })
     }
 
+    /// The agent ids of the principal's actor chain, in order.
+    fn chain(principal: &Principal) -> Vec<&str> {
+        principal
+            .actor_chain
+            .iter()
+            .flat_map(|chain| chain.actors.iter().map(|actor| actor.agent_id.as_str()))
+            .collect()
+    }
+
     fn value(kind: Kind) -> AttributeValue {
         AttributeValue { kind: Some(kind) }
     }
@@ -467,14 +476,7 @@ mod tests {
             principal.person_attributes["department"],
             value(Kind::StringValue("sre".into()))
         );
-        let chain: Vec<_> = principal
-            .actor_chain
-            .unwrap()
-            .actors
-            .into_iter()
-            .map(|actor| actor.agent_id)
-            .collect();
-        assert_eq!(chain, ["agt_1", "agt_0"]);
+        assert_eq!(chain(&principal), ["agt_1", "agt_0"]);
         // The other subject properties are the agent's attributes.
         assert_eq!(principal.agent_attributes.len(), 1);
         assert_eq!(
@@ -635,14 +637,7 @@ mod tests {
             value(Kind::StringValue("sre".into()))
         );
         assert!(principal.agent_attributes.is_empty());
-        let chain: Vec<_> = principal
-            .actor_chain
-            .unwrap()
-            .actors
-            .into_iter()
-            .map(|actor| actor.agent_id)
-            .collect();
-        assert_eq!(chain, ["agt_1", "agt_0"]);
+        assert_eq!(chain(&principal), ["agt_1", "agt_0"]);
         let context = request.context.unwrap();
         assert_eq!(
             context.attributes.len(),
