@@ -225,10 +225,15 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        self.exchanger
+        let visible = self
+            .exchanger
             .authenticate_introspection(bearer_token(request.metadata())?)
             .await?;
-        let Some(claims) = self.exchanger.introspect(&request.get_ref().token).await? else {
+        let Some(claims) = self
+            .exchanger
+            .introspect(&request.get_ref().token, &visible)
+            .await?
+        else {
             return Ok(Response::new(IntrospectTokenResponse::default()));
         };
         Ok(Response::new(IntrospectTokenResponse {

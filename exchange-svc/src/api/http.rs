@@ -132,21 +132,22 @@ async fn introspect(
                 "authenticate with a bearer token of identity-svc",
             )
         })?;
-        exchanger
-            .authenticate_introspection(bearer)
-            .await
-            .map_err(|err| match err {
-                ApiError::Unauthenticated { reason } => {
-                    OAuthError::new(OAuthErrorCode::InvalidClient, reason)
-                }
-                other => OAuthError::from_api(other, "introspection"),
-            })?;
+        let visible =
+            exchanger
+                .authenticate_introspection(bearer)
+                .await
+                .map_err(|err| match err {
+                    ApiError::Unauthenticated { reason } => {
+                        OAuthError::new(OAuthErrorCode::InvalidClient, reason)
+                    }
+                    other => OAuthError::from_api(other, "introspection"),
+                })?;
         let form = Form::parse(&headers, &body, &[])?;
         let token = form
             .get("token")
             .ok_or_else(|| invalid_request("token is required"))?;
         let claims = exchanger
-            .introspect(token)
+            .introspect(token, &visible)
             .await
             .map_err(|err| OAuthError::from_api(err, "introspection"))?;
         Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {

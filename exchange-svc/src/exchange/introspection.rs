@@ -13,24 +13,46 @@ use super::{Exchanger, Inactive};
 use crate::domain::claims::DelegatedClaims;
 use crate::store::grants::GrantStore;
 
+/// Which delegated tokens an introspection caller may learn about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visible {
+    Tenant(String),
+    Every,
+}
+
 impl<S: GrantStore> Exchanger<S> {
     /// The caller of introspection: any valid token of identity-svc (a
-    /// registered agent or an admin), verified offline.
-    pub async fn authenticate_introspection(&self, bearer: &str) -> Result<(), ApiError> {
+    /// registered agent or an admin), verified offline. Returns what it may
+    /// see: the tokens of its tenant, or of every tenant for a token
+    /// without one (a global admin, a platform service).
+    pub async fn authenticate_introspection(&self, bearer: &str) -> Result<Visible, ApiError> {
         let verifier = self
             .identity_tokens
             .as_ref()
             .ok_or_else(|| ApiError::Unavailable {
                 what: "identity-svc's keys (admin.jwks_uri is not configured)".to_owned(),
             })?;
-        verifier.verify_identity_token(bearer).await.map(|_| ())
+        let caller = verifier.verify_identity_token(bearer).await?;
+        Ok(match caller.tenant {
+            Some(tenant) => Visible::Tenant(tenant),
+            None => Visible::Every,
+        })
     }
 
-    /// The claims of an active delegated token; `None` when it is not
-    /// active. An error means the answer is unknown.
-    pub async fn introspect(&self, token: &str) -> Result<Option<DelegatedClaims>, ApiError> {
+    /// The claims of an active delegated token `visible` to the caller;
+    /// `None` when it is not active, or is another tenant's (RFC 7662 §4
+    /// lets the answer depend on who asks: no caller learns of another
+    /// tenant's people and agents). An error means the answer is unknown.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        visible: &Visible,
+    ) -> Result<Option<DelegatedClaims>, ApiError> {
         match self.verify_delegated(token).await {
-            Ok(claims) => Ok(Some(claims)),
+            Ok(claims) => Ok(match visible {
+                Visible::Tenant(own) if *own != claims.tenant => None,
+                _ => Some(claims),
+            }),
             Err(Inactive::Invalid | Inactive::Revoked) => Ok(None),
             Err(Inactive::Failed(err)) => Err(err),
         }

@@ -390,8 +390,12 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<IntrospectTokenRequest>,
     ) -> Result<Response<IntrospectTokenResponse>, Status> {
-        self.caller(&request).await?;
-        let Some(claims) = self.tokens.introspect(&request.get_ref().token).await? else {
+        let caller = self.caller(&request).await?;
+        let Some(claims) = self
+            .tokens
+            .introspect_for(&caller, &request.get_ref().token)
+            .await?
+        else {
             return Ok(Response::new(IntrospectTokenResponse::default()));
         };
         Ok(Response::new(IntrospectTokenResponse {

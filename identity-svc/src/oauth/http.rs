@@ -227,12 +227,12 @@ async fn introspect(
 ) -> Response {
     let result = async {
         let mut form = Form::parse(&headers, &body, &[])?;
-        caller(&service, &headers, &mut form).await?;
+        let caller = caller(&service, &headers, &mut form).await?;
         let token = form
             .get("token")
             .ok_or_else(|| invalid_request("token is required"))?;
         let claims = service
-            .introspect(token)
+            .introspect_for(&caller, token)
             .await
             .map_err(|err| OAuthError::from_api(err, "introspection"))?;
         Ok::<_, OAuthError>(Introspection::of(claims.map(|claims| ActiveClaims {

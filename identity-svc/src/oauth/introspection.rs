@@ -86,6 +86,30 @@ impl TokenService {
         Ok(Some(claims.as_ref().clone()))
     }
 
+    /// Introspection as `caller` may see it (RFC 7662 §4 lets the answer
+    /// depend on who asks): an agent sees only tokens of its own tenant, a
+    /// tenant admin those of its tenant; any other token is not active for
+    /// them, so that no caller learns of another tenant's agents and owners.
+    pub async fn introspect_for(
+        &self,
+        caller: &Caller,
+        token: &str,
+    ) -> Result<Option<AccessClaims>, ApiError> {
+        let claims = self.introspect(token).await?;
+        Ok(claims.filter(|claims| {
+            let tenant = claims.tenant.as_deref();
+            match caller {
+                Caller::Admin(scope) => {
+                    tenant.map_or(*scope == AdminScope::Global, |tenant| scope.covers(tenant))
+                }
+                Caller::Agent { tenant: own, .. } => tenant == Some(own.as_str()),
+                // The platform's own services (policy-svc, exchange-svc)
+                // act for every tenant.
+                Caller::Service { .. } => true,
+            }
+        }))
+    }
+
     /// The claims of a token this service signed whose signature and issuer
     /// hold and which is within nbf/exp now.
     async fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
@@ -153,6 +177,7 @@ impl TokenService {
         } else {
             Caller::Agent {
                 id: claims.sub.clone(),
+                tenant: claims.tenant.clone().unwrap_or_default(),
             }
         };
         Ok((caller, claims))
@@ -175,9 +200,10 @@ impl TokenService {
                 id: service.client_id,
                 scopes: service.scopes,
             }),
-            Client::Agent { agent, .. } if agent.status == Status::Active => {
-                Ok(Caller::Agent { id: agent.id })
-            }
+            Client::Agent { agent, .. } if agent.status == Status::Active => Ok(Caller::Agent {
+                id: agent.id,
+                tenant: agent.tenant,
+            }),
             Client::Agent { agent, .. } => Err(oauth(
                 OAuthErrorCode::UnauthorizedClient,
                 format!("the agent is {}", agent.status.as_str()),
@@ -200,7 +226,7 @@ impl TokenService {
                 .tenant
                 .as_deref()
                 .map_or(*scope == AdminScope::Global, |tenant| scope.covers(tenant)),
-            Caller::Agent { id } | Caller::Service { id, .. } => *id == claims.sub,
+            Caller::Agent { id, .. } | Caller::Service { id, .. } => *id == claims.sub,
         };
         if !allowed {
             return Err(oauth(

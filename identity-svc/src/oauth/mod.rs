@@ -96,6 +96,7 @@ pub enum Caller {
     Admin(AdminScope),
     Agent {
         id: String,
+        tenant: String,
     },
     /// A service client (`service_clients`); `scopes` are those its token
     /// holds for the admin audience (none for any other audience).

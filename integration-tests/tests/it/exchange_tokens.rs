@@ -187,6 +187,16 @@ impl Fixture {
         &mut self,
         token: &str,
     ) -> anyhow::Result<agentsec_proto::exchange::v1::IntrospectTokenResponse> {
+        let admin = self.admin.clone();
+        self.introspect_as(token, &admin).await
+    }
+
+    /// gRPC introspection of `token`, asked with `caller`'s bearer token.
+    async fn introspect_as(
+        &mut self,
+        token: &str,
+        caller: &str,
+    ) -> anyhow::Result<agentsec_proto::exchange::v1::IntrospectTokenResponse> {
         Ok(self
             .exchange
             .introspect_token(with_bearer(
@@ -194,14 +204,23 @@ impl Fixture {
                     token: token.to_owned(),
                     token_type_hint: String::new(),
                 },
-                &self.admin,
+                caller,
             ))
             .await?
             .into_inner())
     }
 
     async fn http_introspect(&self, token: &str) -> anyhow::Result<serde_json::Value> {
-        let bearer = format!("Bearer {}", self.admin);
+        self.http_introspect_as(token, &self.admin).await
+    }
+
+    /// RFC 7662 introspection of `token`, asked with `caller`'s bearer token.
+    async fn http_introspect_as(
+        &self,
+        token: &str,
+        caller: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let bearer = format!("Bearer {caller}");
         let response = http::post_form(
             self.cluster.addr(Service::Exchange),
             "/oauth2/introspect",
@@ -389,6 +408,35 @@ async fn exchange_chains_person_agent_agent_with_nested_act_and_only_shrinks() -
     assert_eq!(over_http["active"], true);
     assert_eq!(over_http["act"]["act"]["sub"], a_id.as_str());
     assert_eq!(over_http["grant_id"], grant.id.as_str());
+    // An agent of the token's tenant sees it; one of another tenant learns
+    // nothing of acme's person and agents: not active, over gRPC and HTTP.
+    let insider = fx.actor_token(&fx.a).await?;
+    assert!(
+        fx.introspect_as(&second.access_token, &insider)
+            .await?
+            .active
+    );
+    let outsider = test_client(
+        &fx.cluster,
+        &fx.admin,
+        "globex",
+        "outsider",
+        &[TEST_TARGET],
+        SCOPES,
+    )
+    .await?;
+    let outsider = get_token(&fx.cluster, &outsider, &[("audience", TEST_TARGET)]).await?;
+    let hidden = fx.introspect_as(&second.access_token, &outsider).await?;
+    assert_eq!(
+        hidden,
+        agentsec_proto::exchange::v1::IntrospectTokenResponse::default(),
+        "another tenant's agent: active=false and nothing else"
+    );
+    assert_eq!(
+        fx.http_introspect_as(&second.access_token, &outsider)
+            .await?,
+        json!({"active": false})
+    );
 
     // policy-svc's token check: the delegated token is the person and the
     // chain at its own audience, and is refused when replayed elsewhere.

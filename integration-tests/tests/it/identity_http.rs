@@ -20,8 +20,8 @@ use tonic::Code;
 
 use crate::identity_support::{
     assert_code, assert_oauth_error, b64url, basic, bearer, default_client, get_token, identity,
-    introspect, introspect_raw, is_active, post_token, token_endpoint, unverified_claims,
-    verify_access_token, TestClient, ASYNC_DEADLINE, AUDIENCE, OWNER,
+    introspect, introspect_raw, is_active, post_token, test_client, token_endpoint,
+    unverified_claims, verify_access_token, TestClient, ASYNC_DEADLINE, AUDIENCE, OWNER, SCOPES,
 };
 
 /// `POST /oauth2/revoke` as the caller named by `authorization`.
@@ -271,6 +271,46 @@ async fn introspection_reports_an_active_token_with_its_claims() -> anyhow::Resu
         assert_eq!(answer.iat.map(|t| t.seconds), claims["iat"].as_i64());
         assert_eq!(answer.nbf.map(|t| t.seconds), claims["nbf"].as_i64());
     }
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn introspection_shows_no_caller_another_tenants_token() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_token().await?;
+    let client = default_client(&cluster, &admin, "acme-agent").await?;
+    let token = get_token(&cluster, &client, &[]).await?;
+    let outsider = test_client(&cluster, &admin, "globex", "outsider", &[AUDIENCE], SCOPES).await?;
+    let outsider_token = get_token(&cluster, &outsider, &[]).await?;
+    let neighbour = default_client(&cluster, &admin, "acme-neighbour").await?;
+
+    // Another tenant's agent, by client credentials or its bearer token:
+    // exactly active=false, as for a token that does not exist.
+    for (what, authorization) in [
+        ("Basic", basic(&outsider.id, &outsider.secret)),
+        ("bearer", bearer(&outsider_token)),
+    ] {
+        let answer = introspect(&cluster, &authorization, &token).await?;
+        assert_eq!(answer, serde_json::json!({"active": false}), "{what}");
+    }
+    let mut grpc = identity(&cluster).await?;
+    let hidden = grpc
+        .introspect_token(with_bearer(
+            IntrospectTokenRequest {
+                token: token.clone(),
+                ..Default::default()
+            },
+            &outsider_token,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(hidden, IntrospectTokenResponse::default(), "gRPC");
+    // The same token is active for an agent of its own tenant.
+    let seen = introspect(&cluster, &basic(&neighbour.id, &neighbour.secret), &token).await?;
+    assert_eq!(seen["active"], true, "{seen}");
+    // Nor does an agent learn of tokens without a tenant (admins'):
+    let admin_seen = introspect(&cluster, &basic(&client.id, &client.secret), &admin).await?;
+    assert_eq!(admin_seen, serde_json::json!({"active": false}));
     cluster.shutdown().await
 }
 
