@@ -795,3 +795,147 @@ async fn declared_registry_attributes_are_converted_for_token_decisions() -> any
     assert_eq!(tier, Some(Kind::StringValue("high".to_owned())));
     fx.cluster.shutdown().await
 }
+
+/// What each replica decides for `agent` (acting for alice, behind
+/// `first` when given) calling a GitHub tool, stated by the caller: gRPC
+/// Check, one BatchCheck item, and an AuthZEN evaluation with the person
+/// as the subject and the agent in `context.agent`. True = allowed.
+async fn stated_verdicts(
+    addrs: &[SocketAddr],
+    agent: &str,
+    first: Option<&str>,
+) -> anyhow::Result<Vec<(bool, String)>> {
+    use agentsec_proto::common::v1::{Actor, ActorChain};
+    let mut verdicts = Vec::new();
+    for addr in addrs {
+        let mut check = crate::policy_sets::check_request(
+            "acme",
+            agent,
+            "mcp:github/list_issues",
+            "tools/call",
+        );
+        let mut chain = vec![agent.to_owned()];
+        chain.extend(first.map(str::to_owned));
+        if let Some(principal) = check.principal.as_mut() {
+            principal.person_subject = "alice".to_owned();
+            principal.actor_chain = Some(ActorChain {
+                actors: chain
+                    .iter()
+                    .map(|id| Actor {
+                        agent_id: id.clone(),
+                        issuer: String::new(),
+                    })
+                    .collect(),
+            });
+        }
+        let mut client =
+            PolicyServiceClient::new(agentsec_integration_tests::cluster::channel(*addr).await?);
+        let decision = client
+            .check(check.clone())
+            .await?
+            .into_inner()
+            .decision
+            .unwrap_or_default();
+        verdicts.push((decision.effect == Effect::Allow as i32, decision.reason));
+        let item = client
+            .batch_check(agentsec_proto::policy::v1::BatchCheckRequest { items: vec![check] })
+            .await?
+            .into_inner()
+            .results
+            .into_iter()
+            .next()
+            .and_then(|result| result.decision)
+            .unwrap_or_default();
+        verdicts.push((item.effect == Effect::Allow as i32, item.reason));
+        let evaluation = serde_json::json!({
+            "subject": {"type": "identity", "id": "alice", "properties": {"tenant": "acme"}},
+            "action": {"name": "tools/call"},
+            "resource": {"type": "mcp.tool", "id": "mcp:github/list_issues"},
+            "context": {"agent": agent, "actor_chain": chain, "audience": "github-mcp"},
+        });
+        let answer = agentsec_integration_tests::http::request(
+            *addr,
+            "POST",
+            "/access/v1/evaluation",
+            &[("Content-Type", "application/json")],
+            evaluation.to_string().as_bytes(),
+        )
+        .await?
+        .json()?;
+        verdicts.push((
+            answer["decision"] == true,
+            answer["context"]["reason_admin"]["en"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    Ok(verdicts)
+}
+
+/// Every stated decision for `agent` (behind `first`) is `allowed`, within
+/// [`DEADLINE`].
+async fn stated_everywhere(
+    addrs: &[SocketAddr],
+    agent: &str,
+    first: Option<&str>,
+    allowed: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    let last = RefCell::new(Vec::new());
+    eventually(what, DEADLINE, || {
+        let last = &last;
+        async move {
+            let verdicts = stated_verdicts(addrs, agent, first).await?;
+            if verdicts.iter().all(|(verdict, _)| *verdict == allowed) {
+                return Ok(Some(verdicts));
+            }
+            last.replace(verdicts);
+            Ok(None)
+        }
+    })
+    .await
+    .map(|verdicts| {
+        if !allowed {
+            for (_, reason) in verdicts {
+                assert!(
+                    reason.contains("is suspended or revoked"),
+                    "{what}: {reason}"
+                );
+            }
+        }
+    })
+    .with_context(|| format!("{what}: {:?}", last.borrow()))
+}
+
+#[tokio::test]
+async fn a_suspended_agent_is_denied_where_the_caller_states_the_principal() -> anyhow::Result<()> {
+    let mut fx = Fixture::start().await?;
+    let mut policies = policy(&fx.cluster).await?;
+    put(&mut policies, &fx.admin, "acme", tools_policy()).await?;
+    let replica = fx.cluster.start_replica(Service::Policy).await?;
+    let addrs = [fx.cluster.addr(Service::Policy), replica];
+    let acting = agent(&fx, "stated-agent").await?;
+    let first = agent(&fx, "stated-first").await?;
+    let (acting, first) = (acting.agent.id, first.agent.id);
+
+    stated_everywhere(&addrs, &acting, None, true, "before suspension").await?;
+    stated_everywhere(&addrs, &acting, Some(&first), true, "a chain, before").await?;
+    // The acting agent suspended: denied on every replica, every API.
+    suspend(&fx.cluster, &fx.admin, &acting).await?;
+    stated_everywhere(&addrs, &acting, None, false, "acting agent suspended").await?;
+    reactivate(&fx.cluster, &fx.admin, &acting).await?;
+    stated_everywhere(&addrs, &acting, None, true, "reactivated").await?;
+    // An agent further down the chain suspended: the chain is denied.
+    suspend(&fx.cluster, &fx.admin, &first).await?;
+    stated_everywhere(
+        &addrs,
+        &acting,
+        Some(&first),
+        false,
+        "chain agent suspended",
+    )
+    .await?;
+    stated_everywhere(&addrs, &acting, None, true, "the acting agent alone").await?;
+    fx.cluster.shutdown().await
+}

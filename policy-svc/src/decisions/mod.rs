@@ -71,15 +71,7 @@ impl DecisionService {
     /// One decision on a principal the caller states.
     pub async fn check(&self, request: &CheckRequest) -> Result<CheckResponse, ApiError> {
         let engine = self.policies.engine();
-        let (decision, cached) = self
-            .decide(
-                &engine,
-                request,
-                "",
-                Utc::now(),
-                AgentAttributeOrigin::Caller,
-            )
-            .await?;
+        let (decision, cached) = self.decide_stated(&engine, request, "", Utc::now()).await?;
         let answer = self.answer(request, &decision, cached)?;
         if let Some(decided) = &answer.decision {
             trace::record_decision(decided);
@@ -107,10 +99,7 @@ impl DecisionService {
         let decisions = futures::future::join_all(items.iter().enumerate().map(|(i, item)| {
             let prefix = format!("items[{i}].");
             let engine = &engine;
-            async move {
-                self.decide(engine, item, &prefix, now, AgentAttributeOrigin::Caller)
-                    .await
-            }
+            async move { self.decide_stated(engine, item, &prefix, now).await }
         }))
         .await
         .into_iter()
@@ -133,10 +122,7 @@ impl DecisionService {
         let decisions = futures::future::join_all(items.iter().enumerate().map(|(i, item)| {
             let prefix = format!("evaluations[{i}].");
             let engine = &engine;
-            async move {
-                self.decide(engine, item, &prefix, now, AgentAttributeOrigin::Caller)
-                    .await
-            }
+            async move { self.decide_stated(engine, item, &prefix, now).await }
         }))
         .await;
         let results: Vec<Result<CheckResponse, ApiError>> = items
@@ -167,7 +153,7 @@ impl DecisionService {
         request: &CheckRequest,
         reason: &str,
     ) -> Result<CheckResponse, ApiError> {
-        let answer = self.answer(request, &Decision::unknown(reason), false)?;
+        let answer = self.answer(request, &Decision::refused(reason), false)?;
         if let Some(decided) = &answer.decision {
             trace::record_decision(decided);
         }
@@ -220,6 +206,29 @@ impl DecisionService {
         }
     }
 
+    /// Validates and decides a principal the caller states (Check,
+    /// BatchCheck, AuthZEN): there is no token to check, but an agent of its
+    /// chain that is suspended or revoked is a DENY before any rule, and an
+    /// untrustworthy revocation view fails the decision closed.
+    async fn decide_stated(
+        &self,
+        engine: &PolicyEngine,
+        request: &CheckRequest,
+        prefix: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Decision, bool), ApiError> {
+        let valid = DecisionRequest::from_check(request, prefix, now)?;
+        self.revocations.wait_loaded(token::FIRST_LOAD_WAIT).await;
+        let chain = valid.actor_chain.iter().map(String::as_str);
+        if let Some(agent) = self.revocations.inactive_agent(chain, Utc::now())? {
+            let reason = format!("agent `{agent}` is suspended or revoked");
+            return Ok((Decision::refused(&reason), false));
+        }
+        Ok(self
+            .decide_valid(engine, valid, prefix, AgentAttributeOrigin::Caller)
+            .await?)
+    }
+
     /// Validates and decides `request`, from the cache when it holds the
     /// answer; true when it did. Invalid requests fail the same way with or
     /// without the cache: validation comes first.
@@ -232,6 +241,17 @@ impl DecisionService {
         origin: AgentAttributeOrigin,
     ) -> Result<(Decision, bool), engine::RequestError> {
         let request = DecisionRequest::from_check(request, prefix, now)?;
+        self.decide_valid(engine, request, prefix, origin).await
+    }
+
+    /// Decides a validated request, from the cache when it holds the answer.
+    async fn decide_valid(
+        &self,
+        engine: &PolicyEngine,
+        request: DecisionRequest,
+        prefix: &str,
+        origin: AgentAttributeOrigin,
+    ) -> Result<(Decision, bool), engine::RequestError> {
         if engine.is_unloaded(&request.tenant) {
             return Ok((Decision::no_policy_loaded(&request.tenant), false));
         }

@@ -22,7 +22,7 @@ pub const TOKEN_SCOPE_ATTRIBUTE: &str = "token_scope";
 
 /// How long a token decision waits for the revocation state right after
 /// start, before failing closed.
-const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
+pub(super) const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn check_token(
     service: &DecisionService,

@@ -432,16 +432,13 @@ impl RevocationView {
         Ok(())
     }
 
-    /// Refuses a token its owners no longer honour: UNAUTHENTICATED naming
-    /// why; UNAVAILABLE when the view cannot be trusted (fail closed).
-    pub fn check(&self, token: &VerifiedToken, now: DateTime<Utc>) -> Result<(), ApiError> {
-        if !self.enabled {
-            return Ok(());
-        }
+    /// UNAVAILABLE when decisions cannot rely on the view at `now` (not
+    /// loaded yet, or stale): they fail closed.
+    fn trusted(&self, now: DateTime<Utc>) -> Result<(), ApiError> {
         if !self.is_loaded() {
             return Err(ApiError::Unavailable {
                 what: "the revocation state (not loaded from identity-svc and exchange-svc yet; \
-                       tokens are refused until it is)"
+                       decisions are refused until it is)"
                     .to_owned(),
             });
         }
@@ -449,11 +446,43 @@ impl RevocationView {
             return Err(ApiError::Unavailable {
                 what: format!(
                     "current revocation state (neither the invalidation events nor the owners \
-                     have answered within {} ms; tokens are refused until they do)",
+                     have answered within {} ms; decisions are refused until they do)",
                     self.max_staleness.as_millis()
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// The first of `agents` that is suspended or revoked, for decisions on
+    /// a principal the caller states (there is no token to check, but a
+    /// revoked agent is never allowed); UNAVAILABLE when the view cannot be
+    /// trusted (fail closed).
+    pub fn inactive_agent<'a>(
+        &self,
+        agents: impl IntoIterator<Item = &'a str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&'a str>, ApiError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        self.trusted(now)?;
+        let state = read(&self.state);
+        Ok(agents.into_iter().find(|agent| {
+            state
+                .agents
+                .get(*agent)
+                .is_some_and(|standing| !standing.active)
+        }))
+    }
+
+    /// Refuses a token its owners no longer honour: UNAUTHENTICATED naming
+    /// why; UNAVAILABLE when the view cannot be trusted (fail closed).
+    pub fn check(&self, token: &VerifiedToken, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.trusted(now)?;
         let state = read(&self.state);
         if let Some(jti) = token.jti.as_deref() {
             if state.tokens.contains_key(jti) {

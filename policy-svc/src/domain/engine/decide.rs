@@ -54,11 +54,12 @@ impl Decision {
         )
     }
 
-    /// The DENY of a request that names what policy-svc does not know (a
-    /// tenant without a policy set, an id no agent can have), where the
-    /// caller's protocol wants a decision rather than an error (AuthZEN):
-    /// version 0, no policy, not an evaluation error.
-    pub fn unknown(reason: &str) -> Self {
+    /// A DENY made before any rule is read: the request names what
+    /// policy-svc does not know (a tenant without a policy set, an id no
+    /// agent can have) where the caller's protocol wants a decision rather
+    /// than an error (AuthZEN), or an agent of its chain is suspended or
+    /// revoked. Version 0, no policy, not an evaluation error.
+    pub fn refused(reason: &str) -> Self {
         Self {
             effect: Effect::Deny,
             reason: bounded(format!("denied: {reason}"), MAX_REASON),
