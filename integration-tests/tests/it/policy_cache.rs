@@ -47,6 +47,22 @@ async fn until_uncached(client: &Policy, request: &CheckRequest) -> anyhow::Resu
     until_cache_says(client, request, false, "still served from the cache").await
 }
 
+/// Checks `request` until the answer's effect is `effect`.
+async fn until_effect(
+    client: &Policy,
+    request: &CheckRequest,
+    effect: Effect,
+) -> anyhow::Result<Decision> {
+    eventually(&format!("a decision {effect:?}"), ASYNC_DEADLINE, || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move {
+            let decision = check(&mut client, request).await?;
+            Ok((decision.effect == effect as i32).then_some(decision))
+        }
+    })
+    .await
+}
+
 /// Checks `request` until an answer's `cached` is `cached`; `otherwise`
 /// describes the last answer if none is.
 async fn until_cache_says(
@@ -378,12 +394,21 @@ async fn an_agent_suspension_evicts_that_agents_decisions() -> anyhow::Result<()
         ))
         .await?;
     for (index, replica) in replicas.iter_mut().enumerate() {
-        // policy-svc does not read the agent's status: decided again, the
-        // answer is the same, but it is no longer the cached one.
-        let decision = until_uncached(replica, &suspended(index)).await?;
-        assert_eq!(decision.effect, Effect::Allow as i32, "{decision:?}");
-        // Only that agent's decisions went.
+        // Suspended: denied before the cache is read (docs/revocation.md),
+        // and only that agent's decisions went.
+        let denied = until_effect(replica, &suspended(index), Effect::Deny).await?;
+        assert!(
+            denied.reason.contains("is suspended or revoked") && !denied.cached,
+            "{denied:?}"
+        );
         assert!(check(replica, other.clone()).await?.cached);
+    }
+    crate::identity_http::reactivate(&cluster, &admin, &agent).await?;
+    for (index, replica) in replicas.iter_mut().enumerate() {
+        // Reactivated: allowed again, decided afresh, because the
+        // suspension evicted the cached ALLOW.
+        let allowed = until_effect(replica, &suspended(index), Effect::Allow).await?;
+        assert!(!allowed.cached, "{allowed:?}");
     }
     cluster.shutdown().await
 }
