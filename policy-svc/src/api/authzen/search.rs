@@ -143,9 +143,9 @@ fn answer_search(
         (_, Some(action)) => Some(action),
         (_, None) => return Err(BadRequest::field("action", "is required")),
     };
-    let limit = match request.page.limit {
-        None => DEFAULT_LIMIT,
-        Some(limit) if (1..=MAX_LIMIT as u64).contains(&limit) => limit as usize,
+    let asked_limit = match request.page.limit {
+        None => None,
+        Some(limit) if (1..=MAX_LIMIT as u64).contains(&limit) => Some(limit as usize),
         Some(_) => {
             return Err(BadRequest::field(
                 "page.limit",
@@ -154,9 +154,11 @@ fn answer_search(
         }
     };
     let fingerprint = fingerprint(body)?;
-    let offset = match &request.page.token {
-        None => 0,
-        Some(token) => offset(token, &fingerprint)?,
+    // A later page keeps the first page's limit: the 1.0 text's own example
+    // sends it with `page.token` alone.
+    let (offset, limit) = match &request.page.token {
+        None => (0, asked_limit.unwrap_or(DEFAULT_LIMIT)),
+        Some(token) => continued(token, &fingerprint, asked_limit)?,
     };
 
     // One evaluation with the searched member left open.
@@ -266,7 +268,7 @@ fn page(
         .collect();
     let next = offset + results.len();
     let next_token = if next < found.len() {
-        URL_SAFE_NO_PAD.encode(format!("{next}.{fingerprint}"))
+        URL_SAFE_NO_PAD.encode(format!("{next}.{limit}.{fingerprint}"))
     } else {
         String::new()
     };
@@ -276,13 +278,14 @@ fn page(
     })
 }
 
-/// What identifies a search across its pages: every member but
-/// `page.token` (AuthZEN 1.0: the rest must not change between pages).
+/// What identifies a search across its pages: every member but `page`
+/// (AuthZEN 1.0: the rest must not change between pages; the limit travels
+/// in the token).
 fn fingerprint(body: &[u8]) -> Result<String, BadRequest> {
     let mut request: Value = serde_json::from_slice(body)
         .map_err(|err| BadRequest(format!("the body is not a valid request: {err}")))?;
-    if let Some(page) = request.get_mut("page").and_then(Value::as_object_mut) {
-        page.remove("token");
+    if let Some(members) = request.as_object_mut() {
+        members.remove("page");
     }
     // serde_json's maps are sorted: equal requests serialize equally.
     let digest = Sha256::digest(request.to_string().as_bytes());
@@ -292,9 +295,13 @@ fn fingerprint(body: &[u8]) -> Result<String, BadRequest> {
         .collect())
 }
 
-/// The offset a `page.token` continues from; refused when it is not a
-/// token of this very search.
-fn offset(token: &str, fingerprint: &str) -> Result<usize, BadRequest> {
+/// The offset and limit a `page.token` continues with; refused when it is
+/// not a token of this very search, or `asked` names another limit.
+fn continued(
+    token: &str,
+    fingerprint: &str,
+    asked: Option<usize>,
+) -> Result<(usize, usize), BadRequest> {
     let refused = || {
         BadRequest::field(
             "page.token",
@@ -303,11 +310,16 @@ fn offset(token: &str, fingerprint: &str) -> Result<usize, BadRequest> {
     };
     let decoded = URL_SAFE_NO_PAD.decode(token).map_err(|_| refused())?;
     let text = String::from_utf8(decoded).map_err(|_| refused())?;
-    let (offset, of) = text.split_once('.').ok_or_else(refused)?;
-    if of != fingerprint {
+    let mut parts = text.splitn(3, '.');
+    let (Some(offset), Some(limit), Some(of)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(refused());
+    };
+    let offset: usize = offset.parse().map_err(|_| refused())?;
+    let limit: usize = limit.parse().map_err(|_| refused())?;
+    if of != fingerprint || asked.is_some_and(|asked| asked != limit) {
         return Err(refused());
     }
-    offset.parse().map_err(|_| refused())
+    Ok((offset, limit))
 }
 
 #[cfg(test)]
@@ -335,18 +347,21 @@ mod tests {
         assert_eq!(first["page"]["count"], 2);
         assert_eq!(first["page"]["total"], 3);
         let token = first["page"]["next_token"].as_str().unwrap().to_owned();
-        assert_eq!(offset(&token, &print).unwrap(), 2);
-        // The same search with the token: the same fingerprint.
+        assert_eq!(continued(&token, &print, Some(2)).unwrap(), (2, 2));
+        // As the 1.0 text's example asks for the next page: the token alone
+        // (no limit) continues with the first page's limit.
         let again = format!(
-            r#"{{"subject": {{"type": "user", "id": "alice"}}, "page": {{"limit": 2, "token": "{token}"}}}}"#
+            r#"{{"subject": {{"type": "user", "id": "alice"}}, "page": {{"token": "{token}"}}}}"#
         );
         assert_eq!(fingerprint(again.as_bytes()).unwrap(), print);
-        // Another search, or a token made up: refused.
+        assert_eq!(continued(&token, &print, None).unwrap(), (2, 2));
+        // Another limit, another search, or a token made up: refused.
+        assert!(continued(&token, &print, Some(3)).is_err());
         let other =
             fingerprint(br#"{"subject": {"type": "user", "id": "bob"}, "page": {"limit": 2}}"#)
                 .unwrap();
-        assert!(offset(&token, &other).is_err());
-        assert!(offset("bm90LWEtdG9rZW4", &print).is_err());
+        assert!(continued(&token, &other, None).is_err());
+        assert!(continued("bm90LWEtdG9rZW4", &print, None).is_err());
         let last = page(
             Searched::Subject,
             &subject,
